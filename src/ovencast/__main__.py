@@ -1,0 +1,3 @@
+from ovencast.cli.main import app
+
+app()

@@ -1,0 +1,1 @@
+"""The `ovencast` command line (typer + rich)."""

@@ -1,0 +1,312 @@
+"""`ovencast` commands. Each parses its options, opens a unit of work, calls a service and
+renders the result; an `OvencastError` becomes one line on stderr and exit code 1."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import date
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from ovencast.cli import render
+from ovencast.datasets import service as datasets_service
+from ovencast.datasets.reader import read_dataset_dir
+from ovencast.db import migrate
+from ovencast.db.runtime import Database
+from ovencast.db.session import unit_of_work
+from ovencast.errors import OvencastError
+from ovencast.forecasts import service as forecasts_service
+from ovencast.models import service as models_service
+from ovencast.observability.logs import configure_logging
+from ovencast.settings import Settings, get_settings
+from ovencast.tenants import service as tenants_service
+from ovencast.training import service as training_service
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Train and serve bakery demand forecasts.")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic).")
+app.add_typer(db_app, name="db")
+
+# Wide enough for the tables when output goes to a pipe or a CI log (rich uses 80 there).
+console = Console(width=None if sys.stdout.isatty() else 140)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def settings_for_cli() -> Settings:
+    settings = get_settings()
+    configure_logging(level=settings.log_level,
+                      log_file=settings.ovencast_home / "logs" / "ovencast.log",
+                      stderr_level="WARNING")
+    return settings
+
+
+def clean_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Expected failures are one clear line and exit code 1, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except OvencastError as exc:
+            err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+            raise typer.Exit(code=1) from None
+
+    return wrapper
+
+
+def with_database(body: Callable[[Database], Awaitable[R]]) -> R:
+    settings = settings_for_cli()
+
+    async def main() -> R:
+        database = Database.open(settings)
+        try:
+            await database.ready()
+            return await body(database)
+        finally:
+            await database.close()
+
+    return asyncio.run(main())
+
+
+def parse_products(value: str | None) -> list[str] | None:
+    if not value:
+        return None
+    return [p.strip() for p in value.split(",") if p.strip()]
+
+
+# --------------------------------------------------------------------------------- db
+@db_app.command("upgrade")
+@clean_errors
+def db_upgrade() -> None:
+    """Create or migrate the schema to the newest revision."""
+    settings = settings_for_cli()
+    migrate.upgrade(settings.resolved_database_url)
+    console.print(f"schema at revision {migrate.head_revision()}")
+
+
+@db_app.command("check")
+@clean_errors
+def db_check() -> None:
+    """Exit 0 when the schema is at the expected revision; otherwise say what to do."""
+    settings = settings_for_cli()
+
+    async def main() -> str:
+        database = Database.open(settings)
+        try:
+            return await migrate.check_schema(database.engine)
+        finally:
+            await database.close()
+
+    console.print(f"schema current at revision {asyncio.run(main())}")
+
+
+# ----------------------------------------------------------------------------- import
+@app.command("import")
+@clean_errors
+def import_(
+    directory: Annotated[Path, typer.Argument(help="dataset directory: sales.csv and "
+                                              "optionally weather/traffic/calendar.csv")],
+    tenant: Annotated[str, typer.Option(help="tenant name (created on first import)")],
+    country: Annotated[str | None, typer.Option(help="ISO country for holidays, e.g. DE")] = None,
+    subdivision: Annotated[str | None, typer.Option(help="subdivision, e.g. SH")] = None,
+    time_zone: Annotated[str | None, typer.Option(help="IANA zone, default Europe/Berlin")
+                         ] = None,
+) -> None:
+    """Import a dataset directory. All or nothing: a bad row rejects the whole import."""
+    dataset = read_dataset_dir(directory)
+
+    async def body(database: Database) -> datasets_service.ImportSummary:
+        async with unit_of_work(database.sessions) as session:
+            row = await tenants_service.ensure_tenant(
+                session, tenant, country=country, subdivision=subdivision, time_zone=time_zone)
+            return await datasets_service.import_dataset(session, row, dataset,
+                                                         source=str(directory.resolve()))
+
+    summary = with_database(body)
+    console.print(f"imported {summary.sales_rows} sales rows of {summary.products} products "
+                  f"({summary.first_date} to {summary.last_date}) for tenant "
+                  f"{summary.tenant!r}; regressors: {', '.join(summary.regressor_columns) or '-'}")
+
+
+# --------------------------------------------------------------------------- validate
+@app.command()
+@clean_errors
+def validate(
+    tenant: Annotated[str, typer.Option()],
+    until: Annotated[str | None, typer.Option(help="only data up to this date")] = None,
+) -> None:
+    """Check the tenant's data against the data rules; exit 1 if any product has errors."""
+    until_date = _parse_date(until, "--until")
+
+    async def body(database: Database) -> Any:
+        from ovencast.training.service import validate_tenant
+
+        async with unit_of_work(database.sessions) as session:
+            row = await tenants_service.get_tenant(session, tenant)
+            return await validate_tenant(session, row, settings=database.settings,
+                                         until=until_date)
+
+    report, alignment = with_database(body)
+    render.validation(console, report, alignment)
+    if report.has_errors:
+        raise typer.Exit(code=1)
+
+
+# ------------------------------------------------------------------------------ train
+@app.command()
+@clean_errors
+def train(
+    tenant: Annotated[str, typer.Option()],
+    until: Annotated[str | None, typer.Option(help="train on data up to this date")] = None,
+    products: Annotated[str | None, typer.Option(help="comma-separated products")] = None,
+    models: Annotated[str | None, typer.Option(
+        help="comma-separated model families, e.g. prophet,seasonal_naive")] = None,
+) -> None:
+    """Train every (or the given) product of a tenant; exit 1 unless all trained."""
+    settings = settings_for_cli()
+    job = train_tenant(settings, tenant, until=_parse_date(until, "--until"),
+                       products=parse_products(products), models=parse_products(models))
+    if job.status != "succeeded":
+        raise typer.Exit(code=1)
+
+
+def train_tenant(settings: Settings, tenant: str, *, until: date | None = None,
+                 products: list[str] | None = None, models: list[str] | None = None,
+                 quiet: bool = False) -> Any:
+    """prepare (one unit of work) -> process pool -> finish (another unit of work)."""
+
+    async def prepare(database: Database) -> training_service.PreparedJob:
+        async with unit_of_work(database.sessions) as session:
+            row = await tenants_service.get_tenant(session, tenant)
+            return await training_service.prepare_job(
+                session, row, settings=settings, products=products, until=until,
+                models=models)
+
+    prepared = with_database(prepare)
+    if not quiet:
+        render.validation_summary(console, prepared.validation, prepared.alignment)
+    with render.TrainingProgress(console, [t.product for t in prepared.tasks],
+                                 enabled=not quiet) as progress:
+        outcomes = training_service.run_tasks(prepared.tasks, settings=settings,
+                                              on_event=progress.on_event)
+
+    async def finish(database: Database) -> Any:
+        async with unit_of_work(database.sessions) as session:
+            job = await training_service.finish_job(session, prepared.job_id, outcomes)
+            runs = await training_service.job_runs(session, job.id)
+            return job, runs
+
+    job, runs = with_database(finish)
+    if not quiet:
+        render.training_result(console, job, runs)
+    return job
+
+
+# --------------------------------------------------------------------------- forecast
+@app.command()
+@clean_errors
+def forecast(
+    tenant: Annotated[str, typer.Option()],
+    days: Annotated[int, typer.Option(help="how many days to forecast")] = 7,
+    from_: Annotated[str | None, typer.Option("--from", help="first forecast date "
+                     "(default: the day after each model's training data)")] = None,
+    products: Annotated[str | None, typer.Option(help="comma-separated products")] = None,
+    output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.table,
+) -> None:
+    """Forecast from each product's active model (checksum verified before loading)."""
+    start = _parse_date(from_, "--from")
+
+    async def body(database: Database) -> list[forecasts_service.ProductForecast]:
+        async with unit_of_work(database.sessions) as session:
+            row = await tenants_service.get_tenant(session, tenant)
+            return await forecasts_service.forecast_tenant(
+                session, row, settings=database.settings, days=days, start=start,
+                products=parse_products(products))
+
+    results = with_database(body)
+    render.forecasts(console, err_console, results, output.value)
+    if any(r.error for r in results):
+        raise typer.Exit(code=1)
+
+
+# ----------------------------------------------------------------------------- models
+@app.command()
+@clean_errors
+def models(
+    tenant: Annotated[str, typer.Option()],
+    product: Annotated[str | None, typer.Option()] = None,
+    all_versions: Annotated[bool, typer.Option("--all", help="include inactive versions")
+                            ] = False,
+) -> None:
+    """List model versions with their holdout metrics."""
+
+    async def body(database: Database) -> Any:
+        async with unit_of_work(database.sessions) as session:
+            row = await tenants_service.get_tenant(session, tenant)
+            return await models_service.list_versions(session, row, product=product)
+
+    versions = [v for v in with_database(body) if all_versions or v.is_active]
+    render.model_versions(console, versions)
+
+
+@app.command()
+@clean_errors
+def activate(
+    tenant: Annotated[str, typer.Option()],
+    product: Annotated[str, typer.Option()],
+    version: Annotated[int, typer.Option()],
+) -> None:
+    """Make a model version the active one (roll back or forward)."""
+
+    async def body(database: Database) -> Any:
+        async with unit_of_work(database.sessions) as session:
+            row = await tenants_service.get_tenant(session, tenant)
+            return await models_service.activate(session, row, product, version)
+
+    row = with_database(body)
+    console.print(f"{row.product}: version {row.version} ({row.family}) is now active")
+
+
+# ------------------------------------------------------------------------------- demo
+@app.command()
+@clean_errors
+def demo(
+    dataset: Annotated[Path | None, typer.Option(help="dataset directory (default: the "
+                                                 "bundled Kiel data)")] = None,
+    models: Annotated[str | None, typer.Option(help="model families")] = None,
+    plot: Annotated[Path, typer.Option(help="where to write the plot")] = Path("forecast.png"),
+) -> None:
+    """Import the bundled Kiel bakery data into a fresh OVENCAST_HOME, train, report."""
+    from ovencast.demo import run_demo
+
+    run_demo(console, settings_for_cli(), dataset=dataset, models=parse_products(models),
+             plot_path=plot)
+
+
+def _parse_date(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise OvencastError(f"{option}: {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def main() -> None:  # pragma: no cover - console entry
+    sys.exit(app())

@@ -1,0 +1,1 @@
+"""Importing a tenant's dataset directory (sales, weather, traffic, calendar)."""

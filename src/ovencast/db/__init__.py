@@ -1,0 +1,1 @@
+"""Database plumbing: engine and sessions, migrations, one file per table."""

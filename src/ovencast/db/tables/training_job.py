@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Date, ForeignKey, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ovencast.db.base import Base, UTCDateTime, utcnow
+
+
+class TrainingJob(Base):
+    """One request to train some or all products of a tenant.
+
+    status: queued -> running -> succeeded | partial (some products failed) | failed |
+    cancelled. The validation and alignment reports are stored with the job.
+    """
+
+    __tablename__ = "training_jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(20), default="queued")
+    products: Mapped[list[str] | None] = mapped_column(JSON)
+    models: Mapped[list[str]] = mapped_column(JSON)
+    until: Mapped[date | None] = mapped_column(Date)
+    validation_report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    alignment_report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    warnings: Mapped[list[str]] = mapped_column(JSON, default=list)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -1,0 +1,112 @@
+"""`ovencast demo`: what `make demo` runs. Fresh home, bundled Kiel data, train, report,
+plot. Every step goes through the same services as the individual commands."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from ovencast.cli.render import fmt
+from ovencast.datasets import repository as datasets_repository
+from ovencast.datasets import service as datasets_service
+from ovencast.datasets.reader import read_dataset_dir
+from ovencast.db.runtime import Database
+from ovencast.db.session import unit_of_work
+from ovencast.forecasts import service as forecasts_service
+from ovencast.forecasts.plot import plot_forecasts
+from ovencast.models import repository as models_repository
+from ovencast.settings import Settings
+from ovencast.tenants import service as tenants_service
+
+BUNDLED_KIEL = Path(__file__).resolve().parent / "demo_data" / "kiel"
+DEMO_TENANT = "kiel-demo"
+FORECAST_DAYS = 14
+
+
+def run_demo(console: Console, settings: Settings, *, dataset: Path | None,
+             models: list[str] | None, plot_path: Path) -> None:
+    from ovencast.cli.main import train_tenant
+
+    # The demo owns a sub-directory of OVENCAST_HOME and starts it empty every time.
+    home = settings.ovencast_home / "demo"
+    if home.exists():
+        shutil.rmtree(home)
+    settings = settings.model_copy(update={"ovencast_home": home, "database_url": None,
+                                           "model_storage_path": None})
+    source = dataset or BUNDLED_KIEL
+    started = time.monotonic()
+    console.rule("ovencast demo")
+    console.print(f"home: {home}\ndataset: {source}")
+
+    parsed = read_dataset_dir(source)
+    summary = asyncio.run(_import(settings, parsed, str(source)))
+    console.print(f"imported {summary.sales_rows} sales rows, {summary.products} products, "
+                  f"{summary.first_date} to {summary.last_date}; regressors: "
+                  f"{', '.join(summary.regressor_columns)}")
+    job = train_tenant(settings, DEMO_TENANT, models=models)
+    versions, history, forecasts = asyncio.run(_results(settings))
+
+    table = Table(title="Holdout accuracy: last 28 days of each product's data",
+                  title_justify="left")
+    for column in ("product", "class", "model", "WAPE", "MASE", "seasonal naive WAPE",
+                   "better than naive"):
+        table.add_column(column, justify="left" if column in ("product", "class", "model")
+                         else "right")
+    labels = {}
+    for v in versions:
+        wape, naive = v.metrics.get("wape"), v.baseline_metrics.get("wape")
+        better = "-" if wape is None or naive is None else (
+            f"{(1 - wape / naive) * 100:.0f} %" if naive else "-")
+        table.add_row(v.product, str(v.details.get("product_class", "-")), v.family,
+                      fmt(wape), fmt(v.metrics.get("mase")), fmt(naive), better)
+        labels[v.product] = f"{v.family}, WAPE {fmt(wape)}"
+    console.print(table)
+    plot = plot_forecasts(history, forecasts, plot_path,
+                          title=f"{DEMO_TENANT}: last 8 weeks and {FORECAST_DAYS}-day forecast",
+                          metrics=labels)
+    console.print(f"plot: {plot.resolve()}")
+    console.print(f"job {job.id}: {job.status} in {time.monotonic() - started:.0f} s. "
+                  f"Try: OVENCAST_HOME={home} ovencast models --tenant {DEMO_TENANT}")
+
+
+async def _import(settings: Settings, parsed: object, source: str
+                  ) -> datasets_service.ImportSummary:
+    database = Database.open(settings)
+    try:
+        await database.ready()
+        async with unit_of_work(database.sessions) as session:
+            tenant = await tenants_service.ensure_tenant(
+                session, DEMO_TENANT, country="DE", subdivision="SH",
+                time_zone="Europe/Berlin")
+            return await datasets_service.import_dataset(
+                session, tenant, parsed, source=source)  # type: ignore[arg-type]
+    finally:
+        await database.close()
+
+
+async def _results(settings: Settings) -> tuple[list[Any], pd.DataFrame, pd.DataFrame]:
+    database = Database.open(settings)
+    try:
+        async with unit_of_work(database.sessions) as session:
+            tenant = await tenants_service.get_tenant(session, DEMO_TENANT)
+            versions = list(await models_repository.list_active(session, tenant.id))
+            history = await datasets_repository.load_sales(session, tenant.id)
+            results = await forecasts_service.forecast_tenant(
+                session, tenant, settings=settings, days=FORECAST_DAYS)
+    finally:
+        await database.close()
+    frames = [r.frame for r in results if r.frame is not None]
+    forecasts = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["date", "product", "forecast"])
+    last = history["date"].max() if not history.empty else None
+    if last is not None:
+        history = history.loc[history["date"] > last - timedelta(days=90)]
+    return versions, history, forecasts

@@ -1,0 +1,141 @@
+"""The interface every model family implements.
+
+Contract:
+- `fit(history)` gets one product's history frame (see `ovencast.forecasting.frame`). Rows
+  with `closed` set are removed before `_fit` sees them: closed days are known in advance
+  and forecast as 0 by `predict`, so no family has to model them.
+- `predict(future)` returns one non-negative float per row of `future`, in row order, and
+  exactly 0 on rows with `closed` set.
+- `regressors` names the regressor columns the model reads; `predict` needs exactly those
+  in `future` (plus `date` and `closed`), nothing else.
+- `to_bytes()` / `load_model(bytes)` round-trip the fitted model through JSON. Never pickle:
+  artifacts are data, not code.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+
+from ovencast.forecasting.frame import CLOSED, DATE
+
+ARTIFACT_FORMAT_VERSION = 1
+
+
+class ForecastModel(ABC):
+    family: ClassVar[str]
+
+    def __init__(
+        self,
+        *,
+        regressors: Sequence[str] = (),
+        params: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.regressors: tuple[str, ...] = tuple(regressors)
+        self.params: dict[str, Any] = dict(params or {})
+        self.fitted = False
+
+    # -- public API -------------------------------------------------------------------
+    def fit(self, history: pd.DataFrame) -> Self:
+        open_days = history.loc[~history[CLOSED].astype(bool)].sort_values(DATE)
+        if open_days.empty:
+            raise ValueError("no open days to fit on")
+        missing = [c for c in self.regressors if c not in open_days.columns]
+        if missing:
+            raise ValueError(f"history lacks regressor columns {missing}")
+        self._fit(open_days.reset_index(drop=True))
+        self.fitted = True
+        return self
+
+    def predict(self, future: pd.DataFrame) -> np.ndarray:
+        if not self.fitted:
+            raise RuntimeError(f"{self.family} model is not fitted")
+        missing = [c for c in self.regressors if c not in future.columns]
+        if missing:
+            raise ValueError(f"future frame lacks regressor columns {missing}")
+        future = future.reset_index(drop=True)
+        yhat = np.asarray(self._predict(future), dtype=float)
+        if yhat.shape != (len(future),):
+            raise RuntimeError(f"{self.family} returned {yhat.shape}, expected ({len(future)},)")
+        yhat = np.nan_to_num(yhat, nan=0.0, posinf=0.0, neginf=0.0)
+        yhat = np.clip(yhat, 0.0, None)
+        yhat[future[CLOSED].astype(bool).to_numpy()] = 0.0
+        return yhat
+
+    def to_bytes(self) -> bytes:
+        if not self.fitted:
+            raise RuntimeError("cannot serialise an unfitted model")
+        envelope = {
+            "format_version": ARTIFACT_FORMAT_VERSION,
+            "family": self.family,
+            "regressors": list(self.regressors),
+            "params": self.params,
+            "state": self._state(),
+        }
+        return json.dumps(envelope, separators=(",", ":"), default=_json_default).encode()
+
+    # -- what a family implements -------------------------------------------------------
+    @abstractmethod
+    def _fit(self, history: pd.DataFrame) -> None:
+        """Fit on open days only (sorted by date, index 0..n-1)."""
+
+    @abstractmethod
+    def _predict(self, future: pd.DataFrame) -> np.ndarray:
+        """Raw predictions for every row of `future`; clipping and closed days are done
+        by `predict`."""
+
+    @abstractmethod
+    def _state(self) -> dict[str, Any]:
+        """JSON-serialisable fitted state."""
+
+    @abstractmethod
+    def _restore(self, state: Mapping[str, Any]) -> None:
+        """Inverse of `_state`."""
+
+
+FAMILIES: dict[str, type[ForecastModel]] = {}
+
+
+def register_family(cls: type[ForecastModel]) -> type[ForecastModel]:
+    FAMILIES[cls.family] = cls
+    return cls
+
+
+def model_class(family: str) -> type[ForecastModel]:
+    _ensure_builtin_families()
+    try:
+        return FAMILIES[family]
+    except KeyError:
+        known = ", ".join(sorted(FAMILIES))
+        raise ValueError(f"unknown model family {family!r} (known: {known})") from None
+
+
+def load_model(payload: bytes) -> ForecastModel:
+    envelope = json.loads(payload)
+    if envelope.get("format_version") != ARTIFACT_FORMAT_VERSION:
+        raise ValueError(f"unsupported artifact format {envelope.get('format_version')!r}")
+    cls = model_class(envelope["family"])
+    model = cls(regressors=envelope["regressors"], params=envelope["params"])
+    model._restore(envelope["state"])
+    model.fitted = True
+    return model
+
+
+def _ensure_builtin_families() -> None:
+    # Imported lazily so that importing the interface does not import every library.
+    from ovencast.forecasting.families import registry  # noqa: F401
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

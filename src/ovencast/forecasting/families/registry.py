@@ -1,0 +1,4 @@
+"""Imports every built-in family so that it registers itself."""
+
+import ovencast.forecasting.families.prophet  # noqa: F401
+from ovencast.forecasting.families import seasonal_naive  # noqa: F401

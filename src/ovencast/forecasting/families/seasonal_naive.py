@@ -1,0 +1,52 @@
+"""Weekly seasonal naive: the baseline every model must beat.
+
+The forecast for a date is the last observed open-day value on the same weekday in the
+fitted history. A weekday never observed open (e.g. a shop whose calendar does not mark
+its closed Sundays) gets the last observed open-day value of any weekday. Regressors are
+ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ovencast.forecasting.families.base import ForecastModel, register_family
+from ovencast.forecasting.frame import DATE, Y
+
+
+@register_family
+class SeasonalNaive(ForecastModel):
+    family = "seasonal_naive"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._last_by_weekday: dict[int, float] = {}
+        self._last_value = 0.0
+
+    def _fit(self, history: pd.DataFrame) -> None:
+        # `history` is open days sorted by date: the last row per weekday is the latest.
+        # Weekdays as pandas' dayofweek: Monday = 0.
+        weekdays = pd.DatetimeIndex(history[DATE]).dayofweek
+        values = history[Y].to_numpy(dtype=float)
+        self._last_by_weekday = {int(d): float(v) for d, v in zip(weekdays, values, strict=True)}
+        self._last_value = float(values[-1])
+
+    def _predict(self, future: pd.DataFrame) -> np.ndarray:
+        weekdays = pd.DatetimeIndex(future[DATE]).dayofweek
+        return np.array(
+            [self._last_by_weekday.get(int(d), self._last_value) for d in weekdays], dtype=float
+        )
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "last_by_weekday": {str(d): v for d, v in sorted(self._last_by_weekday.items())},
+            "last_value": self._last_value,
+        }
+
+    def _restore(self, state: Mapping[str, Any]) -> None:
+        self._last_by_weekday = {int(d): float(v) for d, v in state["last_by_weekday"].items()}
+        self._last_value = float(state["last_value"])

@@ -1,0 +1,1 @@
+"""Forecasts served from each product's active model version."""

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import pandas as pd
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ovencast.datasets import repository as datasets_repository
+from ovencast.db.tables import Tenant
+from ovencast.errors import ForecastUnavailable, ModelNotFound, OvencastError
+from ovencast.forecasting.features import build_future_frame
+from ovencast.forecasting.frame import DATE, PRODUCT, YHAT
+from ovencast.models import repository as models_repository
+from ovencast.models.service import load_verified
+from ovencast.settings import Settings
+from ovencast.store import open_store
+
+MAX_FORECAST_DAYS = 366
+
+
+@dataclass(frozen=True)
+class ProductForecast:
+    product: str
+    version: int | None
+    family: str | None
+    frame: pd.DataFrame | None  # date, product, forecast
+    error: str | None = None
+
+
+async def forecast_tenant(session: AsyncSession, tenant: Tenant, *, settings: Settings,
+                          days: int, start: date | None = None,
+                          products: Sequence[str] | None = None) -> list[ProductForecast]:
+    """Forecast `days` days from `start` (default: the day after each model's training
+    data ends) for every product with an active model. A product whose artifact is refused
+    or whose regressors are unknown for those dates gets an `error`; the others still get
+    their forecast."""
+    if not 1 <= days <= MAX_FORECAST_DAYS:
+        raise OvencastError(f"days must be between 1 and {MAX_FORECAST_DAYS}", status_code=422)
+    versions = list(await models_repository.list_active(session, tenant.id))
+    if products:
+        missing = sorted(set(products) - {v.product for v in versions})
+        if missing:
+            raise ModelNotFound(f"no active model for product(s) {missing} of tenant "
+                                f"{tenant.name!r}; train them first")
+        versions = [v for v in versions if v.product in set(products)]
+    if not versions:
+        raise ModelNotFound(f"tenant {tenant.name!r} has no trained models; run "
+                            f"`ovencast train --tenant {tenant.name}` first")
+    store = open_store(settings.resolved_model_storage_path,
+                       backup_enabled=settings.model_backup_enabled)
+    regressors, _ = await datasets_repository.load_regressors(session, tenant.id)
+    results: list[ProductForecast] = []
+    for version in versions:
+        first = start or (version.data_end + timedelta(days=1))
+        dates = pd.date_range(first, periods=days, freq="D")
+        try:
+            model = load_verified(store, version)
+            future = build_future_frame(dates, regressors, used_regressors=model.regressors,
+                                        country=tenant.country, subdivision=tenant.subdivision)
+            yhat = model.predict(future)
+        except OvencastError as exc:
+            results.append(ProductForecast(version.product, version.version, version.family,
+                                           None, str(exc)))
+            continue
+        except ValueError as exc:
+            results.append(ProductForecast(version.product, version.version, version.family,
+                                           None, str(ForecastUnavailable(str(exc)))))
+            continue
+        frame = pd.DataFrame({DATE: dates.date, PRODUCT: version.product, YHAT: yhat})
+        results.append(ProductForecast(version.product, version.version, version.family,
+                                       frame))
+    return results

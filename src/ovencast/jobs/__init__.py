@@ -1,0 +1,1 @@
+"""Training jobs and their per-product runs."""

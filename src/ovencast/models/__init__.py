@@ -1,0 +1,1 @@
+"""Model versions: what was trained, where its artifact is, which one is active."""

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ovencast.db.tables import ModelVersion
+
+
+async def next_version(session: AsyncSession, tenant_id: int, product: str) -> int:
+    current = await session.scalar(select(func.max(ModelVersion.version)).where(
+        ModelVersion.tenant_id == tenant_id, ModelVersion.product == product))
+    return (current or 0) + 1
+
+
+async def get_active(session: AsyncSession, tenant_id: int, product: str) -> ModelVersion | None:
+    return await session.scalar(select(ModelVersion).where(
+        ModelVersion.tenant_id == tenant_id, ModelVersion.product == product,
+        ModelVersion.is_active.is_(True)))
+
+
+async def get_version(session: AsyncSession, tenant_id: int, product: str, version: int
+                      ) -> ModelVersion | None:
+    return await session.scalar(select(ModelVersion).where(
+        ModelVersion.tenant_id == tenant_id, ModelVersion.product == product,
+        ModelVersion.version == version))
+
+
+async def list_active(session: AsyncSession, tenant_id: int) -> Sequence[ModelVersion]:
+    return (await session.scalars(select(ModelVersion).where(
+        ModelVersion.tenant_id == tenant_id, ModelVersion.is_active.is_(True)
+    ).order_by(ModelVersion.product))).all()
+
+
+async def list_versions(session: AsyncSession, tenant_id: int, *, product: str | None = None
+                        ) -> Sequence[ModelVersion]:
+    query = select(ModelVersion).where(ModelVersion.tenant_id == tenant_id)
+    if product is not None:
+        query = query.where(ModelVersion.product == product)
+    return (await session.scalars(query.order_by(ModelVersion.product,
+                                                 ModelVersion.version))).all()
+
+
+async def deactivate_all(session: AsyncSession, tenant_id: int, product: str) -> None:
+    await session.execute(update(ModelVersion).where(
+        ModelVersion.tenant_id == tenant_id, ModelVersion.product == product,
+        ModelVersion.is_active.is_(True)).values(is_active=False))
+    # The partial unique index checks per statement: flush the deactivation first.
+    await session.flush()
+
+
+async def add(session: AsyncSession, version: ModelVersion) -> ModelVersion:
+    session.add(version)
+    await session.flush()
+    return version

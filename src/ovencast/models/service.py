@@ -1,0 +1,98 @@
+"""Recording, listing, activating and loading model versions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ovencast.db.tables import ModelVersion, Tenant
+from ovencast.errors import ChecksumMismatch, ModelNotFound
+from ovencast.forecasting.families import ForecastModel, load_model
+from ovencast.models import repository
+from ovencast.observability.logs import get_logger
+from ovencast.observability.metrics import CHECKSUM_FAILURES
+from ovencast.store.base import ModelStore, StoredArtifact
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class NewVersion:
+    """What a finished training hands over to be recorded."""
+
+    product: str
+    family: str
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    baseline_metrics: dict[str, Any]
+    details: dict[str, Any]
+    regressors: list[str]
+    data_start: date
+    data_end: date
+    library_versions: dict[str, str]
+    training_job_id: int | None
+
+
+async def record_version(session: AsyncSession, tenant: Tenant, new: NewVersion,
+                         artifact: StoredArtifact, *, version: int,
+                         versioning_enabled: bool) -> ModelVersion:
+    """Make `new` the active version of its product.
+
+    With versioning enabled a new row is added and the previous active one deactivated
+    (kept for roll-back). With versioning disabled the active row is overwritten in place
+    (the store keeps the replaced artifact as a backup when backups are enabled)."""
+    fields = dict(
+        family=new.family, params=new.params, metrics=new.metrics,
+        baseline_metrics=new.baseline_metrics, details=new.details,
+        regressors=new.regressors, artifact_uri=artifact.uri, sha256=artifact.sha256,
+        size_bytes=artifact.size_bytes, data_start=new.data_start, data_end=new.data_end,
+        library_versions=new.library_versions, training_job_id=new.training_job_id)
+    if not versioning_enabled:
+        current = await repository.get_version(session, tenant.id, new.product, version)
+        if current is not None:
+            for key, value in fields.items():
+                setattr(current, key, value)
+            current.is_active = True
+            await session.flush()
+            return current
+    await repository.deactivate_all(session, tenant.id, new.product)
+    row = ModelVersion(tenant_id=tenant.id, product=new.product, version=version,
+                       is_active=True, **fields)
+    return await repository.add(session, row)
+
+
+async def list_versions(session: AsyncSession, tenant: Tenant, *, product: str | None = None
+                        ) -> Sequence[ModelVersion]:
+    return await repository.list_versions(session, tenant.id, product=product)
+
+
+async def activate(session: AsyncSession, tenant: Tenant, product: str, version: int
+                   ) -> ModelVersion:
+    """Roll back or forward: make `version` the active one."""
+    row = await repository.get_version(session, tenant.id, product, version)
+    if row is None:
+        raise ModelNotFound(f"no version {version} of product {product!r} for tenant "
+                            f"{tenant.name!r}")
+    await repository.deactivate_all(session, tenant.id, product)
+    row.is_active = True
+    await session.flush()
+    log.info("model.activated", tenant=tenant.name, product=product, version=version)
+    return row
+
+
+def load_verified(store: ModelStore, version: ModelVersion) -> ForecastModel:
+    """Load an artifact; the store verifies the SHA-256 recorded in the database before a
+    single byte is deserialised. A mismatch is logged, counted and re-raised."""
+    try:
+        payload = store.load(version.artifact_uri, expected_sha256=version.sha256)
+    except ChecksumMismatch as exc:
+        CHECKSUM_FAILURES.inc()
+        log.error("model.checksum_failed", product=version.product, version=version.version,
+                  uri=version.artifact_uri, error=str(exc))
+        raise ChecksumMismatch(
+            f"product {version.product!r} version {version.version}: {exc}") from exc
+    return load_model(payload)

@@ -1,0 +1,19 @@
+"""Prometheus metrics named in SPEC.md "Observability". In the embedded shape they live
+for one CLI process; the service shape exports them at /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+TRAINING_JOB_DURATION = Histogram(
+    "ovencast_training_job_duration_seconds", "Wall time of a training job",
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200))
+PRODUCT_TRAINING_DURATION = Histogram(
+    "ovencast_product_training_duration_seconds", "Wall time of one product's training",
+    ["family"], buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 1800))
+CHECKSUM_FAILURES = Counter(
+    "ovencast_checksum_failures_total", "Artifacts refused because their SHA-256 differed")
+LOCK_WAIT_TIMEOUTS = Counter(
+    "ovencast_lock_wait_timeouts_total", "(tenant, product) locks not acquired in time")
+LOCK_CONTENTIONS = Counter(
+    "ovencast_lock_contentions_total", "(tenant, product) locks found held by another process")

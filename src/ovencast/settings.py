@@ -1,0 +1,80 @@
+"""The one configuration object. Every variable of SPEC.md lives here, with its default."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    # Where the embedded shape keeps its database file, models and plots.
+    ovencast_home: Path = Field(default=Path(".ovencast"))
+    # Default (None): SQLite under OVENCAST_HOME. Service mode: postgresql+asyncpg://...
+    database_url: str | None = None
+
+    # Data rules
+    min_training_data_days: int = Field(default=30, ge=1)
+    recommended_training_data_days: int = Field(default=90, ge=1)
+
+    # Training
+    max_concurrent_training_jobs: int = Field(default=3, ge=1)
+    # Float so tests can use fractions of a minute; SPEC default 30.
+    max_training_time_minutes: float = Field(default=30.0, gt=0)
+    # How long a (tenant, product) lock is waited for before the product is reported as
+    # busy (another process trains it).
+    lock_wait_timeout_seconds: float = Field(default=60.0, ge=0)
+
+    # Model artifacts
+    model_storage_path: str | None = None  # default: OVENCAST_HOME/models
+    model_versioning_enabled: bool = True
+    model_backup_enabled: bool = True
+
+    # Database pool (service mode; SQLite ignores the pool sizes)
+    db_pool_size: int = 10
+    db_max_overflow: int = 20
+    db_pool_timeout: float = 30
+    db_pool_recycle: int = 3600
+    db_pool_pre_ping: bool = True
+    db_echo: bool = False
+
+    # Upstream HTTP timeouts (service mode), seconds
+    http_connect_timeout: float = 30
+    http_read_timeout: float = 60
+    http_write_timeout: float = 30
+    http_pool_timeout: float = 30
+
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    @model_validator(mode="after")
+    def _resolve_paths(self) -> Settings:
+        self.ovencast_home = self.ovencast_home.expanduser().absolute()
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.ovencast_home / 'ovencast.db'}"
+
+    @property
+    def resolved_model_storage_path(self) -> str:
+        return self.model_storage_path or str(self.ovencast_home / "models")
+
+    @property
+    def lock_dir(self) -> Path:
+        return self.ovencast_home / "locks"
+
+    @property
+    def max_training_time_seconds(self) -> float:
+        return self.max_training_time_minutes * 60.0
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

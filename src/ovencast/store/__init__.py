@@ -1,0 +1,32 @@
+"""Model artifact store: checksummed, atomically written, optionally backed-up payloads.
+
+Usage::
+
+    store = open_store(settings.resolved_model_storage_path,
+                       backup_enabled=settings.model_backup_enabled)
+    stored = store.save(artifact_key(tenant, product, family, version), model.to_bytes())
+    # record stored.uri and stored.sha256 in the database, then later:
+    payload = store.load(uri, expected_sha256=recorded_sha256)  # verified bytes
+"""
+
+from ovencast.store.base import (
+    BACKUP_PREFIX,
+    ModelStore,
+    StoredArtifact,
+    artifact_key,
+    validate_key,
+)
+from ovencast.store.checksum import sha256_hex, sha256_stream
+from ovencast.store.fs import FsspecModelStore, open_store
+
+__all__ = [
+    "BACKUP_PREFIX",
+    "FsspecModelStore",
+    "ModelStore",
+    "StoredArtifact",
+    "artifact_key",
+    "open_store",
+    "sha256_hex",
+    "sha256_stream",
+    "validate_key",
+]

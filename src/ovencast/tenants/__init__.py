@@ -1,0 +1,1 @@
+"""Tenants: bakery businesses, with the country/subdivision/time zone their data lives in."""

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import holidays
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ovencast.db.tables import Tenant
+from ovencast.errors import OvencastError, TenantNotFound
+from ovencast.tenants import repository
+
+DEFAULT_TIME_ZONE = "Europe/Berlin"
+
+
+def check_locale(country: str | None, subdivision: str | None, time_zone: str) -> None:
+    """Refuse a country/subdivision the `holidays` package does not know, or a bad zone."""
+    try:
+        ZoneInfo(time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise OvencastError(f"unknown time zone {time_zone!r}", status_code=422) from None
+    if country is None:
+        if subdivision is not None:
+            raise OvencastError("a subdivision needs a country", status_code=422)
+        return
+    try:
+        holidays.country_holidays(country, subdiv=subdivision)
+    except NotImplementedError as exc:
+        raise OvencastError(f"unknown country/subdivision for holidays: {exc}",
+                            status_code=422) from None
+
+
+async def get_tenant(session: AsyncSession, name: str) -> Tenant:
+    tenant = await repository.get_by_name(session, name)
+    if tenant is None:
+        raise TenantNotFound(f"tenant {name!r} does not exist (import a dataset first: "
+                             f"`ovencast import DIR --tenant {name}`)")
+    return tenant
+
+
+async def ensure_tenant(
+    session: AsyncSession,
+    name: str,
+    *,
+    country: str | None = None,
+    subdivision: str | None = None,
+    time_zone: str | None = None,
+) -> Tenant:
+    """Get the tenant, creating it on first use; given locale fields update it."""
+    if not name or len(name) > 100:
+        raise OvencastError("tenant name must be 1-100 characters", status_code=422)
+    tenant = await repository.get_by_name(session, name)
+    zone = time_zone or (tenant.time_zone if tenant else DEFAULT_TIME_ZONE)
+    new_country = country if country is not None else (tenant.country if tenant else None)
+    new_subdivision = subdivision if subdivision is not None else (
+        tenant.subdivision if tenant else None)
+    check_locale(new_country, new_subdivision, zone)
+    if tenant is None:
+        return await repository.add(session, Tenant(
+            name=name, country=new_country, subdivision=new_subdivision, time_zone=zone))
+    tenant.country, tenant.subdivision, tenant.time_zone = new_country, new_subdivision, zone
+    await session.flush()
+    return tenant

@@ -1,0 +1,42 @@
+"""What one product's training needs, and what it reports back. Both cross process
+boundaries (pickled), so they hold plain values and frames only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from ovencast.settings import Settings
+
+
+@dataclass(frozen=True)
+class ProductTask:
+    settings: Settings
+    job_id: int
+    run_id: int
+    tenant_id: int
+    tenant_name: str
+    product: str
+    product_class: str
+    history: pd.DataFrame  # see ovencast.forecasting.frame
+    regressors: tuple[str, ...]
+    families: tuple[str, ...]
+    country: str | None
+    subdivision: str | None
+
+
+@dataclass(frozen=True)
+class ProductOutcome:
+    product: str
+    run_id: int
+    status: str  # trained | failed | timed_out
+    reason: str | None = None
+    family: str | None = None
+    version: int | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    baseline_metrics: dict[str, Any] = field(default_factory=dict)
+    duration_s: float | None = None
+    # True when the parent wrote this outcome because the worker could not (killed, died).
+    reported_by_parent: bool = False
