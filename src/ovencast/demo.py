@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +105,4 @@ async def _results(settings: Settings) -> tuple[list[Any], pd.DataFrame, pd.Data
     frames = [r.frame for r in results if r.frame is not None]
     forecasts = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=["date", "product", "forecast"])
-    last = history["date"].max() if not history.empty else None
-    if last is not None:
-        history = history.loc[history["date"] > last - timedelta(days=90)]
     return versions, history, forecasts

@@ -70,8 +70,9 @@ def clean_errors(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def with_database(body: Callable[[Database], Awaitable[R]]) -> R:
-    settings = settings_for_cli()
+def with_database(body: Callable[[Database], Awaitable[R]], settings: Settings | None = None
+                  ) -> R:
+    settings = settings or settings_for_cli()
 
     async def main() -> R:
         database = Database.open(settings)
@@ -198,7 +199,7 @@ def train_tenant(settings: Settings, tenant: str, *, until: date | None = None,
                 session, row, settings=settings, products=products, until=until,
                 models=models)
 
-    prepared = with_database(prepare)
+    prepared = with_database(prepare, settings)
     if not quiet:
         render.validation_summary(console, prepared.validation, prepared.alignment)
     with render.TrainingProgress(console, [t.product for t in prepared.tasks],
@@ -212,7 +213,7 @@ def train_tenant(settings: Settings, tenant: str, *, until: date | None = None,
             runs = await training_service.job_runs(session, job.id)
             return job, runs
 
-    job, runs = with_database(finish)
+    job, runs = with_database(finish, settings)
     if not quiet:
         render.training_result(console, job, runs)
     return job

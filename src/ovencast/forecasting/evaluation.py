@@ -75,9 +75,9 @@ def evaluate_family(
             f"at least {min_train_days} are needed (history has {len(history)} rows "
             f"from {_first_date(history)})"
         )
-    future = test[[DATE, CLOSED, *regressors]]
     candidate = cls(regressors=regressors, params=params).fit(train)
     baseline = SeasonalNaive().fit(train)
+    future = test[[DATE, CLOSED, *regressors]]
     predictions = pd.DataFrame(
         {
             DATE: test[DATE].to_numpy(),

@@ -83,7 +83,8 @@ def to_local_dates(values: Iterable[Any] | pd.Series | pd.DatetimeIndex) -> pd.D
     Raises ValueError for tz-aware values: those must be converted to the tenant's local
     calendar day before they get here (which zone is meant is not known here).
     """
-    index = pd.DatetimeIndex(pd.to_datetime(pd.Series(list(values), dtype=object)))
+    raw = values if isinstance(values, pd.Series | pd.Index) else list(values)
+    index = pd.DatetimeIndex(pd.to_datetime(raw))
     if index.tz is not None:
         raise ValueError(
             "dates must be naive local calendar days; convert tz-aware timestamps to the "
@@ -242,8 +243,15 @@ def build_tenant_frame(
     rule = closed_rule or ClosedDayRule()
     sales_long = _prepare_sales(sales)
     if sales_long.empty:
-        empty = pd.DataFrame({PRODUCT: [], DATE: pd.DatetimeIndex([]), Y: [], CLOSED: []})
-        return empty.astype({Y: float, CLOSED: bool}), AlignmentReport(None, None, ())
+        empty = pd.DataFrame(
+            {
+                PRODUCT: pd.Series([], dtype=object),
+                DATE: pd.Series([], dtype="datetime64[ns]"),
+                Y: pd.Series([], dtype=float),
+                CLOSED: pd.Series([], dtype=bool),
+            }
+        )
+        return empty, AlignmentReport(None, None, ())
 
     start, end = sales_long[DATE].min(), sales_long[DATE].max()
     grid = pd.date_range(start, end, freq="D")

@@ -54,3 +54,10 @@ async def add(session: AsyncSession, version: ModelVersion) -> ModelVersion:
     session.add(version)
     await session.flush()
     return version
+
+
+async def latest_of_family(session: AsyncSession, tenant_id: int, product: str, family: str
+                           ) -> ModelVersion | None:
+    return await session.scalar(select(ModelVersion).where(
+        ModelVersion.tenant_id == tenant_id, ModelVersion.product == product,
+        ModelVersion.family == family).order_by(ModelVersion.version.desc()).limit(1))

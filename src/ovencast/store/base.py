@@ -160,7 +160,8 @@ class ModelStore(ABC):
     The public methods are implemented here once, so that key validation, checksum
     verification and the backup-before-replace order are the same for every backend.
     A backend implements the `_`-prefixed primitives, whose contracts are stated on each.
-    Every public method that takes a `uri` also accepts the bare key.
+    Every public method that takes a `uri` also accepts the bare key; an unsafe key or a
+    uri outside this store is a `ValueError`.
     """
 
     def __init__(self, *, backup_enabled: bool = True) -> None:
@@ -235,7 +236,10 @@ class ModelStore(ABC):
         if actual != expected:
             shown_uri = self.uri_for(key)
             log.error(
-                "store.checksum.mismatch", uri=shown_uri, expected_sha256=expected, actual=actual
+                "store.checksum.mismatch",
+                uri=shown_uri,
+                expected_sha256=expected,
+                actual_sha256=actual,
             )
             raise ChecksumMismatch(
                 f"model artifact {shown_uri} failed its checksum: expected sha256 {expected}, "

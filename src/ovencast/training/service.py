@@ -38,7 +38,9 @@ from ovencast.training.worker import run_product_task
 
 log = get_logger(__name__)
 
-DEFAULT_FAMILIES = ("seasonal_naive",)
+# Prophet tuned with Optuna (the original system's model); seasonal naive is always scored
+# beside it as the baseline, so it need not be listed.
+DEFAULT_FAMILIES = ("prophet",)
 # (product, event, fields) -> None; called in the parent for events from the workers.
 EventCallback = Callable[[str, str, dict[str, Any]], None]
 
@@ -94,7 +96,12 @@ async def prepare_job(session: AsyncSession, tenant: Tenant, *, settings: Settin
         if errors:
             reason = "; ".join(issue.message for issue in errors)
         elif history.empty:
-            reason = f"no data for {product!r} up to {until}" if until else "no data"
+            clipped = alignment.clipped.get(product)
+            if clipped is not None and clipped.remaining_days == 0:
+                reason = (f"all {clipped.n_days} days clipped: the regressors "
+                          f"{', '.join(alignment.used_regressors)} are not available there")
+            else:
+                reason = f"no data up to {until}" if until else "no data"
         else:
             reason = ""
         stats = report.products.get(product)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
-import math
 import time
 import traceback
 from collections.abc import Callable
@@ -22,15 +21,14 @@ from ovencast.db.base import utcnow
 from ovencast.db.session import create_engine, session_factory, unit_of_work
 from ovencast.db.tables import Tenant
 from ovencast.errors import OvencastError
-from ovencast.forecasting.evaluation import Evaluation, evaluate_family
 from ovencast.forecasting.frame import DATE
-from ovencast.forecasting.holdout import HoldoutSplit
 from ovencast.jobs import repository as jobs_repository
 from ovencast.models import repository as models_repository
-from ovencast.models.service import NewVersion, record_version
+from ovencast.models.service import NewVersion, load_verified, record_version
 from ovencast.observability.logs import configure_logging, get_logger
 from ovencast.observability.metrics import PRODUCT_TRAINING_DURATION
-from ovencast.store import artifact_key, open_store
+from ovencast.store import ModelStore, StoredArtifact, artifact_key, open_store
+from ovencast.training.fitting import FitPlan, FitResult, PriorFit, fit_product
 from ovencast.training.locks import product_lock
 from ovencast.training.task import ProductOutcome, ProductTask
 
@@ -79,8 +77,13 @@ async def _run(task: ProductTask, emit: EventSink) -> ProductOutcome:
                 run.status, run.started_at = "running", utcnow()
             emit("started", {})
             bound.info("training.product.started", families=list(task.families))
-            best, leaderboard = _fit_families(task, emit)
-            outcome = await _store_and_record(task, sessions, best, leaderboard,
+            prior = await _prior_fit(task, sessions)
+            result = fit_product(task.history, FitPlan(
+                families=task.families, product_class=task.product_class,
+                country=task.country, subdivision=task.subdivision,
+                regressors=task.regressors, time_limit_s=settings.max_training_time_seconds,
+            ), prior=prior, emit=emit)
+            outcome = await _store_and_record(task, sessions, result,
                                               time.monotonic() - started)
             bound.info("training.product.finished", family=outcome.family,
                        version=outcome.version, wape=outcome.metrics.get("wape"),
@@ -107,42 +110,31 @@ async def _run(task: ProductTask, emit: EventSink) -> ProductOutcome:
         await engine.dispose()
 
 
-def _wape(evaluation: Evaluation) -> float:
-    value = evaluation.metrics.wape
-    return math.inf if value is None or math.isnan(value) else value
+async def _prior_fit(task: ProductTask, sessions: Any) -> PriorFit | None:
+    """The hyper-parameter cache: the product's latest Prophet version, if any."""
+    if "prophet" not in task.families:
+        return None
+    async with unit_of_work(sessions) as session:
+        previous = await models_repository.latest_of_family(
+            session, task.tenant_id, task.product, "prophet")
+    if previous is None:
+        return None
+    search = previous.details.get("search") or {}
+    model = None
+    try:
+        store = open_store(task.settings.resolved_model_storage_path,
+                           backup_enabled=task.settings.model_backup_enabled)
+        model = load_verified(store, previous)
+    except OvencastError as exc:  # a refused artifact only costs the warm start
+        log.warning("training.warm_start.unavailable", product=task.product, reason=str(exc))
+    return PriorFit(params=search.get("best_params") or previous.params,
+                    best_mape=search.get("best_mape"), model=model)
 
 
-def _fit_families(task: ProductTask, emit: EventSink
-                  ) -> tuple[Evaluation, list[dict[str, Any]]]:
-    """Evaluate each requested family on the holdout; keep the one with the lowest WAPE."""
-    holdout = HoldoutSplit()
-    evaluations: list[Evaluation] = []
-    errors: list[str] = []
-    for family in task.families:
-        params: dict[str, Any] = {}
-        if family == "prophet":
-            params = {"country": task.country, "subdivision": task.subdivision}
-        try:
-            evaluations.append(evaluate_family(
-                task.history, family=family, regressors=task.regressors, params=params,
-                holdout=holdout))
-        except Exception as exc:  # one family failing must not hide the others
-            errors.append(f"{family}: {type(exc).__name__}: {exc}")
-            emit("family_failed", {"family": family, "reason": errors[-1]})
-    if not evaluations:
-        raise OvencastError("every model family failed: " + "; ".join(errors))
-    leaderboard = sorted(
-        ({"family": e.family, "wape": e.metrics.to_dict().get("wape")} for e in evaluations),
-        key=lambda row: math.inf if row["wape"] is None else row["wape"])
-    for message in errors:
-        leaderboard.append({"family": message.split(":")[0], "error": message})
-    return min(evaluations, key=_wape), leaderboard
-
-
-async def _store_and_record(task: ProductTask, sessions: Any, best: Evaluation,
-                            leaderboard: list[dict[str, Any]], elapsed: float
-                            ) -> ProductOutcome:
+async def _store_and_record(task: ProductTask, sessions: Any, result: FitResult,
+                            elapsed: float) -> ProductOutcome:
     settings = task.settings
+    best = result.best
     store = open_store(settings.resolved_model_storage_path,
                        backup_enabled=settings.model_backup_enabled)
     payload = best.model.to_bytes()
@@ -161,8 +153,7 @@ async def _store_and_record(task: ProductTask, sessions: Any, best: Evaluation,
             row = await record_version(session, tenant, NewVersion(
                 product=task.product, family=best.family, params=best.model.params,
                 metrics=best.metrics.to_dict(), baseline_metrics=best.baseline_metrics.to_dict(),
-                details={"leaderboard": leaderboard, "product_class": task.product_class,
-                         "holdout_days": HoldoutSplit().days},
+                details=result.details,
                 regressors=list(best.model.regressors),
                 data_start=history_dates.min().date(), data_end=history_dates.max().date(),
                 library_versions=library_versions(), training_job_id=task.job_id,
@@ -174,11 +165,21 @@ async def _store_and_record(task: ProductTask, sessions: Any, best: Evaluation,
             run.finished_at, run.duration_s = utcnow(), duration
             await session.flush()
         except BaseException:
-            # The version was not recorded: do not leave an unreferenced new artifact.
-            if settings.model_versioning_enabled:
-                store.delete(artifact.uri)
+            _undo_save(store, artifact, active_sha256=active.sha256 if active else None)
             raise
     return ProductOutcome(
         product=task.product, run_id=task.run_id, status="trained", family=best.family,
         version=version, metrics=best.metrics.to_dict(),
         baseline_metrics=best.baseline_metrics.to_dict(), duration_s=duration)
+
+
+def _undo_save(store: ModelStore, artifact: StoredArtifact, *, active_sha256: str | None
+               ) -> None:
+    """The version was not recorded. A new key: remove the unreferenced artifact. An
+    overwritten key (versioning disabled): put the replaced bytes back from the backup, so
+    that the key matches the checksum the database still holds."""
+    if artifact.replaced_backup_uri is None:
+        store.delete(artifact.uri)
+    elif active_sha256 is not None:
+        previous = store.load(artifact.replaced_backup_uri, expected_sha256=active_sha256)
+        store.save(artifact.key, previous)

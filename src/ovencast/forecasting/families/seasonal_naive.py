@@ -2,13 +2,13 @@
 
 The forecast for a date is the last observed open-day value on the same weekday in the
 fitted history. A weekday never observed open (e.g. a shop whose calendar does not mark
-its closed Sundays) gets the last observed open-day value of any weekday. Regressors are
-ignored.
+its closed Sundays) gets the last observed open-day value of any weekday. Regressors
+offered to the constructor are dropped: `regressors` is always empty.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,8 +22,16 @@ from ovencast.forecasting.frame import DATE, Y
 class SeasonalNaive(ForecastModel):
     family = "seasonal_naive"
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(
+        self,
+        *,
+        regressors: Sequence[str] = (),
+        params: Mapping[str, Any] | None = None,
+    ) -> None:
+        # The model reads no regressor, so it declares none (whatever the caller offers):
+        # its forecasts then never need future weather or traffic values.
+        del regressors
+        super().__init__(regressors=(), params=params)
         self._last_by_weekday: dict[int, float] = {}
         self._last_value = 0.0
 

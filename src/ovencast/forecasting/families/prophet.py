@@ -1,0 +1,299 @@
+"""Prophet family: trend + weekly/yearly seasonality + country holidays + the tenant's
+regressors, fitted by MAP (cmdstan's optimiser).
+
+Parameters (`params`, all optional, stored in the artifact envelope):
+
+    country, subdivision         holiday calendar of the `holidays` package, e.g. "DE"/"SH";
+                                 no country -> no holidays
+    changepoint_prior_scale      Prophet default 0.05
+    seasonality_prior_scale      Prophet default 10.0
+    holidays_prior_scale         Prophet default 10.0
+    seasonality_mode             "additive" (default) or "multiplicative"
+    yearly_seasonality           "auto" (default: on with >= YEARLY_MIN_SPAN_DAYS of history)
+                                 or a bool
+    weekly_seasonality           "auto" (default: on with >= WEEKLY_MIN_SPAN_DAYS of history)
+                                 or a bool
+    uncertainty_samples          0 (default): point forecasts only; quantiles are computed
+                                 elsewhere
+
+Fit-time options that are not part of the model (constructor keywords, not stored):
+
+    fit_timeout_s     hard limit in seconds on the optimiser: the cmdstan process is
+                      terminated when it runs longer and `fit` raises `FitTimeout`. The
+                      limit is a deadline over all optimiser runs of one fit (Prophet falls
+                      back from L-BFGS to Newton on failure; the fallback gets what is left).
+    warm_start_from   a fitted `ProphetModel` (or its `stan_init()`) whose parameters start
+                      the optimiser (Prophet's documented warm start); parameters whose
+                      shape does not match this fit fall back to Prophet's defaults.
+
+Artifacts: the fitted Prophet model is stored with Prophet's own JSON serialisation
+(`prophet.serialize.model_to_json`) inside the envelope's `state`, never pickled.
+
+Holidays cover the history's years plus `HOLIDAY_YEARS_AHEAD` years, so that forecasts of
+future dates see their holidays; dates past that get no holiday effect.
+
+Temporary files: every optimiser run writes its CSV and console output to a private
+temporary directory that is removed when the fit ends (success, error or timeout); the
+data/inits JSON files that cmdstanpy writes to its own temp directory are removed by
+cmdstanpy itself. Nothing accumulates over hundreds of fits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+
+import holidays as holidays_lib
+import numpy as np
+import pandas as pd
+
+from ovencast.forecasting.families.base import ForecastModel, register_family
+from ovencast.forecasting.frame import DATE, Y
+
+# Prophet logs an ERROR on import when plotly is missing (we never plot), and Prophet and
+# cmdstanpy log every fit at INFO. Set before and after importing them (prophet's module
+# sets its own logger to INFO on import; cmdstanpy configures its logger lazily).
+logging.getLogger("prophet.plot").setLevel(logging.CRITICAL)
+
+from cmdstanpy.utils import get_logger as _cmdstanpy_logger  # noqa: E402
+from prophet import Prophet  # noqa: E402
+from prophet.serialize import model_from_json, model_to_json  # noqa: E402
+
+logging.getLogger("prophet").setLevel(logging.WARNING)
+_cmdstanpy_logger().setLevel(logging.WARNING)
+
+
+class _DropCmdStanExitCode(logging.Filter):
+    """cmdstanpy logs "CmdStan error: code '-15'" when a run ends non-zero (e.g. when we
+    terminate it on timeout). The same failure reaches the caller as an exception, so the
+    log line is only noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "error: code" not in str(record.msg)
+
+
+_cmdstanpy_logger().addFilter(_DropCmdStanExitCode())
+
+YEARLY_MIN_SPAN_DAYS = 730
+"""Yearly seasonality is fitted only when the open history spans at least this many days."""
+WEEKLY_MIN_SPAN_DAYS = 14
+"""Weekly seasonality is fitted only when the open history spans at least this many days."""
+HOLIDAY_YEARS_AHEAD = 2
+"""Holidays are generated for the history's years plus this many following years."""
+OPTIMIZER_SEED = 0
+"""Fixed cmdstan seed: the same data and parameters give the same fit."""
+
+SeasonalityMode = Literal["additive", "multiplicative"]
+StanInit = dict[str, Any]
+
+DEFAULT_PARAMS: Mapping[str, Any] = {
+    "country": None,
+    "subdivision": None,
+    "changepoint_prior_scale": 0.05,
+    "seasonality_prior_scale": 10.0,
+    "holidays_prior_scale": 10.0,
+    "seasonality_mode": "additive",
+    "yearly_seasonality": "auto",
+    "weekly_seasonality": "auto",
+    "uncertainty_samples": 0,
+}
+
+
+class FitTimeout(TimeoutError):
+    """The optimiser ran past `fit_timeout_s` and was terminated."""
+
+
+@register_family
+class ProphetModel(ForecastModel):
+    """Prophet with holidays and regressors; see the module docstring for `params`."""
+
+    family = "prophet"
+
+    def __init__(
+        self,
+        *,
+        regressors: Sequence[str] = (),
+        params: Mapping[str, Any] | None = None,
+        fit_timeout_s: float | None = None,
+        warm_start_from: ProphetModel | Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(regressors=regressors, params=params)
+        unknown = set(self.params) - set(DEFAULT_PARAMS)
+        if unknown:
+            raise ValueError(f"unknown prophet params {sorted(unknown)}")
+        mode = self._param("seasonality_mode")
+        if mode not in ("additive", "multiplicative"):
+            raise ValueError(f"seasonality_mode must be additive or multiplicative, not {mode!r}")
+        if fit_timeout_s is not None and fit_timeout_s <= 0:
+            raise ValueError("fit_timeout_s must be positive")
+        self.fit_timeout_s = fit_timeout_s
+        self.warm_start_from = warm_start_from
+        self._prophet: Prophet | None = None
+
+    # -- ForecastModel ------------------------------------------------------------------
+    def _fit(self, history: pd.DataFrame) -> None:
+        span_days = int((history[DATE].iloc[-1] - history[DATE].iloc[0]).days)
+        model = Prophet(
+            growth="linear",
+            yearly_seasonality=self._seasonality(
+                "yearly_seasonality", span_days, YEARLY_MIN_SPAN_DAYS
+            ),
+            weekly_seasonality=self._seasonality(
+                "weekly_seasonality", span_days, WEEKLY_MIN_SPAN_DAYS
+            ),
+            daily_seasonality=False,
+            holidays=self._holidays(history[DATE]),
+            seasonality_mode=self._param("seasonality_mode"),
+            changepoint_prior_scale=float(self._param("changepoint_prior_scale")),
+            seasonality_prior_scale=float(self._param("seasonality_prior_scale")),
+            holidays_prior_scale=float(self._param("holidays_prior_scale")),
+            uncertainty_samples=int(self._param("uncertainty_samples")),
+        )
+        for name in self.regressors:
+            model.add_regressor(name)
+        frame = pd.DataFrame({"ds": history[DATE].to_numpy(), "y": history[Y].to_numpy(float)})
+        for name in self.regressors:
+            frame[name] = history[name].to_numpy(dtype=float)
+
+        fit_kwargs: dict[str, Any] = {"seed": OPTIMIZER_SEED}
+        init = self._warm_start_init()
+        if init is not None:
+            fit_kwargs["init"] = init
+        if self.fit_timeout_s is not None:
+            _limit_optimizer(model, deadline=time.monotonic() + self.fit_timeout_s)
+
+        with tempfile.TemporaryDirectory(prefix="ovencast-prophet-") as output_dir:
+            try:
+                model.fit(frame, output_dir=output_dir, **fit_kwargs)
+            except TimeoutError as exc:
+                raise FitTimeout(
+                    f"prophet optimiser exceeded {self.fit_timeout_s} s and was terminated"
+                ) from exc
+            finally:
+                # The fit result points at files in output_dir; drop it so that nothing
+                # refers to the removed directory, and keep fit options (paths, inits) out
+                # of the artifact.
+                model.stan_fit = None
+                if model.stan_backend is not None:
+                    model.stan_backend.stan_fit = None
+                model.fit_kwargs = {}
+        self._prophet = model
+
+    def _predict(self, future: pd.DataFrame) -> np.ndarray:
+        model = self._require_prophet()
+        frame = pd.DataFrame({"ds": pd.to_datetime(future[DATE]).to_numpy()})
+        for name in self.regressors:
+            frame[name] = future[name].to_numpy(dtype=float)
+        forecast = model.predict(frame)
+        return forecast["yhat"].to_numpy(dtype=float)
+
+    def _state(self) -> dict[str, Any]:
+        return {"prophet": json.loads(model_to_json(self._require_prophet()))}
+
+    def _restore(self, state: Mapping[str, Any]) -> None:
+        self._prophet = model_from_json(json.dumps(state["prophet"]))
+
+    # -- warm start ---------------------------------------------------------------------
+    def stan_init(self) -> StanInit:
+        """The fitted MAP parameters in the shape `Prophet.fit(init=...)` takes (Prophet's
+        documented warm start): scalars `k`, `m`, `sigma_obs`, arrays `delta`, `beta`."""
+        params = self._require_prophet().params
+        init: StanInit = {}
+        for name in ("k", "m", "sigma_obs"):
+            init[name] = float(np.asarray(params[name]).reshape(-1)[0])
+        for name in ("delta", "beta"):
+            init[name] = np.asarray(params[name], dtype=float)[0].copy()
+        return init
+
+    @property
+    def prophet(self) -> Prophet:
+        """The underlying fitted Prophet object (for inspection; do not refit it)."""
+        return self._require_prophet()
+
+    # -- internals ----------------------------------------------------------------------
+    def _param(self, name: str) -> Any:
+        return self.params.get(name, DEFAULT_PARAMS[name])
+
+    def _seasonality(self, name: str, span_days: int, min_span_days: int) -> bool:
+        value = self._param(name)
+        if value == "auto":
+            return span_days >= min_span_days
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{name} must be 'auto' or a bool, not {value!r}")
+
+    def _holidays(self, dates: pd.Series) -> pd.DataFrame | None:
+        country = self._param("country")
+        if not country:
+            return None
+        return holiday_frame(
+            country,
+            self._param("subdivision"),
+            first_year=int(dates.iloc[0].year),
+            last_year=int(dates.iloc[-1].year) + HOLIDAY_YEARS_AHEAD,
+        )
+
+    def _warm_start_init(self) -> StanInit | None:
+        source = self.warm_start_from
+        if source is None:
+            return None
+        if isinstance(source, ProphetModel):
+            return source.stan_init()
+        init = dict(source)
+        for name in ("delta", "beta"):
+            init[name] = np.asarray(init[name], dtype=float)
+        return init
+
+    def _require_prophet(self) -> Prophet:
+        if self._prophet is None:
+            raise RuntimeError("prophet model is not fitted")
+        return self._prophet
+
+
+def holiday_frame(
+    country: str, subdivision: str | None, *, first_year: int, last_year: int
+) -> pd.DataFrame:
+    """Prophet `holidays` frame (columns `holiday`, `ds`) of a country/subdivision for the
+    years first_year..last_year inclusive. Raises ValueError for an unknown country or
+    subdivision."""
+    try:
+        calendar = holidays_lib.country_holidays(
+            country, subdiv=subdivision, years=range(first_year, last_year + 1)
+        )
+    except NotImplementedError as exc:  # the holidays package's "unknown country"
+        raise ValueError(f"no holiday calendar for country {country!r}: {exc}") from exc
+    rows = sorted(calendar.items())
+    return pd.DataFrame(
+        {
+            "holiday": [name for _, name in rows],
+            "ds": pd.to_datetime([day for day, _ in rows]),
+        }
+    )
+
+
+def _limit_optimizer(model: Prophet, *, deadline: float) -> None:
+    """Make every cmdstan optimiser run of `model` end by `deadline` (time.monotonic()).
+
+    cmdstanpy's `optimize(timeout=...)` terminates the cmdstan child process when the
+    timeout passes and raises TimeoutError; Prophet forwards fit kwargs to it, but a plain
+    `timeout` kwarg would restart the clock for Prophet's Newton fallback run. Wrapping the
+    backend model's `optimize` gives each run only the time left.
+    """
+    backend = model.stan_backend
+    if backend is None:  # pragma: no cover - Prophet always loads a backend
+        raise RuntimeError("prophet has no stan backend")
+    stan_model = backend.model
+    optimize: Callable[..., Any] = stan_model.optimize
+
+    def optimize_until_deadline(*args: Any, **kwargs: Any) -> Any:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("no time left for the optimiser")
+        kwargs["timeout"] = remaining
+        return optimize(*args, **kwargs)
+
+    stan_model.optimize = optimize_until_deadline

@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ovencast.forecasting.evaluation import BASELINE, evaluate_family
+from ovencast.forecasting.families.base import FAMILIES, ForecastModel
+from ovencast.forecasting.families.seasonal_naive import SeasonalNaive
+from ovencast.forecasting.frame import CLOSED, DATE, YHAT, Y
+from ovencast.forecasting.holdout import HoldoutSplit
+
+from .conftest import HistoryFactory
+
+
+class _Oracle(ForecastModel):
+    """Test family that forecasts its one regressor: perfect when the regressor is y."""
+
+    family = "test_oracle"
+
+    def _fit(self, history: pd.DataFrame) -> None:
+        pass
+
+    def _predict(self, future: pd.DataFrame) -> np.ndarray:
+        return future[self.regressors[0]].to_numpy(dtype=float)
+
+    def _state(self) -> dict[str, Any]:
+        return {}
+
+    def _restore(self, state: Mapping[str, Any]) -> None:
+        pass
+
+
+@pytest.fixture
+def oracle_family(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setitem(FAMILIES, _Oracle.family, _Oracle)
+    return _Oracle.family
+
+
+def test_seasonal_naive_on_kiel_bread(kiel_bread: pd.DataFrame) -> None:
+    evaluation = evaluate_family(kiel_bread, family="seasonal_naive", holdout=HoldoutSplit(28))
+    wape = evaluation.metrics.wape
+    assert math.isfinite(wape)
+    assert 0 < wape < 1
+    assert evaluation.metrics == evaluation.baseline_metrics
+    assert not evaluation.beats_baseline  # equal is not better
+    predictions = evaluation.holdout_predictions
+    assert list(predictions.columns) == [DATE, Y, CLOSED, YHAT, BASELINE]
+    assert predictions[DATE].min() == pd.Timestamp("2018-07-04")
+    assert predictions[DATE].max() == pd.Timestamp("2018-07-31")
+    assert evaluation.metrics.n_days == len(predictions)  # Kiel: no closed days
+
+
+def test_final_model_is_refitted_on_the_full_history(kiel_bread: pd.DataFrame) -> None:
+    evaluation = evaluate_family(kiel_bread, family="seasonal_naive")
+    next_week = pd.date_range("2018-08-01", periods=7, freq="D")
+    forecast = evaluation.model.predict(pd.DataFrame({DATE: next_week, CLOSED: False}))
+    last_week = kiel_bread.set_index(DATE).loc["2018-07-25":"2018-07-31", Y]
+    assert forecast.tolist() == last_week.tolist()  # no gaps in Kiel's last week
+
+
+def test_holdout_metrics_use_the_training_part_only(make_history: HistoryFactory) -> None:
+    # Weekly pattern, then a jump in the holdout: the model fitted without the holdout
+    # forecasts the old level, the refitted model the new one.
+    pattern = [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0]
+    history = make_history(pattern * 4 + [2 * v for v in pattern])
+    evaluation = evaluate_family(history, family="seasonal_naive", holdout=HoldoutSplit(7))
+    assert evaluation.holdout_predictions[YHAT].tolist() == pattern
+    assert evaluation.metrics.wape == pytest.approx(0.5)
+    assert evaluation.metrics.bias == pytest.approx(-0.5)
+    refit = evaluation.model.predict(pd.DataFrame({DATE: history[DATE][-7:], CLOSED: False}))
+    assert refit.tolist() == [2 * v for v in pattern]
+
+
+def test_closed_holdout_days_are_not_scored(make_history: HistoryFactory) -> None:
+    history = make_history([10.0] * 21 + [0.0, 12.0, 0.0, 12.0, 12.0, 12.0, 12.0], closed=[21, 23])
+    evaluation = evaluate_family(history, family="seasonal_naive", holdout=HoldoutSplit(7))
+    assert evaluation.metrics.n_days == 5
+    assert evaluation.metrics.wape == pytest.approx(10 / 60)
+    assert evaluation.holdout_predictions[YHAT].tolist()[:2] == [0.0, 10.0]
+
+
+def test_all_closed_holdout_gives_nan_metrics(make_history: HistoryFactory) -> None:
+    history = make_history([10.0] * 21 + [0.0] * 7, closed=range(21, 28))
+    evaluation = evaluate_family(history, family="seasonal_naive", holdout=HoldoutSplit(7))
+    assert evaluation.metrics.n_days == 0
+    assert math.isnan(evaluation.metrics.wape)
+    assert not evaluation.beats_baseline
+
+
+def test_model_that_beats_the_baseline(kiel_bread: pd.DataFrame, oracle_family: str) -> None:
+    history = kiel_bread.assign(same_as_y=kiel_bread[Y])
+    evaluation = evaluate_family(history, family=oracle_family, regressors=["same_as_y"])
+    assert evaluation.metrics.wape == 0.0
+    assert evaluation.baseline_metrics.wape > 0
+    assert evaluation.beats_baseline
+    assert evaluation.model.regressors == ("same_as_y",)
+    assert isinstance(evaluation.model, _Oracle)
+
+
+@pytest.mark.parametrize(
+    ("n_days", "holdout_days"),
+    [(30, 28), (41, 28), (14, 1)],
+)
+def test_too_little_training_data(
+    make_history: HistoryFactory, n_days: int, holdout_days: int
+) -> None:
+    history = make_history([5.0] * n_days)
+    with pytest.raises(ValueError, match="at least 14 are needed"):
+        evaluate_family(history, family="seasonal_naive", holdout=HoldoutSplit(holdout_days))
+
+
+def test_just_enough_training_data(make_history: HistoryFactory) -> None:
+    evaluation = evaluate_family(
+        make_history([5.0] * 42), family="seasonal_naive", holdout=HoldoutSplit(28)
+    )
+    assert evaluation.metrics.n_days == 28
+    assert isinstance(evaluation.model, SeasonalNaive)
+
+
+def test_unknown_family(make_history: HistoryFactory) -> None:
+    with pytest.raises(ValueError, match="unknown model family"):
+        evaluate_family(make_history([5.0] * 60), family="crystal_ball")

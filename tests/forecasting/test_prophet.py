@@ -1,0 +1,264 @@
+"""Prophet family: artifacts, closed days, holidays, seasonality rules, warm start, the
+optimiser's hard timeout and temporary-file hygiene. Real Kiel `bread` sales."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cmdstanpy
+import cmdstanpy.model
+import numpy as np
+import pandas as pd
+import pytest
+
+from ovencast.forecasting.families import load_model, model_class
+from ovencast.forecasting.families.prophet import (
+    FitTimeout,
+    ProphetModel,
+    holiday_frame,
+)
+from ovencast.forecasting.frame import CLOSED, DATE, Y
+
+_ROOT = Path(__file__).resolve().parents[2]
+_KIEL_DIRS = (_ROOT / ".." / "shared" / "data" / "kiel", _ROOT / "src/ovencast/demo_data/kiel")
+KIEL = next(d for d in _KIEL_DIRS if (d / "sales.csv").is_file())
+
+
+def kiel_bread(days: int | None = None) -> pd.DataFrame:
+    """History frame of Kiel bread (EUR/day) with `temperature_c`; the last `days` rows."""
+    sales = pd.read_csv(KIEL / "sales.csv", parse_dates=["date"])
+    weather = pd.read_csv(KIEL / "weather.csv", parse_dates=["date"])
+    bread = sales.loc[sales["product"] == "bread", ["date", "quantity"]]
+    frame = bread.merge(weather[["date", "temperature_c"]], on="date", how="inner")
+    frame = frame.dropna(subset=["temperature_c"]).rename(columns={"quantity": Y})
+    frame[CLOSED] = False
+    frame = frame[[DATE, Y, CLOSED, "temperature_c"]].sort_values(DATE).reset_index(drop=True)
+    return frame if days is None else frame.tail(days).reset_index(drop=True)
+
+
+def kiel_temperature(start: str, days: int) -> pd.DataFrame:
+    """Future frame: `days` dates from `start`, open, with the observed temperature."""
+    weather = pd.read_csv(KIEL / "weather.csv", parse_dates=["date"])
+    dates = pd.date_range(start, periods=days, freq="D")
+    future = pd.DataFrame({DATE: dates, CLOSED: False})
+    future = future.merge(weather[["date", "temperature_c"]], on="date", how="left")
+    return future.fillna({"temperature_c": weather["temperature_c"].mean()})
+
+
+PARAMS = {"country": "DE", "subdivision": "SH"}
+
+
+@pytest.fixture(scope="module")
+def fitted() -> ProphetModel:
+    """Fitted on the last 120 days (to 2018-07-31) with holidays and temperature."""
+    return ProphetModel(regressors=["temperature_c"], params=PARAMS).fit(kiel_bread(120))
+
+
+def test_registered_under_its_family_name() -> None:
+    assert model_class("prophet") is ProphetModel
+
+
+def test_json_artifact_round_trips_to_the_same_forecast(fitted: ProphetModel) -> None:
+    future = kiel_temperature("2018-08-01", 21)
+    payload = fitted.to_bytes()
+    envelope = json.loads(payload)  # plain JSON all the way down, no pickle
+    assert envelope["family"] == "prophet"
+    assert envelope["regressors"] == ["temperature_c"]
+    assert envelope["params"] == PARAMS
+    assert "params" in envelope["state"]["prophet"]  # Prophet's own serialisation
+    assert envelope["state"]["prophet"]["fit_kwargs"] == {}  # no temp paths, no inits
+
+    restored = load_model(payload)
+
+    assert isinstance(restored, ProphetModel)
+    np.testing.assert_allclose(restored.predict(future), fitted.predict(future), rtol=1e-12)
+    assert restored.to_bytes() == payload
+
+
+def test_closed_days_are_zero_and_forecasts_non_negative(fitted: ProphetModel) -> None:
+    future = kiel_temperature("2018-08-01", 14)
+    future.loc[[2, 9], CLOSED] = True
+    # Far below anything seen: a linear temperature effect could push yhat below zero.
+    future.loc[[5], "temperature_c"] = -300.0
+
+    forecast = fitted.predict(future)
+
+    assert forecast.shape == (14,)
+    assert forecast[2] == 0.0 and forecast[9] == 0.0
+    assert (forecast >= 0).all()
+    open_days = np.delete(forecast, [2, 5, 9])
+    assert (open_days > 50).all()  # bread sells > 100 EUR on an ordinary open day
+
+
+def test_closed_history_days_do_not_influence_the_fit() -> None:
+    history = kiel_bread(90)
+    # Mark three days closed with zero sales: the model must fit as if they were absent.
+    with_closed = history.copy()
+    with_closed.loc[[10, 40, 70], [Y, CLOSED]] = [0.0, True]
+    without = history.drop(index=[10, 40, 70]).reset_index(drop=True)
+    future = kiel_temperature("2018-08-01", 7)
+
+    a = ProphetModel(regressors=["temperature_c"]).fit(with_closed).predict(future)
+    b = ProphetModel(regressors=["temperature_c"]).fit(without).predict(future)
+
+    np.testing.assert_allclose(a, b, rtol=1e-9)
+
+
+def test_holidays_cover_history_years_and_two_years_ahead(fitted: ProphetModel) -> None:
+    frame = fitted.prophet.holidays
+    assert frame is not None
+    years = set(pd.to_datetime(frame["ds"]).dt.year)
+    assert years == {2018, 2019, 2020}
+    # Schleswig-Holstein has Reformation Day since 2018; 2020's Christmas is known.
+    assert pd.Timestamp("2019-10-31") in set(frame["ds"])
+    assert pd.Timestamp("2020-12-25") in set(frame["ds"])
+
+
+def test_holiday_frame_rejects_unknown_country() -> None:
+    with pytest.raises(ValueError, match="no holiday calendar"):
+        holiday_frame("XX", None, first_year=2020, last_year=2021)
+
+
+@pytest.mark.parametrize(
+    ("days", "weekly", "yearly"),
+    [(13, False, False), (60, True, False), (800, True, True)],
+)
+def test_seasonality_follows_history_length(days: int, weekly: bool, yearly: bool) -> None:
+    model = ProphetModel().fit(kiel_bread(days))
+    seasonalities = set(model.prophet.seasonalities)
+    assert ("weekly" in seasonalities) is weekly
+    assert ("yearly" in seasonalities) is yearly
+    assert "daily" not in seasonalities
+
+
+def test_rejects_unknown_params() -> None:
+    with pytest.raises(ValueError, match="unknown prophet params"):
+        ProphetModel(params={"changepoint_prior": 0.1})
+    with pytest.raises(ValueError, match="seasonality_mode"):
+        ProphetModel(params={"seasonality_mode": "loud"})
+
+
+def test_warm_start_passes_previous_parameters_as_optimiser_inits(
+    fitted: ProphetModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[dict[str, Any]] = []
+    real_optimize = cmdstanpy.CmdStanModel.optimize
+
+    def spy(self: cmdstanpy.CmdStanModel, *args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs["inits"])
+        return real_optimize(self, *args, **kwargs)
+
+    monkeypatch.setattr(cmdstanpy.CmdStanModel, "optimize", spy)
+    # Reload from the artifact: retraining warm-starts from the stored model.
+    previous = load_model(fitted.to_bytes())
+    assert isinstance(previous, ProphetModel)
+    init = previous.stan_init()
+
+    warm = ProphetModel(regressors=["temperature_c"], params=PARAMS, warm_start_from=previous).fit(
+        kiel_bread(120)
+    )
+
+    assert len(seen) == 1
+    assert seen[0]["k"] == pytest.approx(init["k"])
+    np.testing.assert_allclose(seen[0]["beta"], init["beta"])
+    np.testing.assert_allclose(seen[0]["delta"], init["delta"])
+    # Same data, started at the optimum: lands on (nearly) the same model.
+    future = kiel_temperature("2018-08-01", 14)
+    np.testing.assert_allclose(warm.predict(future), fitted.predict(future), rtol=1e-3)
+
+
+# -- hard timeout and temp files ----------------------------------------------------------
+
+
+class _HangingOptimiser:
+    """Stands in for the `subprocess` module inside cmdstanpy.model: an optimise command
+    starts a real child that sleeps for 10 minutes instead of cmdstan (a deterministic
+    hang); everything else goes to the real module."""
+
+    def __init__(self) -> None:
+        self.children: list[subprocess.Popen[str]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(subprocess, name)
+
+    def Popen(self, cmd: list[str], **kwargs: Any) -> subprocess.Popen[str]:
+        if not any("optimize" in str(part) for part in cmd):
+            return subprocess.Popen(cmd, **kwargs)
+        child: subprocess.Popen[str] = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(600)"], **kwargs
+        )
+        self.children.append(child)
+        return child
+
+    def kill_all(self) -> None:
+        """Never leave a sleeper behind, even when a test fails."""
+        for child in self.children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+
+
+@pytest.fixture
+def hanging_optimiser(monkeypatch: pytest.MonkeyPatch) -> Iterator[_HangingOptimiser]:
+    fake = _HangingOptimiser()
+    monkeypatch.setattr(cmdstanpy.model, "subprocess", fake)
+    yield fake
+    fake.kill_all()
+
+
+def test_timeout_kills_a_hanging_optimiser(hanging_optimiser: _HangingOptimiser) -> None:
+    model = ProphetModel(regressors=["temperature_c"], fit_timeout_s=1.0)
+    started = time.monotonic()
+
+    with pytest.raises(FitTimeout, match="terminated"):
+        model.fit(kiel_bread(60))
+
+    elapsed = time.monotonic() - started
+    assert len(hanging_optimiser.children) == 1
+    child = hanging_optimiser.children[0]
+    assert child.returncode == -signal.SIGTERM  # killed and reaped, not abandoned
+    assert not _sleeper_alive(child.pid)
+    assert elapsed < 30  # bounded by the timeout, not by the 10-minute sleep
+    assert not model.fitted
+
+
+def test_real_optimiser_is_terminated_at_its_deadline() -> None:
+    # A full five-year fit takes far longer than 10 ms (cmdstan alone parses ~2k rows).
+    with pytest.raises(FitTimeout):
+        ProphetModel(regressors=["temperature_c"], fit_timeout_s=0.01).fit(kiel_bread())
+
+
+def test_fits_leave_no_temporary_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    cmdstan_tmp = Path(cmdstanpy._TMPDIR)
+    before = sorted(cmdstan_tmp.rglob("*"))
+    history = kiel_bread(60)
+
+    for _ in range(3):
+        ProphetModel(regressors=["temperature_c"]).fit(history)
+    hanging = _HangingOptimiser()
+    monkeypatch.setattr(cmdstanpy.model, "subprocess", hanging)
+    try:
+        with pytest.raises(FitTimeout):
+            ProphetModel(regressors=["temperature_c"], fit_timeout_s=0.5).fit(history)
+    finally:
+        hanging.kill_all()
+
+    assert list(tmp_path.iterdir()) == []  # every per-fit output directory is gone
+    assert sorted(cmdstan_tmp.rglob("*")) == before  # cmdstanpy's data/inits files too
+
+
+def _sleeper_alive(pid: int) -> bool:
+    """True while `pid` is our sleeping child (not reaped, and not a reused pid)."""
+    try:
+        return b"time.sleep(600)" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
