@@ -50,7 +50,7 @@ def run_demo(console: Console, settings: Settings, *, dataset: Path | None,
     console.print(f"imported {summary.sales_rows} sales rows, {summary.products} products, "
                   f"{summary.first_date} to {summary.last_date}; regressors: "
                   f"{', '.join(summary.regressor_columns)}")
-    job = train_tenant(settings, DEMO_TENANT, models=models)
+    job = train_tenant(settings, DEMO_TENANT, models=models).job
     versions, history, forecasts = asyncio.run(_results(settings))
 
     table = Table(title="Holdout accuracy: last 28 days of each product's data",

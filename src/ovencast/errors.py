@@ -59,3 +59,9 @@ class ForecastUnavailable(OvencastError):
     """A forecast cannot be made, e.g. a regressor is unknown for the requested dates."""
 
     status_code = 422
+
+
+class TenantExists(OvencastError):
+    """A tenant of that name is already registered."""
+
+    status_code = 409

@@ -48,6 +48,34 @@ class Settings(BaseSettings):
     http_write_timeout: float = 30
     http_pool_timeout: float = 30
 
+    # Upstream services (service mode). SALES_SERVICE_URL set: sales, calendar and the
+    # tenant's profile come over HTTP instead of from imported data (docs/UPSTREAM.md);
+    # WEATHER/TRAFFIC_SERVICE_URL unset: those regressors are not fetched.
+    sales_service_url: str | None = None
+    weather_service_url: str | None = None
+    traffic_service_url: str | None = None
+    # Circuit breakers: consecutive failed requests that open it, seconds until a trial.
+    breaker_sales_failures: int = Field(default=5, ge=1)
+    breaker_sales_recovery_s: float = Field(default=60.0, gt=0)
+    breaker_weather_failures: int = Field(default=3, ge=1)
+    breaker_weather_recovery_s: float = Field(default=30.0, gt=0)
+    breaker_traffic_failures: int = Field(default=3, ge=1)
+    breaker_traffic_recovery_s: float = Field(default=30.0, gt=0)
+    # Retries of idempotent GETs (connection errors, timeouts, 5xx; never 4xx): at most
+    # this many attempts, and no new attempt once the total time would be exceeded.
+    upstream_retry_attempts: int = Field(default=3, ge=1)
+    upstream_retry_total_s: float = Field(default=120.0, gt=0)
+    upstream_retry_initial_s: float = Field(default=0.5, ge=0)
+    upstream_retry_max_s: float = Field(default=8.0, ge=0)
+    upstream_retry_jitter_s: float = Field(default=0.5, ge=0)
+    # Rows asked for per page (`limit`); a service may send fewer.
+    upstream_page_size: int = Field(default=5000, ge=1)
+
+    # Service-shape workers: heartbeat period, and how long a silent worker's jobs wait
+    # before another worker retries them (procrastinate's stalled-job handling).
+    worker_heartbeat_seconds: float = Field(default=10.0, gt=0)
+    worker_stalled_after_seconds: float = Field(default=30.0, gt=0)
+
     log_level: str = "INFO"
     log_json: bool = False
 

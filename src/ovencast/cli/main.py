@@ -7,6 +7,7 @@ import asyncio
 import functools
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
@@ -21,13 +22,16 @@ from ovencast.datasets.reader import read_dataset_dir
 from ovencast.db import migrate
 from ovencast.db.runtime import Database
 from ovencast.db.session import unit_of_work
+from ovencast.db.tables import TrainingJob, TrainingRun
 from ovencast.errors import OvencastError
 from ovencast.forecasts import service as forecasts_service
 from ovencast.models import service as models_service
 from ovencast.observability.logs import configure_logging
 from ovencast.settings import Settings, get_settings
+from ovencast.sources.service import open_data_source, resolve_tenant
 from ovencast.tenants import service as tenants_service
 from ovencast.training import service as training_service
+from ovencast.training.task import ProductOutcome
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Train and serve bakery demand forecasts.")
@@ -158,10 +162,11 @@ def validate(
     async def body(database: Database) -> Any:
         from ovencast.training.service import validate_tenant
 
-        async with unit_of_work(database.sessions) as session:
-            row = await tenants_service.get_tenant(session, tenant)
+        async with unit_of_work(database.sessions) as session, \
+                open_data_source(session, settings=database.settings) as source:
+            row = await resolve_tenant(session, source, tenant)
             return await validate_tenant(session, row, settings=database.settings,
-                                         until=until_date)
+                                         until=until_date, source=source)
 
     report, alignment = with_database(body)
     render.validation(console, report, alignment)
@@ -181,23 +186,36 @@ def train(
 ) -> None:
     """Train every (or the given) product of a tenant; exit 1 unless all trained."""
     settings = settings_for_cli()
-    job = train_tenant(settings, tenant, until=_parse_date(until, "--until"),
-                       products=parse_products(products), models=parse_products(models))
-    if job.status != "succeeded":
+    trained = train_tenant(settings, tenant, until=_parse_date(until, "--until"),
+                           products=parse_products(products), models=parse_products(models))
+    if trained.job.status != "succeeded":
         raise typer.Exit(code=1)
 
 
 def train_tenant(settings: Settings, tenant: str, *, until: date | None = None,
                  products: list[str] | None = None, models: list[str] | None = None,
-                 quiet: bool = False) -> Any:
-    """prepare (one unit of work) -> process pool -> finish (another unit of work)."""
+                 quiet: bool = False) -> TrainedJob:
+    """prepare (one unit of work) -> process pool -> finish (another unit of work).
+    Shared by `train`, `demo` and the benchmarks."""
 
     async def prepare(database: Database) -> training_service.PreparedJob:
-        async with unit_of_work(database.sessions) as session:
-            row = await tenants_service.get_tenant(session, tenant)
-            return await training_service.prepare_job(
-                session, row, settings=settings, products=products, until=until,
-                models=models)
+        # The job row commits first, so that a job whose data cannot be had (sales
+        # service down) is still recorded, as failed with the reason.
+        async with unit_of_work(database.sessions) as session, \
+                open_data_source(session, settings=settings) as source:
+            row = await resolve_tenant(session, source, tenant)
+            job = await training_service.new_job(session, row, products=products,
+                                                 until=until, models=models, source=source)
+        try:
+            async with unit_of_work(database.sessions) as session, \
+                    open_data_source(session, settings=settings) as source:
+                job = await training_service.get_job(session, job.id)
+                return await training_service.prepare_job(session, row, job,
+                                                          settings=settings, source=source)
+        except OvencastError as exc:
+            async with unit_of_work(database.sessions) as session:
+                await training_service.fail_job(session, job.id, exc.message)
+            raise
 
     prepared = with_database(prepare, settings)
     if not quiet:
@@ -216,7 +234,14 @@ def train_tenant(settings: Settings, tenant: str, *, until: date | None = None,
     job, runs = with_database(finish, settings)
     if not quiet:
         render.training_result(console, job, runs)
-    return job
+    return TrainedJob(job=job, runs=list(runs), outcomes=outcomes)
+
+
+@dataclass(frozen=True)
+class TrainedJob:
+    job: TrainingJob
+    runs: list[TrainingRun]
+    outcomes: list[ProductOutcome]
 
 
 # --------------------------------------------------------------------------- forecast
@@ -234,11 +259,12 @@ def forecast(
     start = _parse_date(from_, "--from")
 
     async def body(database: Database) -> list[forecasts_service.ProductForecast]:
-        async with unit_of_work(database.sessions) as session:
+        async with unit_of_work(database.sessions) as session, \
+                open_data_source(session, settings=database.settings) as source:
             row = await tenants_service.get_tenant(session, tenant)
             return await forecasts_service.forecast_tenant(
                 session, row, settings=database.settings, days=days, start=start,
-                products=parse_products(products))
+                products=parse_products(products), source=source)
 
     results = with_database(body)
     render.forecasts(console, err_console, results, output.value)
@@ -298,6 +324,91 @@ def demo(
 
     run_demo(console, settings_for_cli(), dataset=dataset, models=parse_products(models),
              plot_path=plot)
+
+
+# ------------------------------------------------------------------------------ serve
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+) -> None:
+    """Run the HTTP API (service shape) against DATABASE_URL. Refuses to start, exit 1,
+    when the schema is missing or behind (run `ovencast db upgrade`)."""
+    import uvicorn
+
+    from ovencast.api.app import create_app
+
+    settings = get_settings()
+    # A service process logs to stderr (the process manager collects it).
+    configure_logging(level=settings.log_level, json_to_stderr=settings.log_json)
+
+    async def check() -> None:
+        database = Database.open(settings)
+        try:
+            await database.ready()
+        finally:
+            await database.close()
+
+    try:
+        # The app checks again at start-up; checking here first gives one clear line
+        # instead of the server's start-up traceback.
+        asyncio.run(check())
+    except OvencastError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(code=1) from None
+    # log_config=None: uvicorn's loggers go through the structlog set-up above.
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port,
+                                           log_config=None))
+    server.run()
+    if not server.started:
+        raise typer.Exit(code=1)
+
+
+# ----------------------------------------------------------------------------- worker
+@app.command()
+@clean_errors
+def worker(
+    name: Annotated[str | None, typer.Option(help="worker name in logs")] = None,
+) -> None:
+    """Run a service-shape worker (procrastinate) against DATABASE_URL (PostgreSQL)."""
+    from ovencast.queue.worker import run_worker
+
+    settings = get_settings()
+    # A service process logs to stderr (the process manager collects it).
+    configure_logging(level=settings.log_level, json_to_stderr=settings.log_json)
+    asyncio.run(run_worker(settings, name=name))
+
+
+# ------------------------------------------------------------------------ data-server
+@app.command("data-server")
+@clean_errors
+def data_server(
+    directory: Annotated[Path, typer.Argument(help="dataset directory (shared/data layout)")],
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8300,
+    tenant: Annotated[str | None, typer.Option(help="tenant name served (default: the "
+                                               "directory's name)")] = None,
+    country: Annotated[str | None, typer.Option(help="country in the tenant profile")] = None,
+    subdivision: Annotated[str | None, typer.Option(help="subdivision in the profile")
+                           ] = None,
+    faults: Annotated[list[str] | None, typer.Option(
+        "--faults", help="fault to inject, e.g. 'weather:status=503', 'sales:delay=2.5', "
+        "'traffic:drop,times=2', or a .json file of them (repeatable)")] = None,
+) -> None:
+    """Serve a dataset directory as the sales, weather and traffic services
+    (docs/UPSTREAM.md), with optional faults; runs until interrupted."""
+    from ovencast.sources import server
+    from ovencast.sources.faults import load_faults
+
+    try:
+        fault_list = load_faults(faults or [])
+    except ValueError as exc:
+        raise OvencastError(str(exc)) from None
+    served = server.served_tenant(directory, tenant=tenant, country=country,
+                                  subdivision=subdivision)
+    console.print(f"serving tenant {served.name!r} from {directory} on http://{host}:{port} "
+                  f"(sales, weather, traffic; admin: /_stats, /_faults)")
+    server.run_data_server(served, host=host, port=port, faults=fault_list)
 
 
 def _parse_date(value: str | None, option: str) -> date | None:

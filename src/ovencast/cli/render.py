@@ -123,13 +123,19 @@ def training_result(console: Console, job: TrainingJob, runs: Sequence[TrainingR
 def model_versions(console: Console, versions: Sequence[ModelVersion]) -> None:
     table = Table(title="Model versions (metrics on the last 28 days held out)",
                   title_justify="left")
-    for column in ("product", "version", "active", "family", "WAPE", "MASE", "MAPE",
-                   "bias", "naive WAPE", "data", "params", "sha256"):
+    for column in ("product", "version", "active", "family", "class", "trials", "WAPE",
+                   "MASE", "MAPE", "bias", "naive WAPE", "data", "params", "sha256"):
         table.add_column(column)
     for v in versions:
-        params = {k: val for k, val in v.params.items() if k not in ("country", "subdivision")}
+        params = {k: (round(val, 4) if isinstance(val, float) else val)
+                  for k, val in v.params.items()
+                  if k not in ("country", "subdivision") and val not in (None, "auto")}
+        search = v.details.get("search") or {}
+        trials = (f"{search['n_trials']}/{search['trial_budget']}"
+                  + (" warm" if search.get("warm_started") else "")) if search else "-"
         table.add_row(
             v.product, str(v.version), "*" if v.is_active else "", v.family,
+            str(v.details.get("product_class", "-")), trials,
             fmt(v.metrics.get("wape")), fmt(v.metrics.get("mase")),
             fmt(v.metrics.get("mape")), fmt(v.metrics.get("bias")),
             fmt(v.baseline_metrics.get("wape")), f"{v.data_start}..{v.data_end}",

@@ -18,6 +18,8 @@ from ovencast.errors import InvalidDataset
 SALES_FILE = "sales.csv"
 REGRESSOR_FILES = {"weather.csv": "weather", "traffic.csv": "traffic", "calendar.csv": "calendar"}
 SALES_COLUMNS = ("date", "product", "quantity")
+# Matches the product column of sales_observations.
+MAX_PRODUCT_LENGTH = 200
 # Shown in one message at most; the count of the rest is given.
 MAX_REPORTED_PROBLEMS = 20
 
@@ -182,6 +184,11 @@ def _parse_sales(text: str, problems: list[Problem]) -> list[SalesRow]:
         product = row[i_product].strip()
         if not product:
             problems.append(Problem(SALES_FILE, line, "product", "is empty"))
+        elif len(product) > MAX_PRODUCT_LENGTH:
+            problems.append(Problem(SALES_FILE, line, "product",
+                                    f"is {len(product)} characters long (at most "
+                                    f"{MAX_PRODUCT_LENGTH})"))
+            product = ""
         raw_qty = row[i_qty]
         quantity: float | None
         try:

@@ -7,7 +7,6 @@ from datetime import date, timedelta
 import pandas as pd
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ovencast.datasets import repository as datasets_repository
 from ovencast.db.tables import Tenant
 from ovencast.errors import ForecastUnavailable, ModelNotFound, OvencastError
 from ovencast.forecasting.features import build_future_frame
@@ -15,6 +14,8 @@ from ovencast.forecasting.frame import DATE, PRODUCT, YHAT
 from ovencast.models import repository as models_repository
 from ovencast.models.service import load_verified
 from ovencast.settings import Settings
+from ovencast.sources.base import DataSource
+from ovencast.sources.database import DatabaseSource
 from ovencast.store import open_store
 
 MAX_FORECAST_DAYS = 366
@@ -27,11 +28,15 @@ class ProductForecast:
     family: str | None
     frame: pd.DataFrame | None  # date, product, forecast
     error: str | None = None
+    # The refused product's error class (e.g. "ChecksumMismatch") and its HTTP status.
+    error_type: str | None = None
+    error_status: int | None = None
 
 
 async def forecast_tenant(session: AsyncSession, tenant: Tenant, *, settings: Settings,
                           days: int, start: date | None = None,
-                          products: Sequence[str] | None = None) -> list[ProductForecast]:
+                          products: Sequence[str] | None = None,
+                          source: DataSource | None = None) -> list[ProductForecast]:
     """Forecast `days` days from `start` (default: the day after each model's training
     data ends) for every product with an active model. A product whose artifact is refused
     or whose regressors are unknown for those dates gets an `error`; the others still get
@@ -50,7 +55,10 @@ async def forecast_tenant(session: AsyncSession, tenant: Tenant, *, settings: Se
                             f"`ovencast train --tenant {tenant.name}` first")
     store = open_store(settings.resolved_model_storage_path,
                        backup_enabled=settings.model_backup_enabled)
-    regressors, _ = await datasets_repository.load_regressors(session, tenant.id)
+    # Regressors for the forecast dates come from where the training data came from
+    # (imported data, or the upstream services); one product's load carries them all.
+    source = source or DatabaseSource(session)
+    regressors = (await source.load(tenant.name, products=[versions[0].product])).regressors
     results: list[ProductForecast] = []
     for version in versions:
         first = start or (version.data_end + timedelta(days=1))
@@ -62,11 +70,14 @@ async def forecast_tenant(session: AsyncSession, tenant: Tenant, *, settings: Se
             yhat = model.predict(future)
         except OvencastError as exc:
             results.append(ProductForecast(version.product, version.version, version.family,
-                                           None, str(exc)))
+                                           None, str(exc), type(exc).__name__,
+                                           exc.status_code))
             continue
         except ValueError as exc:
+            unavailable = ForecastUnavailable(str(exc))
             results.append(ProductForecast(version.product, version.version, version.family,
-                                           None, str(ForecastUnavailable(str(exc)))))
+                                           None, str(unavailable), type(unavailable).__name__,
+                                           unavailable.status_code))
             continue
         frame = pd.DataFrame({DATE: dates.date, PRODUCT: version.product, YHAT: yhat})
         results.append(ProductForecast(version.product, version.version, version.family,

@@ -61,3 +61,10 @@ async def latest_of_family(session: AsyncSession, tenant_id: int, product: str, 
     return await session.scalar(select(ModelVersion).where(
         ModelVersion.tenant_id == tenant_id, ModelVersion.product == product,
         ModelVersion.family == family).order_by(ModelVersion.version.desc()).limit(1))
+
+
+async def get_by_ids(session: AsyncSession, ids: Sequence[int]) -> Sequence[ModelVersion]:
+    if not ids:
+        return []
+    return (await session.scalars(select(ModelVersion).where(
+        ModelVersion.id.in_(list(ids))))).all()

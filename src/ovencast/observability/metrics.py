@@ -3,7 +3,9 @@ for one CLI process; the service shape exports them at /metrics."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
 
 TRAINING_JOB_DURATION = Histogram(
     "ovencast_training_job_duration_seconds", "Wall time of a training job",
@@ -17,3 +19,24 @@ LOCK_WAIT_TIMEOUTS = Counter(
     "ovencast_lock_wait_timeouts_total", "(tenant, product) locks not acquired in time")
 LOCK_CONTENTIONS = Counter(
     "ovencast_lock_contentions_total", "(tenant, product) locks found held by another process")
+DB_POOL_CONNECTIONS = Gauge(
+    "ovencast_db_pool_connections",
+    "Database pool of this process: size, connections checked out, overflow in use",
+    ["state"])
+CIRCUIT_BREAKER_STATE = Gauge(
+    "ovencast_circuit_breaker_state",
+    "State of an upstream service's circuit breaker: 0 closed, 1 half-open, 2 open",
+    ["service"])
+
+
+def observe_db_pool(pool: Any) -> None:
+    """Set `DB_POOL_CONNECTIONS` from a SQLAlchemy pool (called on each /metrics scrape).
+    Pools without a size (SQLite's NullPool) report nothing."""
+    try:
+        size, checked_out, overflow = pool.size(), pool.checkedout(), pool.overflow()
+    except AttributeError:
+        return
+    DB_POOL_CONNECTIONS.labels(state="size").set(size)
+    DB_POOL_CONNECTIONS.labels(state="checked_out").set(checked_out)
+    # QueuePool counts overflow from -pool_size up; only connections beyond the pool count.
+    DB_POOL_CONNECTIONS.labels(state="overflow").set(max(0, overflow))

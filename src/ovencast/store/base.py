@@ -219,6 +219,22 @@ class ModelStore(ABC):
         )
 
     @final
+    def retire(self, uri: str, *, keep_backup: bool) -> str | None:
+        """Take a replaced artifact out of service: with `keep_backup`, move it under the
+        backup prefix and return the backup's uri; otherwise delete it. Call this only
+        after the database no longer points at `uri`."""
+        key = self.key_for(uri)
+        if not self._exists(key):
+            return None
+        backup: str | None = None
+        if keep_backup:
+            backup = self._free_backup_key(key)
+            self._copy(key, backup)
+            log.info("store.artifact.backed_up", key=key, backup_uri=self.uri_for(backup))
+        self._delete(key)
+        return self.uri_for(backup) if backup is not None else None
+
+    @final
     def load(self, uri: str, *, expected_sha256: str) -> bytes:
         """The bytes at `uri`, only if their SHA-256 equals `expected_sha256` (the digest
         recorded in the database; compared case-insensitively).

@@ -20,3 +20,7 @@ async def add(session: AsyncSession, tenant: Tenant) -> Tenant:
     session.add(tenant)
     await session.flush()
     return tenant
+
+
+async def get_by_id(session: AsyncSession, tenant_id: int) -> Tenant | None:
+    return await session.get(Tenant, tenant_id)

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ovencast.db.tables import Tenant
-from ovencast.errors import OvencastError, TenantNotFound
+from ovencast.errors import OvencastError, TenantExists, TenantNotFound
 from ovencast.tenants import repository
 
 DEFAULT_TIME_ZONE = "Europe/Berlin"
@@ -60,3 +62,37 @@ async def ensure_tenant(
     tenant.country, tenant.subdivision, tenant.time_zone = new_country, new_subdivision, zone
     await session.flush()
     return tenant
+
+
+def check_name(name: str) -> None:
+    """A new tenant's name: 1-100 characters, no '/' (the name is a URL path segment)."""
+    if not name or not name.strip() or len(name) > 100:
+        raise OvencastError("tenant name must be 1-100 characters", status_code=422)
+    if "/" in name:
+        raise OvencastError("tenant name must not contain '/'", status_code=422)
+
+
+async def create_tenant(
+    session: AsyncSession,
+    name: str,
+    *,
+    country: str | None = None,
+    subdivision: str | None = None,
+    time_zone: str | None = None,
+) -> Tenant:
+    """Register a new tenant; `TenantExists` if the name is taken (also when a concurrent
+    request registered it first: the unique index decides)."""
+    check_name(name)
+    zone = time_zone or DEFAULT_TIME_ZONE
+    check_locale(country, subdivision, zone)
+    if await repository.get_by_name(session, name) is not None:
+        raise TenantExists(f"tenant {name!r} already exists")
+    try:
+        return await repository.add(session, Tenant(
+            name=name, country=country, subdivision=subdivision, time_zone=zone))
+    except IntegrityError:
+        raise TenantExists(f"tenant {name!r} already exists") from None
+
+
+async def list_tenants(session: AsyncSession) -> Sequence[Tenant]:
+    return await repository.list_all(session)

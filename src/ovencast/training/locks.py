@@ -50,7 +50,7 @@ def product_lock(lock_dir: Path, tenant_id: int, product: str, *, timeout_s: flo
                         timeout_s=timeout_s)
             raise TrainingInProgress(
                 f"product {product!r} is being trained by another process; gave up after "
-                f"waiting {timeout_s:.0f} s for its lock") from None
+                f"waiting {timeout_s:g} s for its lock") from None
     waited = time.monotonic() - started
     log.info("lock.acquired", tenant_id=tenant_id, product=product, waited_s=round(waited, 3))
     try:

@@ -20,10 +20,9 @@ import pandas as pd
 from pebble import ProcessExpired, ProcessPool
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ovencast.datasets import repository as datasets_repository
 from ovencast.db.base import utcnow
 from ovencast.db.tables import Tenant, TrainingJob, TrainingRun
-from ovencast.errors import InvalidDataset, OvencastError
+from ovencast.errors import InvalidDataset, NotFound, OvencastError
 from ovencast.forecasting.classes import ClassThresholds
 from ovencast.forecasting.families import model_class
 from ovencast.forecasting.features import AlignmentReport, build_tenant_frame
@@ -33,6 +32,8 @@ from ovencast.jobs import repository as jobs_repository
 from ovencast.observability.logs import get_logger
 from ovencast.observability.metrics import TRAINING_JOB_DURATION
 from ovencast.settings import Settings
+from ovencast.sources.base import DataSource
+from ovencast.sources.database import DatabaseSource
 from ovencast.training.task import ProductOutcome, ProductTask
 from ovencast.training.worker import run_product_task
 
@@ -64,89 +65,155 @@ def parse_families(models: Sequence[str] | None) -> tuple[str, ...]:
     return families or DEFAULT_FAMILIES
 
 
-async def prepare_job(session: AsyncSession, tenant: Tenant, *, settings: Settings,
-                      products: Sequence[str] | None = None, until: date | None = None,
-                      models: Sequence[str] | None = None) -> PreparedJob:
-    """Validate the tenant's data and record a job with one run per selected product.
-    Products with validation errors get a failed run with the errors as reason."""
+async def new_job(session: AsyncSession, tenant: Tenant, *,
+                  products: Sequence[str] | None = None, until: date | None = None,
+                  models: Sequence[str] | None = None, source: DataSource | None = None
+                  ) -> TrainingJob:
+    """Check the request (families, products) and record a queued job. `source`: where
+    the data comes from (default: imported data; see sources.service.open_data_source)."""
     families = parse_families(models)
-    known = await datasets_repository.list_products(session, tenant.id)
+    known = await (source or DatabaseSource(session)).list_products(tenant.name)
     if not known:
         raise InvalidDataset(f"tenant {tenant.name!r} has no sales data; import a dataset")
-    selected = list(dict.fromkeys(products)) if products else known
-    unknown = [p for p in selected if p not in known]
+    selected = list(dict.fromkeys(products)) if products else None
+    unknown = [p for p in selected or () if p not in known]
     if unknown:
         raise InvalidDataset(f"unknown product(s) {unknown} for tenant {tenant.name!r}; "
                              f"known: {', '.join(known)}")
-    long, report, alignment = await _load_and_validate(
-        session, tenant, settings=settings, until=until, products=selected)
-    job = TrainingJob(tenant_id=tenant.id, status="running", products=products and selected,
-                      models=list(families), until=until, validation_report=report.to_dict(),
-                      alignment_report=alignment.to_dict(), warnings=[
-                          str(issue.message) for issue in report.warnings],
-                      started_at=utcnow())
+    job = TrainingJob(tenant_id=tenant.id, status="queued", products=selected,
+                      models=list(families), until=until, warnings=[])
     session.add(job)
     await session.flush()
+    return job
+
+
+async def get_job(session: AsyncSession, job_id: int) -> TrainingJob:
+    job = await jobs_repository.get_job(session, job_id)
+    if job is None:
+        raise NotFound(f"training job {job_id} does not exist")
+    return job
+
+
+async def fail_job(session: AsyncSession, job_id: int, reason: str) -> TrainingJob:
+    """A job that could not even start (its data could not be had): failed, with why."""
+    job = await get_job(session, job_id)
+    job.status, job.error, job.finished_at = "failed", reason, utcnow()
+    await session.flush()
+    log.warning("training.job.failed", job_id=job_id, reason=reason)
+    return job
+
+
+async def prepare_job(session: AsyncSession, tenant: Tenant, job: TrainingJob, *,
+                      settings: Settings, source: DataSource | None = None) -> PreparedJob:
+    """Validate the tenant's data, store the reports with the job and add one run per
+    selected product. Products with validation errors get a failed run with the errors as
+    reason; the others a pending run and a task. Sales the source cannot deliver raise
+    (an `UpstreamError`: "sales service unavailable: ..."); weather or traffic it could
+    not get become job warnings."""
+    source = source or DatabaseSource(session)
+    selected = job.products or await source.list_products(tenant.name)
+    long, report, alignment, source_warnings = await _load_and_validate(
+        source, tenant, settings=settings, until=job.until, products=selected)
+    job.status, job.started_at = "running", utcnow()
+    job.validation_report, job.alignment_report = report.to_dict(), alignment.to_dict()
+    job.warnings = [*job.warnings, *source_warnings,
+                    *(issue.message for issue in report.warnings)]
     tasks: list[ProductTask] = []
     rejected: dict[str, str] = {}
-    thresholds = ClassThresholds()
     for product in selected:
-        errors = report.errors_for(product)
         history = long.loc[long[PRODUCT] == product].drop(columns=[PRODUCT])
-        if errors:
-            reason = "; ".join(issue.message for issue in errors)
-        elif history.empty:
-            clipped = alignment.clipped.get(product)
-            if clipped is not None and clipped.remaining_days == 0:
-                reason = (f"all {clipped.n_days} days clipped: the regressors "
-                          f"{', '.join(alignment.used_regressors)} are not available there")
-            else:
-                reason = f"no data up to {until}" if until else "no data"
-        else:
-            reason = ""
-        stats = report.products.get(product)
-        product_class = (str(stats.product_class) if stats is not None else
-                         str(thresholds.classify(history.loc[~history[CLOSED], Y].to_numpy())))
+        reason = _rejection(product, history, report, alignment, job.until)
+        product_class = _product_class(product, history, report)
         run = TrainingRun(job_id=job.id, product=product, product_class=product_class,
-                          status="failed" if reason else "pending", reason=reason or None)
+                          status="failed" if reason else "pending", reason=reason,
+                          finished_at=utcnow() if reason else None)
         session.add(run)
         await session.flush()
         if reason:
             rejected[product] = reason
             continue
-        tasks.append(ProductTask(
-            settings=settings, job_id=job.id, run_id=run.id, tenant_id=tenant.id,
-            tenant_name=tenant.name, product=product, product_class=product_class,
-            history=history.reset_index(drop=True), regressors=tuple(alignment.used_regressors),
-            families=families, country=tenant.country, subdivision=tenant.subdivision))
+        tasks.append(_task(settings, tenant, job, run, history, alignment))
+    await session.flush()
     log.info("training.job.started", job_id=job.id, tenant=tenant.name,
-             products=len(selected), trainable=len(tasks), families=list(families))
+             products=len(selected), trainable=len(tasks), families=list(job.models))
     return PreparedJob(job_id=job.id, tasks=tasks, validation=report, alignment=alignment,
                        rejected=rejected)
 
 
+async def product_task(session: AsyncSession, tenant: Tenant, job: TrainingJob,
+                       run: TrainingRun, *, settings: Settings,
+                       source: DataSource | None = None) -> ProductTask:
+    """Rebuild one run's task from the database (the service shape's worker task gets ids
+    only). The frame is built exactly as `prepare_job` built it: same products, same
+    cut-off, hence the same regressor selection."""
+    source = source or DatabaseSource(session)
+    selected = job.products or await source.list_products(tenant.name)
+    long, _report, alignment, _warnings = await _load_and_validate(
+        source, tenant, settings=settings, until=job.until, products=selected)
+    prepared_with = list((job.alignment_report or {}).get("used_regressors", []))
+    if prepared_with and list(alignment.used_regressors) != prepared_with:
+        raise InvalidDataset(
+            f"the regressors available now ({', '.join(alignment.used_regressors) or 'none'}) "
+            f"differ from those the job was prepared with ({', '.join(prepared_with)}); "
+            "an upstream service may have gone down meanwhile")
+    history = long.loc[long[PRODUCT] == run.product].drop(columns=[PRODUCT])
+    if history.empty:
+        raise InvalidDataset(f"no data left for {run.product!r}")
+    return _task(settings, tenant, job, run, history, alignment)
+
+
+def _task(settings: Settings, tenant: Tenant, job: TrainingJob, run: TrainingRun,
+          history: pd.DataFrame, alignment: AlignmentReport) -> ProductTask:
+    return ProductTask(
+        settings=settings, job_id=job.id, run_id=run.id, tenant_id=tenant.id,
+        tenant_name=tenant.name, product=run.product,
+        product_class=run.product_class or "", history=history.reset_index(drop=True),
+        regressors=tuple(alignment.used_regressors), families=tuple(job.models),
+        country=tenant.country, subdivision=tenant.subdivision)
+
+
+def _rejection(product: str, history: pd.DataFrame, report: ValidationReport,
+               alignment: AlignmentReport, until: date | None) -> str | None:
+    errors = report.errors_for(product)
+    if errors:
+        return "; ".join(issue.message for issue in errors)
+    if history.empty:
+        clipped = alignment.clipped.get(product)
+        if clipped is not None and clipped.remaining_days == 0:
+            return (f"all {clipped.n_days} days clipped: the regressors "
+                    f"{', '.join(alignment.used_regressors)} are not available there")
+        return f"no data up to {until}" if until else "no data"
+    return None
+
+
+def _product_class(product: str, history: pd.DataFrame, report: ValidationReport) -> str:
+    stats = report.products.get(product)
+    if stats is not None:
+        return str(stats.product_class)
+    return str(ClassThresholds().classify(history.loc[~history[CLOSED], Y].to_numpy()))
+
+
 async def _load_and_validate(
-    session: AsyncSession, tenant: Tenant, *, settings: Settings, until: date | None,
+    source: DataSource, tenant: Tenant, *, settings: Settings, until: date | None,
     products: Sequence[str] | None,
-) -> tuple[pd.DataFrame, ValidationReport, AlignmentReport]:
-    sales = await datasets_repository.load_sales(session, tenant.id, until=until,
-                                                 products=products)
-    regressors, _sources = await datasets_repository.load_regressors(session, tenant.id)
-    long, alignment = build_tenant_frame(sales, regressors, country=tenant.country,
+) -> tuple[pd.DataFrame, ValidationReport, AlignmentReport, list[str]]:
+    data = await source.load(tenant.name, until=until, products=products)
+    long, alignment = build_tenant_frame(data.sales, data.regressors, country=tenant.country,
                                          subdivision=tenant.subdivision)
     report = validate_sales(long, min_days=settings.min_training_data_days,
                             recommended_days=settings.recommended_training_data_days)
-    return long, report, alignment
+    return long, report, alignment, data.warnings
 
 
 async def validate_tenant(session: AsyncSession, tenant: Tenant, *, settings: Settings,
-                          until: date | None = None
+                          until: date | None = None, source: DataSource | None = None
                           ) -> tuple[ValidationReport, AlignmentReport]:
     """The validation report of all the tenant's data (what a job would store)."""
-    if not await datasets_repository.list_products(session, tenant.id):
+    source = source or DatabaseSource(session)
+    if not await source.list_products(tenant.name):
         raise InvalidDataset(f"tenant {tenant.name!r} has no sales data; import a dataset")
-    _, report, alignment = await _load_and_validate(session, tenant, settings=settings,
-                                                    until=until, products=None)
+    _, report, alignment, _warnings = await _load_and_validate(
+        source, tenant, settings=settings, until=until, products=None)
     return report, alignment
 
 

@@ -38,5 +38,8 @@ class ProductOutcome:
     metrics: dict[str, Any] = field(default_factory=dict)
     baseline_metrics: dict[str, Any] = field(default_factory=dict)
     duration_s: float | None = None
+    # Peak resident memory of the worker process so far (it may have trained others).
+    peak_rss_mb: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
     # True when the parent wrote this outcome because the worker could not (killed, died).
     reported_by_parent: bool = False

@@ -12,10 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import os
+import resource
+import socket
 import time
 import traceback
-from collections.abc import Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ovencast.db.base import utcnow
 from ovencast.db.session import create_engine, session_factory, unit_of_work
@@ -27,7 +34,8 @@ from ovencast.models import repository as models_repository
 from ovencast.models.service import NewVersion, load_verified, record_version
 from ovencast.observability.logs import configure_logging, get_logger
 from ovencast.observability.metrics import PRODUCT_TRAINING_DURATION
-from ovencast.store import ModelStore, StoredArtifact, artifact_key, open_store
+from ovencast.settings import Settings
+from ovencast.store import StoredArtifact, artifact_key, open_store
 from ovencast.training.fitting import FitPlan, FitResult, PriorFit, fit_product
 from ovencast.training.locks import product_lock
 from ovencast.training.task import ProductOutcome, ProductTask
@@ -35,6 +43,8 @@ from ovencast.training.task import ProductOutcome, ProductTask
 log = get_logger(__name__)
 
 EventSink = Callable[[str, dict[str, Any]], None]
+# Which process trained a run: host and pid (several workers on several machines).
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 LIBRARIES = ("ovencast", "numpy", "pandas", "prophet", "optuna", "holidays")
 
 
@@ -48,9 +58,25 @@ def library_versions() -> dict[str, str]:
     return found
 
 
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class ProductTimedOut(Exception):
+    """Raised by a fitter that stopped a fit at the product's time limit."""
+
+
+# (tenant_id, product) -> an async context manager holding the training lock.
+LockFactory = Callable[[int, str], AbstractAsyncContextManager[Any]]
+# Fits one product; the embedded shape fits inline (it already runs in a pool process),
+# the service shape in a killable child process.
+Fitter = Callable[[ProductTask, FitPlan, "PriorFit | None", EventSink], Awaitable[FitResult]]
+
+
 def run_product_task(task: ProductTask, events: Any = None) -> ProductOutcome:
-    """Entry point in the worker process. `events` is an optional queue (a Manager queue
-    in the embedded shape) that receives `(product, event, fields)` tuples."""
+    """Entry point in an embedded pool process. `events` is an optional queue (a Manager
+    queue) that receives `(product, event, fields)` tuples."""
     configure_logging(level=task.settings.log_level,
                       log_file=task.settings.ovencast_home / "logs" / "ovencast.log",
                       stderr_level="ERROR")
@@ -59,30 +85,58 @@ def run_product_task(task: ProductTask, events: Any = None) -> ProductOutcome:
         if events is not None:
             events.put((task.product, event, fields))
 
-    return asyncio.run(_run(task, emit))
+    async def main() -> ProductOutcome:
+        engine = create_engine(task.settings)
+        try:
+            return await train_one(task, session_factory(engine), emit,
+                                   lock=_file_lock(task.settings), fit=_fit_inline)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(main())
 
 
-async def _run(task: ProductTask, emit: EventSink) -> ProductOutcome:
+def _file_lock(settings: Settings) -> LockFactory:
+    @asynccontextmanager
+    async def lock(tenant_id: int, product: str) -> AsyncIterator[float]:
+        with product_lock(settings.lock_dir, tenant_id, product,
+                          timeout_s=settings.lock_wait_timeout_seconds) as waited:
+            yield waited
+
+    return lock
+
+
+async def _fit_inline(task: ProductTask, plan: FitPlan, prior: PriorFit | None,
+                      emit: EventSink) -> FitResult:
+    return fit_product(task.history, plan, prior=prior, emit=emit)
+
+
+def fit_plan(task: ProductTask) -> FitPlan:
+    return FitPlan(families=task.families, product_class=task.product_class,
+                   country=task.country, subdivision=task.subdivision,
+                   regressors=task.regressors,
+                   time_limit_s=task.settings.max_training_time_seconds)
+
+
+async def train_one(task: ProductTask, sessions: async_sessionmaker[AsyncSession],
+                    emit: EventSink, *, lock: LockFactory, fit: Fitter) -> ProductOutcome:
+    """Lock, mark running, fit, store, record: one product, every path ending in a
+    recorded run status (trained, failed or timed_out) with its reason."""
     settings = task.settings
-    engine = create_engine(settings)
-    sessions = session_factory(engine)
     started = time.monotonic()
     bound = log.bind(job_id=task.job_id, tenant=task.tenant_name, product=task.product)
+    status = "failed"
     try:
-        with product_lock(settings.lock_dir, task.tenant_id, task.product,
-                          timeout_s=settings.lock_wait_timeout_seconds):
+        async with lock(task.tenant_id, task.product):
             async with unit_of_work(sessions) as session:
                 run = await jobs_repository.get_run(session, task.run_id)
                 assert run is not None, f"training run {task.run_id} vanished"
-                run.status, run.started_at = "running", utcnow()
+                run.status, run.started_at, run.reason = "running", utcnow(), None
+                run.details = {**(run.details or {}), "worker": WORKER_ID}
             emit("started", {})
             bound.info("training.product.started", families=list(task.families))
             prior = await _prior_fit(task, sessions)
-            result = fit_product(task.history, FitPlan(
-                families=task.families, product_class=task.product_class,
-                country=task.country, subdivision=task.subdivision,
-                regressors=task.regressors, time_limit_s=settings.max_training_time_seconds,
-            ), prior=prior, emit=emit)
+            result = await fit(task, fit_plan(task), prior, emit)
             outcome = await _store_and_record(task, sessions, result,
                                               time.monotonic() - started)
             bound.info("training.product.finished", family=outcome.family,
@@ -90,24 +144,28 @@ async def _run(task: ProductTask, emit: EventSink) -> ProductOutcome:
                        duration_s=outcome.duration_s)
             PRODUCT_TRAINING_DURATION.labels(family=outcome.family or "").observe(
                 outcome.duration_s or 0.0)
-            emit("finished", {"family": outcome.family, "metrics": outcome.metrics})
+            emit("finished", {"family": outcome.family, "version": outcome.version,
+                              "metrics": outcome.metrics})
             return outcome
+    except ProductTimedOut:
+        status = "timed_out"
+        reason = (f"stopped after MAX_TRAINING_TIME_MINUTES="
+                  f"{settings.max_training_time_minutes:g} "
+                  f"({settings.max_training_time_seconds:.0f} s)")
     except Exception as exc:
         reason = str(exc) if isinstance(exc, OvencastError) else (
             f"{type(exc).__name__}: {exc}")
         bound.error("training.product.failed", reason=reason,
                     traceback=traceback.format_exc(limit=8))
-        duration = time.monotonic() - started
-        async with unit_of_work(sessions) as session:
-            run = await jobs_repository.get_run(session, task.run_id)
-            if run is not None:
-                run.status, run.reason = "failed", reason
-                run.finished_at, run.duration_s = utcnow(), duration
-        emit("failed", {"reason": reason})
-        return ProductOutcome(product=task.product, run_id=task.run_id, status="failed",
-                              reason=reason, duration_s=duration)
-    finally:
-        await engine.dispose()
+    duration = time.monotonic() - started
+    async with unit_of_work(sessions) as session:
+        run = await jobs_repository.get_run(session, task.run_id)
+        if run is not None:
+            run.status, run.reason = status, reason
+            run.finished_at, run.duration_s = utcnow(), duration
+    emit(status, {"reason": reason})
+    return ProductOutcome(product=task.product, run_id=task.run_id, status=status,
+                          reason=reason, duration_s=duration)
 
 
 async def _prior_fit(task: ProductTask, sessions: Any) -> PriorFit | None:
@@ -133,53 +191,61 @@ async def _prior_fit(task: ProductTask, sessions: Any) -> PriorFit | None:
 
 async def _store_and_record(task: ProductTask, sessions: Any, result: FitResult,
                             elapsed: float) -> ProductOutcome:
+    """Write the artifact under a key of its own, then record it in one transaction.
+
+    The new artifact never overwrites anything, so until the transaction commits the
+    active version's file is untouched, whatever happens (an exception, a kill at the
+    time limit). If recording fails the new file is removed; once it has committed, the
+    file the row pointed to before (versioning disabled: the row is updated in place) is
+    retired: moved to the backups when MODEL_BACKUP_ENABLED, else deleted.
+    """
     settings = task.settings
     best = result.best
     store = open_store(settings.resolved_model_storage_path,
                        backup_enabled=settings.model_backup_enabled)
     payload = best.model.to_bytes()
-    async with unit_of_work(sessions) as session:
-        tenant = await session.get(Tenant, task.tenant_id)
-        assert tenant is not None
-        active = await models_repository.get_active(session, tenant.id, task.product)
-        if settings.model_versioning_enabled or active is None:
-            version = await models_repository.next_version(session, tenant.id, task.product)
-        else:
-            version = active.version
-        artifact = store.save(
-            artifact_key(tenant.name, task.product, best.family, version), payload)
-        try:
-            history_dates = task.history[DATE]
+    history_dates = task.history[DATE]
+    artifact: StoredArtifact | None = None
+    replaced_uri: str | None = None
+    try:
+        async with unit_of_work(sessions) as session:
+            tenant = await session.get(Tenant, task.tenant_id)
+            assert tenant is not None
+            active = await models_repository.get_active(session, tenant.id, task.product)
+            if settings.model_versioning_enabled or active is None:
+                version = await models_repository.next_version(session, tenant.id,
+                                                               task.product)
+            else:
+                version, replaced_uri = active.version, active.artifact_uri
+            artifact = store.save(unique_key(
+                artifact_key(tenant.name, task.product, best.family, version)), payload)
             row = await record_version(session, tenant, NewVersion(
                 product=task.product, family=best.family, params=best.model.params,
-                metrics=best.metrics.to_dict(), baseline_metrics=best.baseline_metrics.to_dict(),
-                details=result.details,
+                metrics=best.metrics.to_dict(),
+                baseline_metrics=best.baseline_metrics.to_dict(), details=result.details,
                 regressors=list(best.model.regressors),
                 data_start=history_dates.min().date(), data_end=history_dates.max().date(),
                 library_versions=library_versions(), training_job_id=task.job_id,
             ), artifact, version=version, versioning_enabled=settings.model_versioning_enabled)
             run = await jobs_repository.get_run(session, task.run_id)
             assert run is not None
-            duration = elapsed
             run.status, run.model_version_id = "trained", row.id
-            run.finished_at, run.duration_s = utcnow(), duration
+            run.finished_at, run.duration_s = utcnow(), elapsed
             await session.flush()
-        except BaseException:
-            _undo_save(store, artifact, active_sha256=active.sha256 if active else None)
-            raise
+    except BaseException:
+        if artifact is not None:
+            store.delete(artifact.uri)
+        raise
+    if replaced_uri is not None and replaced_uri != artifact.uri:
+        store.retire(replaced_uri, keep_backup=settings.model_backup_enabled)
     return ProductOutcome(
         product=task.product, run_id=task.run_id, status="trained", family=best.family,
         version=version, metrics=best.metrics.to_dict(),
-        baseline_metrics=best.baseline_metrics.to_dict(), duration_s=duration)
+        baseline_metrics=best.baseline_metrics.to_dict(), duration_s=elapsed,
+        peak_rss_mb=peak_rss_mb(), details=result.details)
 
 
-def _undo_save(store: ModelStore, artifact: StoredArtifact, *, active_sha256: str | None
-               ) -> None:
-    """The version was not recorded. A new key: remove the unreferenced artifact. An
-    overwritten key (versioning disabled): put the replaced bytes back from the backup, so
-    that the key matches the checksum the database still holds."""
-    if artifact.replaced_backup_uri is None:
-        store.delete(artifact.uri)
-    elif active_sha256 is not None:
-        previous = store.load(artifact.replaced_backup_uri, expected_sha256=active_sha256)
-        store.save(artifact.key, previous)
+def unique_key(key: str) -> str:
+    """`.../v000003.json` -> `.../v000003-<random>.json`: every save gets a fresh key."""
+    stem, dot, extension = key.rpartition(".")
+    return f"{stem}-{uuid.uuid4().hex[:12]}{dot}{extension}"

@@ -1,0 +1,84 @@
+"""`create_app(settings)`: the FastAPI application of the service shape.
+
+Start-up opens the process's `Database` and checks the schema: a PostgreSQL database with
+no revision, or one behind the code's head, raises `SchemaNotReady` (saying to run
+`ovencast db upgrade`) and the server refuses to start. It is never migrated implicitly.
+
+Run it with `ovencast serve`, or `uvicorn --factory ovencast.api.app:create_app`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from ovencast import __version__
+from ovencast.api import health
+from ovencast.api.errors import install_error_handlers
+from ovencast.datasets import endpoints as datasets_endpoints
+from ovencast.db.runtime import Database
+from ovencast.errors import OvencastError
+from ovencast.forecasts import endpoints as forecasts_endpoints
+from ovencast.jobs import endpoints as jobs_endpoints
+from ovencast.models import endpoints as models_endpoints
+from ovencast.observability.logs import get_logger
+from ovencast.settings import Settings, get_settings
+from ovencast.tenants import endpoints as tenants_endpoints
+
+log = get_logger(__name__)
+
+API_PREFIX = "/api/v1"
+
+OPENAPI_TAGS = [
+    {"name": "tenants", "description": "Bakery businesses and their locale."},
+    {"name": "datasets", "description": "Upload sales, weather, traffic and calendar CSVs."},
+    {"name": "training-jobs", "description": "Queue, follow and cancel training."},
+    {"name": "models", "description": "Model versions, metrics, activation and roll-back."},
+    {"name": "forecasts", "description": "Forecasts from the active, checksum-verified models."},
+    {"name": "operations", "description": "Liveness, readiness, metrics, circuit breakers."},
+]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = Database.open(settings)
+        try:
+            revision = await database.ready()
+        except OvencastError as exc:
+            log.error("api.startup.refused", error=exc.message)
+            await database.close()
+            raise
+        except BaseException:
+            await database.close()
+            raise
+        app.state.settings = settings
+        app.state.database = database
+        log.info("api.started", schema_revision=revision,
+                 database=database.engine.url.render_as_string(hide_password=True))
+        try:
+            yield
+        finally:
+            await database.close()
+            log.info("api.stopped")
+
+    app = FastAPI(
+        title="ovencast",
+        version=__version__,
+        summary="Training service for bakery demand forecasting.",
+        openapi_tags=OPENAPI_TAGS,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(health.api_router, prefix=API_PREFIX)
+    for router in (tenants_endpoints.router, datasets_endpoints.router,
+                   jobs_endpoints.router, models_endpoints.router,
+                   forecasts_endpoints.router):
+        app.include_router(router, prefix=API_PREFIX)
+    return app

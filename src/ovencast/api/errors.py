@@ -1,0 +1,157 @@
+"""The one place where exceptions become HTTP responses.
+
+Every error body has the same shape: `{"error": <snake_case name>, "detail": <one line>}`,
+sometimes with more fields (`reasons` for a request that failed validation, `problems`
+for a rejected dataset). An expected condition (an `OvencastError`, a bad request, the
+database being unreachable) is never answered with a 500 traceback.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, is_dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy import exc as sa_exc
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ovencast.errors import OvencastError
+from ovencast.observability.logs import get_logger
+
+log = get_logger(__name__)
+
+# Failures to reach the database are an outage (503, retry later), not a bug.
+# (ConnectionError: asyncpg's refused connection reaches us unwrapped.)
+DATABASE_UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError,
+                        ConnectionError)
+
+
+class ErrorOut(BaseModel):
+    """The body of every error response."""
+
+    error: str
+    detail: str
+
+
+class ValidationReason(BaseModel):
+    location: str
+    message: str
+    type: str
+
+
+class DatasetProblemOut(BaseModel):
+    file: str
+    line: int
+    column: str | None
+    message: str
+
+
+class UnprocessableOut(ErrorOut):
+    """422: `reasons` when the request itself is malformed (which field, why);
+    `problems` when an uploaded dataset has bad cells (file, line, column)."""
+
+    reasons: list[ValidationReason] | None = None
+    problems: list[DatasetProblemOut] | None = None
+
+
+# The root class says nothing about what went wrong: name such errors by their status.
+GENERIC_CODES = {400: "bad_request", 404: "not_found", 409: "conflict",
+                 413: "payload_too_large", 422: "unprocessable", 500: "internal_error",
+                 503: "unavailable"}
+
+
+def error_code(exc: BaseException | type[BaseException] | str) -> str:
+    """`ChecksumMismatch` (an error, its class or its class name) -> `checksum_mismatch`;
+    a plain `OvencastError` is named by its status (409 -> `conflict`)."""
+    if isinstance(exc, OvencastError) and type(exc) is OvencastError:
+        return GENERIC_CODES.get(exc.status_code, "error")
+    if isinstance(exc, str):
+        name = exc
+    else:
+        name = exc.__name__ if isinstance(exc, type) else type(exc).__name__
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
+
+
+def error_body(code: str, detail: str, **extra: Any) -> dict[str, Any]:
+    return {"error": code, "detail": detail, **extra}
+
+
+def ovencast_error_response(exc: OvencastError) -> JSONResponse:
+    extra: dict[str, Any] = {}
+    problems = getattr(exc, "problems", None)
+    if isinstance(problems, list):  # a rejected dataset: every bad cell, structured
+        extra["problems"] = [asdict(p) if is_dataclass(p) and not isinstance(p, type)
+                             else str(p) for p in problems]
+    return JSONResponse(status_code=exc.status_code,
+                        content=jsonable_encoder(error_body(error_code(exc), exc.message,
+                                                            **extra)))
+
+
+async def _ovencast_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, OvencastError)
+    if exc.status_code >= 500:
+        log.error("api.request.failed", method=request.method, path=request.url.path,
+                  error=error_code(exc), detail=exc.message)
+    return ovencast_error_response(exc)
+
+
+def _location(loc: tuple[Any, ...] | list[Any]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    reasons = [{"location": _location(e.get("loc", ())), "message": str(e.get("msg", "")),
+                "type": str(e.get("type", ""))} for e in exc.errors()]
+    summary = "; ".join(f"{r['location']}: {r['message']}" for r in reasons[:10])
+    return JSONResponse(status_code=422, content=error_body(
+        "request_validation", f"invalid request: {summary}", reasons=reasons))
+
+
+async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return JSONResponse(status_code=exc.status_code, content=error_body(code, str(exc.detail)),
+                        headers=exc.headers)
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.error("api.database.unavailable", method=request.method, path=request.url.path,
+              error=f"{type(exc).__name__}: {exc}")
+    return JSONResponse(status_code=503, content=error_body(
+        "database_unavailable",
+        f"the database is unavailable ({type(exc).__name__}); try again later"))
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # Starlette re-raises after this response, so the server logs the traceback.
+    return JSONResponse(status_code=500, content=error_body(
+        "internal_error", "unexpected server error; see the server log"))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(OvencastError, _ovencast_error)
+    app.add_exception_handler(RequestValidationError, _request_validation)
+    app.add_exception_handler(StarletteHTTPException, _http_exception)
+    for kind in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(kind, _database_unavailable)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+# OpenAPI: the error responses an endpoint may give, by status.
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    described = {400: "Bad request", 404: "Not found", 409: "Conflict",
+                 413: "Upload too large", 422: "Invalid input",
+                 500: "Server-side failure (e.g. an artifact failed its checksum)",
+                 503: "Database or schema not ready"}
+    out: dict[int | str, dict[str, Any]] = {
+        status: {"model": ErrorOut, "description": described.get(status, "Error")}
+        for status in statuses}
+    if 422 in statuses:
+        out[422] = {"model": UnprocessableOut, "description": described[422]}
+    return out

@@ -1,0 +1,87 @@
+"""Operations endpoints: liveness, readiness (database reachable, schema current),
+Prometheus metrics, and the state of the upstream circuit breakers."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+
+from ovencast.api.dependencies import DatabaseDep, SettingsDep
+from ovencast.api.errors import DATABASE_UNAVAILABLE, error_body, error_responses
+from ovencast.db import migrate
+from ovencast.errors import OvencastError
+from ovencast.observability.metrics import observe_db_pool
+from ovencast.sources.breakers import circuit_breaker_states, process_breakers
+
+router = APIRouter(tags=["operations"])
+api_router = APIRouter(tags=["operations"])
+
+# A readiness probe must answer quickly even when the database hangs.
+READY_TIMEOUT_S = 5.0
+
+
+class HealthOut(BaseModel):
+    status: str
+
+
+class ReadyOut(BaseModel):
+    status: str
+    schema_revision: str
+
+
+class CircuitBreakerOut(BaseModel):
+    """One upstream service's breaker (`ovencast.sources.breakers.BreakerStatus`)."""
+
+    service: str
+    state: str = Field(description="closed | open | half_open")
+    consecutive_failures: int
+    failures_to_open: int
+    recovery_s: float
+    opened_at: datetime | None = Field(description="UTC, while open or half-open")
+    trial_in_s: float | None = Field(
+        description="while open: seconds until a trial request is let through")
+
+
+@router.get("/health", response_model=HealthOut, summary="Liveness (no database access)")
+async def health() -> HealthOut:
+    return HealthOut(status="ok")
+
+
+@router.get("/ready", response_model=ReadyOut, summary="Readiness: database and schema",
+            responses=error_responses(503))
+async def ready(database: DatabaseDep) -> ReadyOut | JSONResponse:
+    try:
+        revision = await asyncio.wait_for(migrate.check_schema(database.engine),
+                                          timeout=READY_TIMEOUT_S)
+    except OvencastError as exc:  # SchemaNotReady: no revision, or behind head
+        return JSONResponse(status_code=503, content=error_body("schema_not_ready",
+                                                                exc.message))
+    except TimeoutError:
+        return JSONResponse(status_code=503, content=error_body(
+            "database_unavailable", f"the database did not answer within {READY_TIMEOUT_S}s"))
+    except (*DATABASE_UNAVAILABLE, OSError) as exc:
+        return JSONResponse(status_code=503, content=error_body(
+            "database_unavailable", f"the database is unreachable: {type(exc).__name__}: "
+                                    f"{exc}".splitlines()[0]))
+    return ReadyOut(status="ready", schema_revision=revision)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
+            responses={200: {"content": {CONTENT_TYPE_LATEST: {}},
+                             "description": "Prometheus text exposition format"}})
+async def metrics(database: DatabaseDep) -> Response:
+    observe_db_pool(database.engine.pool)
+    return Response(content=generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+@api_router.get("/circuit-breakers", response_model=list[CircuitBreakerOut],
+                summary="State of each upstream service's circuit breaker (this process)")
+async def circuit_breakers(settings: SettingsDep) -> list[dict[str, Any]]:
+    statuses = await circuit_breaker_states(process_breakers(settings))
+    return [status.to_dict() for status in statuses]

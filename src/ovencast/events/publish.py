@@ -1,0 +1,68 @@
+"""Publishing progress events with `pg_notify`.
+
+Events are small JSON objects tagged with the job id:
+  {"type": "product", "job_id", "product", "event": queued|started|trial|finished|failed|
+   timed_out|cancelled, ...fields}
+  {"type": "job", "job_id", "status"}  (the job's end)
+A notification is delivered only to listeners connected at that moment; a late client
+reads the current state from the database first (see `jobs.service.job_snapshot`).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import psycopg
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ovencast.events import CHANNEL
+from ovencast.observability.logs import get_logger
+
+log = get_logger(__name__)
+
+# PostgreSQL refuses payloads of 8000 bytes and more; events are far below.
+MAX_PAYLOAD_BYTES = 7900
+
+
+def encode(event: dict[str, Any]) -> str:
+    payload = json.dumps(event, separators=(",", ":"), default=str)
+    if len(payload.encode()) > MAX_PAYLOAD_BYTES:
+        slim = {k: v for k, v in event.items() if k in ("type", "job_id", "product", "event",
+                                                         "status", "reason")}
+        payload = json.dumps(slim, separators=(",", ":"), default=str)
+    return payload
+
+
+async def notify_in_transaction(session: AsyncSession, event: dict[str, Any]) -> None:
+    """NOTIFY inside the caller's transaction: delivered only if it commits."""
+    await session.execute(text("SELECT pg_notify(:channel, :payload)"),
+                          {"channel": CHANNEL, "payload": encode(event)})
+
+
+class EventPublisher:
+    """Thread-safe publisher for code that is not in a transaction (worker progress,
+    called from a pump thread). One autocommit psycopg connection, opened lazily."""
+
+    def __init__(self, conninfo: str) -> None:
+        self._conninfo = conninfo
+        self._lock = threading.Lock()
+        self._connection: psycopg.Connection[Any] | None = None
+
+    def publish(self, event: dict[str, Any]) -> None:
+        with self._lock:
+            try:
+                if self._connection is None or self._connection.closed:
+                    self._connection = psycopg.connect(self._conninfo, autocommit=True)
+                self._connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, encode(event)))
+            except psycopg.Error as exc:  # progress is best-effort; training goes on
+                log.warning("events.publish_failed", error=str(exc))
+                self._connection = None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None

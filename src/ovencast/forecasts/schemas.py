@@ -1,0 +1,48 @@
+"""Response bodies of the forecasts endpoint."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pydantic import BaseModel, Field
+
+
+class ForecastRow(BaseModel):
+    date: date
+    product: str
+    forecast: float
+
+
+class ForecastModelOut(BaseModel):
+    """The model version a product's forecast came from."""
+
+    product: str
+    version: int | None
+    family: str | None
+
+
+class ForecastErrorOut(BaseModel):
+    """A product that could not be forecast (artifact refused, regressors unknown...)."""
+
+    product: str
+    version: int | None
+    error: str = Field(examples=["checksum_mismatch"])
+    detail: str
+
+
+class ForecastOut(BaseModel):
+    tenant: str
+    days: int
+    rows: list[ForecastRow]
+    models: list[ForecastModelOut]
+    errors: list[ForecastErrorOut] = Field(
+        description="products that could not be forecast, with the reason; the others "
+                    "are still in `rows`")
+
+
+class ForecastFailedOut(BaseModel):
+    """No product could be forecast: the status is that of the products' errors."""
+
+    error: str
+    detail: str
+    errors: list[ForecastErrorOut]

@@ -1,0 +1,197 @@
+"""HTTP endpoints of training jobs: submit (queued for the workers), list, show, cancel,
+and a WebSocket that streams a job's progress.
+
+The WebSocket subscribes to the job's events (PostgreSQL LISTEN) *before* it reads the
+snapshot from the database, so nothing that happens in between is lost; a client may see
+an event the snapshot already reflects, never miss one. It closes after the job's end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from fastapi import APIRouter, Depends, WebSocket, WebSocketDisconnect, status
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ovencast.api.dependencies import Session, SettingsDep, get_database
+from ovencast.api.errors import error_code, error_responses
+from ovencast.db.session import unit_of_work
+from ovencast.db.tables import TrainingJob
+from ovencast.db.urls import libpq_conninfo
+from ovencast.errors import OvencastError
+from ovencast.jobs import repository
+from ovencast.jobs import service as jobs_service
+from ovencast.jobs.schemas import (
+    JobLinks,
+    TrainingJobAccepted,
+    TrainingJobCreate,
+    TrainingJobDetail,
+    TrainingJobOut,
+    TrainingRunOut,
+)
+from ovencast.models import repository as models_repository
+from ovencast.observability.logs import get_logger
+from ovencast.sources.service import open_data_source, resolve_tenant
+from ovencast.tenants import repository as tenants_repository
+from ovencast.tenants import service as tenants_service
+
+log = get_logger(__name__)
+
+router = APIRouter(tags=["training-jobs"])
+
+JOBS_PATH = "/api/v1/training-jobs"
+# WebSocket close codes: 1000 normal (job ended); 4404 no such job; 1011 server-side error.
+CLOSE_NOT_FOUND = 4404
+
+EventSource = Callable[[str, int], AbstractAsyncContextManager[AsyncIterator[dict[str, Any]]]]
+
+
+def links(job_id: int) -> JobLinks:
+    return JobLinks(self=f"{JOBS_PATH}/{job_id}", events=f"{JOBS_PATH}/{job_id}/events",
+                    cancel=f"{JOBS_PATH}/{job_id}/cancel")
+
+
+def _job_out(job: TrainingJob, tenant: str) -> TrainingJobOut:
+    return TrainingJobOut(
+        id=job.id, tenant=tenant, status=job.status, products=job.products,
+        models=job.models, until=job.until, error=job.error, warnings=job.warnings or [],
+        created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
+        links=links(job.id))
+
+
+async def _tenant_name(session: AsyncSession, tenant_id: int) -> str:
+    tenant = await tenants_repository.get_by_id(session, tenant_id)
+    return tenant.name if tenant is not None else str(tenant_id)
+
+
+async def job_detail(session: AsyncSession, job_id: int) -> TrainingJobDetail:
+    """A job with its runs and reports, as `GET /training-jobs/{id}` and the WebSocket
+    snapshot show it. `NotFound` if there is no such job."""
+    job = await jobs_service.get_job(session, job_id)
+    runs = await repository.runs_of(session, job_id)
+    versions = {v.id: v.version for v in await models_repository.get_by_ids(
+        session, [r.model_version_id for r in runs if r.model_version_id is not None])}
+    out = _job_out(job, await _tenant_name(session, job.tenant_id))
+    return TrainingJobDetail(
+        **out.model_dump(), validation_report=job.validation_report,
+        alignment_report=job.alignment_report,
+        runs=[TrainingRunOut(
+            product=r.product, status=r.status, reason=r.reason,
+            product_class=r.product_class, started_at=r.started_at,
+            finished_at=r.finished_at, duration_s=r.duration_s,
+            model_version=versions.get(r.model_version_id)
+            if r.model_version_id is not None else None) for r in runs])
+
+
+@router.post("/tenants/{tenant}/training-jobs", status_code=status.HTTP_202_ACCEPTED,
+             response_model=TrainingJobAccepted,
+             summary="Queue a training job (the workers pick it up)",
+             responses=error_responses(404, 422))
+async def submit_training_job(tenant: str, body: TrainingJobCreate, session: Session,
+                              settings: SettingsDep) -> TrainingJobAccepted:
+    async with open_data_source(session, settings=settings) as source:
+        row = await resolve_tenant(session, source, tenant)
+        job = await jobs_service.submit_job(session, row, products=body.products,
+                                            until=body.until, models=body.models,
+                                            source=source)
+    return TrainingJobAccepted(id=job.id, status=job.status, links=links(job.id))
+
+
+@router.get("/tenants/{tenant}/training-jobs", response_model=list[TrainingJobOut],
+            summary="A tenant's training jobs, newest first", responses=error_responses(404))
+async def list_training_jobs(tenant: str, session: Session) -> list[TrainingJobOut]:
+    row = await tenants_service.get_tenant(session, tenant)
+    jobs: Sequence[TrainingJob] = await repository.jobs_of(session, row.id)
+    return [_job_out(job, row.name) for job in jobs]
+
+
+@router.get("/training-jobs/{job_id}", response_model=TrainingJobDetail,
+            summary="A job: status, timestamps, per-product outcome, reports",
+            responses=error_responses(404))
+async def get_training_job(job_id: int, session: Session) -> TrainingJobDetail:
+    return await job_detail(session, job_id)
+
+
+@router.post("/training-jobs/{job_id}/cancel", response_model=TrainingJobOut,
+             summary="Cancel a job that has not ended", responses=error_responses(404, 409))
+async def cancel_training_job(job_id: int, session: Session) -> TrainingJobOut:
+    job = await jobs_service.cancel_job(session, job_id)
+    return _job_out(job, await _tenant_name(session, job.tenant_id))
+
+
+def get_event_source() -> EventSource:
+    """`ovencast.events.listen.job_events`: LISTEN on enter, then an async iterator of
+    the job's events that ends after the job's end event."""
+    from ovencast.events.listen import job_events
+
+    return job_events
+
+
+@router.websocket("/training-jobs/{job_id}/events", name="training_job_events")
+async def training_job_events(websocket: WebSocket, job_id: int,
+                              event_source: EventSource = Depends(get_event_source)) -> None:
+    """Messages (JSON): first `{"type": "snapshot", "job_id", ...the job as GET shows it}`,
+    then `{"type": "product", "product", "event": queued|started|trial|finished|failed|
+    timed_out|cancelled, ...}` and finally `{"type": "job", "status"}`, after which the
+    server closes (1000). No such job: `{"type": "error", ...}` and close code 4404."""
+    database = get_database(websocket)
+    await websocket.accept()
+    try:
+        conninfo = libpq_conninfo(database.settings.resolved_database_url)
+        async with event_source(conninfo, job_id) as events:
+            async with unit_of_work(database.sessions) as session:
+                snapshot = await job_detail(session, job_id)
+            await websocket.send_json({"type": "snapshot", "job_id": job_id,
+                                       **snapshot.model_dump(mode="json", by_alias=True)})
+            if snapshot.status in jobs_service.TERMINAL_JOB:
+                await websocket.close(code=1000)
+                return
+            await _forward(websocket, events)
+    except WebSocketDisconnect:
+        return
+    except OvencastError as exc:
+        await _close_with_error(websocket, error_code(exc), exc.message,
+                                CLOSE_NOT_FOUND if exc.status_code == 404 else 1011)
+    except (OSError, ValueError) as exc:  # event stream unavailable (no PostgreSQL...)
+        log.error("api.job_events.unavailable", job_id=job_id, error=str(exc))
+        await _close_with_error(websocket, "events_unavailable",
+                                f"job events are unavailable: {exc}", 1011)
+
+
+async def _forward(websocket: WebSocket, events: AsyncIterator[dict[str, Any]]) -> None:
+    """Send events until the job's end event, or until the client goes away."""
+
+    async def send_all() -> None:
+        async for event in events:
+            await websocket.send_json(event)
+            if event.get("type") == "job" and event.get("status") in jobs_service.TERMINAL_JOB:
+                return
+
+    async def client_gone() -> None:
+        # Clients have nothing to say; reading is how a disconnect is noticed.
+        while (await websocket.receive())["type"] != "websocket.disconnect":
+            pass
+
+    sender = asyncio.create_task(send_all())
+    watcher = asyncio.create_task(client_gone())
+    try:
+        done, _ = await asyncio.wait({sender, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (sender, watcher):
+            task.cancel()
+        await asyncio.gather(sender, watcher, return_exceptions=True)
+    if sender in done:
+        sender.result()  # an error in the stream surfaces here
+        await websocket.close(code=1000)
+
+
+async def _close_with_error(websocket: WebSocket, code: str, detail: str, close_code: int
+                            ) -> None:
+    with contextlib.suppress(Exception):
+        await websocket.send_json({"type": "error", "error": code, "detail": detail})
+        await websocket.close(code=close_code)
+

@@ -1,0 +1,71 @@
+"""Request and response bodies of the training-job endpoints."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TrainingJobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    products: list[str] | None = Field(default=None, min_length=1,
+                                       description="default: every product of the tenant")
+    until: date | None = Field(default=None, description="train on data up to this date")
+    models: list[str] | None = Field(default=None, min_length=1,
+                                     examples=[["prophet"], ["seasonal_naive"]],
+                                     description="model families (default: prophet)")
+
+
+class JobLinks(BaseModel):
+    self: str
+    events: str = Field(description="WebSocket: snapshot, then live progress events")
+    cancel: str
+
+
+class TrainingJobAccepted(BaseModel):
+    id: int
+    status: str
+    links: JobLinks
+
+
+class TrainingRunOut(BaseModel):
+    """One product's outcome within a job."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    product: str
+    status: str = Field(description="pending | running | trained | failed | timed_out | "
+                                    "skipped | cancelled")
+    reason: str | None = Field(description="why it did not train (every end state but "
+                                           "`trained` has one)")
+    product_class: str | None = Field(serialization_alias="class",
+                                      description="high/medium/low volume, intermittent")
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_s: float | None
+    model_version: int | None = Field(description="the version it produced")
+
+
+class TrainingJobOut(BaseModel):
+    id: int
+    tenant: str
+    status: str = Field(description="queued | running | succeeded | partial | failed | "
+                                    "cancelled")
+    products: list[str] | None
+    models: list[str]
+    until: date | None
+    error: str | None
+    warnings: list[str]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    links: JobLinks
+
+
+class TrainingJobDetail(TrainingJobOut):
+    runs: list[TrainingRunOut]
+    validation_report: dict[str, Any] | None
+    alignment_report: dict[str, Any] | None

@@ -1,0 +1,41 @@
+"""HTTP endpoints of model versions: list with metrics, activate (roll back or forward)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from ovencast.api.dependencies import Session
+from ovencast.api.errors import error_responses
+from ovencast.db.tables import ModelVersion
+from ovencast.models import service
+from ovencast.models.schemas import ModelVersionOut
+from ovencast.tenants import service as tenants_service
+
+router = APIRouter(prefix="/tenants/{tenant}/models", tags=["models"])
+
+
+@router.get("", response_model=list[ModelVersionOut],
+            summary="Model versions with their holdout metrics",
+            responses=error_responses(404))
+async def list_models(
+    tenant: str,
+    session: Session,
+    product: Annotated[str | None, Query(description="only this product")] = None,
+    all_versions: Annotated[bool, Query(alias="all",
+                                        description="include inactive versions")] = False,
+) -> Sequence[ModelVersion]:
+    row = await tenants_service.get_tenant(session, tenant)
+    versions = await service.list_versions(session, row, product=product)
+    return [v for v in versions if all_versions or v.is_active]
+
+
+@router.post("/{product}/versions/{version}/activate", response_model=ModelVersionOut,
+             summary="Make a version the active one (roll back or forward)",
+             responses=error_responses(404))
+async def activate_version(tenant: str, product: str, version: int, session: Session
+                           ) -> ModelVersion:
+    row = await tenants_service.get_tenant(session, tenant)
+    return await service.activate(session, row, product, version)

@@ -1,0 +1,1 @@
+"""The service shape's job queue: procrastinate on PostgreSQL."""

@@ -1,0 +1,19 @@
+"""The procrastinate app. Tasks live on a blueprint (`queue.tasks`) so that the same task
+names are known to the API (which only enqueues, through SQL in its own transaction) and
+to the workers (which run them)."""
+
+from __future__ import annotations
+
+from procrastinate import App, PsycopgConnector
+
+from ovencast.db.urls import libpq_conninfo
+from ovencast.settings import Settings
+
+
+def make_app(settings: Settings) -> App:
+    from ovencast.queue.tasks import blueprint
+
+    connector = PsycopgConnector(conninfo=libpq_conninfo(settings.resolved_database_url))
+    app = App(connector=connector)
+    app.add_tasks_from(blueprint, namespace="ovencast")
+    return app

@@ -1,0 +1,62 @@
+"""`ovencast worker`: a procrastinate worker plus the recovery of stalled jobs.
+
+A worker killed with SIGKILL stops sending heartbeats; its jobs stay `doing`. Every worker
+periodically asks procrastinate for jobs whose worker has been silent for longer than
+WORKER_STALLED_AFTER_SECONDS and puts them back in the queue (procrastinate's documented
+stalled-job recipe), so another worker trains the product. The PostgreSQL advisory lock of
+the dead worker went away with its connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from ovencast.db import migrate
+from ovencast.jobs.service import QUEUE
+from ovencast.observability.logs import get_logger
+from ovencast.queue.app import make_app
+from ovencast.queue.runtime import WorkerRuntime
+from ovencast.settings import Settings
+
+log = get_logger(__name__)
+
+
+async def run_worker(settings: Settings, *, name: str | None = None) -> None:
+    runtime = WorkerRuntime.start(settings)
+    try:
+        await migrate.check_schema(runtime.database.engine)
+        app = make_app(settings)
+        async with app.open_async():
+            recovery = asyncio.create_task(_recover_stalled(app, settings))
+            try:
+                log.info("worker.started", name=name,
+                         concurrency=settings.max_concurrent_training_jobs)
+                await app.run_worker_async(
+                    queues=[QUEUE], name=name or "ovencast-worker",
+                    concurrency=settings.max_concurrent_training_jobs,
+                    additional_context={"runtime": runtime},
+                    update_heartbeat_interval=settings.worker_heartbeat_seconds,
+                    stalled_worker_timeout=settings.worker_stalled_after_seconds,
+                    install_signal_handlers=True)
+            finally:
+                recovery.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await recovery
+    finally:
+        await runtime.close()
+
+
+async def _recover_stalled(app: object, settings: Settings) -> None:
+    manager = app.job_manager  # type: ignore[attr-defined]
+    while True:
+        await asyncio.sleep(settings.worker_heartbeat_seconds)
+        try:
+            stalled = await manager.get_stalled_jobs(
+                queue=QUEUE, seconds_since_heartbeat=settings.worker_stalled_after_seconds)
+            for job in stalled:
+                log.warning("worker.stalled_job_retried", job_id=job.id, task=job.task_name,
+                            args=job.task_kwargs)
+                await manager.retry_job(job)
+        except Exception as exc:  # recovery must never take the worker down
+            log.error("worker.stalled_recovery_failed", error=str(exc))

@@ -1,0 +1,207 @@
+"""The `ovencast` command line end to end, in subprocesses, on the real Kiel data:
+import -> train -> forecast, refusing a corrupted artifact, concurrent trainings."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from sqlalchemy import select
+
+from conftest import (
+    CLI_TIMEOUT_S,
+    SETTINGS_ENV_VARS,
+    cli_command,
+    import_directory,
+    make_settings,
+    one_line,
+    run_async,
+    run_cli_process,
+    settings_env,
+)
+from ovencast.db.runtime import Database
+from ovencast.db.session import unit_of_work
+from ovencast.db.tables import ModelVersion, TrainingJob
+from ovencast.settings import Settings
+from ovencast.store import open_store
+
+UNTIL = date(2018, 6, 30)
+FIRST = UNTIL + timedelta(days=1)
+DAYS = 28
+# seasonal_bread is sold a few weeks a year: its history ends months before UNTIL.
+PRODUCTS = ("bread", "rolls", "seasonal_bread")
+
+
+@dataclass(frozen=True)
+class TrainedTenant:
+    settings: Settings
+    train: subprocess.CompletedProcess[str]
+
+
+def _versions(settings: Settings) -> list[ModelVersion]:
+    async def load() -> list[ModelVersion]:
+        database = Database.open(settings)
+        try:
+            async with unit_of_work(database.sessions) as session:
+                return list((await session.scalars(select(ModelVersion).order_by(
+                    ModelVersion.product, ModelVersion.version))).all())
+        finally:
+            await database.close()
+
+    return run_async(load)
+
+
+def _jobs(settings: Settings) -> list[TrainingJob]:
+    async def load() -> list[TrainingJob]:
+        database = Database.open(settings)
+        try:
+            async with unit_of_work(database.sessions) as session:
+                return list((await session.scalars(select(TrainingJob))).all())
+        finally:
+            await database.close()
+
+    return run_async(load)
+
+
+def _csv(stdout: str) -> pd.DataFrame:
+    return pd.read_csv(io.StringIO(stdout), parse_dates=["date"])
+
+
+@pytest.fixture(scope="module")
+def trained_kiel(kiel_dir: Path, tmp_path_factory: pytest.TempPathFactory
+                 ) -> Iterator[TrainedTenant]:
+    """Kiel imported and trained (seasonal naive, PRODUCTS, data up to UNTIL) with the
+    CLI, once for this module. Tests that change it undo their change."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in SETTINGS_ENV_VARS:
+            patch.delenv(name, raising=False)
+        settings = make_settings(tmp_path_factory.mktemp("kiel") / "home")
+    cwd = settings.ovencast_home.parent
+    result = run_cli_process(["import", kiel_dir, "--tenant", "kiel", "--country", "DE",
+                              "--subdivision", "SH"], settings, cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    assert "imported 9334 sales rows of 6 products" in one_line(result.stdout)
+    train = run_cli_process(["train", "--tenant", "kiel", "--until", UNTIL.isoformat(),
+                             "--products", ",".join(PRODUCTS), "--models", "seasonal_naive"],
+                            settings, cwd=cwd)
+    assert train.returncode == 0, train.stdout + train.stderr
+    yield TrainedTenant(settings, train)
+
+
+def test_train_until_then_forecast_every_product_and_date(trained_kiel: TrainedTenant,
+                                                          run_cli: Any) -> None:
+    assert "succeeded" in trained_kiel.train.stdout
+    versions = _versions(trained_kiel.settings)
+    assert [(v.product, v.version, v.is_active) for v in versions] == [
+        (p, 1, True) for p in PRODUCTS]
+    assert all(v.data_end <= UNTIL for v in versions)
+    assert next(v for v in versions if v.product == "bread").data_end == UNTIL
+
+    result = run_cli(["forecast", "--tenant", "kiel", "--from", FIRST.isoformat(),
+                      "--days", str(DAYS), "--format", "csv"], trained_kiel.settings)
+
+    assert result.returncode == 0, result.stderr
+    frame = _csv(result.stdout)
+    assert list(frame.columns) == ["date", "product", "forecast"]
+    expected = {(p, FIRST + timedelta(days=i)) for p in PRODUCTS for i in range(DAYS)}
+    got = {(p, d.date()) for p, d in zip(frame["product"], frame["date"], strict=True)}
+    assert got == expected
+    assert len(frame) == len(expected)
+    assert frame["forecast"].notna().all()
+    assert (frame["forecast"] >= 0).all()
+    assert frame.loc[frame["product"] == "bread", "forecast"].sum() > 0
+
+
+def test_corrupted_artifact_is_refused_and_other_products_still_forecast(
+        trained_kiel: TrainedTenant, run_cli: Any) -> None:
+    settings = trained_kiel.settings
+    version = next(v for v in _versions(settings) if v.product == "rolls")
+    store = open_store(settings.resolved_model_storage_path, backup_enabled=False)
+    path = Path(settings.resolved_model_storage_path) / store.key_for(version.artifact_uri)
+    original = path.read_bytes()
+    corrupted = bytearray(original)
+    corrupted[len(corrupted) // 2] ^= 0x01
+    path.write_bytes(bytes(corrupted))
+    log_file = settings.ovencast_home / "logs" / "ovencast.log"
+    log_size = log_file.stat().st_size if log_file.exists() else 0
+    try:
+        result = run_cli(["forecast", "--tenant", "kiel", "--from", FIRST.isoformat(),
+                          "--days", str(DAYS), "--format", "csv"], settings)
+    finally:
+        path.write_bytes(original)
+
+    assert result.returncode != 0
+    message = one_line(result.stderr)
+    assert "rolls" in message
+    assert "checksum" in message
+    assert version.sha256 in message  # the digest the database expected
+    assert "Traceback" not in result.stderr
+    frame = _csv(result.stdout)
+    assert sorted(set(frame["product"])) == ["bread", "seasonal_bread"]
+    assert len(frame) == 2 * DAYS
+    # Logged as a structured event.
+    with log_file.open(encoding="utf-8") as stream:
+        stream.seek(log_size)
+        events = [json.loads(line) for line in stream if line.strip()]
+    assert any(e.get("event") == "model.checksum_failed" and e.get("product") == "rolls"
+               for e in events)
+
+
+def test_expected_errors_are_one_line_without_traceback(trained_kiel: TrainedTenant,
+                                                        run_cli: Any) -> None:
+    result = run_cli(["train", "--tenant", "nobody"], trained_kiel.settings)
+    assert result.returncode == 1
+    assert "tenant 'nobody' does not exist" in one_line(result.stderr)
+    assert "Traceback" not in result.stderr
+
+
+def test_two_concurrent_trainings_of_one_tenant_both_finish(kiel_dir: Path, tmp_path: Path
+                                                            ) -> None:
+    settings = make_settings(tmp_path / "home")
+    settings.ovencast_home.mkdir(parents=True)
+
+    async def seed() -> None:
+        database = Database.open(settings)
+        try:
+            await database.ready()
+            await import_directory(database, "kiel", kiel_dir, country="DE", subdivision="SH")
+        finally:
+            await database.close()
+
+    run_async(seed)
+    products = ("bread", "croissant")
+    args = ["train", "--tenant", "kiel", "--until", UNTIL.isoformat(),
+            "--products", ",".join(products), "--models", "seasonal_naive"]
+    env = settings_env(settings)
+    children = [subprocess.Popen(cli_command(args), env=env, cwd=tmp_path, text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                for _ in range(2)]
+    outputs = []
+    try:
+        for child in children:
+            outputs.append(child.communicate(timeout=CLI_TIMEOUT_S))
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+
+    for child, (stdout, stderr) in zip(children, outputs, strict=True):
+        assert child.returncode == 0, stdout + stderr
+    jobs = _jobs(settings)
+    assert [j.status for j in jobs] == ["succeeded", "succeeded"]
+    versions = _versions(settings)
+    for product in products:
+        mine = [v for v in versions if v.product == product]
+        assert [v.version for v in mine] == [1, 2]
+        assert [v.version for v in mine if v.is_active] == [2]
+        assert len({v.artifact_uri for v in mine}) == 2
+        assert {v.training_job_id for v in mine} == {j.id for j in jobs}

@@ -1,0 +1,213 @@
+"""Service shape end to end: real PostgreSQL, real `ovencast worker` processes.
+
+Covers issue #4's must-shows: a job fans out to two workers and completes; a worker killed
+with SIGKILL mid-product loses nothing (the product is retried elsewhere, trained once,
+one active version); two jobs for the same products never train one product in two
+processes at once; the event stream carries every product's events in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, text
+
+from conftest import cli_command, import_directory, make_settings, settings_env
+from ovencast.db.runtime import Database
+from ovencast.db.session import unit_of_work
+from ovencast.db.tables import ModelVersion, TrainingJob, TrainingRun
+from ovencast.db.urls import libpq_conninfo
+from ovencast.events.listen import job_events
+from ovencast.jobs import service as jobs_service
+from ovencast.settings import Settings
+from ovencast.tenants import service as tenants_service
+
+pytestmark = pytest.mark.postgres
+
+KIEL_PRODUCTS = ["bread", "cake", "croissant", "rolls"]
+JOB_TIMEOUT_S = 240.0
+
+
+class Workers:
+    """`ovencast worker` subprocesses, stopped (SIGTERM, then SIGKILL) at the end."""
+
+    def __init__(self, settings: Settings, log_dir: Path) -> None:
+        self.env = settings_env(settings, WORKER_HEARTBEAT_SECONDS="1",
+                                WORKER_STALLED_AFTER_SECONDS="4")
+        self.log_dir = log_dir
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str) -> subprocess.Popen[bytes]:
+        log = (self.log_dir / f"{name}.log").open("wb")
+        process = subprocess.Popen(cli_command(["worker", "--name", name]), env=self.env,
+                                   stdout=log, stderr=subprocess.STDOUT)
+        self.processes[name] = process
+        return process
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}"
+                         for p in sorted(self.log_dir.glob("*.log")))
+
+
+@pytest.fixture
+def service_settings(tmp_path: Path, pg_migrated_url: str) -> Settings:
+    return make_settings(tmp_path / "home", pg_migrated_url, max_concurrent_training_jobs=1,
+                         lock_wait_timeout_seconds=300.0)
+
+
+@pytest.fixture
+def workers(service_settings: Settings, tmp_path: Path) -> Iterator[Workers]:
+    (tmp_path / "logs").mkdir()
+    pool = Workers(service_settings, tmp_path / "logs")
+    yield pool
+    pool.stop()
+
+
+@pytest.fixture
+async def database(service_settings: Settings, kiel_dir: Path) -> Any:
+    database = Database.open(service_settings)
+    await import_directory(database, "kiel", kiel_dir, country="DE", subdivision="SH")
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+async def submit(database: Database, *, products: list[str], models: list[str]) -> int:
+    async with unit_of_work(database.sessions) as session:
+        tenant = await tenants_service.get_tenant(session, "kiel")
+        job = await jobs_service.submit_job(session, tenant, products=products, models=models)
+        return job.id
+
+
+async def wait_for_job(database: Database, job_id: int, workers: Workers,
+                       timeout: float = JOB_TIMEOUT_S) -> TrainingJob:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        async with unit_of_work(database.sessions) as session:
+            job = await session.get(TrainingJob, job_id)
+            assert job is not None
+            if job.status in jobs_service.TERMINAL_JOB:
+                return job
+        await asyncio.sleep(0.5)
+    pytest.fail(f"job {job_id} did not end in {timeout} s\n{workers.logs()}")
+
+
+async def runs_of(database: Database, job_id: int) -> list[TrainingRun]:
+    async with unit_of_work(database.sessions) as session:
+        return list((await session.scalars(select(TrainingRun).where(
+            TrainingRun.job_id == job_id).order_by(TrainingRun.product))).all())
+
+
+async def test_job_fans_out_to_two_workers_and_streams_events_in_order(
+        database: Database, workers: Workers, service_settings: Settings) -> None:
+    conninfo = libpq_conninfo(service_settings.resolved_database_url)
+    job_id = await submit(database, products=KIEL_PRODUCTS, models=["seasonal_naive"])
+    events: list[dict[str, Any]] = []
+    async with job_events(conninfo, job_id) as stream:
+        workers.start("w1")
+        workers.start("w2")
+
+        async def collect() -> None:
+            async for event in stream:
+                events.append(event)
+
+        await asyncio.wait_for(collect(), timeout=JOB_TIMEOUT_S)
+    job = await wait_for_job(database, job_id, workers)
+    assert job.status == "succeeded", workers.logs()
+    runs = await runs_of(database, job_id)
+    assert {r.product: r.status for r in runs} == dict.fromkeys(KIEL_PRODUCTS, "trained")
+    assert len({(r.details or {})["worker"] for r in runs}) == 2, "both workers took products"
+    assert events[-1] == {"type": "job", "job_id": job_id, "status": "succeeded",
+                          "error": None}
+    for product in KIEL_PRODUCTS:
+        sequence = [e["event"] for e in events if e.get("product") == product]
+        assert sequence == ["queued", "started", "finished"], (product, sequence)
+
+
+async def test_killed_worker_product_is_retried_and_trained_once(
+        database: Database, workers: Workers) -> None:
+    products = ["bread", "cake"]
+    # Prophet with its Optuna search takes seconds per product: long enough to kill a
+    # worker in the middle of one.
+    job_id = await submit(database, products=products, models=["prophet"])
+    victim = workers.start("victim")
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    running: list[TrainingRun] = []
+    while time.monotonic() < deadline and not running:
+        running = [r for r in await runs_of(database, job_id) if r.status == "running"]
+        await asyncio.sleep(0.2)
+    assert running, workers.logs()
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    workers.start("survivor")
+    job = await wait_for_job(database, job_id, workers)
+    assert job.status == "succeeded", workers.logs()
+    runs = await runs_of(database, job_id)
+    assert {r.status for r in runs} == {"trained"}
+    assert {(r.details or {})["worker"] for r in runs} != {None}
+    async with unit_of_work(database.sessions) as session:
+        counts = dict((await session.execute(
+            select(ModelVersion.product, func.count()).group_by(ModelVersion.product))).all())
+        active = dict((await session.execute(
+            select(ModelVersion.product, func.count()).where(ModelVersion.is_active.is_(True))
+            .group_by(ModelVersion.product))).all())
+        retried = await session.scalar(text(
+            "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'ovencast:train_product'"
+            " AND attempts > 1"))
+    assert counts == dict.fromkeys(products, 1), "every product trained once"
+    assert active == dict.fromkeys(products, 1), "one active version each"
+    assert retried and retried >= 1, "the killed product went back to the queue"
+
+
+async def test_two_jobs_never_train_one_product_in_two_processes_at_once(
+        database: Database, workers: Workers) -> None:
+    first = await submit(database, products=KIEL_PRODUCTS, models=["seasonal_naive"])
+    second = await submit(database, products=KIEL_PRODUCTS, models=["seasonal_naive"])
+    workers.start("w1")
+    workers.start("w2")
+    for job_id in (first, second):
+        job = await wait_for_job(database, job_id, workers)
+        assert job.status == "succeeded", workers.logs()
+    runs = await runs_of(database, first) + await runs_of(database, second)
+    for product in KIEL_PRODUCTS:
+        spans = sorted((r.started_at, r.finished_at) for r in runs if r.product == product)
+        assert len(spans) == 2 and all(s and e for s, e in spans)
+        (_, end_a), (start_b, _) = spans
+        assert end_a is not None and start_b is not None
+        assert end_a <= start_b, f"{product} trained twice at once: {spans}"
+    async with unit_of_work(database.sessions) as session:
+        versions = (await session.execute(select(ModelVersion.product, ModelVersion.version,
+                                                 ModelVersion.is_active))).all()
+    for product in KIEL_PRODUCTS:
+        mine = sorted((v, a) for p, v, a in versions if p == product)
+        assert mine == [(1, False), (2, True)], (product, mine)
+
+
+def test_worker_refuses_an_empty_database(pg_database_url: str, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "home", pg_database_url)
+    done = subprocess.run(cli_command(["worker"]), env=settings_env(settings),
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode != 0
+    assert "ovencast db upgrade" in done.stderr + done.stdout
+    assert os.environ.get("CI") != "true" or done.returncode == 1
