@@ -42,8 +42,10 @@ def trained(client: httpx.Client, api_settings: Settings, kiel_dir: Path) -> dic
 
 
 def artifact_path(settings: Settings, product: str, version: int) -> Path:
-    return Path(settings.resolved_model_storage_path) / artifact_key(TENANT, product, FAMILY,
-                                                                     version)
+    """The one file of that version (each save adds a random suffix to the key)."""
+    stem = artifact_key(TENANT, product, FAMILY, version).removesuffix(".json")
+    [path] = Path(settings.resolved_model_storage_path).glob(f"{stem}-*.json")
+    return path
 
 
 def flip_byte(path: Path) -> bytes:
