@@ -74,6 +74,7 @@ class TrainingProgress:
         self._enabled = enabled and bool(products)
         self._lock = threading.Lock()
         self._running: dict[str, str] = {}
+        self._done, self._total = 0, len(products)
         self._progress = Progress(
             TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), TextColumn("{task.description}"), console=console,
@@ -100,10 +101,18 @@ class TrainingProgress:
             elif event in ("finished", "failed", "timed_out"):
                 self._running.pop(product, None)
                 self._progress.advance(self._task)
-                if event != "finished":
+                self._done += 1
+                # One line per product, so that a log or a pipe (where the bar does not
+                # animate) shows progress too.
+                if event == "finished":
+                    wape = (fields.get("metrics") or {}).get("wape")
                     self._progress.console.print(
-                        f"[red]{product}: {event}[/] {fields.get('reason', '')}",
-                        highlight=False)
+                        f"[green]trained[/] {product}: {fields.get('family')}, holdout "
+                        f"WAPE {fmt(wape)} ({self._done}/{self._total})", highlight=False)
+                else:
+                    self._progress.console.print(
+                        f"[red]{event}[/] {product}: {fields.get('reason', '')} "
+                        f"({self._done}/{self._total})", highlight=False)
             running = ", ".join(f"{p} ({s})" for p, s in sorted(self._running.items()))
             self._progress.update(self._task, description=running)
 

@@ -123,6 +123,8 @@ def _fit_prophet(history: pd.DataFrame, plan: FitPlan, prior: PriorFit | None,
         "best_params": result.best_params, "best_mape": _json(result.best_mape),
         "best_wape": _json(result.best_wape), "stopped_early": result.stopped_early,
         "warm_started": prior is not None,
+        # The cached parameters enqueued as trial 0 (the hyper-parameter cache at work).
+        "enqueued_params": dict(spec.previous_best_params or {}) or None,
     }
     return evaluation, summary
 
