@@ -23,7 +23,8 @@ Forecast and state. All four forecast one flat rate for every future day, so the
 fitted state is that rate (plus the last fitted date and counts for inspection): loading
 costs nothing and predicts exactly what was fitted. Regressors are never read:
 `regressors` is always empty. Dates on or before the last fitted open day raise
-ValueError, as for the statistical families.
+ValueError, as for the statistical families. statsforecast is imported only when a model
+is fitted (see `statistical`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from statsforecast.models import ADIDA, IMAPA, TSB, CrostonOptimized
 
 from ovencast.forecasting.families.base import ForecastModel, register_family
 from ovencast.forecasting.families.statistical import steps_after
@@ -120,6 +120,8 @@ class CrostonModel(IntermittentFamily):
     family = "croston"
 
     def _build(self) -> Any:
+        from statsforecast.models import CrostonOptimized
+
         return CrostonOptimized()
 
 
@@ -137,6 +139,8 @@ class TSBModel(IntermittentFamily):
                 raise ValueError(f"{name} must be in (0, 1], not {value!r}")
 
     def _build(self) -> Any:
+        from statsforecast.models import TSB
+
         return TSB(alpha_d=float(self._param("alpha_d")), alpha_p=float(self._param("alpha_p")))
 
 
@@ -145,6 +149,8 @@ class ADIDAModel(IntermittentFamily):
     family = "adida"
 
     def _build(self) -> Any:
+        from statsforecast.models import ADIDA
+
         return ADIDA()
 
 
@@ -153,4 +159,6 @@ class IMAPAModel(IntermittentFamily):
     family = "imapa"
 
     def _build(self) -> Any:
+        from statsforecast.models import IMAPA
+
         return IMAPA()
