@@ -33,6 +33,7 @@ from ovencast.datasets import service as datasets_service
 from ovencast.datasets.reader import read_dataset_dir
 from ovencast.db.runtime import Database
 from ovencast.db.session import unit_of_work
+from ovencast.observability.logs import configure_logging
 from ovencast.settings import Settings
 from ovencast.tenants import service as tenants_service
 
@@ -64,7 +65,7 @@ def timed_train(settings: Settings, *, until: date | None, models: list[str] | N
 def summarise(name: str, trained: TrainedJob, wall_s: float) -> dict[str, object]:
     done = [o for o in trained.outcomes if o.status == "trained"]
     durations = [o.duration_s or 0.0 for o in done]
-    wapes = [o.metrics.get("wape") for o in done if o.metrics.get("wape") is not None]
+    wapes = [float(w) for o in done if (w := o.metrics.get("wape")) is not None]
     fits = sum(int((o.details.get("search") or {}).get("n_trials", 0)) + 2 for o in done
                if "search" in o.details)
     return {
@@ -87,6 +88,12 @@ def main() -> None:
     parser.add_argument("--subdivision", default=None)
     parser.add_argument("--models", default="prophet")
     args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="ovencast-bench-logs-") as logs:
+        configure_logging(log_file=Path(logs) / "bench.log", stderr_level="ERROR")
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
     models = [m for m in args.models.split(",") if m]
     console = Console(width=140)
     rows = []

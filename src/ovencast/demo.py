@@ -64,9 +64,11 @@ def run_demo(console: Console, settings: Settings, *, dataset: Path | None,
         wape, naive = v.metrics.get("wape"), v.baseline_metrics.get("wape")
         better = "-" if wape is None or naive is None else (
             f"{(1 - wape / naive) * 100:.0f} %" if naive else "-")
-        table.add_row(v.product, str(v.details.get("product_class", "-")), v.family,
+        # What selection chose, e.g. "ensemble(mstl_weekly+prophet_holidays)".
+        model = (v.details.get("selection") or {}).get("chosen") or v.family
+        table.add_row(v.product, str(v.details.get("product_class", "-")), model,
                       fmt(wape), fmt(v.metrics.get("mase")), fmt(naive), better)
-        labels[v.product] = f"{v.family}, WAPE {fmt(wape)}"
+        labels[v.product] = f"{model}, WAPE {fmt(wape)}"
     console.print(table)
     plot = plot_forecasts(history, forecasts, plot_path,
                           title=f"{DEMO_TENANT}: last 8 weeks and {FORECAST_DAYS}-day forecast",

@@ -113,6 +113,7 @@ def test_forecasts(client: httpx.Client, trained: dict[str, int]) -> None:
     assert {r["date"] for r in rows} == {(first + timedelta(days=i)).isoformat()
                                          for i in range(14)}
     assert all(r["forecast"] >= 0 for r in rows)
+    assert all(0 <= r["p10"] <= r["p50"] == r["forecast"] <= r["p90"] for r in rows)
 
     one = client.get(f"/api/v1/tenants/{TENANT}/forecasts",
                      params={"from": "2018-08-01", "days": 3, "product": ["rolls", "bread"]})

@@ -110,7 +110,7 @@ def test_train_until_then_forecast_every_product_and_date(trained_kiel: TrainedT
 
     assert result.returncode == 0, result.stderr
     frame = _csv(result.stdout)
-    assert list(frame.columns) == ["date", "product", "forecast"]
+    assert list(frame.columns) == ["date", "product", "forecast", "p10", "p50", "p90"]
     expected = {(p, FIRST + timedelta(days=i)) for p in PRODUCTS for i in range(DAYS)}
     got = {(p, d.date()) for p, d in zip(frame["product"], frame["date"], strict=True)}
     assert got == expected
@@ -118,6 +118,36 @@ def test_train_until_then_forecast_every_product_and_date(trained_kiel: TrainedT
     assert frame["forecast"].notna().all()
     assert (frame["forecast"] >= 0).all()
     assert frame.loc[frame["product"] == "bread", "forecast"].sum() > 0
+    # Quantiles from the backtest calibration stored with each version.
+    assert frame[["p10", "p90"]].notna().all().all()
+    assert (frame["p50"] == frame["forecast"]).all()
+    assert ((frame["p10"] >= 0) & (frame["p10"] <= frame["p50"])
+            & (frame["p50"] <= frame["p90"])).all()
+    bread = frame.loc[frame["product"] == "bread"]
+    assert (bread["p90"] > bread["p10"]).all()
+
+
+def test_models_show_the_backtest_and_json_forecasts_carry_quantiles(
+        trained_kiel: TrainedTenant, run_cli: Any) -> None:
+    models = run_cli(["models", "--tenant", "kiel"], trained_kiel.settings)
+    assert models.returncode == 0, models.stderr
+    text = one_line(models.stdout)
+    assert "backtest WAPE, top 3" in text
+    # The chosen (only) candidate and its backtest WAPE, one line per product.
+    assert "bread v1: *seasonal_naive ." in text
+    versions = _versions(trained_kiel.settings)
+    for version in versions:
+        assert version.details["selection"]["basis"] == "backtest"
+        assert version.details["quantiles"]["source"] == "backtest"
+
+    result = run_cli(["forecast", "--tenant", "kiel", "--from", FIRST.isoformat(),
+                      "--days", "3", "--products", "bread", "--format", "json"],
+                     trained_kiel.settings)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [sorted(r) for r in rows] == [["date", "forecast", "p10", "p50", "p90",
+                                          "product"]] * 3
+    assert all(r["p10"] <= r["p50"] == r["forecast"] <= r["p90"] for r in rows)
 
 
 def test_corrupted_artifact_is_refused_and_other_products_still_forecast(

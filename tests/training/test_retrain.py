@@ -3,10 +3,13 @@ embedded pipeline (worker processes, database, store)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from sqlalchemy import select
 
@@ -15,6 +18,8 @@ from ovencast.db.runtime import Database
 from ovencast.db.session import unit_of_work
 from ovencast.db.tables import ModelVersion
 from ovencast.forecasting.classes import trials_for
+from ovencast.forecasting.frame import CLOSED, DATE, Y
+from ovencast.training.fitting import RETRAIN_TRIAL_FRACTION, FitPlan, fit_product
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
@@ -43,8 +48,24 @@ async def test_retrain_enqueues_the_cached_parameters_first(
     # first; the optimiser was warm-started from the first version's fitted model.
     assert warm["warm_started"] is True
     assert warm["enqueued_params"] == cold["best_params"]
-    assert warm["n_trials"] <= warm["trial_budget"]
+    assert warm["n_trials"] <= math.ceil(warm["trial_budget"] * RETRAIN_TRIAL_FRACTION)
     if warm["stopped_early"]:
         assert warm["n_trials"] == 1
         assert warm["best_params"] == cold["best_params"]
     assert versions[1].data_end > versions[0].data_end
+
+
+def test_prophet_without_a_defined_objective_falls_back_to_its_defaults() -> None:
+    """An intermittent product with no sale in the search's validation window has no MAPE
+    to minimise: it gets Prophet's default parameters, not "no model"."""
+    days = pd.date_range("2024-01-01", periods=240, freq="D")
+    rng = np.random.default_rng(3)
+    y = rng.poisson(2.0, size=len(days)).astype(float)
+    y[-56:-28] = 0.0  # the 28 days before the holdout: the search's validation window
+    history = pd.DataFrame({DATE: days, Y: y, CLOSED: False})
+    result = fit_product(history, FitPlan(
+        families=("prophet",), product_class="low_volume", country="DE", subdivision=None,
+        regressors=(), time_limit_s=120))
+    search = result.details["search"]
+    assert result.best.family == "prophet"
+    assert search["n_trials"] == 0 and "MAPE" in search["skipped"]

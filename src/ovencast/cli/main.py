@@ -182,7 +182,9 @@ def train(
     until: Annotated[str | None, typer.Option(help="train on data up to this date")] = None,
     products: Annotated[str | None, typer.Option(help="comma-separated products")] = None,
     models: Annotated[str | None, typer.Option(
-        help="comma-separated model families, e.g. prophet,seasonal_naive")] = None,
+        help="auto (default: backtest the product class's candidates), or "
+             "comma-separated families to select among, e.g. mstl,auto_ets; "
+             "prophet alone runs the Optuna search")] = None,
 ) -> None:
     """Train every (or the given) product of a tenant; exit 1 unless all trained."""
     settings = settings_for_cli()

@@ -92,27 +92,33 @@ class TrainingProgress:
             self._progress.update(self._task, description="")
             self._progress.stop()
 
+    def _line(self, product: str, event: str, fields: dict[str, Any]) -> str:
+        count = f"({self._done}/{self._total})"
+        if event == "finished":
+            wape = (fields.get("metrics") or {}).get("wape")
+            model = fields.get("model") or fields.get("family")
+            return (f"[green]trained[/] {product}: {model}, holdout WAPE "
+                    f"{fmt(wape)} {count}")
+        return f"[red]{event}[/] {product}: {fields.get('reason', '')} {count}"
+
     def on_event(self, product: str, event: str, fields: dict[str, Any]) -> None:
         with self._lock:
             if event == "started":
                 self._running[product] = "fitting"
             elif event == "trial":
                 self._running[product] = f"trial {fields.get('n')}/{fields.get('total')}"
+            elif event == "backtest":
+                self._running[product] = (f"backtest {fields.get('family')} "
+                                          f"{fields.get('n')}/{fields.get('total')}")
             elif event in ("finished", "failed", "timed_out"):
                 self._running.pop(product, None)
                 self._progress.advance(self._task)
                 self._done += 1
                 # One line per product, so that a log or a pipe (where the bar does not
                 # animate) shows progress too.
-                if event == "finished":
-                    wape = (fields.get("metrics") or {}).get("wape")
-                    self._progress.console.print(
-                        f"[green]trained[/] {product}: {fields.get('family')}, holdout "
-                        f"WAPE {fmt(wape)} ({self._done}/{self._total})", highlight=False)
-                else:
-                    self._progress.console.print(
-                        f"[red]{event}[/] {product}: {fields.get('reason', '')} "
-                        f"({self._done}/{self._total})", highlight=False)
+                if self._enabled:
+                    self._progress.console.print(self._line(product, event, fields),
+                                                 highlight=False)
             running = ", ".join(f"{p} ({s})" for p, s in sorted(self._running.items()))
             self._progress.update(self._task, description=running)
 
@@ -136,9 +142,6 @@ def model_versions(console: Console, versions: Sequence[ModelVersion]) -> None:
                    "MASE", "MAPE", "bias", "naive WAPE", "data", "params", "sha256"):
         table.add_column(column)
     for v in versions:
-        params = {k: (round(val, 4) if isinstance(val, float) else val)
-                  for k, val in v.params.items()
-                  if k not in ("country", "subdivision") and val not in (None, "auto")}
         search = v.details.get("search") or {}
         trials = (f"{search['n_trials']}/{search['trial_budget']}"
                   + (" warm" if search.get("warm_started") else "")) if search else "-"
@@ -148,8 +151,41 @@ def model_versions(console: Console, versions: Sequence[ModelVersion]) -> None:
             fmt(v.metrics.get("wape")), fmt(v.metrics.get("mase")),
             fmt(v.metrics.get("mape")), fmt(v.metrics.get("bias")),
             fmt(v.baseline_metrics.get("wape")), f"{v.data_start}..{v.data_end}",
-            json.dumps(params, default=str) if params else "-", v.sha256[:12])
+            params_text(v.family, v.params), v.sha256[:12])
     console.print(table)
+    # The leaderboards as lines under the table: the table is already as wide as a
+    # terminal allows.
+    boards = [(v, leaderboard_top(v.details)) for v in versions]
+    if any(board != "-" for _, board in boards):
+        console.print("backtest WAPE, top 3 (* chosen):", highlight=False)
+        for v, board in boards:
+            console.print(f"  {v.product} v{v.version}: {board}", highlight=False,
+                          soft_wrap=True)
+
+
+def leaderboard_top(details: dict[str, Any], n: int = 3) -> str:
+    """"*mstl_weekly .163, prophet .176, auto_ets .187": the n best backtested candidates
+    (the chosen one marked *); for a version chosen without a backtest, why."""
+    selection = details.get("selection") or {}
+    if selection.get("basis") == "none":
+        return f"none ({selection.get('reason', 'no backtest')})"
+    if selection.get("basis") != "backtest":
+        return "-"
+    rows = [r for r in details.get("leaderboard") or [] if r.get("wape") is not None][:n]
+    return ", ".join(f"{'*' if r.get('chosen') else ''}{r['family']} "
+                     f"{fmt(r['wape']).removeprefix('0')}" for r in rows) or "-"
+
+
+def params_text(family: str, params: dict[str, Any]) -> str:
+    """Non-default params, compact; an ensemble as its weights (its members, in the same
+    order, are named in the leaderboard lines under the table)."""
+    if family == "ensemble":
+        weights = "/".join(f"{w:.2f}".removeprefix("0") for w in params.get("weights") or [])
+        return f"w {weights}" if weights else "-"
+    shown = {k: (round(val, 4) if isinstance(val, float) else val)
+             for k, val in params.items()
+             if k not in ("country", "subdivision") and val not in (None, "auto")}
+    return json.dumps(shown, default=str) if shown else "-"
 
 
 def forecasts(console: Console, err_console: Console, results: Sequence[Any],
@@ -164,15 +200,22 @@ def forecasts(console: Console, err_console: Console, results: Sequence[Any],
     if output == "csv":
         print(frame.to_csv(index=False, float_format="%.3f"), end="")
     elif output == "json":
-        rows = [{"date": str(d), "product": p, "forecast": round(float(f), 3)}
-                for d, p, f in frame.itertuples(index=False)]
+        rows = [{key: (str(value) if key == "date" else value if key == "product"
+                       else None if math.isnan(value) else round(float(value), 3))
+                 for key, value in row.items()}
+                for row in frame.to_dict(orient="records")]
         print(json.dumps(rows, indent=1))
     else:
-        wide = frame.pivot(index="date", columns="product", values="forecast")
-        table = Table(title="Forecast", title_justify="left")
+        # One cell per product and day: the forecast and its P10-P90 interval.
+        frame["cell"] = [
+            fmt(f, 1) if math.isnan(lo) else f"{f:.1f} [{lo:.0f}-{hi:.0f}]"
+            for f, lo, hi in zip(frame["forecast"], frame["p10"], frame["p90"], strict=True)]
+        wide = frame.pivot(index="date", columns="product", values="cell")
+        table = Table(title="Forecast [P10-P90]", title_justify="left")
         table.add_column("date")
         for product in wide.columns:
             table.add_column(str(product), justify="right")
         for day, row in wide.iterrows():
-            table.add_row(str(day), *(fmt(v, 1) for v in row))
+            # A product without that date (another training end) is NaN after the pivot.
+            table.add_row(str(day), *(v if isinstance(v, str) else "-" for v in row))
         console.print(table)

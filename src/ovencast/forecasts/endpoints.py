@@ -6,6 +6,7 @@ forecast is the answer an error, with the products' error status."""
 
 from __future__ import annotations
 
+import math
 from datetime import date
 from typing import Annotated, Any
 
@@ -23,7 +24,7 @@ from ovencast.forecasts.schemas import (
     ForecastOut,
     ForecastRow,
 )
-from ovencast.forecasts.service import MAX_FORECAST_DAYS, ProductForecast
+from ovencast.forecasts.service import MAX_FORECAST_DAYS, P10, P50, P90, ProductForecast
 from ovencast.sources.service import open_data_source
 from ovencast.tenants import service as tenants_service
 
@@ -67,14 +68,21 @@ async def get_forecasts(
                    + "; ".join(e.detail for e in errors),
             errors=errors)
         return JSONResponse(status_code=status, content=body.model_dump(mode="json"))
-    rows = [ForecastRow(date=day, product=r.product, forecast=float(value))
+    rows = [ForecastRow(date=day, product=r.product, forecast=float(value), p10=_number(p10),
+                        p50=float(p50), p90=_number(p90))
             for r in succeeded if r.frame is not None
-            for day, value in zip(r.frame[DATE], r.frame[YHAT], strict=True)]
+            for day, value, p10, p50, p90 in zip(
+                r.frame[DATE], r.frame[YHAT], r.frame[P10], r.frame[P50], r.frame[P90],
+                strict=True)]
     return ForecastOut(
         tenant=row.name, days=days, rows=rows,
         models=[ForecastModelOut(product=r.product, version=r.version, family=r.family)
                 for r in succeeded],
         errors=errors)
+
+
+def _number(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
 
 
 def _error(result: ProductForecast) -> ForecastErrorOut:

@@ -16,7 +16,8 @@ import pandas as pd
 def plot_forecasts(history: pd.DataFrame, forecasts: pd.DataFrame, path: Path, *,
                    title: str, history_days: int = 56,
                    metrics: dict[str, str] | None = None) -> Path:
-    """`history`: product, date, quantity; `forecasts`: date, product, forecast."""
+    """`history`: product, date, quantity; `forecasts`: date, product, forecast and
+    optionally p10, p90 (drawn as a band)."""
     products: Sequence[str] = sorted(forecasts["product"].unique())
     cols = 2 if len(products) > 1 else 1
     rows = math.ceil(len(products) / cols)
@@ -31,6 +32,9 @@ def plot_forecasts(history: pd.DataFrame, forecasts: pd.DataFrame, path: Path, *
                 marker=".", ms=3, label="sales")
         ax.plot(pd.to_datetime(future["date"]), future["forecast"], color="#d2691e", lw=1.8,
                 marker=".", ms=4, label="forecast")
+        if {"p10", "p90"} <= set(future.columns) and future["p10"].notna().any():
+            ax.fill_between(pd.to_datetime(future["date"]), future["p10"], future["p90"],
+                            color="#d2691e", alpha=0.2, lw=0, label="P10-P90")
         label = product if not metrics or product not in metrics else (
             f"{product}  ({metrics[product]})")
         ax.set_title(label, fontsize=10, loc="left")

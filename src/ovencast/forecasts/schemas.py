@@ -10,7 +10,11 @@ from pydantic import BaseModel, Field
 class ForecastRow(BaseModel):
     date: date
     product: str
-    forecast: float
+    forecast: float = Field(description="point forecast (equals p50)")
+    p10: float | None = Field(description="10 % quantile; null for a model version "
+                                          "stored without a quantile calibration")
+    p50: float = Field(description="median: the point forecast")
+    p90: float | None = Field(description="90 % quantile; null like p10")
 
 
 class ForecastModelOut(BaseModel):

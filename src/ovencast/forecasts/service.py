@@ -1,16 +1,19 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ovencast.db.tables import Tenant
 from ovencast.errors import ForecastUnavailable, ModelNotFound, OvencastError
 from ovencast.forecasting.features import build_future_frame
-from ovencast.forecasting.frame import DATE, PRODUCT, YHAT
+from ovencast.forecasting.frame import CLOSED, DATE, PRODUCT, YHAT
+from ovencast.forecasting.quantiles import QuantileCalibration
 from ovencast.models import repository as models_repository
 from ovencast.models.service import load_verified
 from ovencast.settings import Settings
@@ -19,6 +22,8 @@ from ovencast.sources.database import DatabaseSource
 from ovencast.store import open_store
 
 MAX_FORECAST_DAYS = 366
+P10, P50, P90 = "p10", "p50", "p90"
+QUANTILE_COLUMNS = (P10, P50, P90)
 
 
 @dataclass(frozen=True)
@@ -26,7 +31,9 @@ class ProductForecast:
     product: str
     version: int | None
     family: str | None
-    frame: pd.DataFrame | None  # date, product, forecast
+    # date, product, forecast, p10, p50, p90 (p50 == forecast; p10 and p90 are NaN for a
+    # version stored without a quantile calibration)
+    frame: pd.DataFrame | None
     error: str | None = None
     # The refused product's error class (e.g. "ChecksumMismatch") and its HTTP status.
     error_type: str | None = None
@@ -79,7 +86,27 @@ async def forecast_tenant(session: AsyncSession, tenant: Tenant, *, settings: Se
                                            None, str(unavailable), type(unavailable).__name__,
                                            unavailable.status_code))
             continue
-        frame = pd.DataFrame({DATE: dates.date, PRODUCT: version.product, YHAT: yhat})
+        p10, p50, p90 = forecast_quantiles(version.details, yhat, future[CLOSED])
+        frame = pd.DataFrame({DATE: dates.date, PRODUCT: version.product, YHAT: yhat,
+                              P10: p10, P50: p50, P90: p90})
         results.append(ProductForecast(version.product, version.version, version.family,
                                        frame))
     return results
+
+
+def forecast_quantiles(details: Mapping[str, Any] | None, yhat: np.ndarray,
+                       closed: pd.Series | np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """P10, P50, P90 from the calibration stored with a version (`details["quantiles"]`,
+    see forecasting/quantiles.py). P50 is the point forecast. A version without a usable
+    calibration (trained before quantiles existed, or without one out-of-sample day to
+    calibrate on) gets NaN for P10 and P90: no interval rather than a made-up one."""
+    stored = (details or {}).get("quantiles")
+    try:
+        calibration = QuantileCalibration.from_dict(stored) if stored else None
+    except (KeyError, TypeError, ValueError):
+        calibration = None
+    if calibration is None:
+        missing = np.full(len(yhat), np.nan)
+        return missing, np.asarray(yhat, dtype=float).copy(), missing.copy()
+    return calibration.interval(yhat, np.asarray(closed, dtype=bool))

@@ -15,8 +15,10 @@ class TrainingJobCreate(BaseModel):
                                        description="default: every product of the tenant")
     until: date | None = Field(default=None, description="train on data up to this date")
     models: list[str] | None = Field(default=None, min_length=1,
-                                     examples=[["prophet"], ["seasonal_naive"]],
-                                     description="model families (default: prophet)")
+                                     examples=[["auto"], ["prophet"], ["mstl", "auto_ets"]],
+                                     description="model families to select among by a "
+                                                 "backtest, or [\"auto\"] (the default: "
+                                                 "the product class's candidates)")
 
 
 class JobLinks(BaseModel):

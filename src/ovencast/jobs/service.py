@@ -17,7 +17,6 @@ from ovencast.errors import NotFound, OvencastError
 from ovencast.events.publish import notify_in_transaction
 from ovencast.jobs import repository
 from ovencast.observability.logs import get_logger
-from ovencast.observability.metrics import TRAINING_JOB_DURATION
 from ovencast.sources.base import DataSource
 from ovencast.training import service as training_service
 
@@ -107,17 +106,8 @@ async def close_job_if_done(session: AsyncSession, job_id: int) -> TrainingJob |
     runs = await repository.runs_of(session, job_id)
     if any(run.status not in TERMINAL_RUN for run in runs):
         return None
-    trained = sum(1 for run in runs if run.status == "trained")
-    job.status = "succeeded" if trained == len(runs) else ("partial" if trained else "failed")
-    if not trained:
-        job.error = "no product could be trained"
-    job.finished_at = utcnow()
-    if job.started_at is not None:
-        TRAINING_JOB_DURATION.observe((job.finished_at - job.started_at).total_seconds())
-    await session.flush()
+    await training_service.conclude_job(session, job, runs)
     await notify_in_transaction(session, job_event(job))
-    log.info("training.job.finished", job_id=job.id, status=job.status, trained=trained,
-             products=len(runs))
     return job
 
 

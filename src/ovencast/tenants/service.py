@@ -48,9 +48,9 @@ async def ensure_tenant(
     time_zone: str | None = None,
 ) -> Tenant:
     """Get the tenant, creating it on first use; given locale fields update it."""
-    if not name or len(name) > 100:
-        raise OvencastError("tenant name must be 1-100 characters", status_code=422)
     tenant = await repository.get_by_name(session, name)
+    if tenant is None:
+        check_name(name)
     zone = time_zone or (tenant.time_zone if tenant else DEFAULT_TIME_ZONE)
     new_country = country if country is not None else (tenant.country if tenant else None)
     new_subdivision = subdivision if subdivision is not None else (

@@ -1,18 +1,36 @@
-"""Which families a product is fitted with, and how: no database here, the worker hands in
-the history and what it knows of the previous model (`PriorFit`) and gets back the best
-evaluation and the details to store with the version.
+"""Which model a product gets, and how: no database here, the worker hands in the history
+and what it knows of the previous model (`PriorFit`) and gets back the evaluation of the
+chosen model and the details to store with the version.
 
-Prophet is tuned with Optuna on the training part only (the search's validation window is
-the 28 days before the holdout), so the holdout metrics stay honest.
+Three paths, one honest holdout (the last `plan.holdout.days` days), never seen before
+the chosen model is scored on it:
+
+- selection (`auto`, the default, or several families, or one family other than
+  Prophet): `forecasting.selection.select` backtests the candidates on the TRAINING part
+  only (history minus holdout) and chooses one family or a weighted combination; the
+  choice is scored on the holdout with the seasonal naive baseline
+  (`evaluation.evaluate_family`) and refitted on the full history. A single forced
+  family is "selected" among one candidate: the backtest then only calibrates its
+  quantiles. Prophet inside a selection uses its default parameters (no Optuna).
+- Prophet alone (`--models prophet`): Optuna on the training part only (the search's
+  validation window is the 28 days before the holdout), as before.
+- too short for a backtest window (fewer than about 70 days): the first candidate that
+  fits is scored on the holdout, no selection (`details["selection"]["basis"] == "none"`).
+
+Quantiles (`forecasting.quantiles`): calibrated on the backtest residuals of the chosen
+model when there is a backtest (the holdout then checks the calibration:
+`details["quantiles"]["holdout_coverage"]`, the share of holdout days inside P10..P90), on
+the holdout residuals otherwise (Prophet alone, too-short histories: no extra fits).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ovencast.errors import OvencastError
@@ -21,14 +39,30 @@ from ovencast.forecasting.evaluation import Evaluation, evaluate_family
 from ovencast.forecasting.families import ForecastModel
 from ovencast.forecasting.families.prophet import ProphetModel
 from ovencast.forecasting.features import PUBLIC_HOLIDAY
+from ovencast.forecasting.frame import CLOSED, DATE, YHAT, Y
 from ovencast.forecasting.holdout import HoldoutSplit
+from ovencast.forecasting.quantiles import QuantileCalibration, calibrate, coverage
 from ovencast.forecasting.search import SearchSpec, search_prophet
+from ovencast.forecasting.selection import (
+    AUTO,
+    BacktestPlan,
+    Candidate,
+    CandidatePolicy,
+    NoBacktestWindow,
+    NoCandidate,
+    resolve_candidate,
+    select,
+)
 
 EventSink = Callable[[str, dict[str, Any]], None]
 
 # A retrain stops after the cached parameters' trial when its validation MAPE is within
 # this relative margin of the previous best: the data changed little.
 RETRAIN_STOP_WITHIN = 0.05
+# A retrain searches a fraction of the class's trial budget: it starts from the cached
+# best parameters (trial 0) and a warm-started optimiser, so the full budget would mostly
+# re-explore what the first training explored.
+RETRAIN_TRIAL_FRACTION = 0.2
 # Per-trial hard limit: never more than this, and small enough that the whole budget fits
 # in the product's time limit.
 MAX_TRIAL_TIMEOUT_S = 30.0
@@ -46,13 +80,15 @@ class PriorFit:
 
 @dataclass(frozen=True)
 class FitPlan:
-    families: tuple[str, ...]
+    families: tuple[str, ...]  # ("auto",), ("prophet",) or candidate names
     product_class: str
     country: str | None
     subdivision: str | None
     regressors: tuple[str, ...]
     time_limit_s: float
     holdout: HoldoutSplit = field(default_factory=HoldoutSplit)
+    backtest: BacktestPlan = field(default_factory=BacktestPlan)
+    candidates: CandidatePolicy = field(default_factory=CandidatePolicy)
     seed: int = 0
 
 
@@ -65,44 +101,116 @@ class FitResult:
 
 def fit_product(history: pd.DataFrame, plan: FitPlan, *, prior: PriorFit | None = None,
                 emit: EventSink | None = None) -> FitResult:
-    """Evaluate every family of the plan on the holdout; the lowest WAPE wins. One
-    family failing does not hide the others; all failing raises with every reason."""
+    """Choose, score and refit one product's model (see the module docstring). Raises
+    OvencastError with every reason when no candidate can be fitted."""
     sink = emit or (lambda _event, _fields: None)
-    evaluations: list[Evaluation] = []
+    history = history.sort_values(DATE, kind="stable").reset_index(drop=True)
     details: dict[str, Any] = {"product_class": plan.product_class,
                                "holdout_days": plan.holdout.days}
-    errors: list[str] = []
-    for family in plan.families:
-        try:
-            if family == "prophet":
-                evaluation, search = _fit_prophet(history, plan, prior, sink)
-                details["search"] = search
-            else:
-                evaluation = evaluate_family(history, family=family,
-                                             regressors=plan.regressors, holdout=plan.holdout)
-            evaluations.append(evaluation)
-        except Exception as exc:
-            errors.append(f"{family}: {type(exc).__name__}: {exc}")
-            sink("family_failed", {"family": family, "reason": errors[-1]})
-    if not evaluations:
-        raise OvencastError("every model family failed: " + "; ".join(errors))
-    leaderboard: list[dict[str, Any]] = sorted(
-        ({"family": e.family, "wape": _json(e.metrics.wape)} for e in evaluations),
-        key=lambda row: math.inf if row["wape"] is None else row["wape"])
-    leaderboard += [{"family": message.split(":")[0], "error": message} for message in errors]
+    if plan.families == ("prophet",):
+        return _fit_prophet_alone(history, plan, prior, sink, details)
+    candidates = plan_candidates(plan)
+    train, _ = plan.holdout.split(history)
+    try:
+        selection = select(
+            train, candidates, plan.backtest,
+            on_backtest=lambda name, n, total: sink("backtest", {"family": name, "n": n,
+                                                                 "total": total}))
+    except NoBacktestWindow as exc:
+        return _fit_without_backtest(history, plan, candidates, str(exc), sink, details)
+    except NoCandidate as exc:
+        for name, error in exc.errors.items():
+            sink("family_failed", {"family": name, "reason": error})
+        raise OvencastError(f"every model family failed: {exc}") from None
+    for name, error in selection.errors.items():
+        sink("family_failed", {"family": name, "reason": error})
+    evaluation, fallback_errors = _evaluate_first(history, plan, selection.alternatives())
+    calibration = calibrate(selection.actual, selection.predicted, source="backtest")
+    leaderboard = selection.leaderboard()
+    details["selection"] = selection.to_dict()
+    if fallback_errors:  # the chosen spec failed on the full history
+        details["selection"]["fitted_instead"] = {"family": evaluation.family,
+                                                  "errors": fallback_errors}
     details["leaderboard"] = leaderboard
-    best = min(evaluations, key=lambda e: math.inf if math.isnan(e.metrics.wape)
-               else e.metrics.wape)
-    return FitResult(best=best, leaderboard=leaderboard, details=details)
+    details["quantiles"] = _quantile_details(calibration, evaluation)
+    return FitResult(best=evaluation, leaderboard=leaderboard, details=details)
+
+
+def plan_candidates(plan: FitPlan) -> tuple[Candidate, ...]:
+    """The candidates of a plan, each with the regressors and params of this tenant:
+    `auto` -> the product class's candidate set, else the named families in order."""
+    if plan.families == (AUTO,):
+        candidates = plan.candidates.for_class(plan.product_class)
+    else:
+        candidates = tuple(resolve_candidate(name) for name in plan.families)
+    return tuple(_in_context(c, plan) for c in candidates)
+
+
+def _in_context(candidate: Candidate, plan: FitPlan) -> Candidate:
+    if candidate.family != "prophet":
+        return candidate.with_context(regressors=plan.regressors)
+    return candidate.with_context(regressors=_prophet_regressors(plan),
+                                  params={"country": plan.country,
+                                          "subdivision": plan.subdivision})
+
+
+def _prophet_regressors(plan: FitPlan) -> tuple[str, ...]:
+    # Prophet gets the holidays of the country natively; the 0/1 column would count them
+    # twice.
+    return tuple(r for r in plan.regressors if not (plan.country and r == PUBLIC_HOLIDAY))
+
+
+def _evaluate_first(history: pd.DataFrame, plan: FitPlan, specs: Iterable[Candidate]
+                    ) -> tuple[Evaluation, list[str]]:
+    """Score the first spec that fits on the holdout; the errors of those that did not."""
+    errors: list[str] = []
+    for spec in specs:
+        try:
+            return evaluate_family(history, family=spec.family, regressors=spec.regressors,
+                                   params=spec.params, holdout=plan.holdout), errors
+        except Exception as exc:
+            errors.append(f"{spec.name}: {type(exc).__name__}: {exc}")
+    raise OvencastError("every model family failed: " + "; ".join(errors))
+
+
+def _fit_without_backtest(history: pd.DataFrame, plan: FitPlan,
+                          candidates: Sequence[Candidate], reason: str, sink: EventSink,
+                          details: dict[str, Any]) -> FitResult:
+    evaluation, errors = _evaluate_first(history, plan, candidates)
+    for error in errors:
+        sink("family_failed", {"family": error.split(":")[0], "reason": error})
+    leaderboard: list[dict[str, Any]] = [{"family": evaluation.family,
+                                          "wape": _json(evaluation.metrics.wape)}]
+    leaderboard += [{"family": e.split(":")[0], "error": e} for e in errors]
+    details["selection"] = {"basis": "none", "reason": reason, "chosen": evaluation.family}
+    details["leaderboard"] = leaderboard
+    details["quantiles"] = _holdout_quantiles(evaluation)
+    return FitResult(best=evaluation, leaderboard=leaderboard, details=details)
+
+
+def _fit_prophet_alone(history: pd.DataFrame, plan: FitPlan, prior: PriorFit | None,
+                       sink: EventSink, details: dict[str, Any]) -> FitResult:
+    try:
+        evaluation, search = _fit_prophet(history, plan, prior, sink)
+    except Exception as exc:
+        reason = f"prophet: {type(exc).__name__}: {exc}"
+        sink("family_failed", {"family": "prophet", "reason": reason})
+        raise OvencastError(f"every model family failed: {reason}") from None
+    leaderboard: list[dict[str, Any]] = [{"family": "prophet",
+                                          "wape": _json(evaluation.metrics.wape)}]
+    details["search"] = search
+    details["selection"] = {"basis": "holdout", "chosen": "prophet"}
+    details["leaderboard"] = leaderboard
+    details["quantiles"] = _holdout_quantiles(evaluation)
+    return FitResult(best=evaluation, leaderboard=leaderboard, details=details)
 
 
 def _fit_prophet(history: pd.DataFrame, plan: FitPlan, prior: PriorFit | None,
                  sink: EventSink) -> tuple[Evaluation, dict[str, Any]]:
     base = {"country": plan.country, "subdivision": plan.subdivision}
-    # Prophet gets the holidays of the country natively; the 0/1 column would count them
-    # twice.
-    regressors = tuple(r for r in plan.regressors if not (plan.country and r == PUBLIC_HOLIDAY))
-    n_trials = trials_for(plan.product_class)
+    regressors = _prophet_regressors(plan)
+    budget = trials_for(plan.product_class)
+    n_trials = max(2, math.ceil(budget * RETRAIN_TRIAL_FRACTION)) if prior else budget
     spec = SearchSpec(
         n_trials=n_trials, seed=plan.seed, validation_days=plan.holdout.days,
         trial_timeout_s=min(MAX_TRIAL_TIMEOUT_S, plan.time_limit_s / (n_trials + 3)),
@@ -111,15 +219,24 @@ def _fit_prophet(history: pd.DataFrame, plan: FitPlan, prior: PriorFit | None,
         stop_if_within=RETRAIN_STOP_WITHIN if prior and prior.best_mape is not None else None)
     train, _ = plan.holdout.split(history)
     warm = prior.model if prior and isinstance(prior.model, ProphetModel) else None
-    result = search_prophet(
-        train.reset_index(drop=True), spec, regressors=regressors, base_params=base,
-        on_trial=lambda n, total, value: sink("trial", {"n": n, "total": total,
-                                                        "mape": _json(value)}),
-        warm_start_from=warm)
+    try:
+        result = search_prophet(
+            train.reset_index(drop=True), spec, regressors=regressors, base_params=base,
+            on_trial=lambda n, total, value: sink("trial", {"n": n, "total": total,
+                                                            "mape": _json(value)}),
+            warm_start_from=warm)
+    except ValueError as exc:
+        # The objective cannot be computed (e.g. no sale at all in the validation window
+        # of an intermittent product, where MAPE is undefined): Prophet's defaults rather
+        # than no model.
+        evaluation = evaluate_family(history, family="prophet", regressors=regressors,
+                                     params=base, holdout=plan.holdout)
+        return evaluation, {"n_trials": 0, "trial_budget": budget, "skipped": str(exc),
+                            "best_params": {}, "warm_started": prior is not None}
     evaluation = evaluate_family(history, family="prophet", regressors=regressors,
                                  params={**base, **result.best_params}, holdout=plan.holdout)
     summary = {
-        "n_trials": result.n_trials, "trial_budget": n_trials, "n_failed": result.n_failed,
+        "n_trials": result.n_trials, "trial_budget": budget, "n_failed": result.n_failed,
         "best_params": result.best_params, "best_mape": _json(result.best_mape),
         "best_wape": _json(result.best_wape), "stopped_early": result.stopped_early,
         "warm_started": prior is not None,
@@ -127,6 +244,28 @@ def _fit_prophet(history: pd.DataFrame, plan: FitPlan, prior: PriorFit | None,
         "enqueued_params": dict(spec.previous_best_params or {}) or None,
     }
     return evaluation, summary
+
+
+def _holdout_pairs(evaluation: Evaluation) -> tuple[np.ndarray, np.ndarray]:
+    scored = evaluation.holdout_predictions
+    scored = scored.loc[~scored[CLOSED].astype(bool)]
+    return scored[Y].to_numpy(dtype=float), scored[YHAT].to_numpy(dtype=float)
+
+
+def _quantile_details(calibration: QuantileCalibration, evaluation: Evaluation
+                      ) -> dict[str, Any]:
+    """The calibration plus its check on the holdout it never saw."""
+    actual, predicted = _holdout_pairs(evaluation)
+    p10, _, p90 = calibration.interval(predicted)
+    return {**calibration.to_dict(), "holdout_coverage": _json(coverage(actual, p10, p90))}
+
+
+def _holdout_quantiles(evaluation: Evaluation) -> dict[str, Any] | None:
+    actual, predicted = _holdout_pairs(evaluation)
+    try:
+        return calibrate(actual, predicted, source="holdout").to_dict()
+    except ValueError:  # no observed open day in the holdout: no quantiles
+        return None
 
 
 def _json(value: float | None) -> float | None:

@@ -24,9 +24,9 @@ from ovencast.db.base import utcnow
 from ovencast.db.tables import Tenant, TrainingJob, TrainingRun
 from ovencast.errors import InvalidDataset, NotFound, OvencastError
 from ovencast.forecasting.classes import ClassThresholds
-from ovencast.forecasting.families import model_class
 from ovencast.forecasting.features import AlignmentReport, build_tenant_frame
 from ovencast.forecasting.frame import CLOSED, PRODUCT, Y
+from ovencast.forecasting.selection import AUTO, resolve_candidate
 from ovencast.forecasting.validation import ValidationReport, validate_sales
 from ovencast.jobs import repository as jobs_repository
 from ovencast.observability.logs import get_logger
@@ -39,9 +39,10 @@ from ovencast.training.worker import run_product_task
 
 log = get_logger(__name__)
 
-# Prophet tuned with Optuna (the original system's model); seasonal naive is always scored
-# beside it as the baseline, so it need not be listed.
-DEFAULT_FAMILIES = ("prophet",)
+# Automatic selection among the product class's candidates by a rolling-origin backtest
+# (forecasting/selection.py); seasonal naive is always scored beside the choice as the
+# baseline. `--models prophet` is the original system's model (Prophet tuned by Optuna).
+DEFAULT_FAMILIES = (AUTO,)
 # (product, event, fields) -> None; called in the parent for events from the workers.
 EventCallback = Callable[[str, str, dict[str, Any]], None]
 
@@ -56,10 +57,18 @@ class PreparedJob:
 
 
 def parse_families(models: Sequence[str] | None) -> tuple[str, ...]:
+    """The model choice of a job: ("auto",) (the default), or the named candidates (a
+    registered family or a variant such as "mstl_weekly") to select among. "auto" does
+    not combine with names."""
     families = tuple(dict.fromkeys(m.strip() for m in (models or DEFAULT_FAMILIES) if m.strip()))
+    if AUTO in families and len(families) > 1:
+        raise OvencastError(f"'{AUTO}' selects among the product class's candidates; it "
+                            "cannot be combined with named families", status_code=422)
     for family in families:
+        if family == AUTO:
+            continue
         try:
-            model_class(family)
+            resolve_candidate(family)
         except ValueError as exc:
             raise OvencastError(str(exc), status_code=422) from None
     return families or DEFAULT_FAMILIES
@@ -306,6 +315,13 @@ async def finish_job(session: AsyncSession, job_id: int, outcomes: Sequence[Prod
         elif run.status in ("pending", "running"):
             run.status, run.reason = "failed", "the worker ended without reporting an outcome"
             run.finished_at = utcnow()
+    await conclude_job(session, job, runs)
+    return job
+
+
+async def conclude_job(session: AsyncSession, job: TrainingJob, runs: Sequence[TrainingRun]
+                       ) -> None:
+    """Every run has ended: succeeded (all trained), partial, or failed (none)."""
     trained = sum(1 for run in runs if run.status == "trained")
     job.status = "succeeded" if trained == len(runs) else ("partial" if trained else "failed")
     if not trained:
@@ -316,4 +332,3 @@ async def finish_job(session: AsyncSession, job_id: int, outcomes: Sequence[Prod
     await session.flush()
     log.info("training.job.finished", job_id=job.id, status=job.status, trained=trained,
              products=len(runs))
-    return job

@@ -45,7 +45,7 @@ log = get_logger(__name__)
 EventSink = Callable[[str, dict[str, Any]], None]
 # Which process trained a run: host and pid (several workers on several machines).
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
-LIBRARIES = ("ovencast", "numpy", "pandas", "prophet", "optuna", "holidays")
+LIBRARIES = ("ovencast", "numpy", "pandas", "prophet", "optuna", "holidays", "statsforecast")
 
 
 def library_versions() -> dict[str, str]:
@@ -145,7 +145,8 @@ async def train_one(task: ProductTask, sessions: async_sessionmaker[AsyncSession
             PRODUCT_TRAINING_DURATION.labels(family=outcome.family or "").observe(
                 outcome.duration_s or 0.0)
             emit("finished", {"family": outcome.family, "version": outcome.version,
-                              "metrics": outcome.metrics})
+                              "metrics": outcome.metrics,
+                              "model": (outcome.details.get("selection") or {}).get("chosen")})
             return outcome
     except ProductTimedOut:
         status = "timed_out"
@@ -169,8 +170,9 @@ async def train_one(task: ProductTask, sessions: async_sessionmaker[AsyncSession
 
 
 async def _prior_fit(task: ProductTask, sessions: Any) -> PriorFit | None:
-    """The hyper-parameter cache: the product's latest Prophet version, if any."""
-    if "prophet" not in task.families:
+    """The hyper-parameter cache: the product's latest Prophet version, if any (only the
+    Optuna search of Prophet alone uses it)."""
+    if tuple(task.families) != ("prophet",):
         return None
     async with unit_of_work(sessions) as session:
         previous = await models_repository.latest_of_family(

@@ -1,5 +1,6 @@
 """Imports every built-in family so that it registers itself."""
 
+import ovencast.forecasting.families.ensemble as _ensemble  # noqa: F401
 import ovencast.forecasting.families.intermittent as _intermittent  # noqa: F401
 import ovencast.forecasting.families.prophet  # noqa: F401
 import ovencast.forecasting.families.statistical as _statistical  # noqa: F401

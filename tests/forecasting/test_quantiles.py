@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ovencast.forecasting.frame import CLOSED, DATE
+from ovencast.forecasting.quantiles import QuantileCalibration, calibrate, coverage
+from ovencast.forecasting.selection import BacktestPlan, resolve_candidate, select
+
+from .conftest import HistoryFactory
+
+WEEK = np.array([60.0, 70.0, 75.0, 80.0, 95.0, 130.0, 90.0])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_quantiles_are_ordered_and_non_negative(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    actual = rng.gamma(2.0, 20.0, size=80) * rng.integers(0, 2, size=80)
+    predicted = rng.gamma(2.0, 20.0, size=80)
+    calibration = calibrate(actual, predicted, source="backtest")
+    point = np.concatenate([[0.0, 1e-9, 0.5], rng.gamma(1.0, 50.0, size=200)])
+    closed = rng.random(point.size) < 0.1
+    p10, p50, p90 = calibration.interval(point, closed)
+    assert (p10 >= 0).all()
+    assert (p10 <= p50).all() and (p50 <= p90).all()
+    assert (p50[~closed] == point[~closed]).all()  # P50 is the point forecast
+    assert (p10[closed] == 0).all() and (p90[closed] == 0).all()
+
+
+def test_one_sided_residuals_still_bracket_the_forecast() -> None:
+    # Every actual above the forecast: the lower residual quantile is positive, but P10
+    # never goes above P50.
+    calibration = calibrate([12.0, 13.0, 14.0, 15.0], [10.0] * 4, source="holdout")
+    assert calibration.lower > 0
+    p10, p50, p90 = calibration.interval(np.array([10.0]))
+    assert p10[0] == p50[0] == 10.0 < p90[0]
+
+
+def test_split_conformal_ranks() -> None:
+    # Scaled residuals -0.9, -0.8, ..., 0.9 (n = 19) around a forecast of 100.
+    residuals = np.round(np.arange(-9, 10) / 10, 1)
+    calibration = calibrate(100.0 * (1 + residuals), [100.0] * 19, source="backtest")
+    # floor((n+1) * 0.1) = 2nd smallest, ceil((n+1) * 0.9) = 18th smallest.
+    assert calibration.lower == pytest.approx(-0.8)
+    assert calibration.upper == pytest.approx(0.8)
+    assert calibration.n == 19
+    assert calibration.floor == pytest.approx(10.0)
+    p10, _, p90 = calibration.interval(np.array([50.0, 0.0]))
+    assert p10 == pytest.approx([10.0, 0.0])
+    assert p90 == pytest.approx([90.0, 8.0])  # a forecast of 0 gets the floor's width
+
+
+def test_calibration_round_trips_and_refuses_nothing_to_calibrate() -> None:
+    calibration = calibrate([1.0, 2.0, 3.0], [2.0, 2.0, 2.0], source="holdout")
+    assert QuantileCalibration.from_dict(calibration.to_dict()) == calibration
+    with pytest.raises(ValueError, match="no out-of-sample"):
+        calibrate([], [], source="holdout")
+    zero = calibrate([0.0, 0.0], [0.0, 0.0], source="holdout")
+    assert zero.floor > 0 and zero.lower == zero.upper == 0.0
+
+
+def test_coverage() -> None:
+    assert coverage(np.array([1.0, 5.0, 9.0]), np.array([0.0] * 3), np.array([5.0] * 3)) == (
+        pytest.approx(2 / 3))
+    assert math.isnan(coverage(np.array([]), np.array([]), np.array([])))
+
+
+def test_backtest_calibration_covers_fresh_draws(make_history: HistoryFactory) -> None:
+    """A weekly pattern with 15 % multiplicative noise: P10-P90 from the backtest
+    residuals of the seasonal naive covers about 80 % of new days."""
+    rng = np.random.default_rng(11)
+    weeks = 30
+    level = np.tile(WEEK, weeks)
+    history = make_history(list(level * rng.normal(1.0, 0.15, size=level.size)))
+    selection = select(history, [resolve_candidate("seasonal_naive")], BacktestPlan())
+    calibration = calibrate(selection.actual, selection.predicted, source="backtest")
+    assert calibration.n == 84
+
+    model = resolve_candidate("seasonal_naive").build().fit(history)
+    future = pd.DataFrame({DATE: pd.date_range(history[DATE].max() + pd.Timedelta(days=1),
+                                               periods=28), CLOSED: False})
+    p10, _, p90 = calibration.interval(model.predict(future))
+    truth = np.tile(WEEK, 4)
+    draws = truth * rng.normal(1.0, 0.15, size=(200, truth.size))
+    covered = coverage(draws.ravel(), np.tile(p10, 200), np.tile(p90, 200))
+    assert 0.6 <= covered <= 0.95, covered

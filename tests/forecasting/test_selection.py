@@ -1,0 +1,317 @@
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ovencast.forecasting.classes import ProductClass
+from ovencast.forecasting.families.base import FAMILIES, ForecastModel
+from ovencast.forecasting.families.ensemble import EnsembleModel
+from ovencast.forecasting.frame import CLOSED, DATE, Y
+from ovencast.forecasting.holdout import HoldoutSplit
+from ovencast.forecasting.selection import (
+    AUTO,
+    BacktestPlan,
+    Candidate,
+    CandidatePolicy,
+    NoBacktestWindow,
+    NoCandidate,
+    backtest_family,
+    resolve_candidate,
+    select,
+)
+from ovencast.training.fitting import FitPlan, fit_product, plan_candidates
+
+from .conftest import HistoryFactory
+
+WEEK = [60.0, 70.0, 75.0, 80.0, 95.0, 130.0, 90.0]
+
+
+def weekly(weeks: int, *, noise: float = 0.0, seed: int = 0) -> list[float | None]:
+    rng = np.random.default_rng(seed)
+    values = np.tile(WEEK, weeks) * rng.normal(1.0, noise, size=7 * weeks)
+    return [float(v) for v in np.clip(values, 0.0, None)]
+
+
+def day(offset: int) -> str:
+    return (pd.Timestamp("2024-01-01") + pd.Timedelta(days=offset)).date().isoformat()
+
+
+# -- the plan -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("n_days", "n_windows", "horizon", "expected"),
+    [
+        # 2024-01-01 .. 2024-04-09: three 28-day windows ending on the last day.
+        (100, 3, 28, [(16, 43), (44, 71), (72, 99)]),
+        # The oldest window would leave no day to fit on: left out.
+        (70, 3, 28, [(14, 41), (42, 69)]),
+        # Exactly min_train_days (14) open days before the first window: kept.
+        (98, 3, 28, [(14, 41), (42, 69), (70, 97)]),
+        (30, 2, 7, [(16, 22), (23, 29)]),
+        (30, 1, 1, [(29, 29)]),
+        # Too short for any window.
+        (40, 3, 28, []),
+    ],
+)
+def test_windows_table(make_history: HistoryFactory, n_days: int, n_windows: int,
+                       horizon: int, expected: list[tuple[int, int]]) -> None:
+    history = make_history([5.0] * n_days)
+    windows = BacktestPlan(n_windows=n_windows, horizon_days=horizon).windows(history)
+    assert [(w.start.date().isoformat(), w.end.date().isoformat()) for w in windows] == [
+        (day(a), day(b)) for a, b in expected]
+    for window in windows:
+        assert window.train[DATE].max() < window.start
+        assert window.test[DATE].min() == window.start
+        assert window.test[DATE].max() == window.end
+        assert len(window.test) == horizon
+        # Expanding origin: everything before the window is fitted on.
+        assert len(window.train) == (window.start - pd.Timestamp("2024-01-01")).days
+
+
+def test_windows_stay_strictly_inside_the_data_given(make_history: HistoryFactory) -> None:
+    history = make_history(weekly(30))
+    until = pd.Timestamp("2024-06-15")
+    given = history.loc[history[DATE] <= until]
+    windows = BacktestPlan().windows(given)
+    assert len(windows) == 3
+    assert windows[-1].end == until
+    for window in windows:
+        # Nothing after `until` is ever fitted on or scored.
+        assert window.train[DATE].max() < window.start <= window.end <= until
+        assert window.test[DATE].max() <= until
+    for earlier, later in itertools.pairwise(windows):
+        assert earlier.end + pd.Timedelta(days=1) == later.start  # no overlap, no gap
+
+
+def test_window_without_open_days_is_left_out(make_history: HistoryFactory) -> None:
+    # 84 days; the middle 28-day window (days 28..55) is all closed.
+    values = [5.0] * 84
+    for i in range(28, 56):
+        values[i] = 0.0
+    history = make_history(values, closed=range(28, 56))
+    windows = BacktestPlan(n_windows=2, horizon_days=28).windows(history)
+    assert [(w.start.date().isoformat()) for w in windows] == [day(56)]
+
+
+@pytest.mark.parametrize("kwargs", [{"n_windows": 0}, {"horizon_days": 0},
+                                    {"min_train_days": 0}])
+def test_plan_rejects_nonsense(kwargs: dict[str, int]) -> None:
+    with pytest.raises(ValueError):
+        BacktestPlan(**kwargs)
+
+
+# -- candidates -----------------------------------------------------------------------------
+def test_candidate_sets_per_class() -> None:
+    policy = CandidatePolicy()
+    regular = [c.name for c in policy.for_class(ProductClass.HIGH_VOLUME)]
+    assert regular == ["seasonal_naive", "auto_ets", "mstl", "mstl_weekly", "prophet_holidays"]
+    assert "auto_arima" not in regular
+    intermittent = [c.name for c in policy.for_class("intermittent")]
+    assert intermittent == ["croston", "tsb", "adida", "imapa", "seasonal_naive", "auto_ets"]
+    weekly_mstl = resolve_candidate("mstl_weekly")
+    assert (weekly_mstl.family, dict(weekly_mstl.params)) == (
+        "mstl", {"yearly_seasonality": False})
+
+
+@pytest.mark.parametrize("name", ["ensemble", "auto", "crystal_ball"])
+def test_resolve_refuses(name: str) -> None:
+    with pytest.raises(ValueError):
+        resolve_candidate(name)
+
+
+def test_prophet_candidates_get_the_holidays_natively() -> None:
+    plan = FitPlan(families=(AUTO,), product_class="high_volume", country="DE",
+                   subdivision="SH", regressors=("temperature_c", "public_holiday"),
+                   time_limit_s=60)
+    by_name = {c.name: c for c in plan_candidates(plan)}
+    # auto's Prophet reads no regressor: holidays come from the country calendar.
+    holidays = by_name["prophet_holidays"]
+    assert (holidays.family, holidays.regressors) == ("prophet", ())
+    assert holidays.params == {"country": "DE", "subdivision": "SH"}
+    assert by_name["mstl_weekly"].params == {"yearly_seasonality": False}
+    # A forced "prophet" reads the tenant's regressors, bar the 0/1 holiday column.
+    forced = plan_candidates(dataclasses.replace(plan, families=("prophet", "mstl")))
+    assert forced[0].regressors == ("temperature_c",)
+    assert forced[0].params["country"] == "DE"
+
+
+# -- backtest and selection --------------------------------------------------------------------
+def test_backtest_pools_every_window(make_history: HistoryFactory) -> None:
+    pattern = [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0]
+    history = make_history(pattern * 10)
+    result = backtest_family(history, resolve_candidate("croston"),
+                             BacktestPlan(n_windows=2, horizon_days=14))
+    assert len(result.window_metrics) == 2
+    assert set(result.predictions["window"]) == {0, 1}
+    actual, forecast = result.residuals
+    assert len(actual) == len(forecast) == 28
+    assert result.wape == pytest.approx(np.abs(actual - forecast).sum() / actual.sum())
+    assert result.seconds >= 0
+
+
+def test_selects_the_family_that_knows_the_weekly_pattern(
+        make_history: HistoryFactory) -> None:
+    history = make_history(weekly(20))
+    candidates = [resolve_candidate(n) for n in ("croston", "seasonal_naive", "tsb")]
+    events: list[tuple[str, int, int]] = []
+    selection = select(history, candidates, BacktestPlan(),
+                       on_backtest=lambda *event: events.append(event))
+    assert selection.chosen == "seasonal_naive"
+    assert selection.weighting == "single"
+    assert selection.wape == 0.0
+    assert events == [("croston", 1, 3), ("seasonal_naive", 2, 3), ("tsb", 3, 3)]
+    board = selection.leaderboard()
+    assert board[0]["family"] == "seasonal_naive"
+    assert board[0]["chosen"] is True
+    assert board[1]["wape"] > 0.1  # a flat rate misses the weekly swing
+    json.dumps(board, allow_nan=False)
+    json.dumps(selection.to_dict(), allow_nan=False)
+    assert selection.to_dict()["windows"][-1][1] == history[DATE].max().date().isoformat()
+
+
+class _Scaled(ForecastModel):
+    """Test family: forecasts its one regressor times params["factor"]."""
+
+    family = "test_scaled"
+
+    def _fit(self, history: pd.DataFrame) -> None:
+        pass
+
+    def _predict(self, future: pd.DataFrame) -> np.ndarray:
+        return future[self.regressors[0]].to_numpy(dtype=float) * float(self.params["factor"])
+
+    def _state(self) -> dict[str, Any]:
+        return {}
+
+    def _restore(self, state: Mapping[str, Any]) -> None:
+        pass
+
+
+@pytest.fixture
+def scaled_family(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setitem(FAMILIES, _Scaled.family, _Scaled)
+    return _Scaled.family
+
+
+def test_combination_is_chosen_when_it_backtests_better(
+        make_history: HistoryFactory, scaled_family: str) -> None:
+    values = weekly(20, noise=0.4)  # too noisy for the seasonal naive (WAPE ~0.45)
+    history = make_history(values, truth=values)
+    # One forecasts 30 % too high, one 20 % too low: neither alone is good, the
+    # inverse-WAPE weighted mean (0.4 * 1.3 + 0.6 * 0.8 = 1.0) is exact.
+    high = Candidate("high", scaled_family, {"factor": 1.3}, ("truth",))
+    low = Candidate("low", scaled_family, {"factor": 0.8}, ("truth",))
+    naive = resolve_candidate("seasonal_naive")
+    selection = select(history, [naive, high, low], BacktestPlan())
+    assert selection.weighting == "inverse_wape"
+    assert [c.name for c, _ in selection.members] == ["low", "high"]
+    assert [w for _, w in selection.members] == pytest.approx([0.6, 0.4])
+    assert selection.wape == pytest.approx(0.0, abs=1e-12)
+    assert selection.chosen == "ensemble(low+high)"
+    board = selection.leaderboard()
+    assert board[0]["family"] == "ensemble(low+high)" and board[0]["chosen"] is True
+    assert {r["family"] for r in board} == {"ensemble(low+high)", "low", "high",
+                                            "seasonal_naive"}
+    # The stored spec is an ensemble that forecasts what the backtest scored.
+    spec = selection.model_spec()
+    model = spec.build().fit(history)
+    assert isinstance(model, EnsembleModel)
+    assert model.regressors == ("truth",)
+    future = pd.DataFrame({DATE: pd.date_range("2024-06-01", periods=3), CLOSED: False,
+                           "truth": [10.0, 20.0, 30.0]})
+    assert model.predict(future) == pytest.approx([10.0, 20.0, 30.0])
+
+
+def test_no_combination_without_enough_gain(make_history: HistoryFactory,
+                                            scaled_family: str) -> None:
+    values = weekly(20, noise=0.1)
+    history = make_history(values, truth=values)
+    # Both too high: any mean of them is worse than the better one.
+    high = Candidate("high", scaled_family, {"factor": 1.3}, ("truth",))
+    higher = Candidate("higher", scaled_family, {"factor": 1.5}, ("truth",))
+    selection = select(history, [higher, high], BacktestPlan())
+    assert (selection.chosen, selection.weighting) == ("high", "single")
+    assert selection.model_spec() is high
+
+
+def test_failed_candidates_are_reported_not_fatal(make_history: HistoryFactory,
+                                                  scaled_family: str) -> None:
+    history = make_history(weekly(20))
+    broken = Candidate("broken", scaled_family, {"factor": 1.0}, ("no_such_column",))
+    selection = select(history, [broken, resolve_candidate("seasonal_naive")], BacktestPlan())
+    assert selection.chosen == "seasonal_naive"
+    assert "no_such_column" in selection.errors["broken"]
+    assert selection.leaderboard()[-1]["family"] == "broken"
+    with pytest.raises(NoCandidate):
+        select(history, [broken], BacktestPlan())
+
+
+def test_too_short_for_a_backtest(make_history: HistoryFactory) -> None:
+    with pytest.raises(NoBacktestWindow, match="open days"):
+        select(make_history([5.0] * 40), [resolve_candidate("seasonal_naive")], BacktestPlan())
+
+
+# -- the key property: selection never sees the holdout ---------------------------------------
+def _without_timings(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+
+def test_selection_never_looks_at_the_holdout(make_history: HistoryFactory) -> None:
+    values = weekly(40, noise=0.15, seed=5)
+    history = make_history(values)
+    holdout = HoldoutSplit()
+    changed = history.copy()
+    in_holdout = changed[DATE] >= holdout.cutoff(changed)
+    # A holdout nothing like the past: a flat level far above it, then zeros.
+    rng = np.random.default_rng(9)
+    changed.loc[in_holdout, Y] = rng.uniform(0.0, 500.0, size=int(in_holdout.sum()))
+    plan = FitPlan(families=("seasonal_naive", "auto_ets", "croston", "mstl_weekly"),
+                   product_class="medium_volume", country=None, subdivision=None,
+                   regressors=(), time_limit_s=600, holdout=holdout)
+    first = fit_product(history, plan)
+    second = fit_product(changed, plan)
+
+    assert first.details["selection"] == second.details["selection"]
+    assert _without_timings(first.leaderboard) == _without_timings(second.leaderboard)
+    assert first.best.family == second.best.family
+    assert first.best.model.params == second.best.model.params
+    quantiles = [{k: v for k, v in r.details["quantiles"].items() if k != "holdout_coverage"}
+                 for r in (first, second)]
+    assert quantiles[0] == quantiles[1]
+    # ...while the holdout itself did change what the choice scores there.
+    assert first.best.metrics.wape != pytest.approx(second.best.metrics.wape)
+    assert first.details["selection"]["basis"] == "backtest"
+    last_window_end = first.details["selection"]["windows"][-1][1]
+    assert pd.Timestamp(last_window_end) < holdout.cutoff(history)
+
+
+def test_auto_short_history_falls_back_to_the_first_candidate(
+        make_history: HistoryFactory) -> None:
+    history = make_history(weekly(9))  # 63 days: 35 before the holdout, no window
+    plan = FitPlan(families=(AUTO,), product_class="medium_volume", country=None,
+                   subdivision=None, regressors=(), time_limit_s=600)
+    result = fit_product(history, plan)
+    assert result.details["selection"]["basis"] == "none"
+    assert result.best.family == "seasonal_naive"
+    assert result.details["quantiles"]["source"] == "holdout"
+    assert math.isfinite(result.best.metrics.wape)
+
+
+def test_fit_product_emits_backtest_progress(make_history: HistoryFactory) -> None:
+    events: list[tuple[str, dict[str, Any]]] = []
+    plan = FitPlan(families=("seasonal_naive", "croston"), product_class="medium_volume",
+                   country=None, subdivision=None, regressors=(), time_limit_s=600)
+    result = fit_product(make_history(weekly(30, noise=0.1)), plan,
+                         emit=lambda event, fields: events.append((event, fields)))
+    assert [e for e in events if e[0] == "backtest"] == [
+        ("backtest", {"family": "seasonal_naive", "n": 1, "total": 2}),
+        ("backtest", {"family": "croston", "n": 2, "total": 2})]
+    assert result.details["quantiles"]["source"] == "backtest"
+    json.dumps(result.details, allow_nan=False)
