@@ -5,7 +5,8 @@ Events are small JSON objects tagged with the job id:
    timed_out|cancelled, ...fields}
   {"type": "job", "job_id", "status"}  (the job's end)
 A notification is delivered only to listeners connected at that moment; a late client
-reads the current state from the database first (see `jobs.service.job_snapshot`).
+reads the current state from the database first (the WebSocket endpoint in
+`jobs/endpoints.py` sends it as a snapshot).
 """
 
 from __future__ import annotations

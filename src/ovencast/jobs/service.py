@@ -111,18 +111,6 @@ async def close_job_if_done(session: AsyncSession, job_id: int) -> TrainingJob |
     return job
 
 
-async def job_snapshot(session: AsyncSession, job_id: int) -> dict[str, Any]:
-    """The current state, sent first to a client that connects to the event stream."""
-    job = await get_job(session, job_id)
-    runs = await repository.runs_of(session, job_id)
-    return {
-        "type": "snapshot", "job_id": job.id, "status": job.status,
-        "runs": [{"product": r.product, "status": r.status, "reason": r.reason,
-                  "started_at": r.started_at, "finished_at": r.finished_at}
-                 for r in runs],
-    }
-
-
 def product_event(job_id: int, product: str, event: str, **fields: Any) -> dict[str, Any]:
     return {"type": "product", "job_id": job_id, "product": product, "event": event,
             **{k: v for k, v in fields.items() if v is not None}}
