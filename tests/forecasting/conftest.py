@@ -2,41 +2,43 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from ovencast.forecasting.families.base import FAMILIES, ForecastModel
 from ovencast.forecasting.features import AlignmentReport, build_tenant_frame
 from ovencast.forecasting.frame import CLOSED, DATE, PRODUCT, Y
 
-# tests/forecasting/conftest.py -> parents[2] is the repository root; the shared data
-# sits next to it. The package bundles a copy of the Kiel data for fresh clones.
-SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-BUNDLED_DATA = Path(__file__).resolve().parents[2] / "src" / "ovencast" / "demo_data"
+
+class _Oracle(ForecastModel):
+    """Test family that forecasts its one regressor: perfect when the regressor is y."""
+
+    family = "test_oracle"
+
+    def _fit(self, history: pd.DataFrame) -> None:
+        pass
+
+    def _predict(self, future: pd.DataFrame) -> np.ndarray:
+        return future[self.regressors[0]].to_numpy(dtype=float)
+
+    def _state(self) -> dict[str, Any]:
+        return {}
+
+    def _restore(self, state: Mapping[str, Any]) -> None:
+        pass
 
 
-def _dataset_dir(name: str) -> Path | None:
-    for root in (SHARED_DATA, BUNDLED_DATA):
-        if (root / name / "sales.csv").is_file():
-            return root / name
-    return None
-
-
-@pytest.fixture(scope="session")
-def kiel_dir() -> Path:
-    path = _dataset_dir("kiel")
-    assert path is not None, "the Kiel data is bundled with the package and must exist"
-    return path
-
-
-@pytest.fixture(scope="session")
-def northsea_dir() -> Path:
-    path = _dataset_dir("northsea")
-    if path is None:
-        pytest.skip("the North Sea data lives only in ../shared/data")
-    return path
+@pytest.fixture
+def oracle_family(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Registers the test family for one test; `kiel_dir`/`northsea_dir` come from the
+    root conftest."""
+    monkeypatch.setitem(FAMILIES, _Oracle.family, _Oracle)
+    return _Oracle.family
 
 
 def _read_regressors(directory: Path, names: Sequence[str]) -> pd.DataFrame:

@@ -1,44 +1,16 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from ovencast.forecasting.evaluation import BASELINE, evaluate_family
-from ovencast.forecasting.families.base import FAMILIES, ForecastModel
 from ovencast.forecasting.families.seasonal_naive import SeasonalNaive
 from ovencast.forecasting.frame import CLOSED, DATE, YHAT, Y
 from ovencast.forecasting.holdout import HoldoutSplit
 
 from .conftest import HistoryFactory
-
-
-class _Oracle(ForecastModel):
-    """Test family that forecasts its one regressor: perfect when the regressor is y."""
-
-    family = "test_oracle"
-
-    def _fit(self, history: pd.DataFrame) -> None:
-        pass
-
-    def _predict(self, future: pd.DataFrame) -> np.ndarray:
-        return future[self.regressors[0]].to_numpy(dtype=float)
-
-    def _state(self) -> dict[str, Any]:
-        return {}
-
-    def _restore(self, state: Mapping[str, Any]) -> None:
-        pass
-
-
-@pytest.fixture
-def oracle_family(monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setitem(FAMILIES, _Oracle.family, _Oracle)
-    return _Oracle.family
 
 
 def test_seasonal_naive_on_kiel_bread(kiel_bread: pd.DataFrame) -> None:
@@ -99,7 +71,7 @@ def test_model_that_beats_the_baseline(kiel_bread: pd.DataFrame, oracle_family: 
     assert evaluation.baseline_metrics.wape > 0
     assert evaluation.beats_baseline
     assert evaluation.model.regressors == ("same_as_y",)
-    assert isinstance(evaluation.model, _Oracle)
+    assert evaluation.model.family == oracle_family
 
 
 @pytest.mark.parametrize(

@@ -420,7 +420,3 @@ def _parse_date(value: str | None, option: str) -> date | None:
         return date.fromisoformat(value)
     except ValueError:
         raise OvencastError(f"{option}: {value!r} is not a date (YYYY-MM-DD)") from None
-
-
-def main() -> None:  # pragma: no cover - console entry
-    sys.exit(app())

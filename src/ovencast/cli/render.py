@@ -123,8 +123,8 @@ class TrainingProgress:
             self._progress.update(self._task, description=running)
 
 
-def training_result(console: Console, job: TrainingJob, runs: Sequence[TrainingRun],
-                    versions: dict[int, ModelVersion] | None = None) -> None:
+def training_result(console: Console, job: TrainingJob, runs: Sequence[TrainingRun]
+                    ) -> None:
     table = Table(title=f"Training job {job.id}: {job.status}", title_justify="left")
     for column in ("product", "class", "status", "seconds", "reason"):
         table.add_column(column)

@@ -1,15 +1,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from ovencast.forecasting.families import load_model
-from ovencast.forecasting.families.base import FAMILIES, ForecastModel
 from ovencast.forecasting.families.ensemble import EnsembleModel, ensemble_params
 from ovencast.forecasting.families.intermittent import CrostonModel
 from ovencast.forecasting.families.seasonal_naive import SeasonalNaive
@@ -20,28 +17,6 @@ from ..conftest import HistoryFactory
 PATTERN = [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0]
 
 
-class _Echo(ForecastModel):
-    """Test family: forecasts its one regressor."""
-
-    family = "test_echo"
-
-    def _fit(self, history: pd.DataFrame) -> None:
-        pass
-
-    def _predict(self, future: pd.DataFrame) -> np.ndarray:
-        return future[self.regressors[0]].to_numpy(dtype=float)
-
-    def _state(self) -> dict[str, Any]:
-        return {}
-
-    def _restore(self, state: Mapping[str, Any]) -> None:
-        pass
-
-
-@pytest.fixture
-def echo_family(monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setitem(FAMILIES, _Echo.family, _Echo)
-    return _Echo.family
 
 
 def members(echo: str) -> list[dict[str, Any]]:
@@ -53,10 +28,10 @@ def members(echo: str) -> list[dict[str, Any]]:
 
 
 def test_ensemble_round_trips_and_predicts_the_weighted_mean(
-        make_history: HistoryFactory, echo_family: str) -> None:
+        make_history: HistoryFactory, oracle_family: str) -> None:
     values = PATTERN * 6
     history = make_history(values, weather=[1.0] * len(values))
-    model = EnsembleModel(params=ensemble_params(members(echo_family), [2.0, 1.0, 1.0]))
+    model = EnsembleModel(params=ensemble_params(members(oracle_family), [2.0, 1.0, 1.0]))
     assert model.weights == [0.5, 0.25, 0.25]
     assert model.regressors == ("weather",)  # the union of the members'
     model.fit(history)
@@ -73,11 +48,11 @@ def test_ensemble_round_trips_and_predicts_the_weighted_mean(
     envelope = json.loads(payload)
     assert envelope["family"] == "ensemble"
     assert [m["family"] for m in envelope["state"]["members"]] == [
-        "seasonal_naive", "croston", echo_family]
+        "seasonal_naive", "croston", oracle_family]
     restored = load_model(payload)
     assert isinstance(restored, EnsembleModel)
     assert restored.regressors == ("weather",)
-    assert [m.family for m in restored.members] == ["seasonal_naive", "croston", echo_family]
+    assert [m.family for m in restored.members] == ["seasonal_naive", "croston", oracle_family]
     assert restored.predict(future) == pytest.approx(predicted)
 
 
