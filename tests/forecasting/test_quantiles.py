@@ -77,7 +77,8 @@ def test_backtest_calibration_covers_fresh_draws(make_history: HistoryFactory) -
     history = make_history(list(level * rng.normal(1.0, 0.15, size=level.size)))
     selection = select(history, [resolve_candidate("seasonal_naive")], BacktestPlan())
     calibration = calibrate(selection.actual, selection.predicted, source="backtest")
-    assert calibration.n == 84
+    plan = BacktestPlan()
+    assert calibration.n == plan.n_windows * plan.horizon_days  # 210 days: no seasonal one
 
     model = resolve_candidate("seasonal_naive").build().fit(history)
     future = pd.DataFrame({DATE: pd.date_range(history[DATE].max() + pd.Timedelta(days=1),

@@ -18,6 +18,9 @@ from ovencast.forecasting.frame import CLOSED, DATE, Y
 from ovencast.forecasting.holdout import HoldoutSplit
 from ovencast.forecasting.selection import (
     AUTO,
+    INTERMITTENT_CANDIDATES,
+    REGULAR_CANDIDATES,
+    SEASONAL_LAG_DAYS,
     BacktestPlan,
     Candidate,
     CandidatePolicy,
@@ -79,7 +82,7 @@ def test_windows_stay_strictly_inside_the_data_given(make_history: HistoryFactor
     history = make_history(weekly(30))
     until = pd.Timestamp("2024-06-15")
     given = history.loc[history[DATE] <= until]
-    windows = BacktestPlan().windows(given)
+    windows = BacktestPlan(n_windows=3).windows(given)
     assert len(windows) == 3
     assert windows[-1].end == until
     for window in windows:
@@ -100,9 +103,74 @@ def test_window_without_open_days_is_left_out(make_history: HistoryFactory) -> N
     assert [(w.start.date().isoformat()) for w in windows] == [day(56)]
 
 
+# -- the seasonal window ----------------------------------------------------------------------
+def test_seasonal_window_comes_first(make_history: HistoryFactory) -> None:
+    history = make_history(weekly(70))  # 490 days: 2024-01-01 .. 2025-05-04
+    plan = BacktestPlan()
+    windows = plan.windows(history)
+    assert len(windows) == plan.n_windows + 1
+    seasonal, recent = windows[0], windows[1:]
+    after_last = history[DATE].max() + pd.Timedelta(days=1)
+    assert seasonal.start == after_last - pd.Timedelta(days=SEASONAL_LAG_DAYS) == pd.Timestamp(
+        day(490 - 364))
+    assert seasonal.start.dayofweek == after_last.dayofweek  # the same weekdays
+    assert seasonal.end == seasonal.start + pd.Timedelta(days=plan.horizon_days - 1)
+    assert len(seasonal.test) == plan.horizon_days
+    assert seasonal.test[DATE].min() == seasonal.start
+    assert seasonal.test[DATE].max() == seasonal.end
+    assert seasonal.train[DATE].max() < seasonal.start
+    assert len(seasonal.train) == 490 - 364  # every row before it
+    # The recent windows are those of the plan without the seasonal window.
+    without = BacktestPlan(seasonal=False).windows(history)
+    assert [(w.start, w.end) for w in recent] == [(w.start, w.end) for w in without]
+    assert len(without) == plan.n_windows
+    assert seasonal.end < recent[0].start
+    assert without[-1].end == history[DATE].max()
+    assert plan.to_dict()["seasonal"] is True
+    assert BacktestPlan(seasonal=False).to_dict()["seasonal"] is False
+
+
+@pytest.mark.parametrize(("n_days", "seasonal_start"), [
+    (200, None),  # a year back is before the history
+    (364 + 13, None),  # 13 days before it: fewer than min_train_days (14)
+    (364 + 14, 14),  # exactly min_train_days before it: kept
+    (460, 460 - 364),
+])
+def test_seasonal_window_needs_training_days(make_history: HistoryFactory, n_days: int,
+                                             seasonal_start: int | None) -> None:
+    history = make_history([5.0] * n_days)
+    windows = BacktestPlan().windows(history)
+    recent = BacktestPlan(seasonal=False).windows(history)
+    if seasonal_start is None:
+        assert [(w.start, w.end) for w in windows] == [(w.start, w.end) for w in recent]
+    else:
+        assert len(windows) == len(recent) + 1
+        assert windows[0].start == pd.Timestamp(day(seasonal_start))
+        assert int((~windows[0].train[CLOSED]).sum()) >= BacktestPlan().min_train_days
+
+
+def test_seasonal_window_left_out_when_closed_or_overlapping(
+        make_history: HistoryFactory) -> None:
+    n_days = 490
+    start = n_days - SEASONAL_LAG_DAYS
+    values = [5.0] * n_days
+    closed = range(start, start + 28)  # the seasonal window's days, all closed
+    for i in closed:
+        values[i] = 0.0
+    windows = BacktestPlan(n_windows=3).windows(make_history(values, closed=closed))
+    assert len(windows) == 3
+    assert windows[0].start > pd.Timestamp(day(start + 27))
+    # Long recent windows reach back past a year: no seasonal window on top of them.
+    history = make_history([5.0] * 900)
+    long = BacktestPlan(n_windows=3, horizon_days=100)
+    assert [(w.start, w.end) for w in long.windows(history)] == [
+        (w.start, w.end) for w in dataclasses.replace(long, seasonal=False).windows(history)]
+    assert len(long.windows(history)) == 3
+
+
 @pytest.mark.parametrize("kwargs", [{"n_windows": 0}, {"horizon_days": 0},
                                     {"min_train_days": 0}])
-def test_plan_rejects_nonsense(kwargs: dict[str, int]) -> None:
+def test_plan_rejects_nonsense(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         BacktestPlan(**kwargs)
 
@@ -111,10 +179,14 @@ def test_plan_rejects_nonsense(kwargs: dict[str, int]) -> None:
 def test_candidate_sets_per_class() -> None:
     policy = CandidatePolicy()
     regular = [c.name for c in policy.for_class(ProductClass.HIGH_VOLUME)]
-    assert regular == ["seasonal_naive", "auto_ets", "mstl", "mstl_weekly", "prophet_holidays"]
+    assert regular == list(REGULAR_CANDIDATES)
+    assert regular[0] == "seasonal_naive"  # the fallback without a backtest window
+    assert "lightgbm" in regular
     assert "auto_arima" not in regular
     intermittent = [c.name for c in policy.for_class("intermittent")]
-    assert intermittent == ["croston", "tsb", "adida", "imapa", "seasonal_naive", "auto_ets"]
+    assert intermittent == list(INTERMITTENT_CANDIDATES)
+    assert "lightgbm" in intermittent
+    assert [c.name for c in policy.for_class("")] == regular  # unknown class: regular
     weekly_mstl = resolve_candidate("mstl_weekly")
     assert (weekly_mstl.family, dict(weekly_mstl.params)) == (
         "mstl", {"yearly_seasonality": False})
@@ -127,15 +199,18 @@ def test_resolve_refuses(name: str) -> None:
 
 
 def test_prophet_candidates_get_the_holidays_natively() -> None:
+    policy = CandidatePolicy(regular=("prophet_holidays", "mstl_weekly", "lightgbm"))
     plan = FitPlan(families=(AUTO,), product_class="high_volume", country="DE",
                    subdivision="SH", regressors=("temperature_c", "public_holiday"),
-                   time_limit_s=60)
+                   time_limit_s=60, candidates=policy)
     by_name = {c.name: c for c in plan_candidates(plan)}
     # auto's Prophet reads no regressor: holidays come from the country calendar.
     holidays = by_name["prophet_holidays"]
     assert (holidays.family, holidays.regressors) == ("prophet", ())
     assert holidays.params == {"country": "DE", "subdivision": "SH"}
     assert by_name["mstl_weekly"].params == {"yearly_seasonality": False}
+    # The global model reads the tenant's regressors, the public holiday column included.
+    assert by_name["lightgbm"].regressors == ("temperature_c", "public_holiday")
     # A forced "prophet" reads the tenant's regressors, bar the 0/1 holiday column.
     forced = plan_candidates(dataclasses.replace(plan, families=("prophet", "mstl")))
     assert forced[0].regressors == ("temperature_c",)

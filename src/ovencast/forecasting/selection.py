@@ -9,10 +9,10 @@ Contract:
   chosen model exactly as it scores a forced one (`evaluation.evaluate_family`).
 - `BacktestPlan.windows(history)` cuts `n_windows` test windows of `horizon_days`
   calendar days, the last one ending on the last date given, each one before it ending
-  where the next begins (no overlap); each window's model is fitted on every row before
-  the window (an expanding origin). A window is left out when the rows before it have
-  fewer than `min_train_days` open days, or when it has no observed open day (nothing to
-  score).
+  where the next begins (no overlap), plus the seasonal window a year earlier (below);
+  each window's model is fitted on every row before the window (an expanding origin).
+  A window is left out when the rows before it have fewer than `min_train_days` open
+  days, or when it has no observed open day (nothing to score).
 - Every candidate is fitted once per window; a candidate's WAPE pools the observed open
   days of all its windows (a window with more sales weighs more, as in the holdout WAPE).
 - Combinations are scored from the candidates' stored window predictions: no extra fit.
@@ -25,29 +25,26 @@ Contract:
   the plan gives no window at all (too short a history).
 
 Candidate sets (`CandidatePolicy`, a policy value) name the candidates per product class.
-Regular products: seasonal naive, AutoETS, MSTL with and without the yearly season
-(`mstl_weekly`: the yearly season hurts on series whose year does not repeat, such as
-the North Sea shop's), and `prophet_holidays`: Prophet with its default parameters and the
-country's holidays but no weather/traffic regressors. Why without them: (1) a backtest
-scores a regressor model with the *observed* weather and footfall of the test days, which
-no forecast has, so it would be favoured over the families that read none (on Kiel the
-observed weather gains Prophet about 0.005 WAPE); (2) a model that reads them cannot
-forecast past the last day the tenant has them (the North Sea data ends its weather and
-traffic with its sales), and `auto` is the default. `--models prophet` (alone: Optuna; in a
-list: default params) keeps the regressors. The Optuna search is not part of `auto`: more
-trials on one family are not what beats a different family, and the search costs 15-30
-fits per product. AutoARIMA is not a default candidate: see `AUTO_ARIMA_DECISION`.
-Intermittent products: Croston, TSB, ADIDA, IMAPA, seasonal naive, AutoETS.
+Regular products: seasonal naive, MSTL with and without the yearly season (`mstl_weekly`:
+the yearly season hurts on series whose year does not repeat, such as the North Sea
+shop's), the tenant's global LightGBM model (`families.lightgbm_global`: trained once per
+tenant by the job's tenant stage, so it costs no per-product fit), and Croston / TSB
+(smoothed-level forecasts; on products whose level drifts they are hard to beat).
+Intermittent products: Croston, TSB, ADIDA, IMAPA, seasonal naive, LightGBM.
+Not candidates, for their cost: AutoETS (0.6-2.5 s a fit: on the shared data it is
+rarely the best and its place in combinations was taken by MSTL and LightGBM), Prophet
+(0.4-0.8 s a fit with default parameters; `--models prophet` alone runs the Optuna search,
+and `prophet_holidays` can be named) and AutoARIMA (see `AUTO_ARIMA_DECISION`). In an
+offline replay of stored backtests on the shared data (this selection rule, these
+windows), adding AutoETS and Prophet to the set scored worse on both holdouts (pooled
+WAPE Kiel 0.171 vs 0.157, North Sea 0.253 vs 0.247); bench/accuracy.py and
+docs/BENCHMARKS.md give what `auto` itself scores.
 
-Measured (12 backtest windows per product stored, then for each of the last 6 windows:
-select on the 3 windows before it, score the choice on it; mean WAPE; bench/selection.py
-runs the real path): Kiel (5 regular products) this rule 0.173, the best single candidate
-only 0.179, always the inverse-WAPE top 3 0.169, the best fixed family
-(prophet_holidays) 0.181, MSTL 0.210, seasonal naive 0.208; North Sea (6 regular items)
-this rule 0.355, best single only 0.368, always the top 3 0.360, prophet_holidays 0.356,
-MSTL 0.376, seasonal naive 0.571. Six windows instead of three gain about 1 % at twice
-the backtest cost. P10-P90 covered 78 % (Kiel) and 82-86 % (North Sea) of the next
-window's days.
+The seasonal window (`BacktestPlan.seasonal`): besides the recent windows, the plan adds
+the 28 days that a forecast made a year earlier (52 weeks: same weekdays) covered. The
+recent windows alone cannot show how a family does in the season to come: for Kiel's July
+holdout, 3 windows from March to June chose families without the yearly season and the
+selection was 1.23x worse than MSTL alone.
 """
 
 from __future__ import annotations
@@ -72,12 +69,15 @@ from ovencast.forecasting.metrics import Metrics, compute_metrics
 
 AUTO = "auto"
 """The model choice that selects among the product class's candidates."""
-DEFAULT_BACKTEST_WINDOWS = 3
+DEFAULT_BACKTEST_WINDOWS = 6
 DEFAULT_BACKTEST_HORIZON_DAYS = 28
 DEFAULT_COMBINE_TOP = 3
-ENSEMBLE_MIN_GAIN = 0.01
+SEASONAL_LAG_DAYS = 364
+"""The seasonal window starts this many days (52 weeks: the same weekdays) before the day
+after the history, i.e. it covers the weeks a forecast made a year earlier covered."""
+ENSEMBLE_MIN_GAIN = 0.05
 """A combination must beat the best single candidate's backtest WAPE by more than this
-share (1 %) to be chosen."""
+share (5 %) to be chosen (see the module docstring for why not 1 %)."""
 AUTO_ARIMA_DECISION = (
     "auto_arima is not an auto candidate: it costs 2.7 s per fit on average on Kiel and "
     "North Sea (3x AutoETS, 6x Prophet; a backtest is 3 fits), it is worse than AutoETS as "
@@ -162,8 +162,8 @@ def resolve_candidate(name: str) -> Candidate:
     return Candidate(name, name)
 
 
-REGULAR_CANDIDATES = ("seasonal_naive", "auto_ets", "mstl", "mstl_weekly", "prophet_holidays")
-INTERMITTENT_CANDIDATES = ("croston", "tsb", "adida", "imapa", "seasonal_naive", "auto_ets")
+REGULAR_CANDIDATES = ("seasonal_naive", "mstl", "lightgbm", "croston", "tsb")
+INTERMITTENT_CANDIDATES = ("croston", "tsb", "adida", "imapa", "seasonal_naive", "lightgbm")
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +210,7 @@ class BacktestPlan:
     n_windows: int = DEFAULT_BACKTEST_WINDOWS
     horizon_days: int = DEFAULT_BACKTEST_HORIZON_DAYS
     min_train_days: int = MIN_TRAIN_OPEN_DAYS
+    seasonal: bool = True
 
     def __post_init__(self) -> None:
         if self.n_windows < 1:
@@ -229,10 +230,14 @@ class BacktestPlan:
         is_open = ~frame[CLOSED].astype(bool).to_numpy()
         last = dates.max().normalize()
         step = pd.Timedelta(days=self.horizon_days)
+        spans = [(last - back * step - step + pd.Timedelta(days=1), last - back * step)
+                 for back in range(self.n_windows - 1, -1, -1)]
+        if self.seasonal:
+            start = last + pd.Timedelta(days=1) - pd.Timedelta(days=SEASONAL_LAG_DAYS)
+            if start + step <= spans[0][0]:  # never overlaps the recent windows
+                spans.insert(0, (start, start + step - pd.Timedelta(days=1)))
         found: list[BacktestWindow] = []
-        for back in range(self.n_windows - 1, -1, -1):
-            end = last - back * step
-            start = end - step + pd.Timedelta(days=1)
+        for start, end in spans:
             before = np.asarray(dates < start)
             inside = np.asarray((dates >= start) & (dates <= end))
             if int((before & is_open).sum()) < self.min_train_days:
@@ -247,7 +252,7 @@ class BacktestPlan:
 
     def to_dict(self) -> dict[str, Any]:
         return {"n_windows": self.n_windows, "horizon_days": self.horizon_days,
-                "min_train_days": self.min_train_days}
+                "min_train_days": self.min_train_days, "seasonal": self.seasonal}
 
 
 # -- one candidate's backtest -------------------------------------------------------------
@@ -423,6 +428,33 @@ def select(history: pd.DataFrame, candidates: Sequence[Candidate], plan: Backtes
     if not results:
         raise NoCandidate("every candidate failed: " + "; ".join(
             f"{name}: {error}" for name, error in errors.items()), errors)
+    choice = choose(results, combine_top=combine_top, min_gain=min_gain)
+    return Selection(
+        members=choice.members, weighting=choice.weighting, wape=choice.wape,
+        backtests=choice.ranked, errors=errors, plan=plan,
+        windows=tuple((w.start.date().isoformat(), w.end.date().isoformat()) for w in windows),
+        actual=choice.actual, predicted=choice.predicted)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Choice:
+    """What `choose` picked from a set of backtests (see `Selection` for the fields)."""
+
+    members: tuple[tuple[Candidate, float], ...]
+    weighting: Weighting
+    wape: float
+    ranked: tuple[FamilyBacktest, ...]
+    actual: np.ndarray
+    predicted: np.ndarray
+
+
+def choose(results: Sequence[FamilyBacktest], *, combine_top: int = DEFAULT_COMBINE_TOP,
+           min_gain: float = ENSEMBLE_MIN_GAIN) -> Choice:
+    """The selection rule on finished backtests (all over the same windows): the lowest
+    WAPE, or a combination of the best few that beats it by more than `min_gain`
+    (module docstring). bench/origins.py replays this rule on stored backtests."""
+    if not results:
+        raise ValueError("no backtests to choose from")
     ranked = sorted(results, key=lambda b: _rank(b.wape))
     best = ranked[0]
     chosen: tuple[tuple[Candidate, float], ...] = ((best.candidate, 1.0),)
@@ -444,11 +476,8 @@ def select(history: pd.DataFrame, candidates: Sequence[Candidate], plan: Backtes
                 chosen = tuple((b.candidate, w) for b, w in zip(top, weights, strict=True))
                 weighting, chosen_wape, chosen_forecast = scheme, wape, forecast
     actual, predicted = _open_pairs(best.predictions, chosen_forecast)
-    return Selection(
-        members=chosen, weighting=weighting, wape=chosen_wape, backtests=tuple(ranked),
-        errors=errors, plan=plan,
-        windows=tuple((w.start.date().isoformat(), w.end.date().isoformat()) for w in windows),
-        actual=actual, predicted=predicted)
+    return Choice(members=chosen, weighting=weighting, wape=chosen_wape,
+                  ranked=tuple(ranked), actual=actual, predicted=predicted)
 
 
 # -- internals ----------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from ovencast.errors import OvencastError
 from ovencast.forecasting.classes import trials_for
 from ovencast.forecasting.evaluation import Evaluation, evaluate_family
 from ovencast.forecasting.families import ForecastModel
+from ovencast.forecasting.families.lightgbm_global import GlobalFits, adopting
 from ovencast.forecasting.families.prophet import ProphetModel
 from ovencast.forecasting.features import PUBLIC_HOLIDAY
 from ovencast.forecasting.frame import CLOSED, DATE, YHAT, Y
@@ -90,6 +91,10 @@ class FitPlan:
     backtest: BacktestPlan = field(default_factory=BacktestPlan)
     candidates: CandidatePolicy = field(default_factory=CandidatePolicy)
     seed: int = 0
+    # The tenant stage's global boosters (`forecasting.global_stage`) and this product's
+    # name among them: the "lightgbm" candidate adopts them instead of training alone.
+    global_fits: GlobalFits | None = None
+    product: str = ""
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,12 @@ def fit_product(history: pd.DataFrame, plan: FitPlan, *, prior: PriorFit | None 
                 emit: EventSink | None = None) -> FitResult:
     """Choose, score and refit one product's model (see the module docstring). Raises
     OvencastError with every reason when no candidate can be fitted."""
+    with adopting(plan.global_fits, plan.product):
+        return _fit_product(history, plan, prior, emit)
+
+
+def _fit_product(history: pd.DataFrame, plan: FitPlan, prior: PriorFit | None,
+                 emit: EventSink | None) -> FitResult:
     sink = emit or (lambda _event, _fields: None)
     history = history.sort_values(DATE, kind="stable").reset_index(drop=True)
     details: dict[str, Any] = {"product_class": plan.product_class,

@@ -7,12 +7,13 @@ is the process pool. The CLI is the edge that opens the units of work around the
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import queue
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
@@ -24,8 +25,10 @@ from ovencast.db.base import utcnow
 from ovencast.db.tables import Tenant, TrainingJob, TrainingRun
 from ovencast.errors import InvalidDataset, NotFound, OvencastError
 from ovencast.forecasting.classes import ClassThresholds
+from ovencast.forecasting.families.lightgbm_global import LIGHTGBM
 from ovencast.forecasting.features import AlignmentReport, build_tenant_frame
 from ovencast.forecasting.frame import CLOSED, PRODUCT, Y
+from ovencast.forecasting.global_stage import needs_global_stage, train_tenant_models
 from ovencast.forecasting.selection import AUTO, resolve_candidate
 from ovencast.forecasting.validation import ValidationReport, validate_sales
 from ovencast.jobs import repository as jobs_repository
@@ -34,8 +37,9 @@ from ovencast.observability.metrics import TRAINING_JOB_DURATION
 from ovencast.settings import Settings
 from ovencast.sources.base import DataSource
 from ovencast.sources.database import DatabaseSource
+from ovencast.store import artifact_key, open_store
 from ovencast.training.task import ProductOutcome, ProductTask
-from ovencast.training.worker import run_product_task
+from ovencast.training.worker import run_product_task, unique_key
 
 log = get_logger(__name__)
 
@@ -43,6 +47,9 @@ log = get_logger(__name__)
 # (forecasting/selection.py); seasonal naive is always scored beside the choice as the
 # baseline. `--models prophet` is the original system's model (Prophet tuned by Optuna).
 DEFAULT_FAMILIES = (AUTO,)
+# The "product" component of the key of a job's global-models artifact:
+# <tenant>/global-models-<digest>/lightgbm/v<job id>-<random>.json
+GLOBAL_MODELS_KEY = "global-models"
 # (product, event, fields) -> None; called in the parent for events from the workers.
 EventCallback = Callable[[str, str, dict[str, Any]], None]
 
@@ -142,6 +149,10 @@ async def prepare_job(session: AsyncSession, tenant: Tenant, job: TrainingJob, *
             rejected[product] = reason
             continue
         tasks.append(_task(settings, tenant, job, run, history, alignment))
+    trained = await _train_global_models(tenant, job, tasks, settings)
+    if trained is not None:
+        payload, job.global_models = trained
+        tasks = [replace(task, global_fits=payload) for task in tasks]
     await session.flush()
     log.info("training.job.started", job_id=job.id, tenant=tenant.name,
              products=len(selected), trainable=len(tasks), families=list(job.models))
@@ -168,7 +179,53 @@ async def product_task(session: AsyncSession, tenant: Tenant, job: TrainingJob,
     history = long.loc[long[PRODUCT] == run.product].drop(columns=[PRODUCT])
     if history.empty:
         raise InvalidDataset(f"no data left for {run.product!r}")
-    return _task(settings, tenant, job, run, history, alignment)
+    return replace(_task(settings, tenant, job, run, history, alignment),
+                   global_fits=_load_global_models(job, settings))
+
+
+async def _train_global_models(tenant: Tenant, job: TrainingJob, tasks: Sequence[ProductTask],
+                               settings: Settings) -> tuple[bytes, dict[str, Any]] | None:
+    """The tenant stage (forecasting/global_stage.py): train the global models once for
+    all trainable products, store them as one artifact of the job. Returns the payload
+    (what the tasks carry) and the job's record of it; None when the job's model choice
+    uses no global model. A failure costs the global boosters only: the "lightgbm"
+    candidate then trains on each product alone, and the job says so in its warnings."""
+    if not tasks or not needs_global_stage(job.models):
+        return None
+    histories = {task.product: task.history for task in tasks}
+    try:
+        fits = await asyncio.to_thread(
+            train_tenant_models, histories, tasks[0].regressors,
+            workers=settings.max_concurrent_training_jobs)
+        payload = fits.to_bytes()
+        store = open_store(settings.resolved_model_storage_path,
+                           backup_enabled=settings.model_backup_enabled)
+        artifact = store.save(unique_key(artifact_key(
+            tenant.name, GLOBAL_MODELS_KEY, LIGHTGBM, job.id)), payload)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        job.warnings = [*job.warnings, f"the tenant's global model could not be trained "
+                        f"or stored ({reason}); lightgbm was fitted per product instead"]
+        log.warning("training.global.failed", job_id=job.id, reason=reason)
+        return None
+    log.info("training.global.finished", job_id=job.id, products=len(histories),
+             boosters=len(fits.boosters), seconds=round(fits.seconds, 2))
+    return payload, {**fits.summary(), "uri": artifact.uri, "sha256": artifact.sha256}
+
+
+def _load_global_models(job: TrainingJob, settings: Settings) -> bytes | None:
+    """The job's stored global models, checksum verified; None (logged: lightgbm then
+    trains on the product alone) when the job has none or its artifact is refused."""
+    record = job.global_models or {}
+    if not record.get("uri"):
+        return None
+    store = open_store(settings.resolved_model_storage_path,
+                       backup_enabled=settings.model_backup_enabled)
+    try:
+        return store.load(record["uri"], expected_sha256=record["sha256"])
+    except (OvencastError, ValueError) as exc:  # ValueError: a uri outside this store
+        log.warning("training.global.unavailable", job_id=job.id, reason=str(exc))
+        return None
 
 
 def _task(settings: Settings, tenant: Tenant, job: TrainingJob, run: TrainingRun,

@@ -25,6 +25,9 @@ class ProductTask:
     families: tuple[str, ...]
     country: str | None
     subdivision: str | None
+    # The tenant stage's global models (GlobalFits.to_bytes()), None when the job's model
+    # choice uses none.
+    global_fits: bytes | None = None
 
 
 @dataclass(frozen=True)

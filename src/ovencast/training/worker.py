@@ -28,6 +28,7 @@ from ovencast.db.base import utcnow
 from ovencast.db.session import create_engine, session_factory, unit_of_work
 from ovencast.db.tables import Tenant
 from ovencast.errors import OvencastError
+from ovencast.forecasting.families.lightgbm_global import GlobalFits
 from ovencast.forecasting.frame import DATE
 from ovencast.jobs import repository as jobs_repository
 from ovencast.models import repository as models_repository
@@ -45,7 +46,8 @@ log = get_logger(__name__)
 EventSink = Callable[[str, dict[str, Any]], None]
 # Which process trained a run: host and pid (several workers on several machines).
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
-LIBRARIES = ("ovencast", "numpy", "pandas", "prophet", "optuna", "holidays", "statsforecast")
+LIBRARIES = ("ovencast", "numpy", "pandas", "prophet", "optuna", "holidays", "statsforecast",
+             "lightgbm")
 
 
 def library_versions() -> dict[str, str]:
@@ -115,7 +117,10 @@ def fit_plan(task: ProductTask) -> FitPlan:
     return FitPlan(families=task.families, product_class=task.product_class,
                    country=task.country, subdivision=task.subdivision,
                    regressors=task.regressors,
-                   time_limit_s=task.settings.max_training_time_seconds)
+                   time_limit_s=task.settings.max_training_time_seconds,
+                   global_fits=(GlobalFits.from_bytes(task.global_fits)
+                                if task.global_fits else None),
+                   product=task.product)
 
 
 async def train_one(task: ProductTask, sessions: async_sessionmaker[AsyncSession],

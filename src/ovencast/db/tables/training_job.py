@@ -27,6 +27,9 @@ class TrainingJob(Base):
     validation_report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     alignment_report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     warnings: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The tenant-level models trained for this job (artifact uri, sha256, cut-offs, cost);
+    # None when its model choice uses none. See forecasting/global_stage.py.
+    global_models: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -1,0 +1,249 @@
+"""The global LightGBM family: one product's fit and forecast, the artifact round trip,
+forecasts beyond the 28-day direct horizon, and the tenant stage's boosters adopted by a
+product's fit (families/lightgbm_global.py)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ovencast.forecasting.families import lightgbm_global as lightgbm
+from ovencast.forecasting.families import load_model
+from ovencast.forecasting.families.lightgbm_global import (
+    LOCAL_PRODUCT,
+    MIN_LAG_DAYS,
+    GlobalFits,
+    LightGBMModel,
+    adopting,
+    train_global,
+)
+from ovencast.forecasting.frame import CLOSED, DATE, Y
+
+from ..conftest import HistoryFactory
+
+REGRESSORS = ("temperature_c",)
+SHAPE = np.array([60.0, 70.0, 75.0, 80.0, 95.0, 130.0, 90.0])  # Monday .. Sunday
+N_DAYS = 490  # 2024-01-01 (a Monday) .. 2025-05-04
+TRAIN_DAYS = 430
+CLOSED_DAYS = (45, 120, 200, 299, 358, 359, 429, 440, 455)  # 429: the last training day
+
+
+def series(*, level: float = 1.0, seed: int = 3, n_days: int = N_DAYS
+           ) -> tuple[list[float | None], list[float]]:
+    """(sales, temperature): a weekly pattern with noise, a little warmer-is-busier, 0
+    on the closed days."""
+    rng = np.random.default_rng(seed)
+    temperature = 10.0 + 8.0 * np.sin(np.arange(n_days) / 20.0)
+    values = (np.tile(SHAPE, n_days // 7 + 1)[:n_days] * level
+              * (1.0 + 0.01 * temperature) * rng.normal(1.0, 0.08, size=n_days))
+    values[list(CLOSED_DAYS)] = 0.0
+    return [float(v) for v in values], [float(t) for t in temperature]
+
+
+@pytest.fixture
+def history(make_history: HistoryFactory) -> pd.DataFrame:
+    values, temperature = series()
+    return make_history(values, closed=CLOSED_DAYS, temperature_c=temperature)
+
+
+def future_of(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[[DATE, CLOSED, *REGRESSORS]].reset_index(drop=True)
+
+
+def last_open_day(frame: pd.DataFrame) -> pd.Timestamp:
+    return pd.Timestamp(frame.loc[~frame[CLOSED], DATE].max())
+
+
+def booster_text(model: LightGBMModel) -> str:
+    return str(json.loads(model.to_bytes())["state"]["booster"])
+
+
+def state(model: LightGBMModel) -> dict[str, Any]:
+    return dict(json.loads(model.to_bytes())["state"])
+
+
+# -- one product on its own ------------------------------------------------------------------
+def test_fit_on_one_product_follows_the_weekly_pattern(history: pd.DataFrame) -> None:
+    train, test = history.iloc[:TRAIN_DAYS], history.iloc[TRAIN_DAYS:TRAIN_DAYS + 28]
+    model = LightGBMModel(regressors=REGRESSORS).fit(train)
+    assert model.adopted is False
+    assert state(model)["product"] == LOCAL_PRODUCT
+
+    forecast = model.predict(future_of(test))
+    assert forecast.shape == (len(test),)
+    assert np.isfinite(forecast).all()
+    assert (forecast >= 0).all()
+    closed = test[CLOSED].to_numpy()
+    assert closed.any()
+    assert (forecast[closed] == 0.0).all()
+    actual = test[Y].to_numpy()
+    open_forecast, open_actual = forecast[~closed], actual[~closed]
+    assert (open_forecast > 0).all()
+    # It knows the week: far closer than a flat mean, and in step with the truth.
+    assert np.corrcoef(open_forecast, open_actual)[0, 1] > 0.5
+    flat = np.full_like(open_actual, train.loc[~train[CLOSED], Y].mean())
+    assert (np.abs(open_forecast - open_actual).sum()
+            < 0.7 * np.abs(flat - open_actual).sum())
+
+
+def test_artifact_round_trip(history: pd.DataFrame) -> None:
+    train, test = history.iloc[:TRAIN_DAYS], history.iloc[TRAIN_DAYS:]
+    model = LightGBMModel(regressors=REGRESSORS).fit(train)
+    loaded = load_model(model.to_bytes())
+    assert isinstance(loaded, LightGBMModel)
+    assert loaded.regressors == REGRESSORS
+    assert loaded.adopted is False
+    future = future_of(test)
+    np.testing.assert_allclose(loaded.predict(future), model.predict(future))
+    assert loaded.to_bytes() == model.to_bytes()
+
+
+def test_forecasts_beyond_the_direct_horizon_in_blocks(history: pd.DataFrame) -> None:
+    train, test = history.iloc[:TRAIN_DAYS], history.iloc[TRAIN_DAYS:TRAIN_DAYS + 60]
+    assert test[DATE].iloc[0] == train[DATE].iloc[-1] + pd.Timedelta(days=1)
+    assert len(test) == 60 > 2 * MIN_LAG_DAYS  # three blocks of up to 28 days
+    model = LightGBMModel(regressors=REGRESSORS).fit(train)
+    forecast = model.predict(future_of(test))
+    assert forecast.shape == (60,)
+    assert np.isfinite(forecast).all() and (forecast >= 0).all()
+    closed = test[CLOSED].to_numpy()
+    assert (forecast[closed] == 0.0).all()
+    # The later blocks, which read the earlier blocks' forecasts, still know the week.
+    later = np.arange(60) >= MIN_LAG_DAYS
+    open_later = later & ~closed
+    assert np.corrcoef(forecast[open_later], test[Y].to_numpy()[open_later])[0, 1] > 0.5
+    # Asking for more days does not change the first ones: a 60-day forecast starts as
+    # the 28-day one does.
+    first = model.predict(future_of(test.iloc[:MIN_LAG_DAYS]))
+    np.testing.assert_allclose(forecast[:MIN_LAG_DAYS], first)
+    # The loaded artifact goes on in blocks exactly the same way.
+    np.testing.assert_allclose(load_model(model.to_bytes()).predict(future_of(test)),
+                               forecast)
+
+
+def test_forecasts_only_after_the_last_fitted_day(history: pd.DataFrame) -> None:
+    train = history.iloc[:TRAIN_DAYS - 1]  # ends on an open day
+    model = LightGBMModel(regressors=REGRESSORS).fit(train)
+    last = train[DATE].iloc[-1]
+    overlapping = (train.iloc[-1:], train.iloc[-10:-5],
+                   history.iloc[TRAIN_DAYS - 2:TRAIN_DAYS + 5])
+    for frame in overlapping:
+        with pytest.raises(ValueError, match="after"):
+            model.predict(future_of(frame))
+    assert model.predict(future_of(history.iloc[TRAIN_DAYS - 1:TRAIN_DAYS + 2])).shape == (3,)
+    assert model.predict(future_of(history.iloc[:0])).shape == (0,)
+    assert history[DATE].iloc[TRAIN_DAYS - 1] == last + pd.Timedelta(days=1)
+
+
+def test_params_are_refused() -> None:
+    with pytest.raises(ValueError, match="no params"):
+        LightGBMModel(params={"x": 1})
+    assert LightGBMModel(params={}).params == {}
+
+
+# -- the tenant's boosters, adopted ----------------------------------------------------------
+@pytest.fixture
+def tenant(make_history: HistoryFactory) -> dict[str, pd.DataFrame]:
+    """Two products of one tenant, the same days and regressors."""
+    frames = {}
+    for product, level, seed in (("A", 1.0, 3), ("B", 2.5, 4)):
+        values, temperature = series(level=level, seed=seed)
+        frames[product] = make_history(values, closed=CLOSED_DAYS, temperature_c=temperature)
+    return frames
+
+
+def test_fit_adopts_the_booster_of_its_cutoff(tenant: dict[str, pd.DataFrame]) -> None:
+    train_a = tenant["A"].iloc[:TRAIN_DAYS]
+    assert bool(train_a[CLOSED].iloc[-1])  # the training part ends on a closed day...
+    cutoff = last_open_day(train_a)  # ...so its cut-off is the open day before
+    fits = train_global(tenant, REGRESSORS, [cutoff])
+    assert fits.products == ("A", "B")
+    assert fits.regressors == REGRESSORS
+    assert list(fits.boosters) == [cutoff.date().isoformat()]
+    assert fits.summary()["cutoffs"] == [cutoff.date().isoformat()]
+    assert GlobalFits.from_bytes(fits.to_bytes()) == fits
+
+    with adopting(fits, "A"):
+        adopted = LightGBMModel(regressors=REGRESSORS).fit(train_a)
+    assert adopted.adopted is True
+    assert booster_text(adopted) == fits.boosters[cutoff.date().isoformat()]
+    assert state(adopted)["product"] == "A"
+    assert state(adopted)["products"] == ["A", "B"]
+
+    # The same booster trained on the histories cut at the cut-off forecasts the same.
+    cut = {p: h.loc[h[DATE] <= cutoff] for p, h in tenant.items()}
+    again = train_global(cut, REGRESSORS, [cutoff])
+    assert again.boosters == fits.boosters
+    with adopting(again, "A"):
+        twin = LightGBMModel(regressors=REGRESSORS).fit(train_a)
+    future = future_of(tenant["A"].iloc[TRAIN_DAYS:TRAIN_DAYS + 40])
+    forecast = adopted.predict(future)
+    np.testing.assert_allclose(twin.predict(future), forecast)
+    assert np.isfinite(forecast).all() and (forecast >= 0).all()
+    assert (forecast[future[CLOSED].to_numpy()] == 0.0).all()
+
+    # The artifact keeps the tenant's booster and the product's place among its categories.
+    loaded = load_model(adopted.to_bytes())
+    assert isinstance(loaded, LightGBMModel)
+    assert loaded.adopted is True
+    np.testing.assert_allclose(loaded.predict(future), forecast)
+
+    # Without the tenant stage the product trains on its own: another booster.
+    alone = LightGBMModel(regressors=REGRESSORS).fit(train_a)
+    assert alone.adopted is False
+    assert booster_text(alone) != booster_text(adopted)
+    assert not np.allclose(alone.predict(future), forecast)
+
+
+def test_no_adoption_without_a_matching_booster(tenant: dict[str, pd.DataFrame]) -> None:
+    train_a = tenant["A"].iloc[:TRAIN_DAYS]
+    cutoff = last_open_day(train_a)
+    fits = train_global(tenant, REGRESSORS, [cutoff])
+    shorter = train_a.loc[train_a[DATE] < cutoff]  # another cut-off: not in fits
+
+    def fitted(history: pd.DataFrame, product: str = "A",
+               regressors: tuple[str, ...] = REGRESSORS,
+               fits_: GlobalFits | None = fits) -> LightGBMModel:
+        with adopting(fits_, product):
+            return LightGBMModel(regressors=regressors).fit(history)
+
+    assert fitted(train_a).adopted is True
+    assert fitted(shorter).adopted is False  # a cut-off the stage did not train
+    assert fitted(train_a, product="C").adopted is False  # not one of its products
+    assert fitted(train_a, regressors=()).adopted is False  # not its regressors
+    assert fitted(train_a, fits_=None).adopted is False
+    # The block ended: back to training alone.
+    assert LightGBMModel(regressors=REGRESSORS).fit(train_a).adopted is False
+
+
+def test_boosters_never_see_data_after_their_cutoff(tenant: dict[str, pd.DataFrame]) -> None:
+    cutoff = last_open_day(tenant["A"].iloc[:TRAIN_DAYS])
+    later = last_open_day(tenant["A"])
+    fits = train_global(tenant, REGRESSORS, [later, cutoff])
+
+    changed = {}
+    for product, history in tenant.items():
+        after = history[DATE] > cutoff
+        frame = history.copy()
+        frame.loc[after, Y] = frame.loc[after, Y] * 10.0
+        frame.loc[after, "temperature_c"] = -20.0
+        changed[product] = frame
+    again = train_global(changed, REGRESSORS, [cutoff, later])
+
+    assert sorted(again.boosters) == sorted(fits.boosters) == [
+        cutoff.date().isoformat(), later.date().isoformat()]
+    assert again.boosters[cutoff.date().isoformat()] == fits.boosters[cutoff.date().isoformat()]
+    # ...while the booster of a later cut-off does read the changed days.
+    assert again.boosters[later.date().isoformat()] != fits.boosters[later.date().isoformat()]
+
+
+def test_cutoff_without_sales_is_skipped(tenant: dict[str, pd.DataFrame]) -> None:
+    before = tenant["A"][DATE].min() - pd.Timedelta(days=1)
+    fits = train_global(tenant, REGRESSORS, [before])
+    assert fits.boosters == {}
+    with pytest.raises(ValueError, match="no observed sales"):
+        lightgbm.fit_booster(tenant, REGRESSORS, products=("A", "B"), cutoff=before)

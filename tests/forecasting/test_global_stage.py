@@ -1,0 +1,190 @@
+"""The tenant stage (forecasting/global_stage.py): which cut-offs it trains boosters at,
+when a job needs it, and that with it selection still never looks at the holdout."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ovencast.forecasting.families import lightgbm_global
+from ovencast.forecasting.families.lightgbm_global import LOCAL_PRODUCT, GlobalFits
+from ovencast.forecasting.frame import CLOSED, DATE, Y
+from ovencast.forecasting.global_stage import (
+    cutoffs_of,
+    needs_global_stage,
+    train_tenant_models,
+)
+from ovencast.forecasting.holdout import HoldoutSplit
+from ovencast.forecasting.selection import AUTO, BacktestPlan
+from ovencast.training.fitting import FitPlan, FitResult, fit_product
+
+from .conftest import HistoryFactory
+
+WEEK = np.array([60.0, 70.0, 75.0, 80.0, 95.0, 130.0, 90.0])  # Monday .. Sunday
+N_DAYS = 500  # 2024-01-01 .. 2025-05-14
+
+
+def day(offset: int) -> pd.Timestamp:
+    return pd.Timestamp("2024-01-01") + pd.Timedelta(days=offset)
+
+
+def weekly(n_days: int, *, level: float = 1.0, noise: float = 0.15, seed: int = 0,
+           closed: tuple[int, ...] = ()) -> list[float | None]:
+    rng = np.random.default_rng(seed)
+    values = np.tile(WEEK, n_days // 7 + 1)[:n_days] * level * rng.normal(1.0, noise, n_days)
+    values = np.clip(values, 0.0, None)
+    values[list(closed)] = 0.0
+    return [float(v) for v in values]
+
+
+# -- cut-offs ---------------------------------------------------------------------------------
+# With 500 days, the 28-day holdout starts on day 472; the backtest of days 0..471 has the
+# recent windows 388..415, 416..443, 444..471 and the seasonal window 108..135. Each of the
+# training parts below ends on a closed day, bar the one ending on day 415 (387 is open).
+ENDS_CLOSED = (107, 443, 471, 499)
+
+
+def test_cutoffs_are_the_last_open_day_of_every_training_part(
+        make_history: HistoryFactory) -> None:
+    history = make_history(weekly(N_DAYS, closed=ENDS_CLOSED), closed=ENDS_CLOSED)
+    holdout, backtest = HoldoutSplit(), BacktestPlan(n_windows=3)
+    found = sorted(cutoffs_of(history, holdout=holdout, backtest=backtest))
+    assert found == [day(106), day(387), day(415), day(442), day(470), day(498)]
+    # The final fit's cut-off is the only one inside the holdout.
+    assert found[-1] == pd.Timestamp(history.loc[~history[CLOSED], DATE].max())
+    assert all(c < holdout.cutoff(history) for c in found[:-1])
+    # The holdout's training part and each backtest window's: one cut-off each.
+    train, _ = holdout.split(history)
+    windows = backtest.windows(train)
+    assert len(windows) == 4
+    for window in windows:
+        open_rows = window.train.loc[~window.train[CLOSED]]
+        assert pd.Timestamp(open_rows[DATE].max()) in found
+    # Without the seasonal window, its cut-off is not asked for.
+    recent = BacktestPlan(n_windows=3, seasonal=False)
+    assert sorted(cutoffs_of(history, holdout=holdout, backtest=recent)) == found[1:]
+
+
+def test_cutoffs_of_short_and_empty_histories(make_history: HistoryFactory) -> None:
+    assert cutoffs_of(make_history([]), holdout=HoldoutSplit(),
+                      backtest=BacktestPlan()) == set()
+    # 60 days: no backtest window, only the holdout's and the final fit's cut-offs.
+    short = make_history(weekly(60))
+    assert sorted(cutoffs_of(short, holdout=HoldoutSplit(), backtest=BacktestPlan())) == [
+        day(31), day(59)]
+
+
+@pytest.mark.parametrize(("families", "expected"), [
+    ((AUTO,), True),
+    (("lightgbm",), True),
+    (("mstl", "lightgbm"), True),
+    (("mstl",), False),
+    (("mstl_weekly", "seasonal_naive"), False),
+    (("prophet",), False),
+])
+def test_needs_global_stage(families: tuple[str, ...], expected: bool) -> None:
+    assert needs_global_stage(families) is expected
+
+
+def test_tenant_models_cover_every_products_cutoffs(make_history: HistoryFactory) -> None:
+    histories = {"bread": make_history(weekly(N_DAYS, closed=ENDS_CLOSED), closed=ENDS_CLOSED),
+                 # a newer product: 200 days, ending on the same day
+                 "cake": make_history(weekly(200, level=2.0, seed=1),
+                                      start=day(N_DAYS - 200).date().isoformat())}
+    fits = train_tenant_models(histories, ())
+    wanted: set[pd.Timestamp] = set()
+    for history in histories.values():
+        wanted |= cutoffs_of(history, holdout=HoldoutSplit(), backtest=BacktestPlan())
+    assert sorted(fits.boosters) == sorted(c.date().isoformat() for c in wanted)
+    assert fits.products == ("bread", "cake")
+    assert fits.summary()["products"] == 2
+
+
+# -- the key property, with the tenant stage: selection never sees the holdout ------------------
+PRODUCTS = {"bread": (1.0, 5), "cake": (0.4, 6), "rolls": (2.5, 7)}
+STAGE_CLOSED = (50, 200, 443, 471, 480)  # 480: inside the holdout
+
+
+def _histories(make_history: HistoryFactory) -> dict[str, pd.DataFrame]:
+    return {product: make_history(weekly(N_DAYS, level=level, seed=seed, closed=STAGE_CLOSED),
+                                  closed=STAGE_CLOSED)
+            for product, (level, seed) in PRODUCTS.items()}
+
+
+def _with_other_holdout(history: pd.DataFrame, holdout: HoldoutSplit, seed: int
+                        ) -> pd.DataFrame:
+    """A holdout nothing like the past: uniform noise on its open days."""
+    changed = history.copy()
+    inside = (changed[DATE] >= holdout.cutoff(changed)) & ~changed[CLOSED]
+    rng = np.random.default_rng(seed)
+    changed.loc[inside, Y] = rng.uniform(0.0, 500.0, size=int(inside.sum()))
+    return changed
+
+
+def _train_tenant(histories: dict[str, pd.DataFrame], holdout: HoldoutSplit
+                  ) -> tuple[GlobalFits, dict[str, FitResult]]:
+    fits = train_tenant_models(histories, (), holdout=holdout)
+    results = {}
+    for product, history in histories.items():
+        plan = FitPlan(families=(AUTO,), product_class="high_volume", country=None,
+                       subdivision=None, regressors=(), time_limit_s=600, holdout=holdout,
+                       global_fits=fits, product=product)
+        results[product] = fit_product(history, plan)
+    return fits, results
+
+
+def _without_timings(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+
+def test_selection_never_looks_at_the_holdout_with_the_global_stage(
+        make_history: HistoryFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every lightgbm fit of a product must adopt a tenant booster: a fit on the product
+    # alone would also never see the holdout, and the test would prove nothing.
+    local_fits: list[pd.Timestamp] = []
+    fit_booster: Callable[..., Any] = lightgbm_global.fit_booster
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        if tuple(kwargs["products"]) == (LOCAL_PRODUCT,):  # not the tenant stage's
+            local_fits.append(kwargs["cutoff"])
+        return fit_booster(*args, **kwargs)
+
+    monkeypatch.setattr(lightgbm_global, "fit_booster", spy)
+    holdout = HoldoutSplit()
+    histories = _histories(make_history)
+    first_fits, first = _train_tenant(histories, holdout)
+    changed = {p: _with_other_holdout(h, holdout, seed)
+               for seed, (p, h) in enumerate(histories.items())}
+    second_fits, second = _train_tenant(changed, holdout)
+    assert local_fits == []
+
+    # Only the final fit's booster (its cut-off inside the holdout) saw the change.
+    final = max(first_fits.boosters)
+    assert sorted(first_fits.boosters) == sorted(second_fits.boosters)
+    assert first_fits.boosters[final] != second_fits.boosters[final]
+    assert {c: t for c, t in first_fits.boosters.items() if c != final} == {
+        c: t for c, t in second_fits.boosters.items() if c != final}
+    assert all(pd.Timestamp(c) < holdout.cutoff(histories["bread"])
+               for c in first_fits.boosters if c != final)
+
+    for product in PRODUCTS:
+        before, after = first[product], second[product]
+        assert before.details["selection"]["basis"] == "backtest"
+        assert before.details["selection"] == after.details["selection"]
+        assert (before.details["selection"]["chosen"]
+                == after.details["selection"]["chosen"])
+        assert _without_timings(before.leaderboard) == _without_timings(after.leaderboard)
+        wapes = {row["family"]: row.get("wape") for row in before.leaderboard}
+        assert wapes.get("lightgbm") is not None, before.leaderboard  # it was backtested
+        assert before.best.family == after.best.family
+        quantiles = [{k: v for k, v in r.details["quantiles"].items()
+                      if k != "holdout_coverage"} for r in (before, after)]
+        assert quantiles[0] == quantiles[1]
+        # ...while the holdout itself did change what the choice scores there.
+        assert before.best.metrics.wape != pytest.approx(after.best.metrics.wape)
+        last_window_end = before.details["selection"]["windows"][-1][1]
+        assert pd.Timestamp(last_window_end) < holdout.cutoff(histories[product])

@@ -1,0 +1,134 @@
+"""The tenant stage of a training job (training/service.py): a job whose model choice uses
+the global LightGBM model trains it once, stores it as an artifact recorded with the job,
+hands it to every product's task, and the products' lightgbm fits adopt it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import select
+
+from conftest import import_directory, train_in_process
+from ovencast.db.runtime import Database
+from ovencast.db.session import unit_of_work
+from ovencast.db.tables import ModelVersion, TrainingRun
+from ovencast.forecasting.families.lightgbm_global import GlobalFits, LightGBMModel
+from ovencast.models.service import load_verified
+from ovencast.settings import Settings
+from ovencast.store import open_store, sha256_hex
+from ovencast.tenants import service as tenants_service
+from ovencast.training import service as training_service
+from ovencast.training.service import GLOBAL_MODELS_KEY
+
+PRODUCTS = ("bread", "rolls")
+# 120 days: a 92-day training part with two backtest windows, quick to train.
+DAYS = 120
+
+
+async def test_auto_job_stores_the_tenant_models_and_hands_them_to_every_task(
+        database: Database, settings: Settings, tiny_dataset: Callable[..., Path]) -> None:
+    await import_directory(database, "t1", tiny_dataset(PRODUCTS, days=DAYS, weather=True))
+    result = await train_in_process(database, "t1", models=("auto",))
+
+    assert result.job.status == "succeeded", result.job.error
+    assert {p: r.status for p, r in result.runs.items()} == dict.fromkeys(PRODUCTS, "trained")
+    record = result.job.global_models
+    assert record is not None
+    assert set(record) == {"family", "products", "cutoffs", "seconds", "uri", "sha256"}
+    assert (record["family"], record["products"]) == ("lightgbm", len(PRODUCTS))
+    assert record["seconds"] >= 0
+
+    store = open_store(settings.resolved_model_storage_path,
+                       backup_enabled=settings.model_backup_enabled)
+    assert store.exists(record["uri"])
+    assert GLOBAL_MODELS_KEY in record["uri"]
+    payload = store.load(record["uri"], expected_sha256=record["sha256"])
+    assert sha256_hex(payload) == record["sha256"]
+    fits = GlobalFits.from_bytes(payload)
+    assert fits.products == PRODUCTS
+    assert sorted(fits.boosters) == record["cutoffs"]
+    assert len(record["cutoffs"]) >= 3  # backtest windows, holdout, final fit
+    # Every task carries the stored payload.
+    assert [t.product for t in result.prepared.tasks] == list(PRODUCTS)
+    assert all(t.global_fits == payload for t in result.prepared.tasks)
+
+    # lightgbm was one of the candidates each product backtested.
+    async with unit_of_work(database.sessions) as session:
+        versions = (await session.scalars(select(ModelVersion))).all()
+    assert sorted(v.product for v in versions) == list(PRODUCTS)
+    for version in versions:
+        board = {row["family"]: row for row in version.details["leaderboard"]}
+        assert board["lightgbm"].get("wape") is not None, board
+
+
+async def test_lightgbm_products_adopt_the_tenant_booster(
+        database: Database, settings: Settings, tiny_dataset: Callable[..., Path]) -> None:
+    await import_directory(database, "t1", tiny_dataset(PRODUCTS, days=DAYS, weather=True))
+    result = await train_in_process(database, "t1", models=("lightgbm",))
+
+    assert {p: r.status for p, r in result.runs.items()} == dict.fromkeys(PRODUCTS, "trained")
+    assert result.job.global_models is not None
+    store = open_store(settings.resolved_model_storage_path,
+                       backup_enabled=settings.model_backup_enabled)
+    async with unit_of_work(database.sessions) as session:
+        versions = (await session.scalars(select(ModelVersion))).all()
+    assert sorted((v.product, v.family) for v in versions) == [
+        (p, "lightgbm") for p in PRODUCTS]
+    for version in versions:
+        model = load_verified(store, version)
+        assert isinstance(model, LightGBMModel)
+        # Fitted in a pool worker, on the booster the tenant stage trained.
+        assert model.adopted is True, version.product
+
+
+async def test_job_without_a_global_model_choice_has_none(
+        database: Database, settings: Settings, tiny_dataset: Callable[..., Path]) -> None:
+    await import_directory(database, "t1", tiny_dataset(PRODUCTS, days=DAYS))
+    result = await train_in_process(database, "t1", models=("mstl",))
+
+    assert {p: r.status for p, r in result.runs.items()} == dict.fromkeys(PRODUCTS, "trained")
+    assert result.job.global_models is None
+    assert all(t.global_fits is None for t in result.prepared.tasks)
+    store = open_store(settings.resolved_model_storage_path,
+                       backup_enabled=settings.model_backup_enabled)
+    assert not [key for key in store.list() if GLOBAL_MODELS_KEY in key]
+
+
+async def test_service_shape_task_reloads_the_verified_tenant_models(
+        database: Database, settings: Settings, tiny_dataset: Callable[..., Path]) -> None:
+    """The queue worker rebuilds a task from ids (`product_task`): it reads the job's
+    global models back from the store, and refuses them when their checksum fails."""
+    await import_directory(database, "t1", tiny_dataset(PRODUCTS, days=DAYS))
+    async with unit_of_work(database.sessions) as session:
+        tenant = await tenants_service.get_tenant(session, "t1")
+        job = await training_service.new_job(session, tenant, models=("auto",))
+        prepared = await training_service.prepare_job(session, tenant, job,
+                                                      settings=settings)
+    payload = prepared.tasks[0].global_fits
+    assert payload is not None
+
+    async def rebuilt(product: str) -> bytes | None:
+        async with unit_of_work(database.sessions) as session:
+            tenant = await tenants_service.get_tenant(session, "t1")
+            job = await training_service.get_job(session, prepared.job_id)
+            run = (await session.scalars(select(TrainingRun).where(
+                TrainingRun.job_id == job.id, TrainingRun.product == product))).one()
+            task = await training_service.product_task(session, tenant, job, run,
+                                                       settings=settings)
+        assert task.product == product
+        return task.global_fits
+
+    assert [await rebuilt(p) for p in PRODUCTS] == [payload, payload]
+
+    # A tampered artifact is refused: the task goes on without it (lightgbm alone).
+    async with unit_of_work(database.sessions) as session:
+        job = await training_service.get_job(session, prepared.job_id)
+        assert job.global_models is not None
+        uri = job.global_models["uri"]
+    store = open_store(settings.resolved_model_storage_path,
+                       backup_enabled=settings.model_backup_enabled)
+    path = Path(settings.resolved_model_storage_path) / store.key_for(uri)
+    assert path.read_bytes() == payload
+    path.write_bytes(payload.replace(b'"products"', b'"products" '))
+    assert await rebuilt("bread") is None
