@@ -8,8 +8,11 @@ Protocol (issue #6): each method trains every product of the dataset in a fresh 
 from selection, with the regressors known for them; the holdout metrics are pooled over
 all product-days: WAPE = sum|y - yhat| / sum|y| and bias = sum(yhat - y) / sum(y) (each
 product's figure weighted by its holdout sales), MASE and MAPE (non-zero days) as means
-over products. "original" is the system we replace: Prophet tuned by Optuna with the
-trial budget of the product's class. Ratios compare `auto` with it.
+over products, and the P10-P90 coverage: the share of a product's observed holdout days
+inside its P10..P90, as a mean over products ("n/a" where the quantiles are calibrated on
+the holdout itself: Prophet alone). "original" is the system we replace: Prophet tuned
+by Optuna with the trial budget of the product's class. Ratios compare `auto` with it and
+with the best single family of the run.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ METHODS: dict[str, list[str]] = {
     "mstl_weekly": ["mstl_weekly"],
     "croston": ["croston"],
     "tsb": ["tsb"],
+    "lightgbm (global)": ["lightgbm"],
     "prophet (defaults)": ["prophet_holidays"],
     "original: prophet + optuna": ["prophet"],
     "auto": ["auto"],
@@ -70,8 +74,12 @@ def pooled(trained: TrainedJob, weights: dict[str, float]) -> dict[str, float]:
         values = [float(o.metrics[key]) for o in done if o.metrics.get(key) is not None]
         return statistics.fmean(values) if values else float("nan")
 
+    coverages = [float(c) for o in done
+                 if (c := ((o.details.get("quantiles") or {}).get("holdout_coverage")))
+                 is not None]
     return {"trained": float(len(done)), "wape": weighted("wape"), "mase": mean("mase"),
-            "mape": mean("mape"), "bias": weighted("bias")}
+            "mape": mean("mape"), "bias": weighted("bias"),
+            "coverage": statistics.fmean(coverages) if coverages else float("nan")}
 
 
 def main() -> None:
@@ -100,17 +108,27 @@ def main() -> None:
             console.print(f"{label}: WAPE {rows[label]['wape']:.3f} in "
                           f"{rows[label]['seconds']:.0f} s", highlight=False)
     table = Table(title=f"bench/accuracy.py {args.dataset}", title_justify="left")
-    for column in ("method", "trained", "WAPE", "MASE", "MAPE", "bias", "train s"):
+    for column in ("method", "trained", "WAPE", "MASE", "MAPE", "bias", "P10-P90 cover",
+                   "train s"):
         table.add_column(column, justify="left" if column == "method" else "right")
     for label, row in rows.items():
         table.add_row(label, f"{row['trained']:.0f}", f"{row['wape']:.3f}",
                       f"{row['mase']:.3f}", f"{row['mape']:.3f}", f"{row['bias']:+.3f}",
+                      "n/a" if row["coverage"] != row["coverage"] else f"{row['coverage']:.0%}",
                       f"{row['seconds']:.1f}")
     console.print(table)
     if ORIGINAL in rows and AUTO in rows:
         auto, original = rows[AUTO], rows[ORIGINAL]
         console.print(f"auto / original: WAPE {auto['wape'] / original['wape']:.2f}x, "
                       f"time {auto['seconds'] / original['seconds']:.2f}x")
+    singles = {k: v for k, v in rows.items() if k not in (AUTO, ORIGINAL)}
+    if AUTO in rows and singles:
+        best = min(singles, key=lambda k: singles[k]["wape"])
+        console.print(f"auto / best single family ({best}): WAPE "
+                      f"{rows[AUTO]['wape'] / singles[best]['wape']:.2f}x")
+    if AUTO in rows:
+        console.print(f"auto P10-P90 coverage of the holdout days (mean over products): "
+                      f"{rows[AUTO]['coverage']:.0%}")
     console.print(f"machine: {platform.machine()}, {os.cpu_count()} cores, "
                   f"{platform.python_implementation()} {platform.python_version()}")
 

@@ -23,6 +23,7 @@ from rich.table import Table
 from ovencast.forecasting.classes import ClassThresholds
 from ovencast.forecasting.features import build_tenant_frame
 from ovencast.forecasting.frame import CLOSED, PRODUCT, Y
+from ovencast.forecasting.global_stage import needs_global_stage, train_tenant_models
 from ovencast.forecasting.selection import (
     INTERMITTENT_CANDIDATES,
     REGULAR_CANDIDATES,
@@ -59,6 +60,11 @@ def main() -> None:
     policy = CandidatePolicy(regular=REGULAR_CANDIDATES + extra,
                              intermittent=INTERMITTENT_CANDIDATES + extra)
     products = args.products.split(",") if args.products else sorted(long[PRODUCT].unique())
+    # The tenant stage, as a training job runs it: LightGBM's boosters for all products.
+    histories = {str(p): h.drop(columns=[PRODUCT]).reset_index(drop=True)
+                 for p, h in long.groupby(PRODUCT)}
+    fits = (train_tenant_models(histories, regressors, workers=2)
+            if needs_global_stage(tuple(args.models.split(","))) else None)
     console = Console(width=200)
     table = Table(title=f"selection on {args.directory} (models={args.models})")
     for column in ("product", "class", "chosen", "backtest WAPE", "holdout WAPE",
@@ -72,7 +78,8 @@ def main() -> None:
             history.loc[~history[CLOSED], Y].to_numpy()))
         plan = FitPlan(families=tuple(args.models.split(",")), product_class=product_class,
                        country=args.country, subdivision=args.subdivision,
-                       regressors=regressors, time_limit_s=1800.0, candidates=policy)
+                       regressors=regressors, time_limit_s=1800.0, candidates=policy,
+                       global_fits=fits, product=product)
         started = time.perf_counter()
         result = fit_product(history, plan)
         elapsed = time.perf_counter() - started

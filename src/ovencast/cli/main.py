@@ -222,6 +222,7 @@ def train_tenant(settings: Settings, tenant: str, *, until: date | None = None,
     prepared = with_database(prepare, settings)
     if not quiet:
         render.validation_summary(console, prepared.validation, prepared.alignment)
+        render.global_models(console, prepared.global_models)
     with render.TrainingProgress(console, [t.product for t in prepared.tasks],
                                  enabled=not quiet) as progress:
         outcomes = training_service.run_tasks(prepared.tasks, settings=settings,

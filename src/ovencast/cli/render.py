@@ -48,6 +48,15 @@ def validation_summary(console: Console, report: ValidationReport,
         console.print(f"[dim]alignment: {note}[/]", highlight=False)
 
 
+def global_models(console: Console, record: dict[str, Any] | None) -> None:
+    """The tenant stage's line: which global model, how many boosters, what it cost."""
+    if not record:
+        return
+    console.print(f"global model: {record['family']} for {record['products']} products, "
+                  f"{len(record['cutoffs'])} boosters (one per training cut-off) in "
+                  f"{record['seconds']:.1f} s", highlight=False)
+
+
 def validation(console: Console, report: ValidationReport, alignment: AlignmentReport) -> None:
     table = Table(title="Validation", title_justify="left")
     for column in ("product", "days", "first", "last", "missing", "zero %", "mean",

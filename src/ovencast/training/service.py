@@ -61,6 +61,7 @@ class PreparedJob:
     validation: ValidationReport
     alignment: AlignmentReport
     rejected: dict[str, str]  # product -> reason it will not train
+    global_models: dict[str, Any] | None = None  # what the tenant stage trained, if any
 
 
 def parse_families(models: Sequence[str] | None) -> tuple[str, ...]:
@@ -157,7 +158,7 @@ async def prepare_job(session: AsyncSession, tenant: Tenant, job: TrainingJob, *
     log.info("training.job.started", job_id=job.id, tenant=tenant.name,
              products=len(selected), trainable=len(tasks), families=list(job.models))
     return PreparedJob(job_id=job.id, tasks=tasks, validation=report, alignment=alignment,
-                       rejected=rejected)
+                       rejected=rejected, global_models=job.global_models)
 
 
 async def product_task(session: AsyncSession, tenant: Tenant, job: TrainingJob,
