@@ -14,6 +14,7 @@ from ovencast.db.runtime import Database
 from ovencast.db.session import unit_of_work
 from ovencast.db.tables import ModelVersion, TrainingRun
 from ovencast.forecasting.families.lightgbm_global import GlobalFits, LightGBMModel
+from ovencast.jobs.endpoints import job_detail
 from ovencast.models.service import load_verified
 from ovencast.settings import Settings
 from ovencast.store import open_store, sha256_hex
@@ -60,6 +61,11 @@ async def test_auto_job_stores_the_tenant_models_and_hands_them_to_every_task(
     for version in versions:
         board = {row["family"]: row for row in version.details["leaderboard"]}
         assert board["lightgbm"].get("wape") is not None, board
+
+    # The job's detail (GET /training-jobs/{id}, the WebSocket snapshot) shows the record.
+    async with unit_of_work(database.sessions) as session:
+        detail = await job_detail(session, result.job.id)
+    assert detail.global_models == record
 
 
 async def test_lightgbm_products_adopt_the_tenant_booster(

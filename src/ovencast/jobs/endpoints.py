@@ -78,7 +78,7 @@ async def job_detail(session: AsyncSession, job_id: int) -> TrainingJobDetail:
     out = _job_out(job, await _tenant_name(session, job.tenant_id))
     return TrainingJobDetail(
         **out.model_dump(), validation_report=job.validation_report,
-        alignment_report=job.alignment_report,
+        alignment_report=job.alignment_report, global_models=job.global_models,
         runs=[TrainingRunOut(
             product=r.product, status=r.status, reason=r.reason,
             product_class=r.product_class, started_at=r.started_at,

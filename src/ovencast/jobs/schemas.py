@@ -71,3 +71,7 @@ class TrainingJobDetail(TrainingJobOut):
     runs: list[TrainingRunOut]
     validation_report: dict[str, Any] | None
     alignment_report: dict[str, Any] | None
+    global_models: dict[str, Any] | None = Field(
+        default=None, description="the tenant-level models the job trained before its "
+        "products (family, products, cutoffs, seconds, artifact uri and sha256); null when "
+        "its model choice uses none")
