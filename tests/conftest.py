@@ -374,4 +374,5 @@ async def train_in_process(
     async with unit_of_work(database.sessions) as session:
         job = await training_service.finish_job(session, prepared.job_id, outcomes)
         runs = await training_service.job_runs(session, job.id)
+    training_service.retire_global_models(job, settings)
     return JobResult(job=job, runs={r.product: r for r in runs}, prepared=prepared)

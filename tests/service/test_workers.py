@@ -25,8 +25,11 @@ from ovencast.db.session import unit_of_work
 from ovencast.db.tables import ModelVersion, TrainingJob, TrainingRun
 from ovencast.db.urls import libpq_conninfo
 from ovencast.events.listen import job_events
+from ovencast.forecasting.families.lightgbm_global import LightGBMModel
 from ovencast.jobs import service as jobs_service
+from ovencast.models.service import load_verified
 from ovencast.settings import Settings
+from ovencast.store import open_store
 from ovencast.tenants import service as tenants_service
 
 pytestmark = pytest.mark.postgres
@@ -147,6 +150,32 @@ async def test_job_fans_out_to_two_workers_and_streams_events_in_order(
         start, end = sequence.index("started"), sequence.index("finished")
         assert all(e in ("queued", "started", "finished") for e in sequence[:start + 1]
                    + sequence[end:]), (product, sequence)
+
+
+async def test_global_model_is_trained_once_and_adopted_on_every_worker(
+        database: Database, workers: Workers, service_settings: Settings) -> None:
+    """Issue #6 in the service shape: prepare_training_job trains the tenant's LightGBM
+    boosters once and stores them with the job; each train_product task, on either
+    worker, reloads them (checksum verified) and its model adopts them; once the job has
+    ended the job's copy is deleted (the product artifacts hold their boosters)."""
+    job_id = await submit(database, products=KIEL_PRODUCTS, models=["lightgbm"])
+    workers.start("w1")
+    workers.start("w2")
+    job = await wait_for_job(database, job_id, workers)
+    assert job.status == "succeeded", workers.logs()
+    record = job.global_models
+    assert record is not None, workers.logs()
+    assert record["products"] == len(KIEL_PRODUCTS) and record["retired"] is True
+    store = open_store(service_settings.resolved_model_storage_path,
+                       backup_enabled=service_settings.model_backup_enabled)
+    assert not store.exists(record["uri"])
+    async with unit_of_work(database.sessions) as session:
+        versions = (await session.scalars(select(ModelVersion).where(
+            ModelVersion.training_job_id == job_id))).all()
+    assert sorted(v.product for v in versions) == sorted(KIEL_PRODUCTS)
+    for version in versions:
+        model = load_verified(store, version)
+        assert isinstance(model, LightGBMModel) and model.adopted, version.product
 
 
 async def test_killed_worker_product_is_retried_and_trained_once(

@@ -36,23 +36,26 @@ async def test_auto_job_stores_the_tenant_models_and_hands_them_to_every_task(
     assert {p: r.status for p, r in result.runs.items()} == dict.fromkeys(PRODUCTS, "trained")
     record = result.job.global_models
     assert record is not None
-    assert set(record) == {"family", "products", "cutoffs", "seconds", "uri", "sha256"}
+    assert set(record) == {"family", "products", "cutoffs", "seconds", "uri", "sha256",
+                           "retired"}
     assert (record["family"], record["products"]) == ("lightgbm", len(PRODUCTS))
     assert record["seconds"] >= 0
-
-    store = open_store(settings.resolved_model_storage_path,
-                       backup_enabled=settings.model_backup_enabled)
-    assert store.exists(record["uri"])
     assert GLOBAL_MODELS_KEY in record["uri"]
-    payload = store.load(record["uri"], expected_sha256=record["sha256"])
-    assert sha256_hex(payload) == record["sha256"]
+    # Every task carried the stored payload, whose checksum the job recorded.
+    assert [t.product for t in result.prepared.tasks] == list(PRODUCTS)
+    payload = result.prepared.tasks[0].global_fits
+    assert payload is not None and sha256_hex(payload) == record["sha256"]
+    assert all(t.global_fits == payload for t in result.prepared.tasks)
     fits = GlobalFits.from_bytes(payload)
     assert fits.products == PRODUCTS
     assert sorted(fits.boosters) == record["cutoffs"]
     assert len(record["cutoffs"]) >= 3  # backtest windows, holdout, final fit
-    # Every task carries the stored payload.
-    assert [t.product for t in result.prepared.tasks] == list(PRODUCTS)
-    assert all(t.global_fits == payload for t in result.prepared.tasks)
+    # The job has ended: the product artifacts hold their boosters, the job's copy is gone.
+    assert record["retired"] is True
+    store = open_store(settings.resolved_model_storage_path,
+                       backup_enabled=settings.model_backup_enabled)
+    assert not store.exists(record["uri"])
+    assert not [key for key in store.list() if GLOBAL_MODELS_KEY in key]
 
     # lightgbm was one of the candidates each product backtested.
     async with unit_of_work(database.sessions) as session:

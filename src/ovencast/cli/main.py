@@ -235,6 +235,7 @@ def train_tenant(settings: Settings, tenant: str, *, until: date | None = None,
             return job, runs
 
     job, runs = with_database(finish, settings)
+    training_service.retire_global_models(job, settings)
     if not quiet:
         render.training_result(console, job, runs)
     return TrainedJob(job=job, runs=list(runs), outcomes=outcomes)

@@ -91,4 +91,6 @@ async def train_product(context: JobContext, job_id: int, run_id: int) -> None:
 
         await train_one(task, sessions, emit, lock=lock, fit=runtime.fit)
     async with unit_of_work(sessions) as session:
-        await jobs_service.close_job_if_done(session, job_id)
+        closed = await jobs_service.close_job_if_done(session, job_id)
+    if closed is not None:
+        training_service.retire_global_models(closed, settings)

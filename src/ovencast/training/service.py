@@ -214,6 +214,21 @@ async def _train_global_models(tenant: Tenant, job: TrainingJob, tasks: Sequence
     return payload, {**fits.summary(), "uri": artifact.uri, "sha256": artifact.sha256}
 
 
+def retire_global_models(job: TrainingJob, settings: Settings) -> None:
+    """After the job's end has committed: delete its global-models artifact (the stored
+    product models embed their boosters, nothing else reads it). Idempotent; a failure
+    only leaves the file behind (logged)."""
+    record = job.global_models or {}
+    if not (record.get("retired") and record.get("uri")):
+        return
+    store = open_store(settings.resolved_model_storage_path,
+                       backup_enabled=settings.model_backup_enabled)
+    try:
+        store.delete(record["uri"])
+    except (OvencastError, ValueError, OSError) as exc:
+        log.warning("training.global.not_deleted", job_id=job.id, reason=str(exc))
+
+
 def _load_global_models(job: TrainingJob, settings: Settings) -> bytes | None:
     """The job's stored global models, checksum verified; None (logged: lightgbm then
     trains on the product alone) when the job has none or its artifact is refused."""
@@ -381,6 +396,10 @@ async def conclude_job(session: AsyncSession, job: TrainingJob, runs: Sequence[T
                        ) -> None:
     """Every run has ended: succeeded (all trained), partial, or failed (none)."""
     trained = sum(1 for run in runs if run.status == "trained")
+    if job.global_models and job.global_models.get("uri"):
+        # Every product artifact holds its booster; the job's copy is deleted once this
+        # commits (`retire_global_models`), the record stays.
+        job.global_models = {**job.global_models, "retired": True}
     job.status = "succeeded" if trained == len(runs) else ("partial" if trained else "failed")
     if not trained:
         job.error = "no product could be trained"
