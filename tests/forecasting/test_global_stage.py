@@ -103,6 +103,14 @@ def test_tenant_models_cover_every_products_cutoffs(make_history: HistoryFactory
     assert fits.products == ("bread", "cake")
     assert fits.summary()["products"] == 2
 
+    # A job for cake alone: boosters at cake's cut-offs only, trained on both products.
+    only_cake = train_tenant_models(histories, (), cutoffs_for=["cake"])
+    cake_cutoffs = cutoffs_of(histories["cake"], holdout=HoldoutSplit(),
+                              backtest=BacktestPlan())
+    assert sorted(only_cake.boosters) == sorted(c.date().isoformat() for c in cake_cutoffs)
+    assert cake_cutoffs < wanted
+    assert only_cake.products == ("bread", "cake")
+
 
 # -- the key property, with the tenant stage: selection never sees the holdout ------------------
 PRODUCTS = {"bread": (1.0, 5), "cake": (0.4, 6), "rolls": (2.5, 7)}

@@ -14,6 +14,9 @@ from ovencast.db.runtime import Database
 from ovencast.db.session import unit_of_work
 from ovencast.db.tables import ModelVersion, TrainingRun
 from ovencast.forecasting.families.lightgbm_global import GlobalFits, LightGBMModel
+from ovencast.forecasting.global_stage import cutoffs_of
+from ovencast.forecasting.holdout import HoldoutSplit
+from ovencast.forecasting.selection import BacktestPlan
 from ovencast.jobs.endpoints import job_detail
 from ovencast.models.service import load_verified
 from ovencast.settings import Settings
@@ -89,6 +92,29 @@ async def test_lightgbm_products_adopt_the_tenant_booster(
         assert isinstance(model, LightGBMModel)
         # Fitted in a pool worker, on the booster the tenant stage trained.
         assert model.adopted is True, version.product
+
+
+async def test_a_job_for_some_products_trains_the_global_model_on_all_of_them(
+        database: Database, settings: Settings, tiny_dataset: Callable[..., Path]) -> None:
+    await import_directory(database, "t1", tiny_dataset(PRODUCTS, days=DAYS, weather=True))
+    result = await train_in_process(database, "t1", products=["bread"], models=("lightgbm",))
+
+    assert {p: r.status for p, r in result.runs.items()} == {"bread": "trained"}
+    record = result.job.global_models
+    assert record is not None and record["products"] == len(PRODUCTS)
+    [task] = result.prepared.tasks
+    assert task.global_fits is not None
+    fits = GlobalFits.from_bytes(task.global_fits)
+    assert fits.products == PRODUCTS  # rolls too, though the job does not retrain it
+    # Only bread's cut-offs were trained: the same ones as a job for bread alone would.
+    expected = cutoffs_of(task.history, holdout=HoldoutSplit(), backtest=BacktestPlan())
+    assert sorted(fits.boosters) == sorted(c.date().isoformat() for c in expected)
+    async with unit_of_work(database.sessions) as session:
+        [version] = (await session.scalars(select(ModelVersion))).all()
+    store = open_store(settings.resolved_model_storage_path,
+                       backup_enabled=settings.model_backup_enabled)
+    model = load_verified(store, version)
+    assert isinstance(model, LightGBMModel) and model.adopted
 
 
 async def test_job_without_a_global_model_choice_has_none(

@@ -11,7 +11,7 @@ selection exactly as for the per-product families.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import pandas as pd
 
@@ -48,13 +48,18 @@ def cutoffs_of(history: pd.DataFrame, *, holdout: HoldoutSplit,
 
 
 def train_tenant_models(histories: Mapping[str, pd.DataFrame], regressors: Sequence[str],
-                        *, holdout: HoldoutSplit | None = None,
+                        *, cutoffs_for: Iterable[str] | None = None,
+                        holdout: HoldoutSplit | None = None,
                         backtest: BacktestPlan | None = None, workers: int = 1
                         ) -> GlobalFits:
-    """The tenant's global boosters for every cut-off its products need."""
+    """The tenant's global boosters, trained on all `histories`, for every cut-off that
+    the products `cutoffs_for` (default: all of them; a job's products) need."""
     holdout, backtest = holdout or HoldoutSplit(), backtest or BacktestPlan()
+    wanted = set(histories) if cutoffs_for is None else set(cutoffs_for)
     cutoffs: set[pd.Timestamp] = set()
-    for history in histories.values():
+    for product, history in histories.items():
+        if product not in wanted:
+            continue
         cutoffs |= cutoffs_of(history.sort_values(DATE).reset_index(drop=True),
                               holdout=holdout, backtest=backtest)
     return train_global(histories, regressors, sorted(cutoffs), workers=workers)

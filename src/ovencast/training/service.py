@@ -27,7 +27,7 @@ from ovencast.errors import InvalidDataset, NotFound, OvencastError
 from ovencast.forecasting.classes import ClassThresholds
 from ovencast.forecasting.families.lightgbm_global import LIGHTGBM
 from ovencast.forecasting.features import AlignmentReport, build_tenant_frame
-from ovencast.forecasting.frame import CLOSED, PRODUCT, Y
+from ovencast.forecasting.frame import CLOSED, DATE, PRODUCT, Y
 from ovencast.forecasting.global_stage import needs_global_stage, train_tenant_models
 from ovencast.forecasting.selection import AUTO, resolve_candidate
 from ovencast.forecasting.validation import ValidationReport, validate_sales
@@ -150,7 +150,7 @@ async def prepare_job(session: AsyncSession, tenant: Tenant, job: TrainingJob, *
             rejected[product] = reason
             continue
         tasks.append(_task(settings, tenant, job, run, history, alignment))
-    trained = await _train_global_models(tenant, job, tasks, settings)
+    trained = await _train_global_models(tenant, job, tasks, settings, source)
     if trained is not None:
         payload, job.global_models = trained
         tasks = [replace(task, global_fits=payload) for task in tasks]
@@ -185,7 +185,8 @@ async def product_task(session: AsyncSession, tenant: Tenant, job: TrainingJob,
 
 
 async def _train_global_models(tenant: Tenant, job: TrainingJob, tasks: Sequence[ProductTask],
-                               settings: Settings) -> tuple[bytes, dict[str, Any]] | None:
+                               settings: Settings, source: DataSource
+                               ) -> tuple[bytes, dict[str, Any]] | None:
     """The tenant stage (forecasting/global_stage.py): train the global models once for
     all trainable products, store them as one artifact of the job. Returns the payload
     (what the tasks carry) and the job's record of it; None when the job's model choice
@@ -193,10 +194,11 @@ async def _train_global_models(tenant: Tenant, job: TrainingJob, tasks: Sequence
     candidate then trains on each product alone, and the job says so in its warnings."""
     if not tasks or not needs_global_stage(job.models):
         return None
-    histories = {task.product: task.history for task in tasks}
     try:
+        histories = await _tenant_histories(source, tenant, job, tasks, settings)
         fits = await asyncio.to_thread(
             train_tenant_models, histories, tasks[0].regressors,
+            cutoffs_for=[task.product for task in tasks],
             workers=settings.max_concurrent_training_jobs)
         payload = fits.to_bytes()
         store = open_store(settings.resolved_model_storage_path,
@@ -212,6 +214,33 @@ async def _train_global_models(tenant: Tenant, job: TrainingJob, tasks: Sequence
     log.info("training.global.finished", job_id=job.id, products=len(histories),
              boosters=len(fits.boosters), seconds=round(fits.seconds, 2))
     return payload, {**fits.summary(), "uri": artifact.uri, "sha256": artifact.sha256}
+
+
+async def _tenant_histories(source: DataSource, tenant: Tenant, job: TrainingJob,
+                            tasks: Sequence[ProductTask], settings: Settings
+                            ) -> dict[str, pd.DataFrame]:
+    """What the global model trains on: the job's products, and for a job of some products
+    only, every other product of the tenant that passes validation (same cut-off date,
+    the job's regressor columns): the model is the tenant's, whichever products a job
+    retrains. If the other products lack one of the job's regressors there, the job's
+    products alone."""
+    histories = {task.product: task.history for task in tasks}
+    if not job.products:
+        return histories
+    try:
+        long, report, _alignment, _warnings = await _load_and_validate(
+            source, tenant, settings=settings, until=job.until, products=None)
+    except OvencastError as exc:  # e.g. the sales service: the job's products alone
+        log.warning("training.global.products_only", job_id=job.id, reason=exc.message)
+        return histories
+    columns = [DATE, Y, CLOSED, *tasks[0].regressors]
+    if any(column not in long.columns for column in columns):
+        return histories
+    for product, rows in long.groupby(PRODUCT):
+        name = str(product)
+        if name not in histories and not report.errors_for(name) and not rows.empty:
+            histories[name] = rows[columns].reset_index(drop=True)
+    return histories
 
 
 def retire_global_models(job: TrainingJob, settings: Settings) -> None:
