@@ -41,7 +41,8 @@ the same model on that product alone.
 
 Stored state: the booster (LightGBM's text format, no pickle), the product's name and
 the category list, its scale, and the last `TAIL_DAYS` days of its sales for the lags.
-Each product's artifact holds the tenant's booster (100-500 KB on the shared data).
+Each product's artifact holds the tenant's booster (about 0.5 MB on the shared data;
+the job's artifact of all cut-offs, 5-7 MB, is deleted when the job ends).
 """
 
 from __future__ import annotations
