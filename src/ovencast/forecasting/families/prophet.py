@@ -40,12 +40,13 @@ cmdstanpy itself. Nothing accumulates over hundreds of fits.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import holidays as holidays_lib
 import numpy as np
@@ -54,18 +55,8 @@ import pandas as pd
 from ovencast.forecasting.families.base import ForecastModel, register_family
 from ovencast.forecasting.frame import DATE, Y
 
-# Prophet logs an ERROR on import when plotly is missing (we never plot), and Prophet and
-# cmdstanpy log every fit at INFO. Set before and after importing them (prophet's module
-# sets its own logger to INFO on import; cmdstanpy configures its logger lazily).
-logging.getLogger("prophet.plot").setLevel(logging.CRITICAL)
-
-from cmdstanpy.utils import get_logger as _cmdstanpy_logger  # noqa: E402
-from prophet import Prophet  # noqa: E402
-from prophet.serialize import model_from_json, model_to_json  # noqa: E402
-
-logging.getLogger("prophet").setLevel(logging.WARNING)
-_cmdstanpy_logger().setLevel(logging.WARNING)
-
+if TYPE_CHECKING:
+    from prophet import Prophet
 
 class _DropCmdStanExitCode(logging.Filter):
     """cmdstanpy logs "CmdStan error: code '-15'" when a run ends non-zero (e.g. when we
@@ -76,7 +67,25 @@ class _DropCmdStanExitCode(logging.Filter):
         return "error: code" not in str(record.msg)
 
 
-_cmdstanpy_logger().addFilter(_DropCmdStanExitCode())
+@functools.cache
+def _prophet_library() -> tuple[Any, Any, Any]:
+    """(Prophet, model_from_json, model_to_json), imported on first use: prophet and the
+    matplotlib it imports cost about 0.7 s, paid by every worker process that imports the
+    family registry even when no Prophet model is fitted or loaded (`auto` has none)."""
+    # Prophet logs an ERROR on import when plotly is missing (we never plot), and Prophet
+    # and cmdstanpy log every fit at INFO. Set before and after importing them (prophet's
+    # module sets its own logger to INFO on import; cmdstanpy configures its logger
+    # lazily).
+    logging.getLogger("prophet.plot").setLevel(logging.CRITICAL)
+    from cmdstanpy.utils import get_logger
+    from prophet import Prophet
+    from prophet.serialize import model_from_json, model_to_json
+
+    logging.getLogger("prophet").setLevel(logging.WARNING)
+    get_logger().setLevel(logging.WARNING)
+    get_logger().addFilter(_DropCmdStanExitCode())
+    return Prophet, model_from_json, model_to_json
+
 
 YEARLY_MIN_SPAN_DAYS = 730
 """Yearly seasonality is fitted only when the open history spans at least this many days."""
@@ -137,7 +146,8 @@ class ProphetModel(ForecastModel):
     # -- ForecastModel ------------------------------------------------------------------
     def _fit(self, history: pd.DataFrame) -> None:
         span_days = int((history[DATE].iloc[-1] - history[DATE].iloc[0]).days)
-        model = Prophet(
+        prophet_class, _, _ = _prophet_library()
+        model = prophet_class(
             growth="linear",
             yearly_seasonality=self._seasonality(
                 "yearly_seasonality", span_days, YEARLY_MIN_SPAN_DAYS
@@ -192,9 +202,11 @@ class ProphetModel(ForecastModel):
         return forecast["yhat"].to_numpy(dtype=float)
 
     def _state(self) -> dict[str, Any]:
+        model_to_json = _prophet_library()[2]
         return {"prophet": json.loads(model_to_json(self._require_prophet()))}
 
     def _restore(self, state: Mapping[str, Any]) -> None:
+        model_from_json = _prophet_library()[1]
         self._prophet = model_from_json(json.dumps(state["prophet"]))
 
     # -- warm start ---------------------------------------------------------------------
