@@ -29,7 +29,7 @@ from ovencast.forecasting.families.lightgbm_global import LightGBMModel
 from ovencast.jobs import service as jobs_service
 from ovencast.models.service import load_verified
 from ovencast.settings import Settings
-from ovencast.store import open_store
+from ovencast.store import store_for
 from ovencast.tenants import service as tenants_service
 
 pytestmark = pytest.mark.postgres
@@ -167,8 +167,7 @@ async def test_global_model_is_trained_once_and_adopted_on_every_worker(
     assert record is not None, workers.logs()
     # Trained on all six Kiel products, though the job retrains four of them.
     assert record["products"] == 6 and record["retired"] is True
-    store = open_store(service_settings.resolved_model_storage_path,
-                       backup_enabled=service_settings.model_backup_enabled)
+    store = store_for(service_settings)
     assert not store.exists(record["uri"])
     async with unit_of_work(database.sessions) as session:
         versions = (await session.scalars(select(ModelVersion).where(

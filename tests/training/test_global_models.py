@@ -20,7 +20,7 @@ from ovencast.forecasting.selection import BacktestPlan
 from ovencast.jobs.endpoints import job_detail
 from ovencast.models.service import load_verified
 from ovencast.settings import Settings
-from ovencast.store import open_store, sha256_hex
+from ovencast.store import sha256_hex, store_for
 from ovencast.tenants import service as tenants_service
 from ovencast.training import service as training_service
 from ovencast.training.service import GLOBAL_MODELS_KEY
@@ -55,8 +55,7 @@ async def test_auto_job_stores_the_tenant_models_and_hands_them_to_every_task(
     assert len(record["cutoffs"]) >= 3  # backtest windows, holdout, final fit
     # The job has ended: the product artifacts hold their boosters, the job's copy is gone.
     assert record["retired"] is True
-    store = open_store(settings.resolved_model_storage_path,
-                       backup_enabled=settings.model_backup_enabled)
+    store = store_for(settings)
     assert not store.exists(record["uri"])
     assert not [key for key in store.list() if GLOBAL_MODELS_KEY in key]
 
@@ -81,8 +80,7 @@ async def test_lightgbm_products_adopt_the_tenant_booster(
 
     assert {p: r.status for p, r in result.runs.items()} == dict.fromkeys(PRODUCTS, "trained")
     assert result.job.global_models is not None
-    store = open_store(settings.resolved_model_storage_path,
-                       backup_enabled=settings.model_backup_enabled)
+    store = store_for(settings)
     async with unit_of_work(database.sessions) as session:
         versions = (await session.scalars(select(ModelVersion))).all()
     assert sorted((v.product, v.family) for v in versions) == [
@@ -111,8 +109,7 @@ async def test_a_job_for_some_products_trains_the_global_model_on_all_of_them(
     assert sorted(fits.boosters) == sorted(c.date().isoformat() for c in expected)
     async with unit_of_work(database.sessions) as session:
         [version] = (await session.scalars(select(ModelVersion))).all()
-    store = open_store(settings.resolved_model_storage_path,
-                       backup_enabled=settings.model_backup_enabled)
+    store = store_for(settings)
     model = load_verified(store, version)
     assert isinstance(model, LightGBMModel) and model.adopted
 
@@ -125,8 +122,7 @@ async def test_job_without_a_global_model_choice_has_none(
     assert {p: r.status for p, r in result.runs.items()} == dict.fromkeys(PRODUCTS, "trained")
     assert result.job.global_models is None
     assert all(t.global_fits is None for t in result.prepared.tasks)
-    store = open_store(settings.resolved_model_storage_path,
-                       backup_enabled=settings.model_backup_enabled)
+    store = store_for(settings)
     assert not [key for key in store.list() if GLOBAL_MODELS_KEY in key]
 
 
@@ -161,8 +157,7 @@ async def test_service_shape_task_reloads_the_verified_tenant_models(
         job = await training_service.get_job(session, prepared.job_id)
         assert job.global_models is not None
         uri = job.global_models["uri"]
-    store = open_store(settings.resolved_model_storage_path,
-                       backup_enabled=settings.model_backup_enabled)
+    store = store_for(settings)
     path = Path(settings.resolved_model_storage_path) / store.key_for(uri)
     assert path.read_bytes() == payload
     path.write_bytes(payload.replace(b'"products"', b'"products" '))

@@ -19,7 +19,7 @@ from ovencast.models.service import load_verified
 from ovencast.settings import Settings
 from ovencast.sources.base import DataSource
 from ovencast.sources.database import DatabaseSource
-from ovencast.store import open_store
+from ovencast.store import store_for
 
 MAX_FORECAST_DAYS = 366
 P10, P50, P90 = "p10", "p50", "p90"
@@ -60,8 +60,7 @@ async def forecast_tenant(session: AsyncSession, tenant: Tenant, *, settings: Se
     if not versions:
         raise ModelNotFound(f"tenant {tenant.name!r} has no trained models; run "
                             f"`ovencast train --tenant {tenant.name}` first")
-    store = open_store(settings.resolved_model_storage_path,
-                       backup_enabled=settings.model_backup_enabled)
+    store = store_for(settings)
     # Regressors for the forecast dates come from where the training data came from
     # (imported data, or the upstream services); one product's load carries them all.
     source = source or DatabaseSource(session)

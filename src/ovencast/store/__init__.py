@@ -2,8 +2,7 @@
 
 Usage::
 
-    store = open_store(settings.resolved_model_storage_path,
-                       backup_enabled=settings.model_backup_enabled)
+    store = store_for(settings)  # open_store(MODEL_STORAGE_PATH, backup_enabled=...)
     stored = store.save(artifact_key(tenant, product, family, version), model.to_bytes())
     # record stored.uri and stored.sha256 in the database, then later:
     payload = store.load(uri, expected_sha256=recorded_sha256)  # verified bytes
@@ -17,7 +16,7 @@ from ovencast.store.base import (
     validate_key,
 )
 from ovencast.store.checksum import sha256_hex, sha256_stream
-from ovencast.store.fs import FsspecModelStore, open_store
+from ovencast.store.fs import FsspecModelStore, open_store, store_for
 
 __all__ = [
     "BACKUP_PREFIX",
@@ -28,5 +27,6 @@ __all__ = [
     "open_store",
     "sha256_hex",
     "sha256_stream",
+    "store_for",
     "validate_key",
 ]

@@ -25,13 +25,16 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Mapping
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from fsspec import AbstractFileSystem
 from fsspec.core import split_protocol, url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
 from ovencast.store.base import ModelStore, missing, validate_key
+
+if TYPE_CHECKING:
+    from ovencast.settings import Settings
 
 # Protocols whose writes become visible all at once (see module docstring).
 ATOMIC_PUT_PROTOCOLS = frozenset(
@@ -149,6 +152,12 @@ class FsspecModelStore(ModelStore):
 def open_store(url_or_path: str | os.PathLike[str], *, backup_enabled: bool) -> ModelStore:
     """The store for `MODEL_STORAGE_PATH` (a local path or an fsspec URL)."""
     return FsspecModelStore(url_or_path, backup_enabled=backup_enabled)
+
+
+def store_for(settings: Settings) -> ModelStore:
+    """The store the settings name: MODEL_STORAGE_PATH, MODEL_BACKUP_ENABLED."""
+    return open_store(settings.resolved_model_storage_path,
+                      backup_enabled=settings.model_backup_enabled)
 
 
 def _protocols(fs: AbstractFileSystem) -> tuple[str, ...]:

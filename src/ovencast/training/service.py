@@ -37,7 +37,7 @@ from ovencast.observability.metrics import TRAINING_JOB_DURATION
 from ovencast.settings import Settings
 from ovencast.sources.base import DataSource
 from ovencast.sources.database import DatabaseSource
-from ovencast.store import artifact_key, open_store
+from ovencast.store import artifact_key, store_for
 from ovencast.training.task import ProductOutcome, ProductTask
 from ovencast.training.worker import run_product_task, unique_key
 
@@ -201,8 +201,7 @@ async def _train_global_models(tenant: Tenant, job: TrainingJob, tasks: Sequence
             cutoffs_for=[task.product for task in tasks],
             workers=settings.max_concurrent_training_jobs)
         payload = fits.to_bytes()
-        store = open_store(settings.resolved_model_storage_path,
-                           backup_enabled=settings.model_backup_enabled)
+        store = store_for(settings)
         artifact = store.save(unique_key(artifact_key(
             tenant.name, GLOBAL_MODELS_KEY, LIGHTGBM, job.id)), payload)
     except Exception as exc:
@@ -250,8 +249,7 @@ def retire_global_models(job: TrainingJob, settings: Settings) -> None:
     record = job.global_models or {}
     if not (record.get("retired") and record.get("uri")):
         return
-    store = open_store(settings.resolved_model_storage_path,
-                       backup_enabled=settings.model_backup_enabled)
+    store = store_for(settings)
     try:
         store.delete(record["uri"])
     except (OvencastError, ValueError, OSError) as exc:
@@ -264,8 +262,7 @@ def _load_global_models(job: TrainingJob, settings: Settings) -> bytes | None:
     record = job.global_models or {}
     if not record.get("uri"):
         return None
-    store = open_store(settings.resolved_model_storage_path,
-                       backup_enabled=settings.model_backup_enabled)
+    store = store_for(settings)
     try:
         return store.load(record["uri"], expected_sha256=record["sha256"])
     except (OvencastError, ValueError) as exc:  # ValueError: a uri outside this store

@@ -36,7 +36,7 @@ from ovencast.models.service import NewVersion, load_verified, record_version
 from ovencast.observability.logs import configure_logging, get_logger
 from ovencast.observability.metrics import PRODUCT_TRAINING_DURATION
 from ovencast.settings import Settings
-from ovencast.store import StoredArtifact, artifact_key, open_store
+from ovencast.store import StoredArtifact, artifact_key, store_for
 from ovencast.training.fitting import FitPlan, FitResult, PriorFit, fit_product
 from ovencast.training.locks import product_lock
 from ovencast.training.task import ProductOutcome, ProductTask
@@ -187,8 +187,7 @@ async def _prior_fit(task: ProductTask, sessions: Any) -> PriorFit | None:
     search = previous.details.get("search") or {}
     model = None
     try:
-        store = open_store(task.settings.resolved_model_storage_path,
-                           backup_enabled=task.settings.model_backup_enabled)
+        store = store_for(task.settings)
         model = load_verified(store, previous)
     except OvencastError as exc:  # a refused artifact only costs the warm start
         log.warning("training.warm_start.unavailable", product=task.product, reason=str(exc))
@@ -208,8 +207,7 @@ async def _store_and_record(task: ProductTask, sessions: Any, result: FitResult,
     """
     settings = task.settings
     best = result.best
-    store = open_store(settings.resolved_model_storage_path,
-                       backup_enabled=settings.model_backup_enabled)
+    store = store_for(settings)
     payload = best.model.to_bytes()
     history_dates = task.history[DATE]
     artifact: StoredArtifact | None = None

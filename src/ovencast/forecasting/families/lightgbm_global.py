@@ -30,7 +30,7 @@ against 0.231). The target is the scaled sales; forecasts are multiplied back.
 
 Training once per tenant: `train_global` fits one booster per training cut-off date that
 the tenant's products need (each product's backtest windows, its holdout and its final
-fit; products of a tenant share them, so a job fits about six boosters in all) on every
+fit; products of a tenant share them, so a job fits about nine boosters in all) on every
 product's rows up to that date, never later ones. A product's training then
 *adopts* the booster of the matching cut-off instead of fitting (`adopting`): the
 `fit(history)` of the family looks up the booster trained up to the last open day of
@@ -79,6 +79,10 @@ BOOSTER_PARAMS: Mapping[str, Any] = {
     "min_data_in_leaf": 20, "feature_fraction": 0.8, "bagging_fraction": 0.8,
     "bagging_freq": 1, "seed": 0, "deterministic": True, "force_row_wise": True,
     "verbose": -1,
+    # One OpenMP thread per booster (the stage runs several boosters in threads): with
+    # all cores, OpenMP's busy-waiting made a booster 10-100x slower whenever the pool's
+    # worker processes were busy too (measured on 2 cores).
+    "num_threads": 1,
 }
 N_ROUNDS = 150
 LOCAL_PRODUCT = "_product"
@@ -90,13 +94,12 @@ def feature_names(regressors: Sequence[str]) -> list[str]:
 
 
 # -- features -----------------------------------------------------------------------------
-def _daily(history: pd.DataFrame, regressors: Sequence[str], end: pd.Timestamp | None = None
+def _daily(history: pd.DataFrame, regressors: Sequence[str]
            ) -> tuple[pd.Series, pd.DataFrame]:
-    """(sales, regressors) on every calendar day from the first row to `end` (default:
-    the last row): sales NaN on closed and missing days."""
+    """(sales, regressors) on every calendar day from the first row to the last: sales NaN
+    on closed and missing days."""
     frame = history.sort_values(DATE).set_index(DATE)
-    index = pd.date_range(frame.index.min(), end if end is not None else frame.index.max(),
-                          freq="D")
+    index = pd.date_range(frame.index.min(), frame.index.max(), freq="D")
     closed = frame[CLOSED].astype(bool)
     sales = frame[Y].astype(float).where(~closed).reindex(index)
     return sales, frame[list(regressors)].astype(float).reindex(index)
@@ -142,13 +145,22 @@ class _Rows:
     features: pd.DataFrame  # sales features unscaled
 
 
-def _rows(history: pd.DataFrame, regressors: Sequence[str], code: int) -> _Rows:
-    sales, exog = _daily(history, regressors)
-    features = _features(sales, exog, scale=1.0, code=code, names=feature_names(regressors))
-    return _Rows(dates=pd.DatetimeIndex(sales.index), sales=sales, features=features)
+def _rows(histories: Mapping[str, pd.DataFrame], regressors: Sequence[str],
+          products: Sequence[str]) -> list[_Rows]:
+    """Every non-empty history's rows; `products` gives the product feature's codes."""
+    found = []
+    for product, history in histories.items():
+        if history.empty:
+            continue
+        sales, exog = _daily(history, regressors)
+        features = _features(sales, exog, scale=1.0, code=products.index(product),
+                             names=feature_names(regressors))
+        found.append(_Rows(dates=pd.DatetimeIndex(sales.index), sales=sales,
+                           features=features))
+    return found
 
 
-def _booster_at(rows: Sequence[_Rows], cutoff: pd.Timestamp, threads: int) -> Any:
+def _booster_at(rows: Sequence[_Rows], cutoff: pd.Timestamp) -> Any:
     import lightgbm as lgb  # 1-2 s import: only where a model is trained or served
 
     parts, targets = [], []
@@ -167,20 +179,15 @@ def _booster_at(rows: Sequence[_Rows], cutoff: pd.Timestamp, threads: int) -> An
         raise ValueError(f"no observed sales up to {cutoff.date()} to train on")
     data = lgb.Dataset(pd.concat(parts, ignore_index=True), np.concatenate(targets),
                        categorical_feature=[PRODUCT_FEATURE], free_raw_data=True)
-    params = {**BOOSTER_PARAMS, "num_threads": threads}
-    return lgb.train(params, data, num_boost_round=N_ROUNDS)
+    return lgb.train(dict(BOOSTER_PARAMS), data, num_boost_round=N_ROUNDS)
 
 
 def fit_booster(histories: Mapping[str, pd.DataFrame], regressors: Sequence[str], *,
-                products: Sequence[str], cutoff: pd.Timestamp, threads: int = 1) -> Any:
+                products: Sequence[str], cutoff: pd.Timestamp) -> Any:
     """One booster on every product's rows up to `cutoff` (inclusive). `products` is the
     category order (the product feature's codes). Raises ValueError when no product has
-    an observed open day up to the cutoff. `threads`: LightGBM's OpenMP threads; 1 by
-    default, because with all cores OpenMP's busy-waiting made a booster 10-100x slower
-    whenever the worker processes of the pool were busy too (measured on 2 cores)."""
-    rows = [_rows(history, regressors, products.index(product))
-            for product, history in histories.items() if not history.empty]
-    return _booster_at(rows, cutoff, threads)
+    an observed open day up to the cutoff."""
+    return _booster_at(_rows(histories, regressors, products), cutoff)
 
 
 # -- the tenant stage's boosters, and adopting them ---------------------------------------
@@ -220,12 +227,11 @@ def train_global(histories: Mapping[str, pd.DataFrame], regressors: Sequence[str
     started = time.monotonic()
     products = tuple(sorted(histories))
     ordered = sorted({pd.Timestamp(c).normalize() for c in cutoffs})
-    rows = [_rows(history, regressors, products.index(product))
-            for product, history in histories.items() if not history.empty]
+    rows = _rows(histories, regressors, products)
 
     def fit(cutoff: pd.Timestamp) -> str | None:
         try:
-            return str(_booster_at(rows, cutoff, threads=1).model_to_string())
+            return str(_booster_at(rows, cutoff).model_to_string())
         except ValueError:
             return None
 
@@ -293,7 +299,7 @@ class LightGBMModel(ForecastModel):
         else:
             self._products, self._product = (LOCAL_PRODUCT,), LOCAL_PRODUCT
             booster = fit_booster({LOCAL_PRODUCT: history}, self.regressors,
-                                  products=self._products, cutoff=cutoff, threads=1)
+                                  products=self._products, cutoff=cutoff)
             self._booster_text = booster.model_to_string()
         sales, _ = _daily(history, ())
         self._scale = _scale(sales)
