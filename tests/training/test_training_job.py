@@ -23,8 +23,11 @@ from ovencast.settings import Settings
 from ovencast.training.locks import product_lock
 from ovencast.training.task import ProductTask
 
-SLOW_FIT_PIDFILE_ENV = "OVENCAST_TEST_SLOW_FIT_PIDFILE"
 SLOW_FIT_SLEEP_S = 300.0
+_pidfile: Path | None = None
+"""Where `SlowFit` writes its worker's pid: set in the worker when the family name is
+unpickled there (workers are forked from a fork server started earlier, so they do not
+see environment variables set by a test)."""
 
 
 class SlowFit(ForecastModel):
@@ -34,9 +37,8 @@ class SlowFit(ForecastModel):
     family = "test_slow_fit"
 
     def _fit(self, history: pd.DataFrame) -> None:
-        pidfile = os.environ.get(SLOW_FIT_PIDFILE_ENV)
-        if pidfile:
-            Path(pidfile).write_text(str(os.getpid()), encoding="utf-8")
+        if _pidfile is not None:
+            _pidfile.write_text(str(os.getpid()), encoding="utf-8")
         time.sleep(SLOW_FIT_SLEEP_S)
 
     def _predict(self, future: pd.DataFrame) -> np.ndarray:
@@ -53,10 +55,20 @@ register_family(SlowFit)
 
 
 class ImportingFamilyName(str):
-    """A family name that, when unpickled in a spawned worker, imports this module and so
-    registers `SlowFit` there too (the worker otherwise knows only ovencast's families)."""
+    """A family name that, when unpickled in a worker, imports this module and so
+    registers `SlowFit` there too (the worker otherwise knows only ovencast's families),
+    and tells `SlowFit` where to write its pid."""
 
-    __slots__ = ()
+    pidfile: Path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_unpickle_name, (str(self), self.pidfile))
+
+
+def _unpickle_name(name: str, pidfile: Path) -> str:
+    global _pidfile
+    _pidfile = pidfile
+    return name
 
 
 def _process_is_gone(pid: int) -> bool:
@@ -74,13 +86,11 @@ def _process_is_gone(pid: int) -> bool:
 
 
 async def test_timed_out_product_is_killed_and_the_rest_of_the_job_goes_on(
-        tmp_path: Path, sqlite_url: str, tiny_dataset: Callable[..., Path],
-        monkeypatch: Any) -> None:
+        tmp_path: Path, sqlite_url: str, tiny_dataset: Callable[..., Path]) -> None:
     # Generous enough that a seasonal naive fit never hits it, even on a loaded CI box.
     settings = make_settings(tmp_path / "home", sqlite_url, max_training_time_minutes=0.1,
                              max_concurrent_training_jobs=2)
     pidfile = tmp_path / "slow.pid"
-    monkeypatch.setenv(SLOW_FIT_PIDFILE_ENV, str(pidfile))  # inherited by the workers
     database = Database.open(settings)
     try:
         await database.ready()
@@ -88,7 +98,9 @@ async def test_timed_out_product_is_killed_and_the_rest_of_the_job_goes_on(
                                                             days=60))
 
         def make_cake_slow(tasks: list[ProductTask]) -> list[ProductTask]:
-            slow = (ImportingFamilyName(SlowFit.family),)
+            name = ImportingFamilyName(SlowFit.family)
+            name.pidfile = pidfile
+            slow = (name,)
             return [dataclasses.replace(t, families=slow) if t.product == "cake" else t
                     for t in tasks]
 

@@ -219,6 +219,7 @@ def train_tenant(settings: Settings, tenant: str, *, until: date | None = None,
                 await training_service.fail_job(session, job.id, exc.message)
             raise
 
+    training_service.start_workers_early()
     prepared = with_database(prepare, settings)
     if not quiet:
         render.validation_summary(console, prepared.validation, prepared.alignment)
