@@ -34,6 +34,7 @@ from ovencast.cli.main import TrainedJob, train_tenant
 from ovencast.forecasting.holdout import HoldoutSplit
 from ovencast.observability.logs import configure_logging
 from ovencast.settings import Settings
+from ovencast.training.service import stop_workers
 
 TENANT = "bench"
 # (label, --models): every single family, the original approach, and auto.
@@ -101,6 +102,7 @@ def main() -> None:
             settings = Settings(ovencast_home=Path(tmp) / f"m{index}",
                                 max_concurrent_training_jobs=2)
             import_into(settings, args.dataset, args.country, args.subdivision)
+            stop_workers()  # each method starts its worker processes from cold
             started = time.perf_counter()
             trained = train_tenant(settings, TENANT, models=METHODS[label], quiet=True)
             rows[label] = {**pooled(trained, weights),

@@ -357,6 +357,13 @@ def start_workers_early() -> None:
     multiprocessing.forkserver.ensure_running()
 
 
+def stop_workers() -> None:
+    """Stop the fork server, so that the next job starts one afresh, as a new `ovencast
+    train` process would (the benchmarks time every run from cold). The standard library
+    has no public call for it; `_stop` is what its own tests use."""
+    multiprocessing.forkserver._forkserver._stop()  # noqa: SLF001
+
+
 def run_tasks(tasks: Sequence[ProductTask], *, settings: Settings,
               on_event: EventCallback | None = None) -> list[ProductOutcome]:
     """Train every task in a pool of `MAX_CONCURRENT_TRAINING_JOBS` processes.
