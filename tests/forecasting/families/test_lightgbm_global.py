@@ -102,6 +102,31 @@ def test_artifact_round_trip(history: pd.DataFrame) -> None:
     assert loaded.to_bytes() == model.to_bytes()
 
 
+def test_artifact_of_the_earlier_feature_list_still_forecasts(history: pd.DataFrame) -> None:
+    """Artifacts stored before the state held its sales features were trained on
+    LEGACY_SALES_FEATURES: loading one forecasts with those, not with today's list."""
+    train, test = history.iloc[:TRAIN_DAYS], history.iloc[TRAIN_DAYS:TRAIN_DAYS + 28]
+    model = LightGBMModel(regressors=REGRESSORS).fit(train)
+    assert state(model)["sales_features"] == list(lightgbm.SALES_FEATURES)
+    legacy = lightgbm.fit_booster({LOCAL_PRODUCT: train}, REGRESSORS,
+                                  products=(LOCAL_PRODUCT,), cutoff=last_open_day(train),
+                                  sales_features=lightgbm.LEGACY_SALES_FEATURES)
+    assert legacy.feature_name()[-len(lightgbm.LEGACY_SALES_FEATURES):] == list(
+        lightgbm.LEGACY_SALES_FEATURES)
+    envelope = json.loads(model.to_bytes())
+    envelope["state"]["booster"] = legacy.model_to_string()
+    del envelope["state"]["sales_features"]
+    old = load_model(json.dumps(envelope).encode())
+
+    forecast = old.predict(future_of(test))
+    closed = test[CLOSED].to_numpy()
+    assert np.isfinite(forecast).all() and (forecast[closed] == 0.0).all()
+    assert np.corrcoef(forecast[~closed], test[Y].to_numpy()[~closed])[0, 1] > 0.5
+    # A current model reading the legacy booster's inputs would have failed: LightGBM
+    # refuses a feature count that differs from the booster's.
+    assert len(legacy.feature_name()) != len(lightgbm.feature_names(REGRESSORS))
+
+
 def test_forecasts_beyond_the_direct_horizon_in_blocks(history: pd.DataFrame) -> None:
     train, test = history.iloc[:TRAIN_DAYS], history.iloc[TRAIN_DAYS:TRAIN_DAYS + 60]
     assert test[DATE].iloc[0] == train[DATE].iloc[-1] + pd.Timedelta(days=1)
