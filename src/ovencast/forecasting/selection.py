@@ -47,8 +47,8 @@ selection was 1.23x worse than MSTL alone.
 How the rule was chosen: not on the holdout of bench/accuracy.py (one 28-day window per
 dataset) but on the 12 windows of 28 days before it, each forecast from the data before
 it. Mean pooled WAPE over those 12 origins, Kiel / North Sea, with MSTL still among the
-candidates, in an offline replay of stored window forecasts: 3 recent windows + seasonal 0.148 / 0.363;
-6 + seasonal 0.147 / 0.352 (this rule), 0.148 / 0.341 with the best single candidate
+candidates, in an offline replay of stored window forecasts: 3 recent windows + seasonal
+0.148 / 0.363; 6 + seasonal 0.147 / 0.352 (this rule), 0.148 / 0.341 with the best single candidate
 only, 0.149 / 0.353 with combinations at a 1 % gain; 9 + seasonal 0.150 / 0.351 at 1.4x
 the backtest cost. Combinations stay (issue #6 asks for them where they backtest better)
 behind a 5 % gain. bench/origins.py replays this rule with the code as it is (tables in

@@ -361,7 +361,7 @@ def stop_workers() -> None:
     """Stop the fork server, so that the next job starts one afresh, as a new `ovencast
     train` process would (the benchmarks time every run from cold). The standard library
     has no public call for it; `_stop` is what its own tests use."""
-    multiprocessing.forkserver._forkserver._stop()  # noqa: SLF001
+    multiprocessing.forkserver._forkserver._stop()  # type: ignore[attr-defined]
 
 
 def run_tasks(tasks: Sequence[ProductTask], *, settings: Settings,
