@@ -178,6 +178,45 @@ async def test_global_model_is_trained_once_and_adopted_on_every_worker(
         assert isinstance(model, LightGBMModel) and model.adopted, version.product
 
 
+async def test_cancelled_job_deletes_its_global_models_once_no_run_trains(
+        database: Database, workers: Workers, service_settings: Settings) -> None:
+    """Cancelled while a product trains: that product finishes and is recorded (it read
+    the job's global models), the pending ones are cancelled, and the job's artifact is
+    deleted once the last training run has ended, not before."""
+    # Prophet candidates make each product take seconds: time to cancel mid-job.
+    job_id = await submit(database, products=KIEL_PRODUCTS,
+                          models=["lightgbm", "prophet_holidays"])
+    workers.start("w1")
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    running: list[TrainingRun] = []
+    while time.monotonic() < deadline and not running:
+        running = [r for r in await runs_of(database, job_id) if r.status == "running"]
+        await asyncio.sleep(0.1)
+    assert running, workers.logs()
+    async with unit_of_work(database.sessions) as session:
+        cancelled = await jobs_service.cancel_job(session, job_id)
+        record = dict(cancelled.global_models or {})
+    assert record.get("uri") and not record.get("retired"), record
+    store = store_for(service_settings)
+    assert store.exists(record["uri"])  # the running product still reads it
+
+    while time.monotonic() < deadline:
+        async with unit_of_work(database.sessions) as session:
+            job = await session.get(TrainingJob, job_id)
+            assert job is not None
+            retired = bool((job.global_models or {}).get("retired"))
+        if retired:
+            break
+        await asyncio.sleep(0.2)
+    assert retired, workers.logs()
+    assert job.status == "cancelled"
+    runs = {r.product: r.status for r in await runs_of(database, job_id)}
+    assert runs[running[0].product] == "trained", workers.logs()
+    assert "cancelled" in runs.values()
+    assert set(runs.values()) <= {"trained", "cancelled"}
+    assert not store.exists(record["uri"])
+
+
 async def test_killed_worker_product_is_retried_and_trained_once(
         database: Database, workers: Workers) -> None:
     products = ["bread", "cake"]

@@ -65,25 +65,30 @@ async def prepare_training_job(context: JobContext, job_id: int) -> None:
 async def train_product(context: JobContext, job_id: int, run_id: int) -> None:
     runtime = _runtime(context)
     settings, sessions = runtime.settings, runtime.database.sessions
+    task = None
     async with unit_of_work(sessions) as session:
         job = await jobs_service.get_job(session, job_id)
         run = await jobs_repository.get_run(session, run_id)
-        if run is None or job.status in jobs_service.TERMINAL_JOB or run.status in TERMINAL_RUN:
-            return  # cancelled, or a retry of a run that was recorded before the worker died
-        tenant = await session.get(Tenant, job.tenant_id)
-        assert tenant is not None
-        try:
-            async with open_data_source(session, settings=settings) as source:
-                task = await training_service.product_task(session, tenant, job, run,
-                                                           settings=settings, source=source)
-        except OvencastError as exc:
-            run.status, run.reason, run.finished_at = "failed", exc.message, utcnow()
-            await notify_in_transaction(session, product_event(
-                job_id, run.product, "failed", reason=exc.message))
-            task = None
+        # Nothing to train when the job was cancelled, or when this is a retry of a run
+        # that was recorded before its worker died; the fan-in below still runs (the
+        # dead worker may not have closed the job, a cancelled job's artifact may wait).
+        if not (run is None or job.status in jobs_service.TERMINAL_JOB
+                or run.status in TERMINAL_RUN):
+            tenant = await session.get(Tenant, job.tenant_id)
+            assert tenant is not None
+            try:
+                async with open_data_source(session, settings=settings) as source:
+                    task = await training_service.product_task(
+                        session, tenant, job, run, settings=settings, source=source)
+            except OvencastError as exc:
+                run.status, run.reason, run.finished_at = "failed", exc.message, utcnow()
+                await notify_in_transaction(session, product_event(
+                    job_id, run.product, "failed", reason=exc.message))
     if task is not None:
+        product = task.product
+
         def emit(event: str, fields: dict[str, Any]) -> None:
-            runtime.publisher.publish(product_event(job_id, run.product, event, **fields))
+            runtime.publisher.publish(product_event(job_id, product, event, **fields))
 
         def lock(tenant_id: int, product: str) -> Any:
             return advisory_lock(runtime.database.engine, tenant_id, product,
