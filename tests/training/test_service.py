@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
 import pytest
 
 from ovencast.errors import OvencastError
-from ovencast.training.service import DEFAULT_FAMILIES, parse_families
+from ovencast.forecasting.features import AlignmentReport
+from ovencast.forecasting.validation import ValidationReport
+from ovencast.settings import Settings
+from ovencast.training.service import DEFAULT_FAMILIES, PreparedJob, parse_families
+from ovencast.training.task import ProductTask
 
 
 @pytest.mark.parametrize(
@@ -39,3 +47,23 @@ def test_refused_model_choice(models: list[str], message: str) -> None:
     with pytest.raises(OvencastError, match=message) as raised:
         parse_families(models)
     assert raised.value.status_code == 422
+
+
+def test_tasks_and_prepared_jobs_have_short_reprs(tmp_path: Path) -> None:
+    """asyncio.run (Python 3.11) formats the repr of its main task's result when it
+    restores the SIGINT handler; a PreparedJob's default repr printed every task's
+    history frame and boosters (seconds on a real tenant)."""
+    history = pd.DataFrame({"date": pd.date_range("2020-01-01", periods=2000),
+                            "y": np.arange(2000.0), "closed": False})
+    task = ProductTask(settings=Settings(ovencast_home=tmp_path), job_id=7, run_id=3,
+                       tenant_id=1, tenant_name="kiel", product="bread",
+                       product_class="high_volume", history=history, regressors=(),
+                       families=("auto",), country="DE", subdivision="SH",
+                       global_fits=b"x" * 1_000_000)
+    prepared = PreparedJob(job_id=7, tasks=[task] * 20,
+                           validation=ValidationReport(issues=()),
+                           alignment=AlignmentReport(None, None, ()),
+                           rejected={"cake": "too short"})
+    assert repr(task) == ("ProductTask(job_id=7, run_id=3, tenant='kiel', product='bread', "
+                          "rows=2000, families=('auto',))")
+    assert repr(prepared) == "PreparedJob(job_id=7, tasks=20, rejected=['cake'])"

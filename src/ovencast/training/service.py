@@ -55,14 +55,20 @@ GLOBAL_MODELS_KEY = "global-models"
 EventCallback = Callable[[str, str, dict[str, Any]], None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class PreparedJob:
+    """What `prepare_job` hands to the pool. Its repr is a summary (see ProductTask)."""
+
     job_id: int
     tasks: list[ProductTask]
     validation: ValidationReport
     alignment: AlignmentReport
     rejected: dict[str, str]  # product -> reason it will not train
     global_models: dict[str, Any] | None = None  # what the tenant stage trained, if any
+
+    def __repr__(self) -> str:
+        return (f"PreparedJob(job_id={self.job_id}, tasks={len(self.tasks)}, "
+                f"rejected={sorted(self.rejected)})")
 
 
 def parse_families(models: Sequence[str] | None) -> tuple[str, ...]:
