@@ -362,10 +362,14 @@ async def train_in_process(
     """What `ovencast train` does (prepare, process pool, finish), without the CLI.
     `adjust_tasks` may replace tasks before they go to the pool."""
     settings = settings or database.settings
+    # Two units of work, as the CLI and the service shape: the job row commits first.
     async with unit_of_work(database.sessions) as session:
         row = await tenants_service.get_tenant(session, tenant)
         job = await training_service.new_job(session, row, products=products, until=until,
                                              models=models)
+    async with unit_of_work(database.sessions) as session:
+        row = await tenants_service.get_tenant(session, tenant)
+        job = await training_service.get_job(session, job.id)
         prepared = await training_service.prepare_job(session, row, job, settings=settings)
     tasks = list(prepared.tasks)
     if adjust_tasks is not None:

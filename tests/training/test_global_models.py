@@ -4,12 +4,16 @@ hands it to every product's task, and the products' lightgbm fits adopt it."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import pytest
 from sqlalchemy import select
 
-from conftest import import_directory, train_in_process
+from conftest import import_directory, make_settings, train_in_process
 from ovencast.db.runtime import Database
 from ovencast.db.session import unit_of_work
 from ovencast.db.tables import ModelVersion, TrainingRun
@@ -162,3 +166,33 @@ async def test_service_shape_task_reloads_the_verified_tenant_models(
     assert path.read_bytes() == payload
     path.write_bytes(payload.replace(b'"products"', b'"products" '))
     assert await rebuilt("bread") is None
+
+
+async def test_the_tenant_stage_holds_no_database_write_lock(
+        tmp_path: Path, sqlite_url: str, tiny_dataset: Callable[..., Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stage trains for seconds (more on a large tenant): meanwhile another process
+    must be able to write to the embedded database (an import, another job's record)."""
+    settings = make_settings(tmp_path / "home", sqlite_url)
+    database = Database.open(settings)
+    await database.ready()
+    probed: list[bool] = []
+    stage = training_service.train_tenant_models
+
+    def stage_beside_a_writer(*args: Any, **kwargs: Any) -> Any:
+        db_file = sqlite_url.split("///", 1)[1]
+        with contextlib.closing(sqlite3.connect(db_file, timeout=0.5)) as other:
+            other.execute("BEGIN IMMEDIATE")  # raises "database is locked" if held
+            other.execute("ROLLBACK")
+        probed.append(True)
+        return stage(*args, **kwargs)
+
+    monkeypatch.setattr(training_service, "train_tenant_models", stage_beside_a_writer)
+    try:
+        await import_directory(database, "t1", tiny_dataset(PRODUCTS, days=DAYS))
+        result = await train_in_process(database, "t1", models=("auto",))
+    finally:
+        await database.close()
+    assert probed == [True], result.job.warnings
+    assert result.job.status == "succeeded", result.job.error
+    assert result.job.global_models is not None

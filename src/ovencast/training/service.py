@@ -138,16 +138,25 @@ async def prepare_job(session: AsyncSession, tenant: Tenant, job: TrainingJob, *
     selected = job.products or await source.list_products(tenant.name)
     long, report, alignment, source_warnings = await _load_and_validate(
         source, tenant, settings=settings, until=job.until, products=selected)
+    verdicts: list[tuple[str, str | None, str]] = []  # product, rejection, class
+    histories: dict[str, pd.DataFrame] = {}  # the products that will train
+    for product in selected:
+        history = long.loc[long[PRODUCT] == product].drop(columns=[PRODUCT])
+        reason = _rejection(product, history, report, alignment, job.until)
+        verdicts.append((product, reason, _product_class(product, history, report)))
+        if not reason:
+            histories[product] = history.reset_index(drop=True)
+    # The tenant stage (seconds) runs before this unit of work writes anything, so that
+    # no write lock (SQLite) or row lock (the job's, PostgreSQL) is held while it trains.
+    trained = await _train_global_models(tenant, job, histories,
+                                         tuple(alignment.used_regressors), settings, source)
     job.status, job.started_at = "running", utcnow()
     job.validation_report, job.alignment_report = report.to_dict(), alignment.to_dict()
     job.warnings = [*job.warnings, *source_warnings,
                     *(issue.message for issue in report.warnings)]
     tasks: list[ProductTask] = []
     rejected: dict[str, str] = {}
-    for product in selected:
-        history = long.loc[long[PRODUCT] == product].drop(columns=[PRODUCT])
-        reason = _rejection(product, history, report, alignment, job.until)
-        product_class = _product_class(product, history, report)
+    for product, reason, product_class in verdicts:
         run = TrainingRun(job_id=job.id, product=product, product_class=product_class,
                           status="failed" if reason else "pending", reason=reason,
                           finished_at=utcnow() if reason else None)
@@ -156,8 +165,7 @@ async def prepare_job(session: AsyncSession, tenant: Tenant, job: TrainingJob, *
         if reason:
             rejected[product] = reason
             continue
-        tasks.append(_task(settings, tenant, job, run, history, alignment))
-    trained = await _train_global_models(tenant, job, tasks, settings, source)
+        tasks.append(_task(settings, tenant, job, run, histories[product], alignment))
     if trained is not None:
         payload, job.global_models = trained
         tasks = [replace(task, global_fits=payload) for task in tasks]
@@ -191,21 +199,23 @@ async def product_task(session: AsyncSession, tenant: Tenant, job: TrainingJob,
                    global_fits=_load_global_models(job, settings))
 
 
-async def _train_global_models(tenant: Tenant, job: TrainingJob, tasks: Sequence[ProductTask],
+async def _train_global_models(tenant: Tenant, job: TrainingJob,
+                               histories: dict[str, pd.DataFrame], regressors: tuple[str, ...],
                                settings: Settings, source: DataSource
                                ) -> tuple[bytes, dict[str, Any]] | None:
     """The tenant stage (forecasting/global_stage.py): train the global models once for
-    all trainable products, store them as one artifact of the job. Returns the payload
-    (what the tasks carry) and the job's record of it; None when the job's model choice
-    uses no global model. A failure costs the global boosters only: the "lightgbm"
-    candidate then trains on each product alone, and the job says so in its warnings."""
-    if not tasks or not needs_global_stage(job.models):
+    all trainable products (`histories`), store them as one artifact of the job. Returns
+    the payload (what the tasks carry) and the job's record of it; None when the job's
+    model choice uses no global model. A failure costs the global boosters only: the
+    "lightgbm" candidate then trains on each product alone, and the job says so in its
+    warnings."""
+    if not histories or not needs_global_stage(job.models):
         return None
     try:
-        histories = await _tenant_histories(source, tenant, job, tasks, settings)
+        tenant_histories = await _tenant_histories(source, tenant, job, histories,
+                                                   regressors, settings)
         fits = await asyncio.to_thread(
-            train_tenant_models, histories, tasks[0].regressors,
-            cutoffs_for=[task.product for task in tasks],
+            train_tenant_models, tenant_histories, regressors, cutoffs_for=list(histories),
             workers=settings.max_concurrent_training_jobs)
         payload = fits.to_bytes()
         store = store_for(settings)
@@ -217,36 +227,36 @@ async def _train_global_models(tenant: Tenant, job: TrainingJob, tasks: Sequence
                         f"or stored ({reason}); lightgbm was fitted per product instead"]
         log.warning("training.global.failed", job_id=job.id, reason=reason)
         return None
-    log.info("training.global.finished", job_id=job.id, products=len(histories),
+    log.info("training.global.finished", job_id=job.id, products=len(tenant_histories),
              boosters=len(fits.boosters), seconds=round(fits.seconds, 2))
     return payload, {**fits.summary(), "uri": artifact.uri, "sha256": artifact.sha256}
 
 
 async def _tenant_histories(source: DataSource, tenant: Tenant, job: TrainingJob,
-                            tasks: Sequence[ProductTask], settings: Settings
-                            ) -> dict[str, pd.DataFrame]:
+                            histories: dict[str, pd.DataFrame], regressors: tuple[str, ...],
+                            settings: Settings) -> dict[str, pd.DataFrame]:
     """What the global model trains on: the job's products, and for a job of some products
     only, every other product of the tenant that passes validation (same cut-off date,
     the job's regressor columns): the model is the tenant's, whichever products a job
     retrains. If the other products lack one of the job's regressors there, the job's
     products alone."""
-    histories = {task.product: task.history for task in tasks}
+    found = dict(histories)
     if not job.products:
-        return histories
+        return found
     try:
         long, report, _alignment, _warnings = await _load_and_validate(
             source, tenant, settings=settings, until=job.until, products=None)
     except OvencastError as exc:  # e.g. the sales service: the job's products alone
         log.warning("training.global.products_only", job_id=job.id, reason=exc.message)
-        return histories
-    columns = [DATE, Y, CLOSED, *tasks[0].regressors]
+        return found
+    columns = [DATE, Y, CLOSED, *regressors]
     if any(column not in long.columns for column in columns):
-        return histories
+        return found
     for product, rows in long.groupby(PRODUCT):
         name = str(product)
-        if name not in histories and not report.errors_for(name) and not rows.empty:
-            histories[name] = rows[columns].reset_index(drop=True)
-    return histories
+        if name not in found and not report.errors_for(name) and not rows.empty:
+            found[name] = rows[columns].reset_index(drop=True)
+    return found
 
 
 def retire_global_models(job: TrainingJob, settings: Settings) -> None:
