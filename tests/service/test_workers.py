@@ -115,6 +115,18 @@ async def wait_for_job(database: Database, job_id: int, workers: Workers,
     pytest.fail(f"job {job_id} did not end in {timeout} s\n{workers.logs()}")
 
 
+async def wait_for_running(database: Database, job_id: int, workers: Workers
+                           ) -> list[TrainingRun]:
+    """The job's runs in status "running", as soon as there is one."""
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while time.monotonic() < deadline:
+        running = [r for r in await runs_of(database, job_id) if r.status == "running"]
+        if running:
+            return running
+        await asyncio.sleep(0.1)
+    pytest.fail(f"no run of job {job_id} started in {JOB_TIMEOUT_S} s\n{workers.logs()}")
+
+
 async def runs_of(database: Database, job_id: int) -> list[TrainingRun]:
     async with unit_of_work(database.sessions) as session:
         return list((await session.scalars(select(TrainingRun).where(
@@ -187,12 +199,8 @@ async def test_cancelled_job_deletes_its_global_models_once_no_run_trains(
     job_id = await submit(database, products=KIEL_PRODUCTS,
                           models=["lightgbm", "prophet_holidays"])
     workers.start("w1")
+    running = await wait_for_running(database, job_id, workers)
     deadline = time.monotonic() + JOB_TIMEOUT_S
-    running: list[TrainingRun] = []
-    while time.monotonic() < deadline and not running:
-        running = [r for r in await runs_of(database, job_id) if r.status == "running"]
-        await asyncio.sleep(0.1)
-    assert running, workers.logs()
     async with unit_of_work(database.sessions) as session:
         cancelled = await jobs_service.cancel_job(session, job_id)
         record = dict(cancelled.global_models or {})
@@ -224,12 +232,7 @@ async def test_killed_worker_product_is_retried_and_trained_once(
     # worker in the middle of one.
     job_id = await submit(database, products=products, models=["prophet"])
     victim = workers.start("victim")
-    deadline = time.monotonic() + JOB_TIMEOUT_S
-    running: list[TrainingRun] = []
-    while time.monotonic() < deadline and not running:
-        running = [r for r in await runs_of(database, job_id) if r.status == "running"]
-        await asyncio.sleep(0.2)
-    assert running, workers.logs()
+    await wait_for_running(database, job_id, workers)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     workers.start("survivor")

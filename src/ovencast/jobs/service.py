@@ -100,34 +100,25 @@ async def cancel_job(session: AsyncSession, job_id: int) -> TrainingJob:
 async def close_job_if_done(session: AsyncSession, job_id: int) -> TrainingJob | None:
     """Fan-in. Under a row lock on the job, so that exactly one finishing task closes it:
     when every run has ended, set the job's final status and announce it. Returns the
-    job when its global models are now retired (the caller deletes their artifact once
-    this commits: `training_service.retire_global_models`), else None.
+    job when this call closed it or retired its global models (the caller then deletes
+    their artifact once this commits: `training_service.retire_global_models`), else None.
 
     A cancelled job is already closed, but runs that were training when it was cancelled
     go on and read its global-models artifact; the task that sees the last of them end
     retires it."""
     job = await _locked_job(session, job_id)
-    if job.status == "cancelled":
-        return await _retire_after_cancel(session, job)
-    if job.status in TERMINAL_JOB:
+    if job.status in TERMINAL_JOB and job.status != "cancelled":
         return None
     runs = await repository.runs_of(session, job_id)
     if any(run.status not in TERMINAL_RUN for run in runs):
         return None
+    if job.status == "cancelled":
+        if not training_service.mark_global_models_retired(job):
+            return None
+        await session.flush()
+        return job
     await training_service.conclude_job(session, job, runs)
     await notify_in_transaction(session, job_event(job))
-    return job
-
-
-async def _retire_after_cancel(session: AsyncSession, job: TrainingJob) -> TrainingJob | None:
-    record = job.global_models or {}
-    if not record.get("uri") or record.get("retired"):
-        return None
-    runs = await repository.runs_of(session, job.id)
-    if any(run.status not in TERMINAL_RUN for run in runs):
-        return None
-    job.global_models = {**record, "retired": True}
-    await session.flush()
     return job
 
 

@@ -259,6 +259,17 @@ async def _tenant_histories(source: DataSource, tenant: Tenant, job: TrainingJob
     return found
 
 
+def mark_global_models_retired(job: TrainingJob) -> bool:
+    """Record that the job's global-models artifact is no longer read (every product
+    artifact holds its booster; the record stays); `retire_global_models` deletes it once
+    this has committed. False when the job has none or it was already retired."""
+    record = job.global_models or {}
+    if not record.get("uri") or record.get("retired"):
+        return False
+    job.global_models = {**record, "retired": True}
+    return True
+
+
 def retire_global_models(job: TrainingJob, settings: Settings) -> None:
     """After the job's end has committed: delete its global-models artifact (the stored
     product models embed their boosters, nothing else reads it). Idempotent; a failure
@@ -473,10 +484,7 @@ async def conclude_job(session: AsyncSession, job: TrainingJob, runs: Sequence[T
                        ) -> None:
     """Every run has ended: succeeded (all trained), partial, or failed (none)."""
     trained = sum(1 for run in runs if run.status == "trained")
-    if job.global_models and job.global_models.get("uri"):
-        # Every product artifact holds its booster; the job's copy is deleted once this
-        # commits (`retire_global_models`), the record stays.
-        job.global_models = {**job.global_models, "retired": True}
+    mark_global_models_retired(job)
     job.status = "succeeded" if trained == len(runs) else ("partial" if trained else "failed")
     if not trained:
         job.error = "no product could be trained"

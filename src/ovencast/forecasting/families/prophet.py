@@ -58,6 +58,7 @@ from ovencast.forecasting.frame import DATE, Y
 if TYPE_CHECKING:
     from prophet import Prophet
 
+
 class _DropCmdStanExitCode(logging.Filter):
     """cmdstanpy logs "CmdStan error: code '-15'" when a run ends non-zero (e.g. when we
     terminate it on timeout). The same failure reaches the caller as an exception, so the
