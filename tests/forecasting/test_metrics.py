@@ -4,6 +4,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from ovencast.forecasting.metrics import Metrics, compute_metrics, seasonal_naive_scale
@@ -50,6 +51,18 @@ def test_scale_skips_closed_days(make_history: HistoryFactory) -> None:
     # Day 7 is closed (0): pairing it with day 0 would add |0 - 10| = 10.
     history = make_history([10.0] * 7 + [0.0] + [12.0] * 6, closed=[7])
     assert seasonal_naive_scale(history) == pytest.approx(2.0)
+
+
+def test_scale_reads_unsorted_rows_and_keeps_the_last_of_a_duplicated_date(
+        make_history: HistoryFactory) -> None:
+    # Week two is 12 everywhere, week one 10: scale 2. A duplicated row of day 0 (value
+    # 40) before the real one is replaced by it; rows in reverse order change nothing.
+    history = make_history([10.0] * 7 + [12.0] * 7)
+    duplicated = pd.concat([history.iloc[[0]].assign(y=40.0), history], ignore_index=True)
+    assert seasonal_naive_scale(duplicated) == pytest.approx(2.0)
+    assert seasonal_naive_scale(history.iloc[::-1]) == pytest.approx(2.0)
+    last_wins = pd.concat([history, history.iloc[[0]].assign(y=40.0)], ignore_index=True)
+    assert seasonal_naive_scale(last_wins) == pytest.approx((6 * 2 + 28) / 7)
 
 
 @pytest.mark.parametrize(

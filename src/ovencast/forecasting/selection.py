@@ -309,12 +309,13 @@ class FamilyBacktest:
                 "windows": [_json_float(m.wape) for m in self.window_metrics]}
 
 
-def backtest_family(history: pd.DataFrame, candidate: Candidate,
-                    plan: BacktestPlan) -> FamilyBacktest:
+def backtest_family(history: pd.DataFrame, candidate: Candidate, plan: BacktestPlan, *,
+                    windows: Sequence[BacktestWindow] | None = None) -> FamilyBacktest:
     """Fit `candidate` on every window's training rows and score it on the window.
-    Raises NoBacktestWindow when the plan has no window for `history`; a fit's error
-    propagates."""
-    windows = plan.windows(history)
+    `windows`: `plan.windows(history)` when the caller has them already (`select` cuts
+    them once for all candidates). Raises NoBacktestWindow when the plan has no window
+    for `history`; a fit's error propagates."""
+    windows = plan.windows(history) if windows is None else windows
     if not windows:
         raise NoBacktestWindow(_no_window_message(history, plan))
     started = time.monotonic()
@@ -441,7 +442,7 @@ def select(history: pd.DataFrame, candidates: Sequence[Candidate], plan: Backtes
         if on_backtest is not None:
             on_backtest(candidate.name, n, len(candidates))
         try:
-            results.append(backtest_family(history, candidate, plan))
+            results.append(backtest_family(history, candidate, plan, windows=windows))
         except Exception as exc:  # one candidate's failure never hides the others
             errors[candidate.name] = f"{type(exc).__name__}: {exc}"
     if not results:
