@@ -282,6 +282,22 @@ def test_future_frame_unknown_regressor_column() -> None:
         )
 
 
+def test_regressors_missing_the_same_dates_are_named_together() -> None:
+    # A weather file that ends after 3 days (two columns) and a traffic file after 4.
+    regressors = pd.DataFrame({DATE: days(4), "temperature_c": [1.0, 2.0, 3.0, None],
+                               "wind_speed": [1.0, 1.0, 1.0, None],
+                               "guests": [5.0, 5.0, 5.0, 5.0]})
+    with pytest.raises(RegressorUnavailable) as caught:
+        build_future_frame(days(6), regressors,
+                           used_regressors=["temperature_c", "wind_speed", "guests"],
+                           country=None, subdivision=None)
+    message = str(caught.value)
+    assert "temperature_c, wind_speed have no value for 3 dates: 2024-03-07..2024-03-09" \
+        in message
+    assert "guests has no value for 2 dates: 2024-03-08..2024-03-09" in message
+    assert message.count("no value") == 2
+
+
 def test_closed_future_dates_need_no_regressor_values() -> None:
     regressors = pd.DataFrame(
         {DATE: days(2), "opening_hours": [8.0, 0.0], "guests": [100.0, np.nan]}

@@ -200,9 +200,15 @@ def params_text(family: str, params: dict[str, Any]) -> str:
 def forecasts(console: Console, err_console: Console, results: Sequence[Any],
               output: str) -> None:
     frames = [r.frame for r in results if r.frame is not None]
+    # Products that fail for the same reason (a weather file that ends: every model that
+    # reads the weather) get one line naming them all.
+    failed: dict[str, list[str]] = {}
     for r in results:
         if r.error:
-            err_console.print(f"[bold red]error:[/] {r.product}: {r.error}", highlight=False)
+            failed.setdefault(r.error, []).append(r.product)
+    for error, products in failed.items():
+        err_console.print(f"[bold red]error:[/] {', '.join(products)}: {error}",
+                          highlight=False)
     if not frames:
         return
     frame = pd.concat(frames, ignore_index=True)

@@ -362,7 +362,7 @@ def build_future_frame(
     closed_at = closed.reindex(days, fill_value=False).to_numpy(dtype=bool)
     calendar = calendar_features(days, country=country, subdivision=subdivision)
     frame = pd.DataFrame({DATE: days, CLOSED: closed_at})
-    problems: list[str] = []
+    missing: dict[str, list[str]] = {}  # "N dates: ranges" -> the regressors missing them
     for name in used_regressors:
         if name in calendar.columns:
             column = calendar[name].to_numpy(dtype=float)
@@ -378,12 +378,17 @@ def build_future_frame(
             shown = ", ".join(_format_range(a, b) for a, b in runs[:MAX_RANGES_IN_MESSAGE])
             if len(runs) > MAX_RANGES_IN_MESSAGE:
                 shown += f" and {len(runs) - MAX_RANGES_IN_MESSAGE} more ranges"
-            problems.append(f"{name} has no value for {len(missing_days)} dates: {shown}")
+            missing.setdefault(f"{len(missing_days)} dates: {shown}", []).append(name)
         frame[name] = np.where(np.isnan(column), 0.0, column)
-    if problems:
+    if missing:
+        # Regressors missing the same dates (a weather or traffic file that ends) are
+        # named together: one clause per distinct gap, not one per column.
+        problems = [f"{', '.join(names)} {'has' if len(names) == 1 else 'have'} no value "
+                    f"for {gap}" for gap, names in missing.items()]
         raise RegressorUnavailable(
             "cannot forecast: the model uses regressors that are unknown for the "
             "requested dates; " + "; ".join(problems)
+            + " (import their values for these dates, or ask for earlier dates)"
         )
     return frame
 

@@ -1,0 +1,36 @@
+"""What `ovencast forecast` prints for refused products (cli/render.forecasts)."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from ovencast.cli import render
+from ovencast.forecasts.service import ProductForecast
+
+
+def _console() -> tuple[Console, io.StringIO]:
+    buffer = io.StringIO()
+    return Console(file=buffer, width=400, color_system=None), buffer
+
+
+def test_products_refused_for_the_same_reason_share_one_line() -> None:
+    weather = "cannot forecast: temperature_c has no value for 2 dates: 2023-11-01..2023-11-02"
+    results = [
+        ProductForecast(product="item_10", version=1, family="lightgbm", frame=None,
+                        error=weather),
+        ProductForecast(product="item_51", version=1, family="seasonal_naive", frame=None,
+                        error="checksum mismatch"),
+        ProductForecast(product="item_13", version=1, family="lightgbm", frame=None,
+                        error=weather),
+    ]
+    out, out_buffer = _console()
+    err, err_buffer = _console()
+
+    render.forecasts(out, err, results, "csv")
+
+    lines = err_buffer.getvalue().splitlines()
+    assert lines == [f"error: item_10, item_13: {weather}",
+                     "error: item_51: checksum mismatch"]
+    assert out_buffer.getvalue() == ""
