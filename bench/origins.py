@@ -191,7 +191,8 @@ def main() -> None:
             target = {name: windows[(name, product)].get(k) for name in names}
             if not backtests or any(target[b.candidate.name] is None for b in backtests):
                 continue
-            choice = choose(backtests, combine_top=3)
+            choice = choose(backtests, combine_top=3,
+                            prefer=policy.preferred_for(classes[product]))
             first = target[choice.members[0][0].name]
             assert first is not None
             mask = ~first[CLOSED].to_numpy()

@@ -34,3 +34,21 @@ def test_products_refused_for_the_same_reason_share_one_line() -> None:
     assert lines == [f"error: item_10, item_13: {weather}",
                      "error: item_51: checksum mismatch"]
     assert out_buffer.getvalue() == ""
+
+
+def test_the_leaderboard_line_says_why_the_global_model_was_kept() -> None:
+    details = {
+        "selection": {"basis": "backtest", "chosen": "lightgbm",
+                      "kept_preferred": {"family": "lightgbm", "margin": 0.1}},
+        "leaderboard": [{"family": "croston", "wape": 0.201},
+                        {"family": "tsb", "wape": 0.205},
+                        {"family": "seasonal_naive", "wape": 0.21},
+                        {"family": "lightgbm", "wape": 0.215, "chosen": True}],
+    }
+    assert render.leaderboard_top(details) == (
+        "croston .201, tsb .205, seasonal_naive .210, *lightgbm .215 "
+        "(lightgbm kept: no other was more than 10% better)")
+    plain = {"selection": {"basis": "backtest", "chosen": "croston"},
+             "leaderboard": [{"family": "croston", "wape": 0.1, "chosen": True},
+                             {"family": "lightgbm", "wape": 0.2}]}
+    assert render.leaderboard_top(plain) == "*croston .100, lightgbm .200"

@@ -316,6 +316,66 @@ def test_no_combination_without_enough_gain(make_history: HistoryFactory,
     assert selection.model_spec() is high
 
 
+@pytest.mark.parametrize(
+    ("other_factor", "chosen", "kept"),
+    [
+        # 5 % below the preferred one's backtest WAPE (0.095 vs 0.10): the preferred stays.
+        (1.095, "pref", "pref"),
+        # 50 % below (0.05 vs 0.10): clear evidence, the other is chosen. (Both forecast
+        # too high, so no combination of them beats the better one.)
+        (1.05, "other", None),
+        # Worse than the preferred one: the preferred is the best anyway, no override.
+        (1.2, "pref", None),
+    ],
+)
+def test_the_preferred_candidate_is_kept_unless_beaten_clearly(
+        make_history: HistoryFactory, scaled_family: str, other_factor: float, chosen: str,
+        kept: str | None) -> None:
+    values = weekly(20, noise=0.1)
+    history = make_history(values, truth=values)
+    # A forecast of truth x factor has backtest WAPE |factor - 1|.
+    preferred = Candidate("pref", scaled_family, {"factor": 1.10}, ("truth",))
+    other = Candidate("other", scaled_family, {"factor": other_factor}, ("truth",))
+    selection = select(history, [other, preferred], BacktestPlan(), prefer="pref")
+    assert (selection.chosen, selection.weighting) == (chosen, "single")
+    assert selection.kept_preferred == kept
+    expected = {"pref": 0.10, "other": abs(other_factor - 1)}[chosen]
+    assert selection.wape == pytest.approx(expected)
+    # The quantile calibration reads the chosen model's backtest forecasts.
+    assert np.sum(np.abs(selection.actual - selection.predicted)) / np.sum(
+        selection.actual) == pytest.approx(expected)
+    assert ("kept_preferred" in selection.to_dict()) == (kept is not None)
+    assert next(r for r in selection.leaderboard() if r.get("chosen"))["family"] == chosen
+    # Without a preference the lowest WAPE decides.
+    plain = select(history, [other, preferred], BacktestPlan())
+    assert plain.chosen == min(("pref", 0.10), ("other", abs(other_factor - 1)),
+                               key=lambda pair: pair[1])[0]
+
+
+def test_a_clearly_better_combination_beats_the_preferred_candidate(
+        make_history: HistoryFactory, scaled_family: str) -> None:
+    values = weekly(20, noise=0.1)
+    history = make_history(values, truth=values)
+    high = Candidate("high", scaled_family, {"factor": 1.3}, ("truth",))
+    low = Candidate("low", scaled_family, {"factor": 0.8}, ("truth",))
+    preferred = Candidate("pref", scaled_family, {"factor": 1.05}, ("truth",))
+    selection = select(history, [high, low, preferred], BacktestPlan(), prefer="pref")
+    # The best single (pref, 0.05) and the exact combination of high and low (0.0):
+    # combinations only take the top 3, which here are all three.
+    assert selection.weighting != "single"
+    assert selection.kept_preferred is None
+    assert selection.wape < 0.05 * (1 - 0.10)
+
+
+def test_only_regular_products_prefer_the_global_model() -> None:
+    policy = CandidatePolicy()
+    assert policy.preferred_for(ProductClass.HIGH_VOLUME) == "lightgbm"
+    assert policy.preferred_for("medium_volume") == "lightgbm"
+    assert policy.preferred_for("") == "lightgbm"  # unknown: treated as regular
+    assert policy.preferred_for(ProductClass.INTERMITTENT) is None
+    assert CandidatePolicy(prefer_regular=None).preferred_for("high_volume") is None
+
+
 def test_failed_candidates_are_reported_not_fatal(make_history: HistoryFactory,
                                                   scaled_family: str) -> None:
     history = make_history(weekly(20))

@@ -180,9 +180,15 @@ def leaderboard_top(details: dict[str, Any], n: int = 3) -> str:
         return f"none ({selection.get('reason', 'no backtest')})"
     if selection.get("basis") != "backtest":
         return "-"
-    rows = [r for r in details.get("leaderboard") or [] if r.get("wape") is not None][:n]
-    return ", ".join(f"{'*' if r.get('chosen') else ''}{r['family']} "
+    scored = [r for r in details.get("leaderboard") or [] if r.get("wape") is not None]
+    rows = scored[:n] + [r for r in scored[n:] if r.get("chosen")]
+    text = ", ".join(f"{'*' if r.get('chosen') else ''}{r['family']} "
                      f"{fmt(r['wape']).removeprefix('0')}" for r in rows) or "-"
+    kept = selection.get("kept_preferred")
+    if kept:  # selection.GLOBAL_PREFERENCE: why the chosen one is not the lowest
+        text += (f" ({kept['family']} kept: no other was more than "
+                 f"{float(kept['margin']):.0%} better)")
+    return text
 
 
 def params_text(family: str, params: dict[str, Any]) -> str:

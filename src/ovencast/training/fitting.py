@@ -124,7 +124,7 @@ def _fit_product(history: pd.DataFrame, plan: FitPlan, prior: PriorFit | None,
     train, _ = plan.holdout.split(history)
     try:
         selection = select(
-            train, candidates, plan.backtest,
+            train, candidates, plan.backtest, prefer=_preferred(plan),
             on_backtest=lambda name, n, total: sink("backtest", {"family": name, "n": n,
                                                                  "total": total}))
     except NoBacktestWindow as exc:
@@ -145,6 +145,14 @@ def _fit_product(history: pd.DataFrame, plan: FitPlan, prior: PriorFit | None,
     details["leaderboard"] = leaderboard
     details["quantiles"] = _quantile_details(calibration, evaluation)
     return FitResult(best=evaluation, leaderboard=leaderboard, details=details)
+
+
+def _preferred(plan: FitPlan) -> str | None:
+    """`auto` keeps the tenant's global model for a regular product unless another
+    candidate beats it clearly (selection.GLOBAL_PREFERENCE); a list of named families is
+    decided by the lowest backtest WAPE alone."""
+    return plan.candidates.preferred_for(plan.product_class) if plan.families == (AUTO,) \
+        else None
 
 
 def plan_candidates(plan: FitPlan) -> tuple[Candidate, ...]:
