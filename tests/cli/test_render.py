@@ -39,7 +39,8 @@ def test_products_refused_for_the_same_reason_share_one_line() -> None:
 def test_the_leaderboard_line_says_why_the_global_model_was_kept() -> None:
     details = {
         "selection": {"basis": "backtest", "chosen": "lightgbm",
-                      "kept_preferred": {"family": "lightgbm", "margin": 0.1}},
+                      "kept_preferred": {"family": "lightgbm", "over": "croston",
+                                         "over_wape": 0.201, "margin": 0.1}},
         "leaderboard": [{"family": "croston", "wape": 0.201},
                         {"family": "tsb", "wape": 0.205},
                         {"family": "seasonal_naive", "wape": 0.21},
@@ -47,7 +48,7 @@ def test_the_leaderboard_line_says_why_the_global_model_was_kept() -> None:
     }
     assert render.leaderboard_top(details) == (
         "croston .201, tsb .205, seasonal_naive .210, *lightgbm .215 "
-        "(lightgbm kept: no other was more than 10% better)")
+        "(lightgbm kept over croston .201: not more than 10% better)")
     plain = {"selection": {"basis": "backtest", "chosen": "croston"},
              "leaderboard": [{"family": "croston", "wape": 0.1, "chosen": True},
                              {"family": "lightgbm", "wape": 0.2}]}

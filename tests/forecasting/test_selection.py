@@ -320,7 +320,7 @@ def test_no_combination_without_enough_gain(make_history: HistoryFactory,
     ("other_factor", "chosen", "kept"),
     [
         # 5 % below the preferred one's backtest WAPE (0.095 vs 0.10): the preferred stays.
-        (1.095, "pref", "pref"),
+        (1.095, "pref", ("pref", "other", 0.095)),
         # 50 % below (0.05 vs 0.10): clear evidence, the other is chosen. (Both forecast
         # too high, so no combination of them beats the better one.)
         (1.05, "other", None),
@@ -330,7 +330,7 @@ def test_no_combination_without_enough_gain(make_history: HistoryFactory,
 )
 def test_the_preferred_candidate_is_kept_unless_beaten_clearly(
         make_history: HistoryFactory, scaled_family: str, other_factor: float, chosen: str,
-        kept: str | None) -> None:
+        kept: tuple[str, str, float] | None) -> None:
     values = weekly(20, noise=0.1)
     history = make_history(values, truth=values)
     # A forecast of truth x factor has backtest WAPE |factor - 1|.
@@ -338,7 +338,13 @@ def test_the_preferred_candidate_is_kept_unless_beaten_clearly(
     other = Candidate("other", scaled_family, {"factor": other_factor}, ("truth",))
     selection = select(history, [other, preferred], BacktestPlan(), prefer="pref")
     assert (selection.chosen, selection.weighting) == (chosen, "single")
-    assert selection.kept_preferred == kept
+    if kept is None:
+        assert selection.kept_preferred is None
+    else:
+        assert selection.kept_preferred is not None
+        assert selection.kept_preferred[:2] == kept[:2]
+        assert selection.kept_preferred[2] == pytest.approx(kept[2])
+        assert selection.to_dict()["kept_preferred"]["over"] == "other"
     expected = {"pref": 0.10, "other": abs(other_factor - 1)}[chosen]
     assert selection.wape == pytest.approx(expected)
     # The quantile calibration reads the chosen model's backtest forecasts.

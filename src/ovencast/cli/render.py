@@ -186,7 +186,8 @@ def leaderboard_top(details: dict[str, Any], n: int = 3) -> str:
                      f"{fmt(r['wape']).removeprefix('0')}" for r in rows) or "-"
     kept = selection.get("kept_preferred")
     if kept:  # selection.GLOBAL_PREFERENCE: why the chosen one is not the lowest
-        text += (f" ({kept['family']} kept: no other was more than "
+        text += (f" ({kept['family']} kept over {kept['over']} "
+                 f"{fmt(kept['over_wape']).removeprefix('0')}: not more than "
                  f"{float(kept['margin']):.0%} better)")
     return text
 

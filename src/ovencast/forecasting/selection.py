@@ -398,16 +398,14 @@ class Selection:
     windows: tuple[tuple[str, str], ...]
     actual: np.ndarray
     predicted: np.ndarray
-    # The preferred candidate when `choose` kept it over a lower backtest WAPE
-    # (`GLOBAL_PREFERENCE`), else None.
-    kept_preferred: str | None = None
+    # When `choose` kept the preferred candidate over a lower backtest WAPE
+    # (`GLOBAL_PREFERENCE`): (preferred, the choice it overruled, that choice's WAPE).
+    kept_preferred: tuple[str, str, float] | None = None
 
     @property
     def chosen(self) -> str:
         """"mstl" for a single family, "ensemble(mstl+auto_ets)" for a combination."""
-        if self.weighting == "single":
-            return self.members[0][0].name
-        return f"{ENSEMBLE}({'+'.join(c.name for c, _ in self.members)})"
+        return _label(self.members, self.weighting)
 
     def model_spec(self) -> Candidate:
         """The chosen model as one spec to fit: the single candidate, or an ensemble of
@@ -458,7 +456,9 @@ class Selection:
             "wape": _json_float(self.wape),
             "plan": self.plan.to_dict(),
             "windows": [list(w) for w in self.windows],
-            **({"kept_preferred": {"family": self.kept_preferred,
+            **({"kept_preferred": {"family": self.kept_preferred[0],
+                                   "over": self.kept_preferred[1],
+                                   "over_wape": _json_float(self.kept_preferred[2]),
                                    "margin": GLOBAL_PREFERENCE}}
                if self.kept_preferred else {}),
         }
@@ -508,7 +508,7 @@ class Choice:
     ranked: tuple[FamilyBacktest, ...]
     actual: np.ndarray
     predicted: np.ndarray
-    kept_preferred: str | None = None
+    kept_preferred: tuple[str, str, float] | None = None
 
 
 def choose(results: Sequence[FamilyBacktest], *, combine_top: int = DEFAULT_COMBINE_TOP,
@@ -542,11 +542,12 @@ def choose(results: Sequence[FamilyBacktest], *, combine_top: int = DEFAULT_COMB
             if wape < best.wape * (1.0 - min_gain) and wape < chosen_wape:
                 chosen = tuple((b.candidate, w) for b, w in zip(top, weights, strict=True))
                 weighting, chosen_wape, chosen_forecast = scheme, wape, forecast
-    kept: str | None = None
+    kept: tuple[str, str, float] | None = None
     preferred = next((b for b in finite if b.candidate.name == prefer), None)
     if (preferred is not None and chosen != ((preferred.candidate, 1.0),)
             and chosen_wape > preferred.wape * (1.0 - prefer_margin)):
-        chosen, weighting, kept = ((preferred.candidate, 1.0),), "single", prefer
+        kept = (preferred.candidate.name, _label(chosen, weighting), chosen_wape)
+        chosen, weighting = ((preferred.candidate, 1.0),), "single"
         chosen_wape = preferred.wape
         chosen_forecast = preferred.predictions[YHAT].to_numpy(dtype=float)
     actual, predicted = _open_pairs(best.predictions, chosen_forecast)
@@ -556,6 +557,13 @@ def choose(results: Sequence[FamilyBacktest], *, combine_top: int = DEFAULT_COMB
 
 
 # -- internals ----------------------------------------------------------------------------
+def _label(members: Sequence[tuple[Candidate, float]], weighting: Weighting) -> str:
+    """"mstl" for a single family, "ensemble(mstl+auto_ets)" for a combination."""
+    if weighting == "single":
+        return members[0][0].name
+    return f"{ENSEMBLE}({'+'.join(c.name for c, _ in members)})"
+
+
 def _open_pairs(predictions: pd.DataFrame, forecast: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray]:
     is_open = ~predictions[CLOSED].to_numpy(dtype=bool)
