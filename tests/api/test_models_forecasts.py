@@ -19,8 +19,9 @@ pytestmark = pytest.mark.postgres
 
 TENANT = "kiel"
 FAMILY = "seasonal_naive"
-# Three of Kiel's six products keep the training short.
-PRODUCTS = {"bread", "croissant", "rolls"}
+# Four of Kiel's six products keep the training short; seasonal_bread (sold from October
+# to January) is out of season in the August the forecasts ask for.
+PRODUCTS = {"bread", "croissant", "rolls", "seasonal_bread"}
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +115,13 @@ def test_forecasts(client: httpx.Client, trained: dict[str, int]) -> None:
                                          for i in range(14)}
     assert all(r["forecast"] >= 0 for r in rows)
     assert all(0 <= r["p10"] <= r["p50"] == r["forecast"] <= r["p90"] for r in rows)
+    notes = {m["product"]: m["notes"] for m in body["models"]}
+    assert notes == {**{product: [] for product in PRODUCTS - {"seasonal_bread"}},
+                     "seasonal_bread": [
+                         "seasonal_bread: forecast 0 on 2018-08-01..2018-08-14: outside its "
+                         "season (no sales on these days of the year in 4 years of data)"]}
+    assert all(r["forecast"] == r["p10"] == r["p90"] == 0 for r in rows
+               if r["product"] == "seasonal_bread")
 
     one = client.get(f"/api/v1/tenants/{TENANT}/forecasts",
                      params={"from": "2018-08-01", "days": 3, "product": ["rolls", "bread"]})

@@ -125,6 +125,13 @@ def test_train_until_then_forecast_every_product_and_date(trained_kiel: TrainedT
             & (frame["p50"] <= frame["p90"])).all()
     bread = frame.loc[frame["product"] == "bread"]
     assert (bread["p90"] > bread["p10"]).all()
+    # seasonal_bread is sold from October to January only: July is its off-season
+    # (forecasting/season.py), forecast 0 with a note instead of bread nobody buys.
+    seasonal = frame.loc[frame["product"] == "seasonal_bread", ["forecast", "p10", "p90"]]
+    assert (seasonal.to_numpy() == 0).all()
+    last = FIRST + timedelta(days=DAYS - 1)
+    assert (f"note: seasonal_bread: forecast 0 on {FIRST.isoformat()}..{last.isoformat()}: "
+            "outside its season") in one_line(result.stderr)
 
 
 def test_models_show_the_backtest_and_json_forecasts_carry_quantiles(

@@ -216,6 +216,8 @@ def forecasts(console: Console, err_console: Console, results: Sequence[Any],
     for error, products in failed.items():
         err_console.print(f"[bold red]error:[/] {', '.join(products)}: {error}",
                           highlight=False)
+    for note in (n for r in results for n in r.notes):
+        err_console.print(f"[bold yellow]note:[/] {note}", highlight=False)
     if not frames:
         return
     frame = pd.concat(frames, ignore_index=True)

@@ -374,8 +374,8 @@ def build_future_frame(
         unknown = np.isnan(column) & ~closed_at
         if unknown.any():
             missing_days = days[unknown]
-            runs = _runs_of_dates(missing_days)
-            shown = ", ".join(_format_range(a, b) for a, b in runs[:MAX_RANGES_IN_MESSAGE])
+            runs = runs_of_dates(missing_days)
+            shown = ", ".join(format_date_range(a, b) for a, b in runs[:MAX_RANGES_IN_MESSAGE])
             if len(runs) > MAX_RANGES_IN_MESSAGE:
                 shown += f" and {len(runs) - MAX_RANGES_IN_MESSAGE} more ranges"
             missing.setdefault(f"{len(missing_days)} dates: {shown}", []).append(name)
@@ -520,7 +520,7 @@ def _runs(dates: pd.Series, mask: pd.Series) -> tuple[DateRange, ...]:
     return tuple(runs)
 
 
-def _runs_of_dates(days: pd.DatetimeIndex) -> tuple[DateRange, ...]:
+def runs_of_dates(days: pd.DatetimeIndex) -> tuple[DateRange, ...]:
     """Runs of consecutive calendar days."""
     ordered = days.sort_values().unique()
     if len(ordered) == 0:
@@ -531,5 +531,5 @@ def _runs_of_dates(days: pd.DatetimeIndex) -> tuple[DateRange, ...]:
     return tuple((ordered[a].date(), ordered[b].date()) for a, b in zip(starts, ends, strict=True))
 
 
-def _format_range(first: date, last: date) -> str:
+def format_date_range(first: date, last: date) -> str:
     return first.isoformat() if first == last else f"{first.isoformat()}..{last.isoformat()}"

@@ -76,7 +76,8 @@ async def get_forecasts(
                 strict=True)]
     return ForecastOut(
         tenant=row.name, days=days, rows=rows,
-        models=[ForecastModelOut(product=r.product, version=r.version, family=r.family)
+        models=[ForecastModelOut(product=r.product, version=r.version, family=r.family,
+                                 notes=list(r.notes))
                 for r in succeeded],
         errors=errors)
 

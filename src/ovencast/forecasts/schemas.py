@@ -23,6 +23,12 @@ class ForecastModelOut(BaseModel):
     product: str
     version: int | None
     family: str | None
+    notes: list[str] = Field(
+        default_factory=list,
+        description="what to know about this product's rows, e.g. dates forecast 0 "
+                    "because they lie outside the product's season",
+        examples=[["seasonal_bread: forecast 0 on 2018-08-01..2018-08-07: outside its "
+                   "season (no sales on these days of the year in 4 years of data)"]])
 
 
 class ForecastErrorOut(BaseModel):

@@ -11,9 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ovencast.db.tables import Tenant
 from ovencast.errors import ForecastUnavailable, ModelNotFound, OvencastError
-from ovencast.forecasting.features import build_future_frame
+from ovencast.forecasting.features import (
+    build_future_frame,
+    format_date_range,
+    runs_of_dates,
+)
 from ovencast.forecasting.frame import CLOSED, DATE, PRODUCT, YHAT
 from ovencast.forecasting.quantiles import QuantileCalibration
+from ovencast.forecasting.season import OffSeason
 from ovencast.models import repository as models_repository
 from ovencast.models.service import load_verified
 from ovencast.settings import Settings
@@ -38,6 +43,9 @@ class ProductForecast:
     # The refused product's error class (e.g. "ChecksumMismatch") and its HTTP status.
     error_type: str | None = None
     error_status: int | None = None
+    # What the user should know about a forecast that was made (e.g. dates forecast 0
+    # because they are outside the product's season).
+    notes: tuple[str, ...] = ()
 
 
 async def forecast_tenant(session: AsyncSession, tenant: Tenant, *, settings: Settings,
@@ -85,12 +93,34 @@ async def forecast_tenant(session: AsyncSession, tenant: Tenant, *, settings: Se
                                            None, str(unavailable), type(unavailable).__name__,
                                            unavailable.status_code))
             continue
-        p10, p50, p90 = forecast_quantiles(version.details, yhat, future[CLOSED])
+        closed = future[CLOSED].to_numpy(dtype=bool)
+        off, notes = off_season_days(version.product, version.details, dates)
+        yhat = np.where(off, 0.0, yhat)
+        p10, p50, p90 = forecast_quantiles(version.details, yhat, closed | off)
         frame = pd.DataFrame({DATE: dates.date, PRODUCT: version.product, YHAT: yhat,
                               P10: p10, P50: p50, P90: p90})
         results.append(ProductForecast(version.product, version.version, version.family,
-                                       frame))
+                                       frame, notes=notes))
     return results
+
+
+def off_season_days(product: str, details: Mapping[str, Any] | None,
+                    dates: pd.DatetimeIndex) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Which `dates` are outside the product's season (`details["off_season"]`, see
+    forecasting/season.py; none for versions stored without it) and the note saying so."""
+    stored = (details or {}).get("off_season")
+    try:
+        season = OffSeason.from_dict(stored) if stored else None
+    except (KeyError, TypeError, ValueError):
+        season = None
+    if season is None:
+        return np.zeros(len(dates), dtype=bool), ()
+    off = season.mask(dates)
+    if not off.any():
+        return off, ()
+    spans = ", ".join(format_date_range(a, b) for a, b in runs_of_dates(dates[off]))
+    return off, (f"{product}: forecast 0 on {spans}: outside its season (no sales on "
+                 f"these days of the year in {season.years} years of data)",)
 
 
 def forecast_quantiles(details: Mapping[str, Any] | None, yhat: np.ndarray,

@@ -44,6 +44,7 @@ from ovencast.forecasting.frame import CLOSED, DATE, YHAT, Y
 from ovencast.forecasting.holdout import HoldoutSplit
 from ovencast.forecasting.quantiles import QuantileCalibration, calibrate, coverage
 from ovencast.forecasting.search import SearchSpec, search_prophet
+from ovencast.forecasting.season import off_season_of
 from ovencast.forecasting.selection import (
     AUTO,
     BacktestPlan,
@@ -109,7 +110,11 @@ def fit_product(history: pd.DataFrame, plan: FitPlan, *, prior: PriorFit | None 
     """Choose, score and refit one product's model (see the module docstring). Raises
     OvencastError with every reason when no candidate can be fitted."""
     with adopting(plan.global_fits, plan.product):
-        return _fit_product(history, plan, prior, emit)
+        result = _fit_product(history, plan, prior, emit)
+    season = off_season_of(history)
+    if season is not None:  # forecasts are 0 on these days of the year (forecasting/season)
+        result.details["off_season"] = season.to_dict()
+    return result
 
 
 def _fit_product(history: pd.DataFrame, plan: FitPlan, prior: PriorFit | None,

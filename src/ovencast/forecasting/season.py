@@ -1,0 +1,118 @@
+"""A product's off-season: the days of the year on which, year after year, it was never
+offered (no row at all), such as a Christmas bread's February to September.
+
+Why: a missing date is not a zero (SPEC), so training never sees the off-season, and a
+model asked for those dates forecasts as if the product were on the shelf (Kiel's
+`seasonal_bread`, sold from October to January, got about 60 EUR a day for August 2018).
+A baker planning from that bakes bread that is not sold. The off-season is known in
+advance from the product's own history, like a closed day from the calendar, so the
+forecast there is 0 and says why (`forecasts.service`).
+
+Rule (`off_season_of`): a day of the year is off-season when the product's history spans
+it in at least `MIN_YEARS` years and no row lies within `TOLERANCE_DAYS` of it in any of
+them; only runs of at least `MIN_RUN_DAYS` such days count (a two-week holiday closure is
+not a season). Computed at training from the whole history and stored with the model
+version (`details["off_season"]`), so forecasting needs no sales data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ovencast.forecasting.frame import DATE
+
+MIN_YEARS = 2
+TOLERANCE_DAYS = 7
+MIN_RUN_DAYS = 28
+DAYS_IN_YEAR = 365  # days of the year 1..365 (`_day_of_year`: 29 February counts as the 28th)
+
+
+@dataclass(frozen=True, slots=True)
+class OffSeason:
+    """Inclusive day-of-year ranges (1..365 as `_day_of_year` counts, none wrapping over
+    the new year: a season across it is two ranges) and how many years of history showed
+    them."""
+
+    ranges: tuple[tuple[int, int], ...]
+    years: int
+
+    def mask(self, dates: pd.DatetimeIndex) -> np.ndarray:
+        """True for each date whose day of the year is off-season."""
+        doy = _day_of_year(dates)
+        inside = np.zeros(len(doy), dtype=bool)
+        for start, end in self.ranges:
+            inside |= (doy >= start) & (doy <= end)
+        return inside
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ranges": [list(r) for r in self.ranges], "years": self.years}
+
+    @classmethod
+    def from_dict(cls, value: Mapping[str, Any]) -> OffSeason:
+        ranges = tuple((int(a), int(b)) for a, b in value["ranges"])
+        if any(not 1 <= a <= b <= DAYS_IN_YEAR for a, b in ranges):
+            raise ValueError(f"off-season ranges out of 1..{DAYS_IN_YEAR}: {ranges}")
+        return cls(ranges=ranges, years=int(value["years"]))
+
+
+def off_season_of(history: pd.DataFrame) -> OffSeason | None:
+    """The product's off-season (module docstring), None when it has none. `history` is
+    a history frame (date, y, closed). Every row counts as offered, a zero or a closed
+    day too: the off-season is the product's (no row at all), the shop's closures are the
+    calendar's."""
+    offered_dates = pd.DatetimeIndex(history[DATE]).normalize()
+    if offered_dates.empty:
+        return None
+    days = pd.date_range(offered_dates.min(), offered_dates.max(), freq="D")
+    offered = pd.Series(days.isin(offered_dates), index=days)
+    near = offered.rolling(2 * TOLERANCE_DAYS + 1, center=True, min_periods=1).max()
+    by_day = pd.DataFrame({"doy": _day_of_year(days), "year": days.year,
+                           "near": near.to_numpy()})
+    spanned = by_day.groupby("doy")["year"].nunique()
+    ever = by_day.groupby("doy")["near"].max()
+    off = np.zeros(DAYS_IN_YEAR + 1, dtype=bool)  # index 0 unused
+    candidates = spanned.index[(spanned >= MIN_YEARS) & (ever == 0)]
+    off[candidates.to_numpy()] = True
+    ranges = _long_runs(off[1:])
+    if not ranges:
+        return None
+    years = int(spanned.loc[[d for a, b in ranges for d in range(a, b + 1)
+                             if d in spanned.index]].min())
+    return OffSeason(ranges=tuple(ranges), years=years)
+
+
+def _day_of_year(dates: pd.DatetimeIndex) -> np.ndarray:
+    """1..365: the same calendar day gets the same number in leap years (from 1 March on,
+    one less than pandas' dayofyear; 29 February shares 28 February's)."""
+    doy = dates.dayofyear.to_numpy()
+    return np.asarray(doy - (dates.is_leap_year & (doy > 59)), dtype=int)
+
+
+def _long_runs(off: np.ndarray) -> list[tuple[int, int]]:
+    """Runs of True (days 1..365 at positions 0..364) of at least MIN_RUN_DAYS, a run
+    across the new year measured whole but returned as two ranges."""
+    n = len(off)
+    if off.all():
+        return [(1, n)]
+    # Rotate so that position 0 is a False day: no run then wraps.
+    shift = int(np.argmin(off))
+    rotated = np.roll(off, -shift)
+    runs: list[tuple[int, int]] = []
+    start = None
+    for i, value in enumerate([*rotated, False]):
+        if value and start is None:
+            start = i
+        elif not value and start is not None:
+            if i - start >= MIN_RUN_DAYS:
+                runs.append((start, i - 1))
+            start = None
+    found: list[tuple[int, int]] = []
+    for a, b in runs:
+        first, last = (a + shift) % n + 1, (b + shift) % n + 1
+        found += [(first, last)] if first <= last else [(first, n), (1, last)]
+    return sorted(found)

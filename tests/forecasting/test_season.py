@@ -1,0 +1,80 @@
+"""A product's off-season (forecasting/season.py): days of the year on which it never had
+a row, year after year."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ovencast.forecasting.features import AlignmentReport
+from ovencast.forecasting.frame import CLOSED, DATE, PRODUCT, Y
+from ovencast.forecasting.season import MIN_RUN_DAYS, OffSeason, off_season_of
+
+
+def _rows(dates: pd.DatetimeIndex) -> pd.DataFrame:
+    return pd.DataFrame({DATE: dates, Y: 10.0, CLOSED: False})
+
+
+def _winter_product(years: range) -> pd.DataFrame:
+    """Sold from 1 November to 15 January only, every year of `years`."""
+    days = pd.date_range(f"{years.start - 1}-11-01", f"{years.stop - 1}-01-15", freq="D")
+    in_season = (days.month >= 11) | ((days.month == 1) & (days.day <= 15))
+    return _rows(days[in_season])
+
+
+def test_a_winter_product_is_off_season_from_spring_to_autumn() -> None:
+    season = off_season_of(_winter_product(range(2015, 2019)))
+    assert season is not None
+    assert season.years == 3
+    # Rows up to 15 January and from 1 November, 7 days of tolerance on each side.
+    dates = pd.DatetimeIndex(["2019-01-20", "2019-01-23", "2019-06-15",
+                              "2019-10-24", "2019-10-26", "2019-12-24"])
+    assert season.mask(dates).tolist() == [False, True, True, True, False, False]
+    assert OffSeason.from_dict(season.to_dict()) == season
+
+
+def test_an_off_season_across_the_new_year_is_two_ranges() -> None:
+    # A summer product: sold from May to September.
+    days = pd.date_range("2015-05-01", "2019-09-30", freq="D")
+    season = off_season_of(_rows(days[(days.month >= 5) & (days.month <= 9)]))
+    assert season is not None
+    assert len(season.ranges) == 2
+    assert season.ranges[0][0] == 1 and season.ranges[-1][1] == 365
+    # 2020 is a leap year: its 31 December is the 366th day, counted as the 365th.
+    assert season.mask(pd.DatetimeIndex(["2020-01-01", "2020-02-29", "2020-07-01",
+                                         "2020-12-31"])).tolist() == [True, True, False, True]
+
+
+@pytest.mark.parametrize(
+    "history",
+    [
+        # Every day present (zeros and closed days are rows too): no off-season.
+        _rows(pd.date_range("2015-01-01", "2018-12-31", freq="D")).assign(
+            **{Y: 0.0, CLOSED: [d.month == 2 for d in pd.date_range(
+                "2015-01-01", "2018-12-31", freq="D")]}),
+        # The same months missing in one year only: a gap, not a season.
+        _winter_product(range(2018, 2019)),
+        # A gap shorter than MIN_RUN_DAYS every year (a holiday closure).
+        _rows(pd.DatetimeIndex([d for d in pd.date_range("2015-01-01", "2018-12-31")
+                                if not (d.month == 8 and d.day <= MIN_RUN_DAYS - 15)])),
+        _rows(pd.DatetimeIndex([])),
+    ],
+    ids=["every-day-present", "one-year-only", "short-yearly-gap", "empty"],
+)
+def test_no_off_season(history: pd.DataFrame) -> None:
+    assert off_season_of(history) is None
+
+
+def test_kiel_seasonal_bread_is_a_winter_product(
+        kiel_tenant: tuple[pd.DataFrame, AlignmentReport]) -> None:
+    long = kiel_tenant[0]
+    seasons = {str(p): off_season_of(h.drop(columns=[PRODUCT]))
+               for p, h in long.groupby(PRODUCT)}
+    assert {p for p, s in seasons.items() if s is not None} == {"seasonal_bread"}
+    season = seasons["seasonal_bread"]
+    assert season is not None
+    august = pd.date_range("2018-08-01", "2018-08-31")
+    december = pd.date_range("2018-12-01", "2018-12-24")
+    assert season.mask(august).all()
+    assert not np.any(season.mask(december))
