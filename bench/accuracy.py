@@ -17,7 +17,6 @@ with the best single family of the run.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import statistics
@@ -28,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
-from speed import import_into
+from speed import dataset_parser, import_into
 
 from ovencast.cli.main import TrainedJob, train_tenant
 from ovencast.forecasting.holdout import HoldoutSplit
@@ -84,11 +83,7 @@ def pooled(trained: TrainedJob, weights: dict[str, float]) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("dataset", type=Path)
-    parser.add_argument("--country", default="DE")
-    parser.add_argument("--subdivision", default=None)
+    parser = dataset_parser(__doc__)
     parser.add_argument("--methods", default=",".join(METHODS),
                         help="comma-separated labels of METHODS")
     args = parser.parse_args()

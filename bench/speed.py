@@ -82,12 +82,18 @@ def summarise(name: str, trained: TrainedJob, wall_s: float) -> dict[str, object
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
+def dataset_parser(description: str | None) -> argparse.ArgumentParser:
+    """The arguments of every bench script that imports and trains one dataset."""
+    parser = argparse.ArgumentParser(description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--country", default="DE")
     parser.add_argument("--subdivision", default=None)
+    return parser
+
+
+def main() -> None:
+    parser = dataset_parser(__doc__)
     parser.add_argument("--models", default="prophet")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ovencast-bench-logs-") as logs:
