@@ -1,0 +1,50 @@
+"""The benchmark scripts still run and print their figures (on the bundled Kiel data, in
+short configurations); their numbers are checked by reading them, not here."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Sequence
+
+from conftest import BUNDLED_DATA, CLI_TIMEOUT_S, REPO_ROOT, SETTINGS_ENV_VARS
+
+KIEL = BUNDLED_DATA / "kiel"
+
+
+def _bench(script: str, args: Sequence[str]) -> str:
+    # A developer's OVENCAST_HOME or DATABASE_URL must not leak into the benchmark.
+    env = {k: v for k, v in os.environ.items() if k.upper() not in SETTINGS_ENV_VARS}
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "bench" / script), *args],
+                            cwd=REPO_ROOT / "bench", env=env, capture_output=True, text=True,
+                            timeout=CLI_TIMEOUT_S, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def _wape_of(table: str, method: str) -> float:
+    """The first number of the table row of `method`."""
+    found = re.search(rf"│ {re.escape(method)}\s+│[^0-9]*([0-9]+\.[0-9]+)", table)
+    assert found, f"no row for {method!r} in\n{table}"
+    return float(found.group(1))
+
+
+def test_accuracy_prints_each_method_and_the_ratios() -> None:
+    out = _bench("accuracy.py", [str(KIEL), "--country", "DE", "--subdivision", "SH",
+                                 "--methods", "seasonal_naive,auto"])
+    # Each method's line as it finishes: "auto: WAPE 0.196 in 4 s".
+    found = dict(re.findall(r"^(\w+): WAPE ([0-9.]+) in \d+ s$", out, flags=re.MULTILINE))
+    auto, naive = float(found["auto"]), float(found["seasonal_naive"])
+    assert 0 < auto < naive < 1
+    assert re.search(r"auto / best single family \(seasonal_naive\): WAPE 0\.\d\dx", out)
+    assert re.search(r"P10-P90 coverage of the holdout days .*: \d+%", out)
+
+
+def test_origins_replays_auto_and_prints_every_candidate() -> None:
+    out = _bench("origins.py", [str(KIEL), "--country", "DE", "--subdivision", "SH",
+                                "--origins", "1"])
+    for method in ("auto", "lightgbm", "seasonal_naive", "croston", "tsb"):
+        assert 0 < _wape_of(out, method) < 1
+    assert "auto / best fixed family" in out
