@@ -81,9 +81,8 @@ def off_season_of(history: pd.DataFrame) -> OffSeason | None:
     ranges = _long_runs(off[1:])
     if not ranges:
         return None
-    years = int(spanned.loc[[d for a, b in ranges for d in range(a, b + 1)
-                             if d in spanned.index]].min())
-    return OffSeason(ranges=tuple(ranges), years=years)
+    kept = [day for first, last in ranges for day in range(first, last + 1)]
+    return OffSeason(ranges=tuple(ranges), years=int(spanned.loc[kept].min()))
 
 
 def _day_of_year(dates: pd.DatetimeIndex) -> np.ndarray:

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,8 @@ from ovencast.settings import Settings
 from ovencast.sources.base import DataSource
 from ovencast.sources.database import DatabaseSource
 from ovencast.store import store_for
+
+T = TypeVar("T")
 
 MAX_FORECAST_DAYS = 366
 P10, P50, P90 = "p10", "p50", "p90"
@@ -108,11 +110,7 @@ def off_season_days(product: str, details: Mapping[str, Any] | None,
                     dates: pd.DatetimeIndex) -> tuple[np.ndarray, tuple[str, ...]]:
     """Which `dates` are outside the product's season (`details["off_season"]`, see
     forecasting/season.py; none for versions stored without it) and the note saying so."""
-    stored = (details or {}).get("off_season")
-    try:
-        season = OffSeason.from_dict(stored) if stored else None
-    except (KeyError, TypeError, ValueError):
-        season = None
+    season = _stored(details, "off_season", OffSeason.from_dict)
     if season is None:
         return np.zeros(len(dates), dtype=bool), ()
     off = season.mask(dates)
@@ -130,12 +128,20 @@ def forecast_quantiles(details: Mapping[str, Any] | None, yhat: np.ndarray,
     see forecasting/quantiles.py). P50 is the point forecast. A version without a usable
     calibration (trained before quantiles existed, or without one out-of-sample day to
     calibrate on) gets NaN for P10 and P90: no interval rather than a made-up one."""
-    stored = (details or {}).get("quantiles")
-    try:
-        calibration = QuantileCalibration.from_dict(stored) if stored else None
-    except (KeyError, TypeError, ValueError):
-        calibration = None
+    calibration = _stored(details, "quantiles", QuantileCalibration.from_dict)
     if calibration is None:
         missing = np.full(len(yhat), np.nan)
         return missing, np.asarray(yhat, dtype=float).copy(), missing.copy()
     return calibration.interval(yhat, np.asarray(closed, dtype=bool))
+
+
+def _stored(details: Mapping[str, Any] | None, key: str,
+            parse: Callable[[Mapping[str, Any]], T]) -> T | None:
+    """`details[key]` of a model version, parsed; None when the version has none or an
+    unreadable one (stored by an older or newer ovencast): the forecast then goes without
+    it rather than failing."""
+    stored = (details or {}).get(key)
+    try:
+        return parse(stored) if stored else None
+    except (KeyError, TypeError, ValueError):
+        return None

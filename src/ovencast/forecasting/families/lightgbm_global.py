@@ -28,7 +28,7 @@ Why so few sales features (`SALES_FEATURES_DECISION`): with lags of 28-56 and 36
 means of 7 and 28 days and a same-weekday mean as well, the model leaned on single lagged
 days; over the 12 origins before each holdout of the shared data it was 6 % worse on Kiel
 and no better on North Sea. Artifacts store the feature list they were trained with
-(`features`), so a model trained with an earlier list keeps forecasting with it.
+(`sales_features`), so a model trained with an earlier list keeps forecasting with it.
 Objective: tweedie (sales are non-negative, often with zeros, and their variance grows
 with the level; on the shared data it beat squared error: North Sea holdout WAPE 0.210
 against 0.231). The target is the scaled sales; forecasts are multiplied back.
