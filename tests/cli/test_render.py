@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+from datetime import date
 
 from rich.console import Console
 
 from ovencast.cli import render
+from ovencast.db.tables import ModelVersion
 from ovencast.forecasts.service import ProductForecast
 
 
@@ -53,3 +55,32 @@ def test_the_leaderboard_line_says_why_the_global_model_was_kept() -> None:
              "leaderboard": [{"family": "croston", "wape": 0.1, "chosen": True},
                              {"family": "lightgbm", "wape": 0.2}]}
     assert render.leaderboard_top(plain) == "*croston .100, lightgbm .200"
+
+
+def test_model_versions_keep_product_names_and_metrics_whole_on_a_narrow_terminal() -> None:
+    versions = [
+        ModelVersion(product=name, version=version, family=family, is_active=active,
+                     params={}, metrics={"wape": wape, "mase": 0.9, "mape": 0.2,
+                                         "bias": -0.05},
+                     baseline_metrics={"wape": 0.3}, details={"product_class":
+                                                               "medium_volume"},
+                     sha256="ab" * 32, data_start=date(2013, 7, 1),
+                     data_end=date(2018, 7, 31))
+        for name, version, family, active, wape in [
+            ("seasonal_bread", 2, "lightgbm", True, 0.203),
+            ("seasonal_bread", 1, "mstl", False, 0.214),
+            ("confectionery", 1, "ensemble", True, 0.198)]]
+    buffer = io.StringIO()
+
+    render.model_versions(Console(file=buffer, width=100, color_system=None), versions)
+
+    rows = [line for line in buffer.getvalue().splitlines() if line.startswith("│")]
+    assert len(rows) == 3  # nothing wrapped onto a second line
+    for row, (name, version, wape) in zip(rows, [("seasonal_bread", "2 *", "0.203"),
+                                                 ("seasonal_bread", "1", "0.214"),
+                                                 ("confectionery", "1 *", "0.198")],
+                                          strict=True):
+        cells = [cell.strip() for cell in row.strip("│").split("│")]
+        assert cells[:2] == [name, version]
+        assert wape in cells and "2018-07-31" in cells
+    assert "* active version" in buffer.getvalue()

@@ -145,21 +145,26 @@ def training_result(console: Console, job: TrainingJob, runs: Sequence[TrainingR
 
 
 def model_versions(console: Console, versions: Sequence[ModelVersion]) -> None:
+    """One row per version. The product, its metrics and the data's end are never cut:
+    on a narrow terminal rich shortens the class, trials, params and checksum first."""
     table = Table(title="Model versions (metrics on the last 28 days held out)",
-                  title_justify="left")
-    for column in ("product", "version", "active", "family", "class", "trials", "WAPE",
-                   "MASE", "MAPE", "bias", "naive WAPE", "data", "params", "sha256"):
-        table.add_column(column)
+                  title_justify="left", caption="* active version", caption_justify="left")
+    widest = max((len(v.product) for v in versions), default=len("product"))
+    kept = {"product": widest, "v": 3, "family": 8, "WAPE": 5, "MASE": 5, "MAPE": 5,
+            "bias": 6, "naive\nWAPE": 5, "data to": 10}
+    for column in ("product", "v", "family", "class", "trials", "WAPE", "MASE", "MAPE",
+                   "bias", "naive\nWAPE", "data to", "params", "sha256"):
+        table.add_column(column, min_width=kept.get(column), no_wrap=column in kept)
     for v in versions:
         search = v.details.get("search") or {}
         trials = (f"{search['n_trials']}/{search['trial_budget']}"
                   + (" warm" if search.get("warm_started") else "")) if search else "-"
         table.add_row(
-            v.product, str(v.version), "*" if v.is_active else "", v.family,
+            v.product, f"{v.version}{' *' if v.is_active else ''}", v.family,
             str(v.details.get("product_class", "-")), trials,
             fmt(v.metrics.get("wape")), fmt(v.metrics.get("mase")),
             fmt(v.metrics.get("mape")), fmt(v.metrics.get("bias")),
-            fmt(v.baseline_metrics.get("wape")), f"{v.data_start}..{v.data_end}",
+            fmt(v.baseline_metrics.get("wape")), str(v.data_end),
             params_text(v.family, v.params), v.sha256[:12])
     console.print(table)
     # The leaderboards as lines under the table: the table is already as wide as a
