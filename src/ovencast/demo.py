@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -73,9 +74,24 @@ def run_demo(console: Console, settings: Settings, *, dataset: Path | None,
     plot = plot_forecasts(history, forecasts, plot_path,
                           title=f"{DEMO_TENANT}: last 8 weeks and {FORECAST_DAYS}-day forecast",
                           metrics=labels)
-    console.print(f"plot: {plot.resolve()}")
+    # soft_wrap: paths and the command stay whole for copying, however narrow the terminal.
+    console.print(f"plot: {plot.resolve()}", soft_wrap=True)
     console.print(f"job {job.id}: {job.status} in {time.monotonic() - started:.0f} s. "
-                  f"Try: OVENCAST_HOME={home} ovencast models --tenant {DEMO_TENANT}")
+                  f"Try: OVENCAST_HOME={home} {_command()} models --tenant {DEMO_TENANT}",
+                  soft_wrap=True)
+
+
+def _command() -> str:
+    """How to call ovencast from the user's shell: `ovencast` where it is on the PATH (an
+    activated virtualenv), else the console script beside this interpreter
+    (`.venv/bin/ovencast` after `make demo`)."""
+    if shutil.which("ovencast"):
+        return "ovencast"
+    script = Path(sys.executable).parent / "ovencast"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
 
 
 async def _import(settings: Settings, parsed: object, source: str
