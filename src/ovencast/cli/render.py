@@ -7,9 +7,8 @@ import math
 import threading
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -20,9 +19,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from ovencast.db.tables import ModelVersion, TrainingJob, TrainingRun
-from ovencast.forecasting.features import AlignmentReport
-from ovencast.forecasting.validation import ValidationReport
+if TYPE_CHECKING:  # cheap imports for every command (cli/main.py's docstring)
+    from ovencast.db.tables import ModelVersion, TrainingJob, TrainingRun
+    from ovencast.forecasting.features import AlignmentReport
+    from ovencast.forecasting.validation import ValidationReport
 
 STATUS_STYLE = {"trained": "green", "failed": "red", "timed_out": "yellow",
                 "succeeded": "green", "partial": "yellow"}
@@ -225,6 +225,8 @@ def forecasts(console: Console, err_console: Console, results: Sequence[Any],
         err_console.print(f"[bold yellow]note:[/] {note}", highlight=False)
     if not frames:
         return
+    import pandas as pd
+
     frame = pd.concat(frames, ignore_index=True)
     if output == "csv":
         print(frame.to_csv(index=False, float_format="%.3f"), end="")

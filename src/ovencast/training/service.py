@@ -363,10 +363,11 @@ WORKER_PRELOAD = ("ovencast.cli.main", "ovencast.training.worker", "statsforecas
 of imports: pandas, SQLAlchemy, statsforecast with statsmodels and scipy, LightGBM).
 `ovencast.cli.main`: every process the pool starts (the Manager's and each worker) first
 re-runs the parent's main script as `__mp_main__`, and the `ovencast` console script
-imports `ovencast.cli.main` at its top: 0.3 s per process, about 0.9 s before the first
-product of every `ovencast train` started. Preloaded, that re-run finds the module
-imported. (The documented way, a `"__main__"` preload, does nothing on Python 3.11: its
-fork server is never given the main script's path.)"""
+imports `ovencast.cli.main` at its top (0.3 s per process, about 0.9 s before the first
+product of every `ovencast train`, when that module still imported the services at its
+top; typer and rich still). Preloaded, that re-run finds the module imported. (The
+documented way, a `"__main__"` preload, does nothing on Python 3.11: its fork server is
+never given the main script's path.)"""
 
 
 def worker_context() -> Any:
