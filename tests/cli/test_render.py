@@ -9,7 +9,7 @@ from rich.console import Console
 
 from ovencast.cli import render
 from ovencast.db.tables import ModelVersion
-from ovencast.forecasts.service import ProductForecast
+from ovencast.forecasts.service import ProductForecast, refusals_by_reason
 
 
 def _console() -> tuple[Console, io.StringIO]:
@@ -84,3 +84,15 @@ def test_model_versions_keep_product_names_and_metrics_whole_on_a_narrow_termina
         assert cells[:2] == [name, version]
         assert wape in cells and "2018-07-31" in cells
     assert "* active version" in buffer.getvalue()
+
+
+def test_refusals_are_grouped_by_reason_in_first_seen_order() -> None:
+    def refused(product: str, error: str | None) -> ProductForecast:
+        return ProductForecast(product=product, version=1, family="lightgbm", frame=None,
+                               error=error)
+
+    grouped = refusals_by_reason([refused("rolls", "weather ends"), refused("cake", None),
+                                  refused("bread", "checksum"), refused("buns", "weather ends")])
+
+    assert grouped == {"weather ends": ["rolls", "buns"], "checksum": ["bread"]}
+    assert list(grouped) == ["weather ends", "checksum"]

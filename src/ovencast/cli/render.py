@@ -212,13 +212,9 @@ def params_text(family: str, params: dict[str, Any]) -> str:
 def forecasts(console: Console, err_console: Console, results: Sequence[Any],
               output: str) -> None:
     frames = [r.frame for r in results if r.frame is not None]
-    # Products that fail for the same reason (a weather file that ends: every model that
-    # reads the weather) get one line naming them all.
-    failed: dict[str, list[str]] = {}
-    for r in results:
-        if r.error:
-            failed.setdefault(r.error, []).append(r.product)
-    for error, products in failed.items():
+    from ovencast.forecasts.service import refusals_by_reason
+
+    for error, products in refusals_by_reason(results).items():
         err_console.print(f"[bold red]error:[/] {', '.join(products)}: {error}",
                           highlight=False)
     for note in (n for r in results for n in r.notes):

@@ -64,8 +64,9 @@ async def get_forecasts(
         status = max((r.error_status or UNKNOWN_ERROR_STATUS) for r in failed)
         body = ForecastFailedOut(
             error=errors[0].error if len({e.error for e in errors}) == 1 else "forecast_failed",
-            detail=f"no product of tenant {row.name!r} could be forecast: "
-                   + "; ".join(e.detail for e in errors),
+            detail=f"no product of tenant {row.name!r} could be forecast: " + "; ".join(
+                f"{', '.join(products)}: {reason}"
+                for reason, products in service.refusals_by_reason(failed).items()),
             errors=errors)
         return JSONResponse(status_code=status, content=body.model_dump(mode="json"))
     rows = [ForecastRow(date=day, product=r.product, forecast=float(value), p10=_number(p10),

@@ -50,6 +50,17 @@ class ProductForecast:
     notes: tuple[str, ...] = ()
 
 
+def refusals_by_reason(results: Sequence[ProductForecast]) -> dict[str, list[str]]:
+    """The refused products grouped by their error text, in first-seen order: products
+    refused for the same reason (a weather file that ends refuses every model that reads
+    the weather) are named together, so the reason is said once."""
+    grouped: dict[str, list[str]] = {}
+    for result in results:
+        if result.error:
+            grouped.setdefault(result.error, []).append(result.product)
+    return grouped
+
+
 async def forecast_tenant(session: AsyncSession, tenant: Tenant, *, settings: Settings,
                           days: int, start: date | None = None,
                           products: Sequence[str] | None = None,
