@@ -1,8 +1,8 @@
 """Publishing progress events with `pg_notify`.
 
 Events are small JSON objects tagged with the job id:
-  {"type": "product", "job_id", "product", "event": queued|started|trial|finished|failed|
-   timed_out|cancelled, ...fields}
+  {"type": "product", "job_id", "product", "event": queued|started|backtest|trial|
+   family_failed|finished|failed|timed_out, ...fields}
   {"type": "job", "job_id", "status"}  (the job's end)
 A notification is delivered only to listeners connected at that moment; a late client
 reads the current state from the database first (the WebSocket endpoint in

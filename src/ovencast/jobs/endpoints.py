@@ -135,9 +135,10 @@ def get_event_source() -> EventSource:
 async def training_job_events(websocket: WebSocket, job_id: int,
                               event_source: EventSource = Depends(get_event_source)) -> None:
     """Messages (JSON): first `{"type": "snapshot", "job_id", ...the job as GET shows it}`,
-    then `{"type": "product", "product", "event": queued|started|trial|finished|failed|
-    timed_out|cancelled, ...}` and finally `{"type": "job", "status"}`, after which the
-    server closes (1000). No such job: `{"type": "error", ...}` and close code 4404."""
+    then `{"type": "product", "product", "event": queued|started|backtest|trial|
+    family_failed|finished|failed|timed_out, ...}` and finally `{"type": "job",
+    "status"}`, after which the server closes (1000). No such job: `{"type": "error",
+    ...}` and close code 4404."""
     database = get_database(websocket)
     await websocket.accept()
     try:
