@@ -200,6 +200,37 @@ def test_expected_errors_are_one_line_without_traceback(trained_kiel: TrainedTen
     assert "Traceback" not in result.stderr
 
 
+def test_jobs_list_past_trainings_and_say_why_a_product_was_not_trained(
+        trained_kiel: TrainedTenant, run_cli: Any) -> None:
+    settings = trained_kiel.settings
+    # A second job that cannot train bread: 19 days of data up to 2013-07-19.
+    short = run_cli(["train", "--tenant", "kiel", "--until", "2013-07-19", "--products",
+                     "bread", "--models", "seasonal_naive"], settings)
+    assert short.returncode == 1
+
+    listed = run_cli(["jobs", "--tenant", "kiel"], settings)
+
+    assert listed.returncode == 0, listed.stderr
+    rows = {cells[0]: cells for cells in (
+        [c.strip() for c in line.strip("│").split("│")]
+        for line in listed.stdout.splitlines() if line.startswith("│"))}
+    first, second = rows["1"], rows[str(max(map(int, rows)))]
+    assert first[1] == "succeeded" and first[5] == UNTIL.isoformat()
+    assert first[6] == f"{len(PRODUCTS)}/{len(PRODUCTS)}" and first[7] == "-"
+    assert second[1] == "failed" and second[6:8] == ["0/1", "1 failed"]
+
+    detail = run_cli(["jobs", "--tenant", "kiel", "--job", second[0]], settings)
+    assert detail.returncode == 0, detail.stderr
+    text = one_line(detail.stdout)
+    assert f"Training job {second[0]}: failed" in text
+    assert "bread" in text and "at least 30 are needed to train" in text
+    assert "error: no product could be trained" in text
+
+    missing = run_cli(["jobs", "--tenant", "kiel", "--job", "999"], settings)
+    assert missing.returncode == 1
+    assert one_line(missing.stderr) == "error: training job 999 does not exist"
+
+
 def test_two_concurrent_trainings_of_one_tenant_both_finish(kiel_dir: Path, tmp_path: Path
                                                             ) -> None:
     settings = make_settings(tmp_path / "home")

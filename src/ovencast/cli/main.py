@@ -328,6 +328,46 @@ def models(
 
 @app.command()
 @clean_errors
+def jobs(
+    tenant: Annotated[str, typer.Option()],
+    job: Annotated[int | None, typer.Option(help="one job: its products' outcome")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="how many recent jobs")] = 20,
+) -> None:
+    """The tenant's recent training jobs, or one job's products with their outcome and
+    reason (why a product failed or timed out)."""
+    from ovencast.cli import render
+    from ovencast.db.session import unit_of_work
+    from ovencast.jobs import repository as jobs_repository
+    from ovencast.jobs import service as jobs_service
+    from ovencast.tenants import service as tenants_service
+
+    async def body(database: Database) -> Any:
+        async with unit_of_work(database.sessions) as session:
+            row = await tenants_service.get_tenant(session, tenant)
+            if job is None:
+                found = await jobs_repository.jobs_of(session, row.id, limit=limit)
+                return found, await jobs_repository.run_counts(session,
+                                                               [j.id for j in found])
+            one = await jobs_service.get_job(session, job)
+            if one.tenant_id != row.id:
+                raise OvencastError(f"training job {job} is not tenant {tenant!r}'s",
+                                    status_code=404)
+            return one, await jobs_repository.runs_of(session, one.id)
+
+    if job is None:
+        found, counts = with_database(body)
+        render.training_jobs(console, tenant, found, counts)
+        return
+    one, runs = with_database(body)
+    render.training_result(console, one, runs)
+    if one.error:
+        console.print(f"error: {one.error}", highlight=False)
+    for warning in one.warnings or []:
+        console.print(f"warning: {warning}", highlight=False)
+
+
+@app.command()
+@clean_errors
 def activate(
     tenant: Annotated[str, typer.Option()],
     product: Annotated[str, typer.Option()],

@@ -144,6 +144,32 @@ def training_result(console: Console, job: TrainingJob, runs: Sequence[TrainingR
     console.print(table)
 
 
+def training_jobs(console: Console, tenant: str, jobs: Sequence[TrainingJob],
+                  counts: dict[int, dict[str, int]]) -> None:
+    """One row per job, newest first: what it trained and how it ended."""
+    if not jobs:
+        console.print(f"tenant {tenant!r} has no training jobs yet", highlight=False)
+        return
+    table = Table(title=f"Training jobs of {tenant} (newest first)", title_justify="left")
+    for column in ("job", "status", "created (UTC)", "seconds", "models", "until",
+                   "trained", "not trained"):
+        table.add_column(column, no_wrap=column in ("job", "status", "created (UTC)"))
+    for job in jobs:
+        runs = counts.get(job.id, {})
+        seconds = ((job.finished_at - job.started_at).total_seconds()
+                   if job.finished_at and job.started_at else None)
+        others = ", ".join(f"{n} {status}" for status, n in sorted(runs.items())
+                           if status != "trained")
+        style = STATUS_STYLE.get(job.status, "")
+        table.add_row(str(job.id), f"[{style}]{job.status}[/]" if style else job.status,
+                      job.created_at.strftime("%Y-%m-%d %H:%M"), fmt(seconds, 1),
+                      ",".join(job.models or []) or "auto", str(job.until or "-"),
+                      f"{runs.get('trained', 0)}/{sum(runs.values())}", others or "-")
+    console.print(table)
+    console.print("one job's products and reasons: ovencast jobs --tenant "
+                  f"{tenant} --job ID", highlight=False)
+
+
 def model_versions(console: Console, versions: Sequence[ModelVersion]) -> None:
     """One row per version. The product, its metrics and the data's end are never cut:
     on a narrow terminal rich shortens the class, trials, params and checksum first."""

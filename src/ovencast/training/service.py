@@ -153,7 +153,8 @@ async def prepare_job(session: AsyncSession, tenant: Tenant, job: TrainingJob, *
     job.status, job.started_at = "running", utcnow()
     job.validation_report, job.alignment_report = report.to_dict(), alignment.to_dict()
     job.warnings = [*job.warnings, *source_warnings,
-                    *(issue.message for issue in report.warnings)]
+                    *(f"{issue.product}: {issue.message}" if issue.product else issue.message
+                      for issue in report.warnings)]
     tasks: list[ProductTask] = []
     rejected: dict[str, str] = {}
     for product, reason, product_class in verdicts:
