@@ -302,13 +302,14 @@ def adopting(fits: GlobalFits | None, product: str) -> Iterator[None]:
         _ADOPTING.reset(token)
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=16)
 def _parsed_booster(text: str) -> Any:
     """A booster parsed from its model text, kept for the next model that holds the same
     text: a worker process trains several products of a tenant, and each of them adopts
     the same boosters (one per cut-off); parsing one took about 4 ms, 9 of them per
     product. A parsed booster is only read (LightGBM's predict is thread-safe for one
-    booster), and 32 of them hold a few MB."""
+    booster). 16: a job needs one per cut-off (9 on North Sea, 13 on Kiel); each entry
+    holds about 1 MB (the 0.5 MB text it is keyed by, and the parsed trees)."""
     import lightgbm as lgb
 
     return lgb.Booster(model_str=text)
