@@ -12,13 +12,27 @@ HEAVY = ("pandas", "numpy", "sqlalchemy", "lightgbm", "statsforecast", "prophet"
          "fastapi", "procrastinate")
 
 
-def test_importing_the_cli_loads_no_heavy_library() -> None:
-    probe = ("import json, sys; import ovencast.cli.main; "
+def _heavy_after(*modules: str) -> list[str]:
+    """The HEAVY libraries loaded by a fresh interpreter that imports `modules`."""
+    probe = (f"import json, sys; import {', '.join(modules)}; "
              f"print(json.dumps(sorted(m for m in {list(HEAVY)!r} if m in sys.modules)))")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             check=False, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == []
+    loaded: list[str] = json.loads(result.stdout)
+    return loaded
+
+
+def test_importing_the_cli_loads_no_heavy_library() -> None:
+    assert _heavy_after("ovencast.cli.main") == []
+
+
+def test_listing_models_needs_the_database_but_no_forecasting_library() -> None:
+    # What `ovencast models` imports when it runs (cli/main.py `models`).
+    loaded = _heavy_after("ovencast.cli.main", "ovencast.cli.render",
+                          "ovencast.db.runtime", "ovencast.db.session",
+                          "ovencast.models.service", "ovencast.tenants.service")
+    assert loaded == ["sqlalchemy"]
 
 
 def test_help_lists_every_command() -> None:

@@ -5,17 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ovencast.db.tables import ModelVersion, Tenant
 from ovencast.errors import ChecksumMismatch, ModelNotFound
-from ovencast.forecasting.families import ForecastModel, load_model
 from ovencast.models import repository
 from ovencast.observability.logs import get_logger
 from ovencast.observability.metrics import CHECKSUM_FAILURES
 from ovencast.store.base import ModelStore, StoredArtifact
+
+if TYPE_CHECKING:
+    from ovencast.forecasting.families import ForecastModel
 
 log = get_logger(__name__)
 
@@ -95,4 +97,8 @@ def load_verified(store: ModelStore, version: ModelVersion) -> ForecastModel:
                   uri=version.artifact_uri, error=str(exc))
         raise ChecksumMismatch(
             f"product {version.product!r} version {version.version}: {exc}") from exc
+    # Imported here: listing or activating versions (`ovencast models`) needs no model
+    # family, and the families import pandas and the forecasting stack (0.6 s).
+    from ovencast.forecasting.families import load_model
+
     return load_model(payload)
