@@ -237,9 +237,9 @@ def params_text(family: str, params: dict[str, Any]) -> str:
 
 def forecasts(console: Console, err_console: Console, results: Sequence[Any],
               output: str) -> None:
-    frames = [r.frame for r in results if r.frame is not None]
     from ovencast.forecasts.service import refusals_by_reason
 
+    frames = [r.frame for r in results if r.frame is not None]
     for error, products in refusals_by_reason(results).items():
         err_console.print(f"[bold red]error:[/] {', '.join(products)}: {error}",
                           highlight=False)
