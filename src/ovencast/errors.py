@@ -1,24 +1,71 @@
-"""One error root. The CLI prints `message` on one line and exits non-zero; the API (later)
-turns `status_code` into the response status."""
+"""One error root with named kinds. A call site raises a class, never passes a status: the
+CLI prints `message` on one line and exits 1; the API (`api/errors.py`) derives the
+response's status and its `error` code from the class.
+
+Kinds (what the caller can do about it):
+- `NotFound`: the thing asked for does not exist (or is not the caller's to see).
+- `Conflict`: it exists but its state forbids the request (a job already ended, a name
+  taken, a product being trained).
+- `InvalidRequest`: the request or its data breaks a rule; the message says which.
+- `PayloadTooLarge`: an upload or body over its size limit.
+- `Unavailable`: something the request needs is down or not ready (database schema,
+  an upstream service); retry later.
+- `BadGateway`: an upstream service answered, but wrongly.
+- `ArtifactRefused`: a stored model artifact cannot be used (checksum mismatch,
+  missing file): a server-side integrity failure, never served.
+- `Misconfigured`: the settings contradict each other; the operator must fix them.
+- `ModelFitFailed`: no model family could be fitted to a product's data; a training
+  outcome recorded with the run, never an answer to a request.
+"""
 
 from __future__ import annotations
 
 
 class OvencastError(Exception):
-    status_code: int = 400
+    """The root: never raised itself, only through one of the named kinds below."""
 
-    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-        if status_code is not None:
-            self.status_code = status_code
 
     def __str__(self) -> str:
         return self.message
 
 
 class NotFound(OvencastError):
-    status_code = 404
+    pass
+
+
+class Conflict(OvencastError):
+    pass
+
+
+class InvalidRequest(OvencastError):
+    pass
+
+
+class PayloadTooLarge(OvencastError):
+    pass
+
+
+class Unavailable(OvencastError):
+    pass
+
+
+class BadGateway(OvencastError):
+    pass
+
+
+class ArtifactRefused(OvencastError):
+    pass
+
+
+class Misconfigured(OvencastError):
+    pass
+
+
+class ModelFitFailed(OvencastError):
+    pass
 
 
 class TenantNotFound(NotFound):
@@ -29,39 +76,37 @@ class ModelNotFound(NotFound):
     pass
 
 
-class InvalidDataset(OvencastError):
-    """A dataset file breaks a rule. `location` says where: file, line, column."""
-
-    status_code = 422
+class JobNotFound(NotFound):
+    pass
 
 
-class TrainingInProgress(OvencastError):
-    status_code = 409
-
-
-class ChecksumMismatch(OvencastError):
-    """A stored artifact's bytes do not match the SHA-256 recorded in the database."""
-
-    status_code = 500
-
-
-class ArtifactMissing(OvencastError):
-    status_code = 500
-
-
-class SchemaNotReady(OvencastError):
-    """The database has no schema, or one behind the code's head revision."""
-
-    status_code = 503
-
-
-class ForecastUnavailable(OvencastError):
-    """A forecast cannot be made, e.g. a regressor is unknown for the requested dates."""
-
-    status_code = 422
-
-
-class TenantExists(OvencastError):
+class TenantExists(Conflict):
     """A tenant of that name is already registered."""
 
-    status_code = 409
+
+class TrainingInProgress(Conflict):
+    """Another process holds the (tenant, product) training lock."""
+
+
+class JobAlreadyEnded(Conflict):
+    """The job has reached an end state; it cannot be cancelled any more."""
+
+
+class InvalidDataset(InvalidRequest):
+    """A dataset file breaks a rule. `location` says where: file, line, column."""
+
+
+class ForecastUnavailable(InvalidRequest):
+    """A forecast cannot be made, e.g. a regressor is unknown for the requested dates."""
+
+
+class ChecksumMismatch(ArtifactRefused):
+    """A stored artifact's bytes do not match the SHA-256 recorded in the database."""
+
+
+class ArtifactMissing(ArtifactRefused):
+    """Nothing is stored where the database says the artifact is."""
+
+
+class SchemaNotReady(Unavailable):
+    """The database has no schema, or one behind the code's head revision."""

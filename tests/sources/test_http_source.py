@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pandas as pd
 import pytest
 
+from ovencast.errors import TenantNotFound
 from ovencast.sources.errors import (
     UpstreamBadResponse,
     UpstreamError,
@@ -163,7 +164,7 @@ async def test_unknown_tenant_is_a_404_error_distinct_from_the_others(
     error = caught.value
     assert str(error) == ("sales service does not know tenant 'nobody' (404: tenant "
                           "'nobody' is not known to this service)")
-    assert error.status_code == 404 and error.service == "sales"
+    assert isinstance(error, TenantNotFound) and error.service == "sales"
     assert not isinstance(error, UpstreamUnavailable | UpstreamBadResponse)
 
 

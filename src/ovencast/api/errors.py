@@ -20,7 +20,18 @@ from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ovencast.errors import OvencastError
+from ovencast.errors import (
+    ArtifactRefused,
+    BadGateway,
+    Conflict,
+    InvalidRequest,
+    Misconfigured,
+    ModelFitFailed,
+    NotFound,
+    OvencastError,
+    PayloadTooLarge,
+    Unavailable,
+)
 from ovencast.observability.logs import get_logger
 
 log = get_logger(__name__)
@@ -59,21 +70,38 @@ class UnprocessableOut(ErrorOut):
     problems: list[DatasetProblemOut] | None = None
 
 
-# The root class says nothing about what went wrong: name such errors by their status.
-GENERIC_CODES = {400: "bad_request", 404: "not_found", 409: "conflict",
-                 413: "payload_too_large", 422: "unprocessable", 500: "internal_error",
-                 503: "unavailable"}
+# Each kind of error (errors.py) and what it is over HTTP: status and `error` code. A
+# subclass answers with its kind's status and its own name as code (`TenantNotFound` ->
+# 404 `tenant_not_found`); the first kind in this order that it is a subclass of decides.
+KINDS: tuple[tuple[type[OvencastError], int, str], ...] = (
+    (NotFound, 404, "not_found"),
+    (Conflict, 409, "conflict"),
+    (InvalidRequest, 422, "unprocessable"),
+    (PayloadTooLarge, 413, "payload_too_large"),
+    (Unavailable, 503, "unavailable"),
+    (BadGateway, 502, "bad_gateway"),
+    (ArtifactRefused, 500, "artifact_refused"),
+    (Misconfigured, 500, "misconfigured"),
+    (ModelFitFailed, 500, "model_fit_failed"),
+)
+UNKNOWN_KIND_STATUS = 500
 
 
-def error_code(exc: BaseException | type[BaseException] | str) -> str:
-    """`ChecksumMismatch` (an error, its class or its class name) -> `checksum_mismatch`;
-    a plain `OvencastError` is named by its status (409 -> `conflict`)."""
-    if isinstance(exc, OvencastError) and type(exc) is OvencastError:
-        return GENERIC_CODES.get(exc.status_code, "error")
-    if isinstance(exc, str):
-        name = exc
-    else:
-        name = exc.__name__ if isinstance(exc, type) else type(exc).__name__
+def status_for(error: OvencastError | type[OvencastError]) -> int:
+    """The HTTP status of an error (or error class), from its kind."""
+    cls = error if isinstance(error, type) else type(error)
+    return next((status for kind, status, _ in KINDS if issubclass(cls, kind)),
+                UNKNOWN_KIND_STATUS)
+
+
+def error_code(exc: BaseException | type[BaseException]) -> str:
+    """`ChecksumMismatch` (an error or its class) -> `checksum_mismatch`; a kind itself
+    by its code in KINDS (`Conflict` -> `conflict`)."""
+    cls = exc if isinstance(exc, type) else type(exc)
+    for kind, _, code in KINDS:
+        if cls is kind:
+            return code
+    name = cls.__name__
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
 
 
@@ -87,14 +115,14 @@ def ovencast_error_response(exc: OvencastError) -> JSONResponse:
     if isinstance(problems, list):  # a rejected dataset: every bad cell, structured
         extra["problems"] = [asdict(p) if is_dataclass(p) and not isinstance(p, type)
                              else str(p) for p in problems]
-    return JSONResponse(status_code=exc.status_code,
+    return JSONResponse(status_code=status_for(exc),
                         content=jsonable_encoder(error_body(error_code(exc), exc.message,
                                                             **extra)))
 
 
 async def _ovencast_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, OvencastError)
-    if exc.status_code >= 500:
+    if status_for(exc) >= 500:
         log.error("api.request.failed", method=request.method, path=request.url.path,
                   error=error_code(exc), detail=exc.message)
     return ovencast_error_response(exc)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 
-from ovencast.errors import OvencastError
+from ovencast.errors import InvalidRequest, NotFound, OvencastError
 from ovencast.observability.logs import configure_logging
 from ovencast.settings import Settings, get_settings
 
@@ -350,8 +350,7 @@ def jobs(
                                                                [j.id for j in found])
             one = await jobs_service.get_job(session, job)
             if one.tenant_id != row.id:
-                raise OvencastError(f"training job {job} is not tenant {tenant!r}'s",
-                                    status_code=404)
+                raise NotFound(f"training job {job} is not tenant {tenant!r}'s")
             return one, await jobs_repository.runs_of(session, one.id)
 
     if job is None:
@@ -481,7 +480,7 @@ def data_server(
     try:
         fault_list = load_faults(faults or [])
     except ValueError as exc:
-        raise OvencastError(str(exc)) from None
+        raise InvalidRequest(str(exc)) from None
     served = server.served_tenant(directory, tenant=tenant, country=country,
                                   subdivision=subdivision)
     console.print(f"serving tenant {served.name!r} from {directory} on http://{host}:{port} "
@@ -495,4 +494,4 @@ def _parse_date(value: str | None, option: str) -> date | None:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise OvencastError(f"{option}: {value!r} is not a date (YYYY-MM-DD)") from None
+        raise InvalidRequest(f"{option}: {value!r} is not a date (YYYY-MM-DD)") from None

@@ -17,7 +17,7 @@ from ovencast.datasets import service
 from ovencast.datasets.reader import REGRESSOR_FILES, SALES_FILE, parse_dataset
 from ovencast.datasets.schemas import DatasetImportOut
 from ovencast.datasets.service import ImportSummary
-from ovencast.errors import InvalidDataset, OvencastError
+from ovencast.errors import InvalidDataset, PayloadTooLarge
 from ovencast.tenants import service as tenants_service
 
 router = APIRouter(tags=["datasets"])
@@ -29,8 +29,7 @@ MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 async def _text(upload: UploadFile, file_name: str) -> str:
     payload = await upload.read(MAX_UPLOAD_BYTES + 1)
     if len(payload) > MAX_UPLOAD_BYTES:
-        raise OvencastError(f"{file_name} is larger than {MAX_UPLOAD_BYTES} bytes",
-                            status_code=413)
+        raise PayloadTooLarge(f"{file_name} is larger than {MAX_UPLOAD_BYTES} bytes")
     try:
         return payload.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from ovencast.api.dependencies import Session, SettingsDep
-from ovencast.api.errors import error_code, error_responses
+from ovencast.api.errors import error_code, error_responses, status_for
 from ovencast.forecasting.frame import DATE, YHAT
 from ovencast.forecasts import service
 from ovencast.forecasts.schemas import (
@@ -61,7 +61,8 @@ async def get_forecasts(
     if not succeeded:
         failed = [r for r in results if r.error is not None]
         # Mixed causes: the most severe status wins (a server-side refusal over a 422).
-        status = max((r.error_status or UNKNOWN_ERROR_STATUS) for r in failed)
+        status = max(status_for(r.error_kind) if r.error_kind else UNKNOWN_ERROR_STATUS
+                     for r in failed)
         body = ForecastFailedOut(
             error=errors[0].error if len({e.error for e in errors}) == 1 else "forecast_failed",
             detail=f"no product of tenant {row.name!r} could be forecast: " + "; ".join(
@@ -88,7 +89,7 @@ def _number(value: float) -> float | None:
 
 
 def _error(result: ProductForecast) -> ForecastErrorOut:
-    code = error_code(result.error_type) if result.error_type else "forecast_failed"
+    code = error_code(result.error_kind) if result.error_kind else "forecast_failed"
     return ForecastErrorOut(product=result.product, version=result.version, error=code,
                             detail=result.error or "")
 

@@ -10,7 +10,7 @@ import pandas as pd
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ovencast.db.tables import Tenant
-from ovencast.errors import ForecastUnavailable, ModelNotFound, OvencastError
+from ovencast.errors import ForecastUnavailable, InvalidRequest, ModelNotFound, OvencastError
 from ovencast.forecasting.features import (
     build_future_frame,
     format_date_range,
@@ -42,9 +42,8 @@ class ProductForecast:
     # version stored without a quantile calibration)
     frame: pd.DataFrame | None
     error: str | None = None
-    # The refused product's error class (e.g. "ChecksumMismatch") and its HTTP status.
-    error_type: str | None = None
-    error_status: int | None = None
+    # The refused product's error class (e.g. ChecksumMismatch).
+    error_kind: type[OvencastError] | None = None
     # What the user should know about a forecast that was made (e.g. dates forecast 0
     # because they are outside the product's season).
     notes: tuple[str, ...] = ()
@@ -70,7 +69,7 @@ async def forecast_tenant(session: AsyncSession, tenant: Tenant, *, settings: Se
     or whose regressors are unknown for those dates gets an `error`; the others still get
     their forecast."""
     if not 1 <= days <= MAX_FORECAST_DAYS:
-        raise OvencastError(f"days must be between 1 and {MAX_FORECAST_DAYS}", status_code=422)
+        raise InvalidRequest(f"days must be between 1 and {MAX_FORECAST_DAYS}")
     versions = list(await models_repository.list_active(session, tenant.id))
     if products:
         missing = sorted(set(products) - {v.product for v in versions})
@@ -97,14 +96,12 @@ async def forecast_tenant(session: AsyncSession, tenant: Tenant, *, settings: Se
             yhat = model.predict(future)
         except OvencastError as exc:
             results.append(ProductForecast(version.product, version.version, version.family,
-                                           None, str(exc), type(exc).__name__,
-                                           exc.status_code))
+                                           None, str(exc), type(exc)))
             continue
         except ValueError as exc:
             unavailable = ForecastUnavailable(str(exc))
             results.append(ProductForecast(version.product, version.version, version.family,
-                                           None, str(unavailable), type(unavailable).__name__,
-                                           unavailable.status_code))
+                                           None, str(unavailable), type(unavailable)))
             continue
         closed = future[CLOSED].to_numpy(dtype=bool)
         off, notes = off_season_days(version.product, version.details, dates)

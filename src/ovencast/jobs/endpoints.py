@@ -22,7 +22,7 @@ from ovencast.api.errors import error_code, error_responses
 from ovencast.db.session import unit_of_work
 from ovencast.db.tables import TrainingJob
 from ovencast.db.urls import libpq_conninfo
-from ovencast.errors import OvencastError
+from ovencast.errors import NotFound, OvencastError
 from ovencast.jobs import repository
 from ovencast.jobs import service as jobs_service
 from ovencast.jobs.schemas import (
@@ -156,7 +156,7 @@ async def training_job_events(websocket: WebSocket, job_id: int,
         return
     except OvencastError as exc:
         await _close_with_error(websocket, error_code(exc), exc.message,
-                                CLOSE_NOT_FOUND if exc.status_code == 404 else 1011)
+                                CLOSE_NOT_FOUND if isinstance(exc, NotFound) else 1011)
     except (OSError, ValueError) as exc:  # event stream unavailable (no PostgreSQL...)
         log.error("api.job_events.unavailable", job_id=job_id, error=str(exc))
         await _close_with_error(websocket, "events_unavailable",

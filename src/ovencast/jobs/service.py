@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ovencast.db.base import utcnow
 from ovencast.db.tables import Tenant, TrainingJob, TrainingRun
-from ovencast.errors import NotFound, OvencastError
+from ovencast.errors import Conflict, NotFound
 from ovencast.events.publish import notify_in_transaction
 from ovencast.jobs import repository
 from ovencast.observability.logs import get_logger
@@ -84,8 +84,7 @@ async def cancel_job(session: AsyncSession, job_id: int) -> TrainingJob:
     and do nothing); runs already training finish and are recorded."""
     job = await _locked_job(session, job_id)
     if job.status in TERMINAL_JOB:
-        raise OvencastError(f"training job {job_id} already ended ({job.status})",
-                            status_code=409)
+        raise Conflict(f"training job {job_id} already ended ({job.status})")
     for run in await repository.runs_of(session, job_id):
         if run.status == "pending":
             run.status, run.reason, run.finished_at = "cancelled", "job cancelled", utcnow()

@@ -12,14 +12,12 @@ service and the cause; a failed call never turns into an empty result.
 
 from __future__ import annotations
 
-from ovencast.errors import OvencastError, TenantNotFound
+from ovencast.errors import BadGateway, OvencastError, TenantNotFound, Unavailable
 
 
 class UpstreamError(OvencastError):
     """A call to an upstream service failed. `service`: sales, weather or traffic;
-    `cause`: what happened, in words."""
-
-    status_code = 502
+    `cause`: what happened, in words. Raised only as one of the kinds below."""
 
     def __init__(self, service: str, cause: str, message: str | None = None) -> None:
         self.service = service
@@ -27,10 +25,8 @@ class UpstreamError(OvencastError):
         super().__init__(message or f"{service} service failed: {cause}")
 
 
-class UpstreamUnavailable(UpstreamError):
+class UpstreamUnavailable(UpstreamError, Unavailable):
     """The service could not be reached, timed out or answered 5xx (after retries)."""
-
-    status_code = 503
 
     def __init__(self, service: str, cause: str) -> None:
         super().__init__(service, cause, f"{service} service unavailable: {cause}")
@@ -45,10 +41,8 @@ class CircuitOpen(UpstreamUnavailable):
                                   f"trial call in {max(retry_in_s, 0.0):.1f} s")
 
 
-class UpstreamBadResponse(UpstreamError):
+class UpstreamBadResponse(UpstreamError, BadGateway):
     """The service answered, but not with what the contract says (docs/UPSTREAM.md)."""
-
-    status_code = 502
 
     def __init__(self, service: str, cause: str) -> None:
         super().__init__(service, cause, f"{service} service sent a malformed response: "
@@ -58,18 +52,14 @@ class UpstreamBadResponse(UpstreamError):
 class UpstreamNotFound(UpstreamError, TenantNotFound):
     """404 `unknown_tenant`: the service does not know the tenant (a `TenantNotFound`)."""
 
-    status_code = 404
-
     def __init__(self, service: str, tenant: str, detail: str) -> None:
         self.tenant = tenant
         super().__init__(service, detail, f"{service} service does not know tenant "
                                           f"{tenant!r} (404: {detail})")
 
 
-class UpstreamRejected(UpstreamError):
+class UpstreamRejected(UpstreamError, BadGateway):
     """Any other 4xx: the service refused the request as it was made."""
-
-    status_code = 502
 
     def __init__(self, service: str, status: int, error: str, detail: str) -> None:
         self.status = status

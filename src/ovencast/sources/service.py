@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ovencast.db.tables import Tenant
-from ovencast.errors import OvencastError
+from ovencast.errors import Misconfigured
 from ovencast.settings import Settings
 from ovencast.sources.base import DataSource
 from ovencast.sources.breakers import BreakerRegistry
@@ -27,9 +27,9 @@ def open_data_source(session: AsyncSession, *, settings: Settings,
     if upstream_configured(settings):
         return HttpSource.from_settings(settings, breakers=breakers)
     if settings.weather_service_url or settings.traffic_service_url:
-        raise OvencastError("WEATHER_SERVICE_URL / TRAFFIC_SERVICE_URL need "
+        raise Misconfigured("WEATHER_SERVICE_URL / TRAFFIC_SERVICE_URL need "
                             "SALES_SERVICE_URL: sales come from the sales service or, "
-                            "without any of them, from imported data", status_code=500)
+                            "without any of them, from imported data")
     return DatabaseSource(session)
 
 

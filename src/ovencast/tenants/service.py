@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ovencast.db.tables import Tenant
-from ovencast.errors import OvencastError, TenantExists, TenantNotFound
+from ovencast.errors import InvalidRequest, TenantExists, TenantNotFound
 from ovencast.tenants import repository
 
 DEFAULT_TIME_ZONE = "Europe/Berlin"
@@ -19,16 +19,15 @@ def check_locale(country: str | None, subdivision: str | None, time_zone: str) -
     try:
         ZoneInfo(time_zone)
     except (ZoneInfoNotFoundError, ValueError):
-        raise OvencastError(f"unknown time zone {time_zone!r}", status_code=422) from None
+        raise InvalidRequest(f"unknown time zone {time_zone!r}") from None
     if country is None:
         if subdivision is not None:
-            raise OvencastError("a subdivision needs a country", status_code=422)
+            raise InvalidRequest("a subdivision needs a country")
         return
     try:
         holidays.country_holidays(country, subdiv=subdivision)
     except NotImplementedError as exc:
-        raise OvencastError(f"unknown country/subdivision for holidays: {exc}",
-                            status_code=422) from None
+        raise InvalidRequest(f"unknown country/subdivision for holidays: {exc}") from None
 
 
 async def get_tenant(session: AsyncSession, name: str) -> Tenant:
@@ -67,9 +66,9 @@ async def ensure_tenant(
 def check_name(name: str) -> None:
     """A new tenant's name: 1-100 characters, no '/' (the name is a URL path segment)."""
     if not name or not name.strip() or len(name) > 100:
-        raise OvencastError("tenant name must be 1-100 characters", status_code=422)
+        raise InvalidRequest("tenant name must be 1-100 characters")
     if "/" in name:
-        raise OvencastError("tenant name must not contain '/'", status_code=422)
+        raise InvalidRequest("tenant name must not contain '/'")
 
 
 async def create_tenant(

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ovencast.errors import OvencastError
+from ovencast.errors import ModelFitFailed
 from ovencast.forecasting.classes import trials_for
 from ovencast.forecasting.evaluation import Evaluation, evaluate_family
 from ovencast.forecasting.families import ForecastModel
@@ -108,7 +108,7 @@ class FitResult:
 def fit_product(history: pd.DataFrame, plan: FitPlan, *, prior: PriorFit | None = None,
                 emit: EventSink | None = None) -> FitResult:
     """Choose, score and refit one product's model (see the module docstring). Raises
-    OvencastError with every reason when no candidate can be fitted."""
+    ModelFitFailed with every reason when no candidate can be fitted."""
     with adopting(plan.global_fits, plan.product):
         result = _fit_product(history, plan, prior, emit)
     season = off_season_of(history)
@@ -137,7 +137,7 @@ def _fit_product(history: pd.DataFrame, plan: FitPlan, prior: PriorFit | None,
     except NoCandidate as exc:
         for name, error in exc.errors.items():
             sink("family_failed", {"family": name, "reason": error})
-        raise OvencastError(f"every model family failed: {exc}") from None
+        raise ModelFitFailed(f"every model family failed: {exc}") from None
     for name, error in selection.errors.items():
         sink("family_failed", {"family": name, "reason": error})
     evaluation, fallback_errors = _evaluate_first(history, plan, selection.alternatives())
@@ -194,7 +194,7 @@ def _evaluate_first(history: pd.DataFrame, plan: FitPlan, specs: Iterable[Candid
                                    params=spec.params, holdout=plan.holdout), errors
         except Exception as exc:
             errors.append(f"{spec.name}: {type(exc).__name__}: {exc}")
-    raise OvencastError("every model family failed: " + "; ".join(errors))
+    raise ModelFitFailed("every model family failed: " + "; ".join(errors))
 
 
 def _fit_without_backtest(history: pd.DataFrame, plan: FitPlan,
@@ -219,7 +219,7 @@ def _fit_prophet_alone(history: pd.DataFrame, plan: FitPlan, prior: PriorFit | N
     except Exception as exc:
         reason = f"prophet: {type(exc).__name__}: {exc}"
         sink("family_failed", {"family": "prophet", "reason": reason})
-        raise OvencastError(f"every model family failed: {reason}") from None
+        raise ModelFitFailed(f"every model family failed: {reason}") from None
     leaderboard: list[dict[str, Any]] = [{"family": "prophet",
                                           "wape": _json(evaluation.metrics.wape)}]
     details["search"] = search

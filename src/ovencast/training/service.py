@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ovencast.db.base import utcnow
 from ovencast.db.tables import Tenant, TrainingJob, TrainingRun
-from ovencast.errors import InvalidDataset, NotFound, OvencastError
+from ovencast.errors import InvalidDataset, InvalidRequest, NotFound, OvencastError
 from ovencast.forecasting.classes import ClassThresholds
 from ovencast.forecasting.families.lightgbm_global import LIGHTGBM
 from ovencast.forecasting.features import AlignmentReport, build_tenant_frame
@@ -77,15 +77,15 @@ def parse_families(models: Sequence[str] | None) -> tuple[str, ...]:
     not combine with names."""
     families = tuple(dict.fromkeys(m.strip() for m in (models or DEFAULT_FAMILIES) if m.strip()))
     if AUTO in families and len(families) > 1:
-        raise OvencastError(f"'{AUTO}' selects among the product class's candidates; it "
-                            "cannot be combined with named families", status_code=422)
+        raise InvalidRequest(f"'{AUTO}' selects among the product class's candidates; it "
+                             "cannot be combined with named families")
     for family in families:
         if family == AUTO:
             continue
         try:
             resolve_candidate(family)
         except ValueError as exc:
-            raise OvencastError(str(exc), status_code=422) from None
+            raise InvalidRequest(str(exc)) from None
     return families or DEFAULT_FAMILIES
 
 
