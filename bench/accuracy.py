@@ -29,11 +29,11 @@ from rich.console import Console
 from rich.table import Table
 from speed import dataset_parser, import_into
 
-from ovencast.cli.main import TrainedJob, train_tenant
 from ovencast.forecasting.holdout import HoldoutSplit
 from ovencast.observability.logs import configure_logging
 from ovencast.settings import Settings
-from ovencast.training.service import stop_workers
+from ovencast.training.embedded import TrainedJob, train_tenant
+from ovencast.training.pool import stop_workers
 
 TENANT = "bench"
 # (label, --models): every single family, the original approach, and auto.
@@ -99,7 +99,7 @@ def main() -> None:
             import_into(settings, args.dataset, args.country, args.subdivision)
             stop_workers()  # each method starts its worker processes from cold
             started = time.perf_counter()
-            trained = train_tenant(settings, TENANT, models=METHODS[label], quiet=True)
+            trained = train_tenant(settings, TENANT, models=METHODS[label])
             rows[label] = {**pooled(trained, weights),
                            "seconds": time.perf_counter() - started}
             console.print(f"{label}: WAPE {rows[label]['wape']:.3f} in "

@@ -38,12 +38,9 @@ from rich.table import Table
 from selection import load
 
 from ovencast.forecasting.classes import ProductClass
-from ovencast.forecasting.families.lightgbm_global import (
-    LIGHTGBM,
-    LightGBMModel,
-    adopting,
-    train_global,
-)
+from ovencast.forecasting.families.base import FitContext
+from ovencast.forecasting.families.global_fits import LIGHTGBM
+from ovencast.forecasting.families.lightgbm_global import LightGBMModel, train_global
 from ovencast.forecasting.frame import CLOSED, DATE, PRODUCT, YHAT, Y
 from ovencast.forecasting.selection import (
     SEASONAL_LAG_DAYS,
@@ -106,10 +103,10 @@ def lightgbm_windows(histories: Mapping[str, pd.DataFrame], regressors: Sequence
     out: dict[str, Windows] = {}
     for product, history in histories.items():
         out[product] = {}
-        with adopting(fits, product):
-            for j, train, test in grid(history, n):
-                model = LightGBMModel(regressors=regressors).fit(train)
-                out[product][j] = scored(test, model.predict(test))
+        context = FitContext(product=product, global_fits=fits)
+        for j, train, test in grid(history, n):
+            model = LightGBMModel(regressors=regressors).fit(train, context=context)
+            out[product][j] = scored(test, model.predict(test))
     return out, fits.seconds
 
 

@@ -28,15 +28,15 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from ovencast.cli.main import TrainedJob, train_tenant, with_database
 from ovencast.datasets import service as datasets_service
 from ovencast.datasets.reader import read_dataset_dir
-from ovencast.db.runtime import Database
+from ovencast.db.runtime import Database, run_with_database
 from ovencast.db.session import unit_of_work
 from ovencast.observability.logs import configure_logging
 from ovencast.settings import Settings
 from ovencast.tenants import service as tenants_service
-from ovencast.training.service import stop_workers
+from ovencast.training.embedded import TrainedJob, train_tenant
+from ovencast.training.pool import stop_workers
 
 TENANT = "bench"
 
@@ -52,7 +52,7 @@ def import_into(settings: Settings, directory: Path, country: str | None,
             await datasets_service.import_dataset(session, tenant, parsed,
                                                   source=str(directory))
 
-    with_database(body, settings)
+    run_with_database(settings, body)
     return parsed.last_date
 
 
@@ -60,7 +60,7 @@ def timed_train(settings: Settings, *, until: date | None, models: list[str] | N
                 ) -> tuple[TrainedJob, float]:
     stop_workers()  # every run starts its worker processes from cold, as `ovencast train`
     started = time.perf_counter()
-    trained = train_tenant(settings, TENANT, until=until, models=models, quiet=True)
+    trained = train_tenant(settings, TENANT, until=until, models=models)
     return trained, time.perf_counter() - started
 
 

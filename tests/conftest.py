@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
+import httpx
 import numpy as np
 import pytest
 
@@ -37,8 +38,18 @@ from ovencast.db.runtime import Database
 from ovencast.db.session import unit_of_work
 from ovencast.db.tables import TrainingJob, TrainingRun
 from ovencast.settings import Settings, get_settings
+from ovencast.sources.breakers import BreakerRegistry
+from ovencast.sources.http import HttpSource
 from ovencast.tenants import service as tenants_service
-from ovencast.training import service as training_service
+from ovencast.testing.upstream_server import (
+    RunningServer,
+    ServedTenant,
+    serve_in_thread,
+    served_tenant,
+)
+from ovencast.training import pool
+from ovencast.training.embedded import finish_training, prepare_training
+from ovencast.training.prepare import PreparedJob
 from ovencast.training.task import ProductTask
 
 T = TypeVar("T")
@@ -350,7 +361,7 @@ async def import_directory(database: Database, tenant: str, directory: Path, *,
 class JobResult:
     job: TrainingJob
     runs: dict[str, TrainingRun]
-    prepared: training_service.PreparedJob
+    prepared: PreparedJob
 
 
 async def train_in_process(
@@ -359,24 +370,93 @@ async def train_in_process(
     settings: Settings | None = None,
     adjust_tasks: Callable[[list[ProductTask]], list[ProductTask]] | None = None,
 ) -> JobResult:
-    """What `ovencast train` does (prepare, process pool, finish), without the CLI.
-    `adjust_tasks` may replace tasks before they go to the pool."""
+    """What `ovencast train` does (training.embedded: prepare, process pool, finish) on
+    this test's database. `adjust_tasks` may replace tasks before they go to the pool."""
     settings = settings or database.settings
-    # Two units of work, as the CLI and the service shape: the job row commits first.
-    async with unit_of_work(database.sessions) as session:
-        row = await tenants_service.get_tenant(session, tenant)
-        job = await training_service.new_job(session, row, products=products, until=until,
-                                             models=models)
-    async with unit_of_work(database.sessions) as session:
-        row = await tenants_service.get_tenant(session, tenant)
-        job = await training_service.get_job(session, job.id)
-        prepared = await training_service.prepare_job(session, row, job, settings=settings)
+    prepared = await prepare_training(database, tenant, products=products, until=until,
+                                      models=models)
     tasks = list(prepared.tasks)
     if adjust_tasks is not None:
         tasks = adjust_tasks(tasks)
-    outcomes = await asyncio.to_thread(training_service.run_tasks, tasks, settings=settings)
-    async with unit_of_work(database.sessions) as session:
-        job = await training_service.finish_job(session, prepared.job_id, outcomes)
-        runs = await training_service.job_runs(session, job.id)
-    training_service.retire_global_models(job, settings)
-    return JobResult(job=job, runs={r.product: r for r in runs}, prepared=prepared)
+    outcomes = await asyncio.to_thread(pool.run_tasks, tasks, settings=settings)
+    trained = await finish_training(database, prepared.job_id, outcomes)
+    return JobResult(job=trained.job, runs={r.product: r for r in trained.runs},
+                     prepared=prepared)
+
+
+# ---------------------------------------------------------------- upstream data server
+# The real data server (ovencast.testing.upstream_server) on an ephemeral loopback port
+# (in a thread, uvicorn), settings pointing at it, and its admin endpoints: used by the
+# tests of sources/ (the HTTP client) and of testing/ (the server itself).
+UPSTREAM_TENANT = "kiel"
+
+
+
+@pytest.fixture(scope="session")
+def kiel_served(kiel_dir: Path) -> ServedTenant:
+    """The Kiel data as the services hold it (parsed once per session)."""
+    return served_tenant(kiel_dir, tenant=UPSTREAM_TENANT, country="DE", subdivision="SH")
+
+
+@pytest.fixture
+def data_server(kiel_served: ServedTenant) -> Iterator[RunningServer]:
+    """A fresh data server (no faults, zero counters) serving the Kiel data."""
+    with serve_in_thread(kiel_served) as server:
+        yield server
+
+
+class Admin:
+    """The data server's admin endpoints."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def faults(self, *specs: str | dict[str, Any], replace: bool = True) -> None:
+        response = httpx.post(f"{self.url}/_faults",
+                              json={"faults": list(specs), "replace": replace})
+        response.raise_for_status()
+
+    def clear_faults(self) -> None:
+        httpx.delete(f"{self.url}/_faults").raise_for_status()
+
+    def requests(self, service: str | None = None) -> int:
+        stats = httpx.get(f"{self.url}/_stats").json()
+        return int(stats["total"] if service is None else stats["requests"][service])
+
+    def reset_stats(self) -> None:
+        httpx.delete(f"{self.url}/_stats").raise_for_status()
+
+
+@pytest.fixture
+def admin(data_server: RunningServer) -> Admin:
+    return Admin(data_server.url)
+
+
+def upstream_settings(home: Path, url: str | None, **overrides: Any) -> Settings:
+    """Settings with all three services at `url`, short timeouts and fast retries."""
+    values: dict[str, Any] = {
+        "ovencast_home": home,
+        "sales_service_url": url, "weather_service_url": url, "traffic_service_url": url,
+        "http_connect_timeout": 2.0, "http_read_timeout": 5.0,
+        "http_write_timeout": 2.0, "http_pool_timeout": 2.0,
+        "upstream_retry_attempts": 3, "upstream_retry_total_s": 5.0,
+        "upstream_retry_initial_s": 0.01, "upstream_retry_max_s": 0.05,
+        "upstream_retry_jitter_s": 0.01,
+        "breaker_sales_recovery_s": 0.5, "breaker_weather_recovery_s": 0.5,
+        "breaker_traffic_recovery_s": 0.5,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def http_source(tmp_path: Path, data_server: RunningServer) -> Callable[..., HttpSource]:
+    """Factory: `http_source(**settings_overrides)` -> an HttpSource on the data server
+    with breakers of its own. Use it as `async with http_source() as source:`."""
+
+    def make(**overrides: Any) -> HttpSource:
+        settings = upstream_settings(tmp_path / "home", data_server.url, **overrides)
+        return HttpSource.from_settings(settings,
+                                        breakers=BreakerRegistry.from_settings(settings))
+
+    return make

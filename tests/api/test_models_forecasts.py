@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ovencast.cli.main import train_tenant
 from ovencast.settings import Settings
 from ovencast.store import artifact_key
+from ovencast.training.embedded import train_tenant
 
 from .conftest import dataset_files
 
@@ -32,12 +32,10 @@ def trained(client: httpx.Client, api_settings: Settings, kiel_dir: Path) -> dic
                                                 "subdivision": "SH"}).status_code == 201
     upload = client.post(f"/api/v1/tenants/{TENANT}/datasets", files=dataset_files(kiel_dir))
     assert upload.status_code == 201, upload.text
-    first = train_tenant(api_settings, TENANT, products=sorted(PRODUCTS), models=[FAMILY],
-                         quiet=True)
+    first = train_tenant(api_settings, TENANT, products=sorted(PRODUCTS), models=[FAMILY])
     assert {r.product: r.status for r in first.runs} == dict.fromkeys(PRODUCTS,
                                                                       "trained")
-    second = train_tenant(api_settings, TENANT, products=["bread"], models=[FAMILY],
-                          quiet=True)
+    second = train_tenant(api_settings, TENANT, products=["bread"], models=[FAMILY])
     assert second.job.status == "succeeded"
     return {**dict.fromkeys(PRODUCTS, 1), "bread": 2}
 

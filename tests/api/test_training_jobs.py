@@ -15,8 +15,9 @@ from websockets.sync.client import ClientConnection, connect
 
 from conftest import write_tiny_dataset
 from ovencast.db.urls import libpq_conninfo
+from ovencast.events.progress import Started
 from ovencast.events.publish import EventPublisher
-from ovencast.jobs.service import PREPARE_TASK, product_event
+from ovencast.jobs.service import PREPARE_TASK
 
 from .conftest import RunningServer, dataset_files
 
@@ -139,8 +140,8 @@ def test_events_snapshot_then_live_events_until_the_end(
                 "snapshot", job_id, "queued")
             assert snapshot["links"]["cancel"].endswith(f"/{job_id}/cancel")
             # The snapshot is sent after the subscription: everything from now on arrives.
-            publisher.publish(product_event(job_id, "bread", "started"))
-            publisher.publish(product_event(job_id + 1000, "bread", "started"))  # not ours
+            publisher.publish(Started(job_id=job_id, product="bread"))
+            publisher.publish(Started(job_id=job_id + 1000, product="bread"))  # not ours
             assert receive(ws) == {"type": "product", "job_id": job_id, "product": "bread",
                                    "event": "started"}
             assert client.post(f"/api/v1/training-jobs/{job_id}/cancel").status_code == 200

@@ -31,7 +31,6 @@ from ovencast.db.runtime import Database
 from ovencast.db.session import unit_of_work
 from ovencast.db.tables import ModelVersion, TrainingJob
 from ovencast.settings import Settings
-from ovencast.store import open_store
 
 UNTIL = date(2018, 6, 30)
 FIRST = UNTIL + timedelta(days=1)
@@ -161,8 +160,7 @@ def test_corrupted_artifact_is_refused_and_other_products_still_forecast(
         trained_kiel: TrainedTenant, run_cli: Any) -> None:
     settings = trained_kiel.settings
     version = next(v for v in _versions(settings) if v.product == "rolls")
-    store = open_store(settings.resolved_model_storage_path, backup_enabled=False)
-    path = Path(settings.resolved_model_storage_path) / store.key_for(version.artifact_uri)
+    path = Path(settings.resolved_model_storage_path) / version.artifact_key
     original = path.read_bytes()
     corrupted = bytearray(original)
     corrupted[len(corrupted) // 2] ^= 0x01
@@ -271,5 +269,5 @@ def test_two_concurrent_trainings_of_one_tenant_both_finish(kiel_dir: Path, tmp_
         mine = [v for v in versions if v.product == product]
         assert [v.version for v in mine] == [1, 2]
         assert [v.version for v in mine if v.is_active] == [2]
-        assert len({v.artifact_uri for v in mine}) == 2
+        assert len({v.artifact_key for v in mine}) == 2
         assert {v.training_job_id for v in mine} == {j.id for j in jobs}

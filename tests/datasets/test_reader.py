@@ -15,7 +15,7 @@ from ovencast.datasets.reader import (
     parse_dataset,
     read_dataset_dir,
 )
-from ovencast.errors import InvalidDataset
+from ovencast.errors import InvalidDataset, InvalidRequest
 
 GOOD_SALES = (
     "date,product,quantity\n"
@@ -105,7 +105,7 @@ def test_bad_cell_is_reported_with_file_line_and_column(case: BadCase) -> None:
     for word in case.words:
         assert word in message
     assert isinstance(raised.value, InvalidDataset)
-    assert raised.value.status_code == 422
+    assert isinstance(raised.value, InvalidRequest)
     problems = [p for p in raised.value.problems if p.file == case.file]
     assert [(p.line, p.column) for p in problems] == [(case.line, case.column)]
 

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ovencast.forecasting.families.base import FAMILIES, ForecastModel
+from ovencast.forecasting.families.base import FitContext, ForecastModel
+from ovencast.forecasting.families.registry import FAMILY_CLASSES
 from ovencast.forecasting.features import AlignmentReport, build_tenant_frame
 from ovencast.forecasting.frame import CLOSED, DATE, PRODUCT, Y
 
@@ -20,7 +21,7 @@ class _Oracle(ForecastModel):
 
     family = "test_oracle"
 
-    def _fit(self, history: pd.DataFrame) -> None:
+    def _fit(self, history: pd.DataFrame, context: FitContext) -> None:
         pass
 
     def _predict(self, future: pd.DataFrame) -> np.ndarray:
@@ -37,7 +38,7 @@ class _Oracle(ForecastModel):
 def oracle_family(monkeypatch: pytest.MonkeyPatch) -> str:
     """Registers the test family for one test; `kiel_dir`/`northsea_dir` come from the
     root conftest."""
-    monkeypatch.setitem(FAMILIES, _Oracle.family, _Oracle)
+    monkeypatch.setitem(FAMILY_CLASSES, _Oracle.family, f"{__name__}:_Oracle")
     return _Oracle.family
 
 

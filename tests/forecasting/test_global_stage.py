@@ -11,7 +11,9 @@ import pandas as pd
 import pytest
 
 from ovencast.forecasting.families import lightgbm_global
-from ovencast.forecasting.families.lightgbm_global import LOCAL_PRODUCT, GlobalFits
+from ovencast.forecasting.families.base import FitContext
+from ovencast.forecasting.families.global_fits import GlobalFits
+from ovencast.forecasting.families.lightgbm_global import LOCAL_PRODUCT
 from ovencast.forecasting.frame import CLOSED, DATE, Y
 from ovencast.forecasting.global_stage import (
     cutoffs_of,
@@ -140,7 +142,7 @@ def _train_tenant(histories: dict[str, pd.DataFrame], holdout: HoldoutSplit
     for product, history in histories.items():
         plan = FitPlan(families=(AUTO,), product_class="high_volume", country=None,
                        subdivision=None, regressors=(), time_limit_s=600, holdout=holdout,
-                       global_fits=fits, product=product)
+                       context=FitContext(product=product, global_fits=fits))
         results[product] = fit_product(history, plan)
     return fits, results
 

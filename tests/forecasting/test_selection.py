@@ -11,9 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ovencast.events.progress import Backtest, ProductEvent
 from ovencast.forecasting.classes import ProductClass
-from ovencast.forecasting.families.base import FAMILIES, ForecastModel
+from ovencast.forecasting.families.base import FitContext, ForecastModel
 from ovencast.forecasting.families.ensemble import EnsembleModel
+from ovencast.forecasting.families.registry import FAMILY_CLASSES
 from ovencast.forecasting.frame import CLOSED, DATE, Y
 from ovencast.forecasting.holdout import HoldoutSplit
 from ovencast.forecasting.selection import (
@@ -256,7 +258,7 @@ class _Scaled(ForecastModel):
 
     family = "test_scaled"
 
-    def _fit(self, history: pd.DataFrame) -> None:
+    def _fit(self, history: pd.DataFrame, context: FitContext) -> None:
         pass
 
     def _predict(self, future: pd.DataFrame) -> np.ndarray:
@@ -271,7 +273,7 @@ class _Scaled(ForecastModel):
 
 @pytest.fixture
 def scaled_family(monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setitem(FAMILIES, _Scaled.family, _Scaled)
+    monkeypatch.setitem(FAMILY_CLASSES, _Scaled.family, f"{__name__}:_Scaled")
     return _Scaled.family
 
 
@@ -446,13 +448,13 @@ def test_auto_short_history_falls_back_to_the_first_candidate(
 
 
 def test_fit_product_emits_backtest_progress(make_history: HistoryFactory) -> None:
-    events: list[tuple[str, dict[str, Any]]] = []
+    events: list[ProductEvent] = []
     plan = FitPlan(families=("seasonal_naive", "croston"), product_class="medium_volume",
-                   country=None, subdivision=None, regressors=(), time_limit_s=600)
-    result = fit_product(make_history(weekly(30, noise=0.1)), plan,
-                         emit=lambda event, fields: events.append((event, fields)))
-    assert [e for e in events if e[0] == "backtest"] == [
-        ("backtest", {"family": "seasonal_naive", "n": 1, "total": 2}),
-        ("backtest", {"family": "croston", "n": 2, "total": 2})]
+                   country=None, subdivision=None, regressors=(), time_limit_s=600,
+                   context=FitContext(product="bread"), job_id=7)
+    result = fit_product(make_history(weekly(30, noise=0.1)), plan, emit=events.append)
+    assert [e for e in events if isinstance(e, Backtest)] == [
+        Backtest(job_id=7, product="bread", family="seasonal_naive", n=1, total=2),
+        Backtest(job_id=7, product="bread", family="croston", n=2, total=2)]
     assert result.details["quantiles"]["source"] == "backtest"
     json.dumps(result.details, allow_nan=False)

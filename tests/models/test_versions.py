@@ -48,10 +48,10 @@ async def test_each_training_adds_a_version_and_activate_rolls_back(
     versions = await _versions(database, "bread")
     assert [(v.version, v.is_active) for v in versions] == [(1, False), (2, True)]
     assert [v.data_end for v in versions] == [FIRST_UNTIL, date(2024, 3, 30)]
-    assert versions[0].artifact_uri != versions[1].artifact_uri
+    assert versions[0].artifact_key != versions[1].artifact_key
     store = _store(settings)
     for version in versions:  # both artifacts are kept and verify
-        assert store.load(version.artifact_uri, expected_sha256=version.sha256)
+        assert store.load(version.artifact_key, expected_sha256=version.sha256)
     assert second.runs["bread"].model_version_id == versions[1].id
 
     result = run_cli(["activate", "--tenant", "t1", "--product", "bread", "--version", "1"],
@@ -97,10 +97,10 @@ async def test_without_versioning_the_version_is_overwritten_and_backed_up(
     assert after.sha256 != before.sha256
     # The new artifact got a key of its own (nothing is overwritten before the database
     # points at it); the replaced one left its place for the backups.
-    assert after.artifact_uri != before.artifact_uri
+    assert after.artifact_key != before.artifact_key
     store = _store(settings)
-    assert not store.exists(before.artifact_uri)
-    current = store.load(after.artifact_uri, expected_sha256=after.sha256)
+    assert not store.exists(before.artifact_key)
+    current = store.load(after.artifact_key, expected_sha256=after.sha256)
     assert load_model(current).family == "seasonal_naive"
     # The replaced artifact is kept: exactly one backup, holding the old bytes.
     backups = store.list(f"{BACKUP_PREFIX}/")
@@ -138,7 +138,7 @@ async def test_killed_training_without_versioning_leaves_the_active_model_loadab
 
     assert (after.sha256, after.data_end) == (active.sha256, FIRST_UNTIL)
     # The version the database calls active must still load.
-    _store(settings).load(after.artifact_uri, expected_sha256=after.sha256)
+    _store(settings).load(after.artifact_key, expected_sha256=after.sha256)
 
 
 async def _wait_for_lock_waiter(database: Database, *, timeout_s: float = 120.0) -> int:
@@ -187,4 +187,4 @@ async def test_failed_recording_without_versioning_keeps_the_active_artifact(
     assert failed.runs["bread"].status == "failed"
     assert failed.runs["bread"].reason
     assert (after.sha256, after.data_end) == (active.sha256, FIRST_UNTIL)
-    _store(settings).load(after.artifact_uri, expected_sha256=after.sha256)
+    _store(settings).load(after.artifact_key, expected_sha256=after.sha256)

@@ -109,7 +109,7 @@ async def wait_for_job(database: Database, job_id: int, workers: Workers,
         async with unit_of_work(database.sessions) as session:
             job = await session.get(TrainingJob, job_id)
             assert job is not None
-            if job.status in jobs_service.TERMINAL_JOB:
+            if job.status.ended:
                 return job
         await asyncio.sleep(0.5)
     pytest.fail(f"job {job_id} did not end in {timeout} s\n{workers.logs()}")
@@ -144,7 +144,7 @@ async def test_job_fans_out_to_two_workers_and_streams_events_in_order(
 
         async def collect() -> None:
             async for event in stream:
-                events.append(event)
+                events.append(event.model_dump(mode="json"))
 
         await asyncio.wait_for(collect(), timeout=JOB_TIMEOUT_S)
     job = await wait_for_job(database, job_id, workers)
@@ -180,7 +180,7 @@ async def test_global_model_is_trained_once_and_adopted_on_every_worker(
     # Trained on all six Kiel products, though the job retrains four of them.
     assert record["products"] == 6 and record["retired"] is True
     store = store_for(service_settings)
-    assert not store.exists(record["uri"])
+    assert not store.exists(record["key"])
     async with unit_of_work(database.sessions) as session:
         versions = (await session.scalars(select(ModelVersion).where(
             ModelVersion.training_job_id == job_id))).all()
@@ -204,9 +204,9 @@ async def test_cancelled_job_deletes_its_global_models_once_no_run_trains(
     async with unit_of_work(database.sessions) as session:
         cancelled = await jobs_service.cancel_job(session, job_id)
         record = dict(cancelled.global_models or {})
-    assert record.get("uri") and not record.get("retired"), record
+    assert record.get("key") and not record.get("retired"), record
     store = store_for(service_settings)
-    assert store.exists(record["uri"])  # the running product still reads it
+    assert store.exists(record["key"])  # the running product still reads it
 
     while time.monotonic() < deadline:
         async with unit_of_work(database.sessions) as session:
@@ -222,7 +222,7 @@ async def test_cancelled_job_deletes_its_global_models_once_no_run_trains(
     assert runs[running[0].product] == "trained", workers.logs()
     assert "cancelled" in runs.values()
     assert set(runs.values()) <= {"trained", "cancelled"}
-    assert not store.exists(record["uri"])
+    assert not store.exists(record["key"])
 
 
 async def test_killed_worker_product_is_retried_and_trained_once(

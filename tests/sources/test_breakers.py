@@ -11,12 +11,12 @@ import pytest
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
+from conftest import UPSTREAM_TENANT as TENANT
+from conftest import Admin
 from ovencast.sources.breakers import BreakerPolicy, BreakerRegistry, BreakerState
 from ovencast.sources.contract import SeriesPage, series_path
 from ovencast.sources.errors import CircuitOpen, UpstreamNotFound, UpstreamUnavailable
 from ovencast.sources.http import HttpSource
-
-from .conftest import TENANT, Admin
 
 RECOVERY_S = 1.0  # short, yet long enough for a loaded CI machine to act while open
 

@@ -9,6 +9,8 @@ from collections.abc import Callable
 import pandas as pd
 import pytest
 
+from conftest import UPSTREAM_TENANT as TENANT
+from conftest import Admin
 from ovencast.errors import TenantNotFound
 from ovencast.sources.errors import (
     UpstreamBadResponse,
@@ -18,8 +20,6 @@ from ovencast.sources.errors import (
     UpstreamUnavailable,
 )
 from ovencast.sources.http import HttpSource
-
-from .conftest import TENANT, Admin
 
 KIEL_WEATHER = {"cloud_cover_okta", "temperature_c", "wind_speed", "weather_code"}
 KIEL_CALENDAR = {"public_holiday", "school_holiday", "kieler_woche"}

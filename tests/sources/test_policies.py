@@ -15,8 +15,8 @@ from ovencast.sources.errors import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
-from ovencast.sources.faults import Fault, FaultTable, load_faults
 from ovencast.sources.retry import RetryPolicy
+from ovencast.testing.faults import Fault, FaultTable, load_faults
 
 
 @pytest.mark.parametrize(("spec", "expected"), [

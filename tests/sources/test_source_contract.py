@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import import_directory, make_settings, run_async
+from conftest import UPSTREAM_TENANT as TENANT
+from conftest import import_directory, make_settings, run_async, upstream_settings
 from ovencast.db.runtime import Database
 from ovencast.db.session import unit_of_work
 from ovencast.errors import NotFound
@@ -20,11 +21,9 @@ from ovencast.settings import Settings
 from ovencast.sources.base import DataSource, SourceData
 from ovencast.sources.database import DatabaseSource
 from ovencast.sources.http import HttpSource
-from ovencast.sources.server import RunningServer
 from ovencast.sources.service import open_data_source, resolve_tenant
 from ovencast.tenants import repository as tenants_repository
-
-from .conftest import TENANT, upstream_settings
+from ovencast.testing.upstream_server import RunningServer
 
 Opener = Callable[[], AbstractAsyncContextManager[DataSource]]
 CASES = [

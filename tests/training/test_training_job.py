@@ -18,7 +18,7 @@ from conftest import import_directory, make_settings, train_in_process
 from ovencast.db.runtime import Database
 from ovencast.db.session import unit_of_work
 from ovencast.db.tables import ModelVersion
-from ovencast.forecasting.families import ForecastModel, register_family
+from ovencast.forecasting.families import FAMILY_CLASSES, FitContext, ForecastModel
 from ovencast.settings import Settings
 from ovencast.training.locks import product_lock
 from ovencast.training.task import ProductTask
@@ -36,7 +36,7 @@ class SlowFit(ForecastModel):
 
     family = "test_slow_fit"
 
-    def _fit(self, history: pd.DataFrame) -> None:
+    def _fit(self, history: pd.DataFrame, context: FitContext) -> None:
         if _pidfile is not None:
             _pidfile.write_text(str(os.getpid()), encoding="utf-8")
         time.sleep(SLOW_FIT_SLEEP_S)
@@ -51,12 +51,13 @@ class SlowFit(ForecastModel):
         pass
 
 
-register_family(SlowFit)
+# Test-only: known wherever this module is imported (the worker imports it below).
+FAMILY_CLASSES[SlowFit.family] = f"{__name__}:SlowFit"
 
 
 class ImportingFamilyName(str):
     """A family name that, when unpickled in a worker, imports this module and so
-    registers `SlowFit` there too (the worker otherwise knows only ovencast's families),
+    maps `SlowFit`'s name there too (the worker otherwise knows only ovencast's families),
     and tells `SlowFit` where to write its pid."""
 
     pidfile: Path

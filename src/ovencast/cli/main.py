@@ -1,9 +1,8 @@
 """`ovencast` commands. Each parses its options, opens a unit of work, calls a service and
 renders the result; an `OvencastError` becomes one line on stderr and exit code 1.
 
-Each command imports the services it calls when it runs, not when this module loads:
-pandas, SQLAlchemy and the forecasting stack took 2 s to import, which every command
-paid, `--help` included (2.8 s; now 0.5 s, and `models` about 1.7 s instead of 3.3 s).
+Each command imports the services it calls when it runs, not when this module loads, so
+that `--help` and the light commands start fast (docs/decisions/005-worker-start-up.md).
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ import asyncio
 import functools
 import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
@@ -28,10 +26,7 @@ from ovencast.settings import Settings, get_settings
 if TYPE_CHECKING:
     from ovencast.datasets.service import ImportSummary
     from ovencast.db.runtime import Database
-    from ovencast.db.tables import TrainingJob, TrainingRun
     from ovencast.forecasts.service import ProductForecast
-    from ovencast.training.service import PreparedJob
-    from ovencast.training.task import ProductOutcome
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Train and serve bakery demand forecasts.")
@@ -74,21 +69,16 @@ def clean_errors(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+# The module the `ovencast` command runs from: the pool's fork server imports it once
+# (training/pool.py), so that its worker processes do not each import it again.
+ENTRY_MODULE = __name__
+
+
 def with_database(body: Callable[[Database], Awaitable[R]], settings: Settings | None = None
                   ) -> R:
-    from ovencast.db.runtime import Database
+    from ovencast.db.runtime import run_with_database
 
-    settings = settings or settings_for_cli()
-
-    async def main() -> R:
-        database = Database.open(settings)
-        try:
-            await database.ready()
-            return await body(database)
-        finally:
-            await database.close()
-
-    return asyncio.run(main())
+    return run_with_database(settings or settings_for_cli(), body)
 
 
 def parse_products(value: str | None) -> list[str] | None:
@@ -172,7 +162,7 @@ def validate(
     from ovencast.cli import render
     from ovencast.db.session import unit_of_work
     from ovencast.sources.service import open_data_source, resolve_tenant
-    from ovencast.training.service import validate_tenant
+    from ovencast.training.data import validate_tenant
 
     until_date = _parse_date(until, "--until")
 
@@ -202,70 +192,19 @@ def train(
              "prophet alone runs the Optuna search")] = None,
 ) -> None:
     """Train every (or the given) product of a tenant; exit 1 unless all trained."""
-    settings = settings_for_cli()
-    trained = train_tenant(settings, tenant, until=_parse_date(until, "--until"),
-                           products=parse_products(products), models=parse_products(models))
-    if trained.job.status != "succeeded":
-        raise typer.Exit(code=1)
-
-
-def train_tenant(settings: Settings, tenant: str, *, until: date | None = None,
-                 products: list[str] | None = None, models: list[str] | None = None,
-                 quiet: bool = False) -> TrainedJob:
-    """prepare (one unit of work) -> process pool -> finish (another unit of work).
-    Shared by `train`, `demo` and the benchmarks."""
     from ovencast.cli import render
-    from ovencast.db.session import unit_of_work
-    from ovencast.sources.service import open_data_source, resolve_tenant
-    from ovencast.training import service as training_service
+    from ovencast.jobs.states import JobStatus
+    from ovencast.training.embedded import train_tenant
 
-    async def prepare(database: Database) -> PreparedJob:
-        # The job row commits first, so that a job whose data cannot be had (sales
-        # service down) is still recorded, as failed with the reason.
-        async with unit_of_work(database.sessions) as session, \
-                open_data_source(session, settings=settings) as source:
-            row = await resolve_tenant(session, source, tenant)
-            job = await training_service.new_job(session, row, products=products,
-                                                 until=until, models=models, source=source)
-        try:
-            async with unit_of_work(database.sessions) as session, \
-                    open_data_source(session, settings=settings) as source:
-                job = await training_service.get_job(session, job.id)
-                return await training_service.prepare_job(session, row, job,
-                                                          settings=settings, source=source)
-        except OvencastError as exc:
-            async with unit_of_work(database.sessions) as session:
-                await training_service.fail_job(session, job.id, exc.message)
-            raise
-
-    training_service.start_workers_early()
-    prepared = with_database(prepare, settings)
-    if not quiet:
-        render.validation_summary(console, prepared.validation, prepared.alignment)
-        render.global_models(console, prepared.global_models)
-    with render.TrainingProgress(console, [t.product for t in prepared.tasks],
-                                 enabled=not quiet) as progress:
-        outcomes = training_service.run_tasks(prepared.tasks, settings=settings,
-                                              on_event=progress.on_event)
-
-    async def finish(database: Database) -> Any:
-        async with unit_of_work(database.sessions) as session:
-            job = await training_service.finish_job(session, prepared.job_id, outcomes)
-            runs = await training_service.job_runs(session, job.id)
-            return job, runs
-
-    job, runs = with_database(finish, settings)
-    training_service.retire_global_models(job, settings)
-    if not quiet:
-        render.training_result(console, job, runs)
-    return TrainedJob(job=job, runs=list(runs), outcomes=outcomes)
-
-
-@dataclass(frozen=True)
-class TrainedJob:
-    job: TrainingJob
-    runs: list[TrainingRun]
-    outcomes: list[ProductOutcome]
+    settings = settings_for_cli()
+    with render.TrainingView(console) as view:
+        trained = train_tenant(settings, tenant, until=_parse_date(until, "--until"),
+                               products=parse_products(products),
+                               models=parse_products(models), observer=view,
+                               preload=(ENTRY_MODULE,))
+    render.training_result(console, trained.job, trained.runs)
+    if trained.job.status is not JobStatus.SUCCEEDED:
+        raise typer.Exit(code=1)
 
 
 # --------------------------------------------------------------------------- forecast
@@ -396,10 +335,10 @@ def demo(
     plot: Annotated[Path, typer.Option(help="where to write the plot")] = Path("forecast.png"),
 ) -> None:
     """Import the bundled Kiel bakery data into a fresh OVENCAST_HOME, train, report."""
-    from ovencast.demo import run_demo
+    from ovencast.cli.demo import run_demo
 
     run_demo(console, settings_for_cli(), dataset=dataset, models=parse_products(models),
-             plot_path=plot)
+             plot_path=plot, preload=(ENTRY_MODULE,))
 
 
 # ------------------------------------------------------------------------------ serve
@@ -453,7 +392,7 @@ def worker(
     settings = get_settings()
     # A service process logs to stderr (the process manager collects it).
     configure_logging(level=settings.log_level, json_to_stderr=settings.log_json)
-    asyncio.run(run_worker(settings, name=name))
+    asyncio.run(run_worker(settings, name=name, preload=(ENTRY_MODULE,)))
 
 
 # ------------------------------------------------------------------------ data-server
@@ -474,8 +413,8 @@ def data_server(
 ) -> None:
     """Serve a dataset directory as the sales, weather and traffic services
     (docs/UPSTREAM.md), with optional faults; runs until interrupted."""
-    from ovencast.sources import server
-    from ovencast.sources.faults import load_faults
+    from ovencast.testing import upstream_server as server
+    from ovencast.testing.faults import load_faults
 
     try:
         fault_list = load_faults(faults or [])

@@ -19,13 +19,18 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from ovencast.jobs.states import JobStatus, RunStatus
+
 if TYPE_CHECKING:  # cheap imports for every command (cli/main.py's docstring)
     from ovencast.db.tables import ModelVersion, TrainingJob, TrainingRun
+    from ovencast.events.progress import ProductEvent
     from ovencast.forecasting.features import AlignmentReport
     from ovencast.forecasting.validation import ValidationReport
+    from ovencast.training.prepare import PreparedJob
 
-STATUS_STYLE = {"trained": "green", "failed": "red", "timed_out": "yellow",
-                "succeeded": "green", "partial": "yellow"}
+STATUS_STYLE: dict[str, str] = {
+    RunStatus.TRAINED: "green", RunStatus.FAILED: "red", RunStatus.TIMED_OUT: "yellow",
+    JobStatus.SUCCEEDED: "green", JobStatus.PARTIAL: "yellow", JobStatus.FAILED: "red"}
 
 
 def fmt(value: Any, digits: int = 3) -> str:
@@ -75,61 +80,83 @@ def validation(console: Console, report: ValidationReport, alignment: AlignmentR
     validation_summary(console, report, alignment)
 
 
-class TrainingProgress:
-    """A rich progress bar fed by worker events (called from a background thread)."""
+class TrainingView:
+    """The progress of `ovencast train` (a `training.embedded.TrainingObserver`): the
+    validation summary once the job is prepared, then a rich progress bar fed by the
+    products' events (called from a background thread), one line per finished product.
+    Use as a context manager, so that the bar stops on any exit."""
 
-    def __init__(self, console: Console, products: Sequence[str], *, enabled: bool = True
-                 ) -> None:
-        self._enabled = enabled and bool(products)
+    def __init__(self, console: Console, *, enabled: bool = True) -> None:
+        self._console = console
+        self._enabled = enabled
         self._lock = threading.Lock()
         self._running: dict[str, str] = {}
-        self._done, self._total = 0, len(products)
+        self._done = self._total = 0
         self._progress = Progress(
             TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), TextColumn("{task.description}"), console=console,
             transient=False)
-        self._task = self._progress.add_task("", total=len(products))
+        self._task = self._progress.add_task("", total=0)
+        self._started = False
 
-    def __enter__(self) -> TrainingProgress:
-        if self._enabled:
-            self._progress.start()
+    def __enter__(self) -> TrainingView:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if self._enabled:
-            self._progress.update(self._task, description="")
-            self._progress.stop()
+        self.products_done()
 
-    def _line(self, product: str, event: str, fields: dict[str, Any]) -> str:
-        count = f"({self._done}/{self._total})"
-        if event == "finished":
-            wape = (fields.get("metrics") or {}).get("wape")
-            model = fields.get("model") or fields.get("family")
-            return (f"[green]trained[/] {product}: {model}, holdout WAPE "
-                    f"{fmt(wape)} {count}")
-        return f"[red]{event}[/] {product}: {fields.get('reason', '')} {count}"
+    # -- TrainingObserver ---------------------------------------------------------------
+    def prepared(self, prepared: PreparedJob) -> None:
+        if not self._enabled:
+            return
+        validation_summary(self._console, prepared.validation, prepared.alignment)
+        global_models(self._console, prepared.global_models)
+        self._total = len(prepared.tasks)
+        self._progress.update(self._task, total=self._total)
+        if self._total:
+            self._progress.start()
+            self._started = True
 
-    def on_event(self, product: str, event: str, fields: dict[str, Any]) -> None:
+    def product_event(self, event: ProductEvent) -> None:
+        from ovencast.jobs.states import RunStatus, Step
+
         with self._lock:
-            if event == "started":
+            product = event.product
+            if event.event is Step.STARTED:
                 self._running[product] = "fitting"
-            elif event == "trial":
-                self._running[product] = f"trial {fields.get('n')}/{fields.get('total')}"
-            elif event == "backtest":
-                self._running[product] = (f"backtest {fields.get('family')} "
-                                          f"{fields.get('n')}/{fields.get('total')}")
-            elif event in ("finished", "failed", "timed_out"):
+            elif event.event is Step.TRIAL:
+                self._running[product] = f"trial {event.n}/{event.total}"
+            elif event.event is Step.BACKTEST:
+                self._running[product] = (f"backtest {event.family} "
+                                          f"{event.n}/{event.total}")
+            elif event.event in (Step.FINISHED, RunStatus.FAILED, RunStatus.TIMED_OUT):
                 self._running.pop(product, None)
                 self._progress.advance(self._task)
                 self._done += 1
                 # One line per product, so that a log or a pipe (where the bar does not
                 # animate) shows progress too.
                 if self._enabled:
-                    self._progress.console.print(self._line(product, event, fields),
-                                                 highlight=False)
+                    self._progress.console.print(self._line(event), highlight=False)
             running = ", ".join(f"{p} ({s})" for p, s in sorted(self._running.items()))
             self._progress.update(self._task, description=running)
+
+    def products_done(self) -> None:
+        if self._started:
+            self._progress.update(self._task, description="")
+            self._progress.stop()
+            self._started = False
+
+    def _line(self, event: ProductEvent) -> str:
+        from ovencast.events.progress import Finished
+
+        count = f"({self._done}/{self._total})"
+        if isinstance(event, Finished):
+            model = event.model or event.family
+            return (f"[green]trained[/] {event.product}: {model}, holdout WAPE "
+                    f"{fmt(event.metrics.get('wape'))} {count}")
+        reason = getattr(event, "reason", None) or ""
+        return f"[red]{event.event}[/] {event.product}: {reason} {count}"
 
 
 def training_result(console: Console, job: TrainingJob, runs: Sequence[TrainingRun]
@@ -152,19 +179,20 @@ def training_jobs(console: Console, tenant: str, jobs: Sequence[TrainingJob],
         return
     table = Table(title=f"Training jobs of {tenant} (newest first)", title_justify="left")
     for column in ("job", "status", "created (UTC)", "seconds", "models", "until",
-                   "trained", "not trained"):
+                   RunStatus.TRAINED.value, f"not {RunStatus.TRAINED}"):
         table.add_column(column, no_wrap=column in ("job", "status", "created (UTC)"))
     for job in jobs:
         runs = counts.get(job.id, {})
         seconds = ((job.finished_at - job.started_at).total_seconds()
                    if job.finished_at and job.started_at else None)
         others = ", ".join(f"{n} {status}" for status, n in sorted(runs.items())
-                           if status != "trained")
+                           if status != RunStatus.TRAINED)
         style = STATUS_STYLE.get(job.status, "")
         table.add_row(str(job.id), f"[{style}]{job.status}[/]" if style else job.status,
                       job.created_at.strftime("%Y-%m-%d %H:%M"), fmt(seconds, 1),
                       ",".join(job.models or []) or "auto", str(job.until or "-"),
-                      f"{runs.get('trained', 0)}/{sum(runs.values())}", others or "-")
+                      f"{runs.get(RunStatus.TRAINED, 0)}/{sum(runs.values())}",
+                      others or "-")
     console.print(table)
     console.print("one job's products and reasons: ovencast jobs --tenant "
                   f"{tenant} --job ID", highlight=False)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 
-from sqlalchemy import DateTime, MetaData
+from sqlalchemy import DateTime, Enum, MetaData
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
@@ -51,3 +52,14 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+STATE_LENGTH = 20
+
+
+def state_enum(enum: type[StrEnum], *, name: str) -> Enum:
+    """A state column's type: the enum's values (not its member names) in a VARCHAR(20),
+    with a CHECK constraint `ck_<table>_<name>` on every backend."""
+    return Enum(enum, name=name, native_enum=False, create_constraint=True,
+                validate_strings=True, length=STATE_LENGTH,
+                values_callable=lambda cls: [member.value for member in cls])

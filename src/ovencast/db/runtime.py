@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ovencast.db import migrate
 from ovencast.db.session import create_engine, is_sqlite, session_factory
 from ovencast.settings import Settings
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -37,3 +42,24 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+@asynccontextmanager
+async def connected(settings: Settings) -> AsyncIterator[Database]:
+    """The database of `settings`, schema checked (`Database.ready`), closed on exit."""
+    database = Database.open(settings)
+    try:
+        await database.ready()
+        yield database
+    finally:
+        await database.close()
+
+
+def run_with_database(settings: Settings, body: Callable[[Database], Awaitable[T]]) -> T:
+    """Run `body(database)` in a fresh event loop: what a command does once per step."""
+
+    async def main() -> T:
+        async with connected(settings) as database:
+            return await body(database)
+
+    return asyncio.run(main())

@@ -1,9 +1,5 @@
-"""Publishing progress events with `pg_notify`.
+"""Publishing progress events (`events/progress.py`) with `pg_notify`, as JSON.
 
-Events are small JSON objects tagged with the job id:
-  {"type": "product", "job_id", "product", "event": queued|started|backtest|trial|
-   family_failed|finished|failed|timed_out, ...fields}
-  {"type": "job", "job_id", "status"}  (the job's end)
 A notification is delivered only to listeners connected at that moment; a late client
 reads the current state from the database first (the WebSocket endpoint in
 `jobs/endpoints.py` sends it as a snapshot).
@@ -16,6 +12,7 @@ import threading
 from typing import Any
 
 import psycopg
+from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,16 +25,22 @@ log = get_logger(__name__)
 MAX_PAYLOAD_BYTES = 7900
 
 
-def encode(event: dict[str, Any]) -> str:
-    payload = json.dumps(event, separators=(",", ":"), default=str)
+def encode(event: BaseModel) -> str:
+    """The event as compact JSON; an oversized one (a long reason) keeps its identifying
+    fields and a reason cut to fit."""
+    fields = event.model_dump(mode="json", exclude_none=True)
+    payload = json.dumps(fields, separators=(",", ":"))
     if len(payload.encode()) > MAX_PAYLOAD_BYTES:
-        slim = {k: v for k, v in event.items() if k in ("type", "job_id", "product", "event",
-                                                         "status", "reason")}
-        payload = json.dumps(slim, separators=(",", ":"), default=str)
+        slim = {k: v for k, v in fields.items() if k in ("type", "job_id", "product", "event",
+                                                          "status", "reason", "error")}
+        for key in ("reason", "error"):
+            if isinstance(slim.get(key), str):
+                slim[key] = slim[key][:MAX_PAYLOAD_BYTES // 4]
+        payload = json.dumps(slim, separators=(",", ":"))
     return payload
 
 
-async def notify_in_transaction(session: AsyncSession, event: dict[str, Any]) -> None:
+async def notify_in_transaction(session: AsyncSession, event: BaseModel) -> None:
     """NOTIFY inside the caller's transaction: delivered only if it commits."""
     await session.execute(text("SELECT pg_notify(:channel, :payload)"),
                           {"channel": CHANNEL, "payload": encode(event)})
@@ -52,7 +55,7 @@ class EventPublisher:
         self._lock = threading.Lock()
         self._connection: psycopg.Connection[Any] | None = None
 
-    def publish(self, event: dict[str, Any]) -> None:
+    def publish(self, event: BaseModel) -> None:
         with self._lock:
             try:
                 if self._connection is None or self._connection.closed:

@@ -11,7 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from ovencast.forecasting.families.base import ForecastModel, model_class
+from ovencast.forecasting.families.base import NO_CONTEXT, FitContext, ForecastModel
+from ovencast.forecasting.families.registry import model_class
 from ovencast.forecasting.families.seasonal_naive import SeasonalNaive
 from ovencast.forecasting.frame import CLOSED, DATE, YHAT, Y
 from ovencast.forecasting.holdout import HoldoutSplit
@@ -58,11 +59,13 @@ def evaluate_family(
     params: Mapping[str, Any] | None = None,
     holdout: HoldoutSplit | None = None,
     min_train_days: int = MIN_TRAIN_OPEN_DAYS,
+    context: FitContext = NO_CONTEXT,
 ) -> Evaluation:
     """Fit `family` on the history minus the holdout, score it and the seasonal naive
     baseline on the holdout, then refit `family` on the whole history.
 
-    `history` is one product's history frame (see `frame`). Raises ValueError when the
+    `history` is one product's history frame (see `frame`); `context` goes to every fit
+    of `family` (not to the baseline's). Raises ValueError when the
     training part has fewer than `min_train_days` open days, or for an unknown family.
     """
     split = holdout or HoldoutSplit()
@@ -75,7 +78,7 @@ def evaluate_family(
             f"at least {min_train_days} are needed (history has {len(history)} rows "
             f"from {_first_date(history)})"
         )
-    candidate = cls(regressors=regressors, params=params).fit(train)
+    candidate = cls(regressors=regressors, params=params).fit(train, context=context)
     baseline = SeasonalNaive().fit(train)
     future = test[[DATE, CLOSED, *regressors]]
     predictions = pd.DataFrame(
@@ -88,7 +91,7 @@ def evaluate_family(
         }
     )
     scored = predictions.loc[~predictions[CLOSED]]
-    final = cls(regressors=regressors, params=params).fit(history)
+    final = cls(regressors=regressors, params=params).fit(history, context=context)
     cutoff = split.cutoff(history)
     return Evaluation(
         family=family,

@@ -15,7 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from ovencast.forecasting.families.lightgbm_global import LIGHTGBM, GlobalFits, train_global
+from ovencast.forecasting.families.global_fits import LIGHTGBM, GlobalFits
+from ovencast.forecasting.families.lightgbm_global import train_global
 from ovencast.forecasting.frame import CLOSED, DATE
 from ovencast.forecasting.holdout import HoldoutSplit
 from ovencast.forecasting.selection import AUTO, BacktestPlan, resolve_candidate

@@ -21,10 +21,9 @@ Contract:
   candidate's by more than `ENSEMBLE_MIN_GAIN` (relative), since a combination costs k
   fits at every retraining and k times the artifact. Ties go to the simpler model.
 - Under `auto`, a regular product keeps the tenant's global model (LightGBM) unless the
-  choice above backtests more than `GLOBAL_PREFERENCE` (10 %) better than it: a
-  per-product win by a few percent on 7 windows is mostly chance
-  (`GLOBAL_PREFERENCE_DECISION`). Intermittent products and lists of named families are
-  decided by the lowest WAPE alone (`CandidatePolicy.preferred_for`).
+  choice above backtests more than `GLOBAL_PREFERENCE` (10 %) better than it
+  (docs/decisions/001-global-model-preference.md). Intermittent products and lists of
+  named families are decided by the lowest WAPE alone (`CandidatePolicy.preferred_for`).
 - A candidate that raises in any window is left out (its error is kept for the
   leaderboard); `select` raises `NoCandidate` when none is left, `NoBacktestWindow` when
   the plan gives no window at all (too short a history).
@@ -35,29 +34,13 @@ Regular products: seasonal naive, the tenant's global LightGBM model
 costs no per-product fit), and Croston / TSB (smoothed-level forecasts; on products whose
 level drifts they are hard to beat). Intermittent products: Croston, TSB, ADIDA, IMAPA,
 seasonal naive, LightGBM. Every candidate fits in milliseconds or is adopted.
-Not candidates, for their cost against what they add (each can be forced with `--models`
-and each is in bench/accuracy.py's table): MSTL (`MSTL_DECISION`), AutoETS (0.6-2.5 s a
-fit: on the shared data it is rarely the best), Prophet (0.4-0.8 s a fit with default
-parameters; `--models prophet` alone runs the Optuna search, and `prophet_holidays` can
-be named) and AutoARIMA (see `AUTO_ARIMA_DECISION`). In an offline replay of stored
-backtests on the shared data, adding AutoETS and Prophet to the set scored worse on both
-holdouts (pooled WAPE Kiel 0.171 vs 0.157, North Sea 0.253 vs 0.247).
+Why these candidates and not MSTL, AutoETS, Prophet or AutoARIMA (each can be forced with
+`--models`): docs/decisions/002-auto-candidates.md.
 
-The seasonal window (`BacktestPlan.seasonal`): besides the recent windows, the plan adds
-the 28 days that a forecast made a year earlier (52 weeks: same weekdays) covered. The
-recent windows alone cannot show how a family does in the season to come: for Kiel's July
-holdout, 3 windows from March to June chose families without the yearly season and the
-selection was 1.23x worse than MSTL alone.
-
-How the rule was chosen: not on the holdout of bench/accuracy.py (one 28-day window per
-dataset) but on the 12 windows of 28 days before it, each forecast from the data before
-it. Mean pooled WAPE over those 12 origins, Kiel / North Sea, with MSTL still among the
-candidates, in an offline replay of stored window forecasts: 3 recent windows + seasonal
-0.148 / 0.363; 6 + seasonal 0.147 / 0.352 (this rule), 0.148 / 0.341 with the best single candidate
-only, 0.149 / 0.353 with combinations at a 1 % gain; 9 + seasonal 0.150 / 0.351 at 1.4x
-the backtest cost. Combinations stay (issue #6 asks for them where they backtest better)
-behind a 5 % gain. bench/origins.py replays this rule with the code as it is (tables in
-docs/BENCHMARKS.md).
+The plan (`BacktestPlan`): the 6 latest 28-day windows and, besides them, the 28 days that
+a forecast made a year earlier (52 weeks: same weekdays) covered (`seasonal`), because
+the recent windows alone cannot show how a family does in the season to come. Why this
+plan and the 5 % gain for combinations: docs/decisions/003-backtest-plan.md.
 """
 
 from __future__ import annotations
@@ -75,8 +58,9 @@ import pandas as pd
 
 from ovencast.forecasting.classes import ProductClass
 from ovencast.forecasting.evaluation import MIN_TRAIN_OPEN_DAYS
-from ovencast.forecasting.families.base import ForecastModel, model_class
+from ovencast.forecasting.families.base import NO_CONTEXT, FitContext, ForecastModel
 from ovencast.forecasting.families.ensemble import ENSEMBLE, ensemble_params
+from ovencast.forecasting.families.registry import model_class
 from ovencast.forecasting.frame import CLOSED, DATE, YHAT, Y
 from ovencast.forecasting.metrics import Metrics, compute_metrics
 
@@ -90,43 +74,11 @@ SEASONAL_LAG_DAYS = 364
 after the history, i.e. it covers the weeks a forecast made a year earlier covered."""
 ENSEMBLE_MIN_GAIN = 0.05
 """A combination must beat the best single candidate's backtest WAPE by more than this
-share (5 %) to be chosen (see the module docstring for why not 1 %)."""
+share (5 %) to be chosen (docs/decisions/003-backtest-plan.md)."""
 GLOBAL_PREFERENCE = 0.10
 """For a regular product under `auto`, a candidate (or combination) replaces the tenant's
 global model only when its backtest WAPE is more than this share (10 %) below the global
-model's (`GLOBAL_PREFERENCE_DECISION`)."""
-GLOBAL_PREFERENCE_DECISION = (
-    "The global LightGBM model learns from every product of the tenant; a per-product "
-    "candidate that beats it by a few percent on one product's 7 backtest windows mostly "
-    "won by chance. Replayed over the 12 28-day origins before each holdout "
-    "(bench/origins.py, mean pooled WAPE, Kiel / North Sea): no preference 0.140 / "
-    "0.344, this rule 0.140 / 0.340, LightGBM alone 0.140 / 0.333; holdouts unchanged "
-    "(0.186 / 0.223). The gain is the spring reopening of North Sea (origin 12: 0.51 -> "
-    "0.44), where products' backtests are short. Margins tried with intermittent "
-    "products included: 3 % and 5 % 0.343, 10 % 0.338, 20 % 0.335 on North Sea; 10 %, "
-    "not 20 %: the rule should overrule only weak evidence. Intermittent products are "
-    "left out: there a candidate must backtest better to be chosen (issue #6)."
-)
-AUTO_ARIMA_DECISION = (
-    "auto_arima is not an auto candidate: it costs 2.7 s per fit on average on Kiel and "
-    "North Sea (3x AutoETS, 6x Prophet; a backtest is 3 fits), it is worse than AutoETS as "
-    "a fixed family (mean WAPE over 6 rolling 28-day windows: Kiel 0.190 vs 0.181, North Sea "
-    "regular items 0.514 vs 0.500), and adding it to the candidates made the selected models "
-    "worse (Kiel 0.177 vs 0.173, North Sea regular items 0.366 vs 0.355). Force it with "
-    "--models auto_arima,... to compare."
-)
-"""Measured as in the module docstring, on 6 Kiel products and 9 North Sea items."""
-MSTL_DECISION = (
-    "mstl is not an auto candidate: it was 80 % of auto's per-product compute (9 fits of "
-    "0.1-0.2 s per product, and the first one imports statsmodels), and over the 12 "
-    "28-day origins before each holdout of the shared data auto scored the same without "
-    "it (mean pooled WAPE Kiel 0.148 vs 0.147, North Sea 0.349 vs 0.356, same windows "
-    "and rule; holdouts 0.195 vs 0.195 and 0.213 vs 0.230): the backtest chose it for few "
-    "products, and as a fixed family it is behind LightGBM there (Kiel 0.184 vs 0.147, "
-    "North Sea 0.506 vs 0.336). Its yearly season does win single windows (Kiel's July "
-    "2018 holdout: 0.147 vs 0.195); force it with --models mstl,... to compare."
-)
-"""Measured with bench/origins.py's stored window forecasts (docs/BENCHMARKS.md)."""
+model's (docs/decisions/001-global-model-preference.md)."""
 
 Weighting = Literal["single", "inverse_wape", "equal"]
 BacktestCallback = Callable[[str, int, int], None]
@@ -344,11 +296,12 @@ class FamilyBacktest:
 
 
 def backtest_family(history: pd.DataFrame, candidate: Candidate, plan: BacktestPlan, *,
-                    windows: Sequence[BacktestWindow] | None = None) -> FamilyBacktest:
-    """Fit `candidate` on every window's training rows and score it on the window.
-    `windows`: `plan.windows(history)` when the caller has them already (`select` cuts
-    them once for all candidates). Raises NoBacktestWindow when the plan has no window
-    for `history`; a fit's error propagates."""
+                    windows: Sequence[BacktestWindow] | None = None,
+                    context: FitContext = NO_CONTEXT) -> FamilyBacktest:
+    """Fit `candidate` on every window's training rows (with `context`) and score it on
+    the window. `windows`: `plan.windows(history)` when the caller has them already
+    (`select` cuts them once for all candidates). Raises NoBacktestWindow when the plan
+    has no window for `history`; a fit's error propagates."""
     windows = plan.windows(history) if windows is None else windows
     if not windows:
         raise NoBacktestWindow(_no_window_message(history, plan))
@@ -356,7 +309,7 @@ def backtest_family(history: pd.DataFrame, candidate: Candidate, plan: BacktestP
     parts: list[pd.DataFrame] = []
     metrics: list[Metrics] = []
     for index, window in enumerate(windows):
-        model = candidate.build().fit(window.train)
+        model = candidate.build().fit(window.train, context=context)
         test = window.test
         future = test[[DATE, CLOSED, *model.regressors]]
         part = pd.DataFrame({
@@ -466,11 +419,12 @@ class Selection:
 
 def select(history: pd.DataFrame, candidates: Sequence[Candidate], plan: BacktestPlan, *,
            combine_top: int = DEFAULT_COMBINE_TOP, min_gain: float = ENSEMBLE_MIN_GAIN,
-           prefer: str | None = None,
+           prefer: str | None = None, context: FitContext = NO_CONTEXT,
            on_backtest: BacktestCallback | None = None) -> Selection:
     """Backtest every candidate on `history` (the training part only; see the module
     docstring) and choose the best single candidate or combination (`choose`; `prefer`
-    names the candidate kept unless another beats it clearly)."""
+    names the candidate kept unless another beats it clearly). `context` goes to every
+    candidate's fits."""
     if not candidates:
         raise ValueError("no candidates to select from")
     if combine_top < 1:
@@ -484,7 +438,8 @@ def select(history: pd.DataFrame, candidates: Sequence[Candidate], plan: Backtes
         if on_backtest is not None:
             on_backtest(candidate.name, n, len(candidates))
         try:
-            results.append(backtest_family(history, candidate, plan, windows=windows))
+            results.append(backtest_family(history, candidate, plan, windows=windows,
+                                           context=context))
         except Exception as exc:  # one candidate's failure never hides the others
             errors[candidate.name] = f"{type(exc).__name__}: {exc}"
     if not results:
@@ -518,8 +473,7 @@ def choose(results: Sequence[FamilyBacktest], *, combine_top: int = DEFAULT_COMB
     WAPE, or a combination of the best few that beats it by more than `min_gain`
     (module docstring). Then, with `prefer` (a candidate's name) among the results: the
     preferred candidate alone unless that choice's WAPE is more than `prefer_margin`
-    below its own (`GLOBAL_PREFERENCE_DECISION`). bench/origins.py replays this rule on
-    stored backtests."""
+    below its own. bench/origins.py replays this rule on stored backtests."""
     if not results:
         raise ValueError("no backtests to choose from")
     ranked = sorted(results, key=lambda b: _rank(b.wape))

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any
 
 from fastapi import APIRouter, Depends, WebSocket, WebSocketDisconnect, status
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,6 +22,7 @@ from ovencast.db.session import unit_of_work
 from ovencast.db.tables import TrainingJob
 from ovencast.db.urls import libpq_conninfo
 from ovencast.errors import NotFound, OvencastError
+from ovencast.events.progress import Event, JobEvent
 from ovencast.jobs import repository
 from ovencast.jobs import service as jobs_service
 from ovencast.jobs.schemas import (
@@ -47,7 +47,7 @@ JOBS_PATH = "/api/v1/training-jobs"
 # WebSocket close codes: 1000 normal (job ended); 4404 no such job; 1011 server-side error.
 CLOSE_NOT_FOUND = 4404
 
-EventSource = Callable[[str, int], AbstractAsyncContextManager[AsyncIterator[dict[str, Any]]]]
+EventSource = Callable[[str, int], AbstractAsyncContextManager[AsyncIterator[Event]]]
 
 
 def links(job_id: int) -> JobLinks:
@@ -148,7 +148,7 @@ async def training_job_events(websocket: WebSocket, job_id: int,
                 snapshot = await job_detail(session, job_id)
             await websocket.send_json({"type": "snapshot", "job_id": job_id,
                                        **snapshot.model_dump(mode="json", by_alias=True)})
-            if snapshot.status in jobs_service.TERMINAL_JOB:
+            if snapshot.status.ended:
                 await websocket.close(code=1000)
                 return
             await _forward(websocket, events)
@@ -163,13 +163,13 @@ async def training_job_events(websocket: WebSocket, job_id: int,
                                 f"job events are unavailable: {exc}", 1011)
 
 
-async def _forward(websocket: WebSocket, events: AsyncIterator[dict[str, Any]]) -> None:
+async def _forward(websocket: WebSocket, events: AsyncIterator[Event]) -> None:
     """Send events until the job's end event, or until the client goes away."""
 
     async def send_all() -> None:
         async for event in events:
-            await websocket.send_json(event)
-            if event.get("type") == "job" and event.get("status") in jobs_service.TERMINAL_JOB:
+            await websocket.send_json(event.model_dump(mode="json", exclude_none=True))
+            if isinstance(event, JobEvent) and event.status.ended:
                 return
 
     async def client_gone() -> None:

@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ovencast.jobs.states import JobStatus, RunStatus
+
 
 class TrainingJobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -29,7 +31,7 @@ class JobLinks(BaseModel):
 
 class TrainingJobAccepted(BaseModel):
     id: int
-    status: str
+    status: JobStatus
     links: JobLinks
 
 
@@ -39,8 +41,7 @@ class TrainingRunOut(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
     product: str
-    status: str = Field(description="pending | running | trained | failed | timed_out | "
-                                    "skipped | cancelled")
+    status: RunStatus
     reason: str | None = Field(description="why it did not train (every end state but "
                                            "`trained` has one)")
     product_class: str | None = Field(serialization_alias="class",
@@ -54,8 +55,7 @@ class TrainingRunOut(BaseModel):
 class TrainingJobOut(BaseModel):
     id: int
     tenant: str
-    status: str = Field(description="queued | running | succeeded | partial | failed | "
-                                    "cancelled")
+    status: JobStatus
     products: list[str] | None
     models: list[str]
     until: date | None

@@ -1,5 +1,6 @@
-"""Training jobs in the service shape: submit (job row + queue entry in one transaction),
-cancel, fan-in (the last product to finish closes the job), snapshot for late clients."""
+"""Training jobs as records: create (checking the request), fail, cancel, close with their
+outcome; the service shape's queue entries (submit, fan-out, fan-in). What a job *does*
+(validate, train the tenant stage, fit each product) is in `ovencast.training`."""
 
 from __future__ import annotations
 
@@ -13,20 +14,26 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ovencast.db.base import utcnow
 from ovencast.db.tables import Tenant, TrainingJob, TrainingRun
-from ovencast.errors import Conflict, NotFound
+from ovencast.errors import Conflict, InvalidDataset, InvalidRequest, NotFound
+from ovencast.events.progress import JobEvent, Queued, run_ended
 from ovencast.events.publish import notify_in_transaction
+from ovencast.forecasting.selection import AUTO, resolve_candidate
 from ovencast.jobs import repository
+from ovencast.jobs.states import JobStatus, RunStatus
 from ovencast.observability.logs import get_logger
+from ovencast.observability.metrics import TRAINING_JOB_DURATION
 from ovencast.sources.base import DataSource
-from ovencast.training import service as training_service
+from ovencast.sources.database import DatabaseSource
+from ovencast.training.task import ProductOutcome
 
 log = get_logger(__name__)
 
 QUEUE = "training"
 PREPARE_TASK = "ovencast:prepare_training_job"
 TRAIN_TASK = "ovencast:train_product"
-TERMINAL_RUN = frozenset({"trained", "failed", "timed_out", "cancelled"})
-TERMINAL_JOB = frozenset({"succeeded", "partial", "failed", "cancelled"})
+# Automatic selection among the product class's candidates by a rolling-origin backtest
+# (forecasting/selection.py); `--models prophet` is the original system's model.
+DEFAULT_FAMILIES = (AUTO,)
 
 # procrastinate's own `defer` opens its own connection, which cannot share our
 # transaction. Its documented SQL entry point `procrastinate_defer_jobs_v1` (the function
@@ -40,6 +47,131 @@ _DEFER_SQL = text("""
 """)
 
 
+def parse_families(models: Sequence[str] | None) -> tuple[str, ...]:
+    """The model choice of a job: ("auto",) (the default), or the named candidates (a
+    family or a variant such as "mstl_weekly") to select among. "auto" does not combine
+    with names."""
+    families = tuple(dict.fromkeys(m.strip() for m in (models or DEFAULT_FAMILIES) if m.strip()))
+    if AUTO in families and len(families) > 1:
+        raise InvalidRequest(f"'{AUTO}' selects among the product class's candidates; it "
+                             "cannot be combined with named families")
+    for family in families:
+        if family == AUTO:
+            continue
+        try:
+            resolve_candidate(family)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
+    return families or DEFAULT_FAMILIES
+
+
+async def new_job(session: AsyncSession, tenant: Tenant, *,
+                  products: Sequence[str] | None = None, until: date | None = None,
+                  models: Sequence[str] | None = None, source: DataSource | None = None
+                  ) -> TrainingJob:
+    """Check the request (families, products) and record a queued job. `source`: where
+    the data comes from (default: imported data; see sources.service.open_data_source)."""
+    families = parse_families(models)
+    known = await (source or DatabaseSource(session)).list_products(tenant.name)
+    if not known:
+        raise InvalidDataset(f"tenant {tenant.name!r} has no sales data; import a dataset")
+    selected = list(dict.fromkeys(products)) if products else None
+    unknown = [p for p in selected or () if p not in known]
+    if unknown:
+        raise InvalidDataset(f"unknown product(s) {unknown} for tenant {tenant.name!r}; "
+                             f"known: {', '.join(known)}")
+    job = TrainingJob(tenant_id=tenant.id, status=JobStatus.QUEUED, products=selected,
+                      models=list(families), until=until, warnings=[])
+    session.add(job)
+    await session.flush()
+    return job
+
+
+async def get_job(session: AsyncSession, job_id: int) -> TrainingJob:
+    job = await repository.get_job(session, job_id)
+    if job is None:
+        raise NotFound(f"training job {job_id} does not exist")
+    return job
+
+
+async def fail_job(session: AsyncSession, job_id: int, reason: str) -> TrainingJob:
+    """A job that could not even start (its data could not be had): failed, with why."""
+    job = await get_job(session, job_id)
+    job.status, job.error, job.finished_at = JobStatus.FAILED, reason, utcnow()
+    await session.flush()
+    log.warning("training.job.failed", job_id=job_id, reason=reason)
+    return job
+
+
+async def finish_job(session: AsyncSession, job_id: int, outcomes: Sequence[ProductOutcome]
+                     ) -> TrainingJob:
+    """Record the outcome of runs the workers could not record themselves (timed out,
+    killed) and close the job (`conclude_job`)."""
+    job = await get_job(session, job_id)
+    by_run = {o.run_id: o for o in outcomes}
+    runs = await repository.runs_of(session, job_id)
+    for run in runs:
+        if run.status.ended:
+            continue
+        outcome = by_run.get(run.id)
+        if outcome is not None and outcome.status is not RunStatus.TRAINED:
+            run.status, run.reason = outcome.status, outcome.reason
+            run.finished_at, run.duration_s = utcnow(), outcome.duration_s
+        else:
+            run.status = RunStatus.FAILED
+            run.reason = "the worker ended without reporting an outcome"
+            run.finished_at = utcnow()
+    await conclude_job(session, job, runs)
+    return job
+
+
+async def conclude_job(session: AsyncSession, job: TrainingJob, runs: Sequence[TrainingRun]
+                       ) -> None:
+    """Every run has ended: succeeded (all trained), partial, or failed (none)."""
+    trained = sum(1 for run in runs if run.status is RunStatus.TRAINED)
+    mark_global_models_retired(job)
+    job.status = (JobStatus.SUCCEEDED if trained == len(runs)
+                  else JobStatus.PARTIAL if trained else JobStatus.FAILED)
+    if not trained:
+        job.error = "no product could be trained"
+    job.finished_at = utcnow()
+    if job.started_at is not None:
+        TRAINING_JOB_DURATION.observe((job.finished_at - job.started_at).total_seconds())
+    await session.flush()
+    log.info("training.job.finished", job_id=job.id, status=job.status, trained=trained,
+             products=len(runs))
+
+
+def mark_global_models_retired(job: TrainingJob) -> bool:
+    """Record that the job's global-models artifact is no longer read (every product
+    artifact holds its booster; the record stays); `training.tenant_stage.retire` deletes
+    it once this has committed. False when the job has none or it was already retired."""
+    record = job.global_models or {}
+    if not record.get("key") or record.get("retired"):
+        return False
+    job.global_models = {**record, "retired": True}
+    return True
+
+
+async def cancel_job(session: AsyncSession, job_id: int) -> TrainingJob:
+    """Cancel a job that has not ended: its pending runs are cancelled (queued tasks see it
+    and do nothing); runs already training finish and are recorded."""
+    job = await _locked_job(session, job_id)
+    if job.status.ended:
+        raise Conflict(f"training job {job_id} already ended ({job.status})")
+    for run in await repository.runs_of(session, job_id):
+        if run.status is RunStatus.PENDING:
+            run.status, run.reason, run.finished_at = (RunStatus.CANCELLED, "job cancelled",
+                                                       utcnow())
+    job.status, job.finished_at = JobStatus.CANCELLED, utcnow()
+    job.error = "cancelled by request"
+    await session.flush()
+    await notify_in_transaction(session, job_event(job))
+    log.info("training.job.cancelled", job_id=job_id)
+    return job
+
+
+# -- the service shape's queue ---------------------------------------------------------------
 async def defer(session: AsyncSession, task: str, *, lock: str | None = None,
                 **kwargs: Any) -> int:
     """Enqueue `task(**kwargs)` inside the session's transaction."""
@@ -54,8 +186,8 @@ async def submit_job(session: AsyncSession, tenant: Tenant, *,
                      models: Sequence[str] | None = None,
                      source: DataSource | None = None) -> TrainingJob:
     """Record a queued job and enqueue its preparation, atomically."""
-    job = await training_service.new_job(session, tenant, products=products, until=until,
-                                         models=models, source=source)
+    job = await new_job(session, tenant, products=products, until=until, models=models,
+                        source=source)
     await defer(session, PREPARE_TASK, job_id=job.id)
     log.info("training.job.submitted", job_id=job.id, tenant=tenant.name)
     return job
@@ -64,70 +196,41 @@ async def submit_job(session: AsyncSession, tenant: Tenant, *,
 async def fan_out(session: AsyncSession, job: TrainingJob, runs: Sequence[TrainingRun]) -> None:
     """Enqueue one task per pending run (same transaction as the runs)."""
     for run in runs:
-        if run.status == "pending":
+        if run.status is RunStatus.PENDING:
             await defer(session, TRAIN_TASK, job_id=job.id, run_id=run.id)
-            await notify_in_transaction(session, product_event(job.id, run.product, "queued"))
+            await notify_in_transaction(session, Queued(job_id=job.id, product=run.product))
         else:
-            await notify_in_transaction(session, product_event(
-                job.id, run.product, run.status, reason=run.reason))
-
-
-async def get_job(session: AsyncSession, job_id: int) -> TrainingJob:
-    job = await repository.get_job(session, job_id)
-    if job is None:
-        raise NotFound(f"training job {job_id} does not exist")
-    return job
-
-
-async def cancel_job(session: AsyncSession, job_id: int) -> TrainingJob:
-    """Cancel a job that has not ended: its pending runs are cancelled (queued tasks see it
-    and do nothing); runs already training finish and are recorded."""
-    job = await _locked_job(session, job_id)
-    if job.status in TERMINAL_JOB:
-        raise Conflict(f"training job {job_id} already ended ({job.status})")
-    for run in await repository.runs_of(session, job_id):
-        if run.status == "pending":
-            run.status, run.reason, run.finished_at = "cancelled", "job cancelled", utcnow()
-    job.status, job.finished_at = "cancelled", utcnow()
-    job.error = "cancelled by request"
-    await session.flush()
-    await notify_in_transaction(session, job_event(job))
-    log.info("training.job.cancelled", job_id=job_id)
-    return job
+            await notify_in_transaction(session, run_ended(job.id, run.product, run.status,
+                                                           run.reason))
 
 
 async def close_job_if_done(session: AsyncSession, job_id: int) -> TrainingJob | None:
     """Fan-in. Under a row lock on the job, so that exactly one finishing task closes it:
     when every run has ended, set the job's final status and announce it. Returns the
     job when this call closed it or retired its global models (the caller then deletes
-    their artifact once this commits: `training_service.retire_global_models`), else None.
+    their artifact once this commits: `training.tenant_stage.retire`), else None.
 
     A cancelled job is already closed, but runs that were training when it was cancelled
     go on and read its global-models artifact; the task that sees the last of them end
     retires it."""
     job = await _locked_job(session, job_id)
-    if job.status in TERMINAL_JOB and job.status != "cancelled":
+    if job.status.ended and job.status is not JobStatus.CANCELLED:
         return None
     runs = await repository.runs_of(session, job_id)
-    if any(run.status not in TERMINAL_RUN for run in runs):
+    if any(not run.status.ended for run in runs):
         return None
-    if job.status == "cancelled":
-        if not training_service.mark_global_models_retired(job):
+    if job.status is JobStatus.CANCELLED:
+        if not mark_global_models_retired(job):
             return None
         await session.flush()
         return job
-    await training_service.conclude_job(session, job, runs)
+    await conclude_job(session, job, runs)
     await notify_in_transaction(session, job_event(job))
     return job
 
 
-def product_event(job_id: int, product: str, event: str, **fields: Any) -> dict[str, Any]:
-    return {"type": "product", "job_id": job_id, "product": product, "event": event,
-            **{k: v for k, v in fields.items() if v is not None}}
-
-
-def job_event(job: TrainingJob) -> dict[str, Any]:
-    return {"type": "job", "job_id": job.id, "status": job.status, "error": job.error}
+def job_event(job: TrainingJob) -> JobEvent:
+    return JobEvent(job_id=job.id, status=job.status, error=job.error)
 
 
 async def _locked_job(session: AsyncSession, job_id: int) -> TrainingJob:

@@ -50,7 +50,7 @@ async def record_version(session: AsyncSession, tenant: Tenant, new: NewVersion,
     fields = dict(
         family=new.family, params=new.params, metrics=new.metrics,
         baseline_metrics=new.baseline_metrics, details=new.details,
-        regressors=new.regressors, artifact_uri=artifact.uri, sha256=artifact.sha256,
+        regressors=new.regressors, artifact_key=artifact.key, sha256=artifact.sha256,
         size_bytes=artifact.size_bytes, data_start=new.data_start, data_end=new.data_end,
         library_versions=new.library_versions, training_job_id=new.training_job_id)
     if not versioning_enabled:
@@ -90,15 +90,15 @@ def load_verified(store: ModelStore, version: ModelVersion) -> ForecastModel:
     """Load an artifact; the store verifies the SHA-256 recorded in the database before a
     single byte is deserialised. A mismatch is logged, counted and re-raised."""
     try:
-        payload = store.load(version.artifact_uri, expected_sha256=version.sha256)
+        payload = store.load(version.artifact_key, expected_sha256=version.sha256)
     except ChecksumMismatch as exc:
         CHECKSUM_FAILURES.inc()
         log.error("model.checksum_failed", product=version.product, version=version.version,
-                  uri=version.artifact_uri, error=str(exc))
+                  key=version.artifact_key, error=str(exc))
         raise ChecksumMismatch(
             f"product {version.product!r} version {version.version}: {exc}") from exc
     # Imported here: listing or activating versions (`ovencast models`) needs no model
     # family, and the families import pandas and the forecasting stack (0.6 s).
-    from ovencast.forecasting.families import load_model
+    from ovencast.forecasting.families.registry import load_model
 
     return load_model(payload)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 
 from ovencast.db import migrate
 from ovencast.jobs.service import QUEUE
@@ -22,8 +23,11 @@ from ovencast.settings import Settings
 log = get_logger(__name__)
 
 
-async def run_worker(settings: Settings, *, name: str | None = None) -> None:
-    runtime = WorkerRuntime.start(settings)
+async def run_worker(settings: Settings, *, name: str | None = None,
+                     preload: Sequence[str] = ()) -> None:
+    """Serve the queue until stopped. `preload`: the entry point's module, imported once
+    by the fit pool's fork server (training/pool.py)."""
+    runtime = WorkerRuntime.start(settings, preload=preload)
     try:
         await migrate.check_schema(runtime.database.engine)
         app = make_app(settings)

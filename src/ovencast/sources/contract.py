@@ -1,5 +1,5 @@
 """The HTTP contract of the upstream services (docs/UPSTREAM.md), shared by the clients
-(`sources/http.py`) and the local data server (`sources/server.py`) so the two cannot
+(`sources/http.py`) and the local data server (`testing/upstream_server.py`) so the two cannot
 drift apart.
 
 Every service answers JSON. Resource paths are distinct per service, so the three

@@ -4,8 +4,9 @@ Usage::
 
     store = store_for(settings)  # open_store(MODEL_STORAGE_PATH, backup_enabled=...)
     stored = store.save(artifact_key(tenant, product, family, version), model.to_bytes())
-    # record stored.uri and stored.sha256 in the database, then later:
-    payload = store.load(uri, expected_sha256=recorded_sha256)  # verified bytes
+    # record stored.key (relative to the store, so the store can move) and stored.sha256
+    # in the database, then later:
+    payload = store.load(key, expected_sha256=recorded_sha256)  # verified bytes
 """
 
 from ovencast.store.base import (
@@ -13,6 +14,7 @@ from ovencast.store.base import (
     ModelStore,
     StoredArtifact,
     artifact_key,
+    unique_key,
     validate_key,
 )
 from ovencast.store.checksum import sha256_hex, sha256_stream
@@ -28,5 +30,6 @@ __all__ = [
     "sha256_hex",
     "sha256_stream",
     "store_for",
+    "unique_key",
     "validate_key",
 ]

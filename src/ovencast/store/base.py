@@ -1,8 +1,9 @@
 """The model artifact store: the interface, its guarantees, and artifact keys.
 
 A store keeps opaque byte payloads (serialised models) under *keys* and hands out *uris*.
-It holds no database code: the caller records `StoredArtifact.uri` and
-`StoredArtifact.sha256` in the database and passes the recorded digest back to `load`.
+It holds no database code: the caller records `StoredArtifact.key` (relative to the
+store's root, so that a store moved elsewhere keeps working) and `StoredArtifact.sha256`
+in the database and passes both back to `load`.
 
 Guarantees of every `ModelStore` (checked by the contract suite in `tests/store`):
 
@@ -32,6 +33,7 @@ import builtins
 import hashlib
 import re
 import unicodedata
+import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -56,7 +58,8 @@ _MAX_SLUG_LENGTH = 48
 
 @dataclass(frozen=True, slots=True)
 class StoredArtifact:
-    """What `ModelStore.save` wrote. Record `uri` and `sha256` in the database."""
+    """What `ModelStore.save` wrote. Record `key` and `sha256` in the database; `uri`
+    says where it is now, for people."""
 
     key: str
     uri: str
@@ -142,6 +145,13 @@ def artifact_key(
             raise ValueError(f"{what} {value!r} is not a safe key component")
     tenant_part, product_part = _name_component(tenant), _name_component(product)
     return validate_key(f"{tenant_part}/{product_part}/{family}/v{version:06d}.{extension}")
+
+
+def unique_key(key: str) -> str:
+    """`.../v000003.json` -> `.../v000003-<random>.json`: every save gets a fresh key, so
+    a save never overwrites the artifact a database row still points at."""
+    stem, dot, extension = key.rpartition(".")
+    return validate_key(f"{stem}-{uuid.uuid4().hex[:12]}{dot}{extension}")
 
 
 def _name_component(name: str) -> str:

@@ -26,7 +26,7 @@ the holdout residuals otherwise (Prophet alone, too-short histories: no extra fi
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,10 +34,11 @@ import numpy as np
 import pandas as pd
 
 from ovencast.errors import ModelFitFailed
+from ovencast.events.progress import Backtest, EventSink, FamilyFailed, Trial
 from ovencast.forecasting.classes import trials_for
 from ovencast.forecasting.evaluation import Evaluation, evaluate_family
 from ovencast.forecasting.families import ForecastModel
-from ovencast.forecasting.families.lightgbm_global import GlobalFits, adopting
+from ovencast.forecasting.families.base import NO_CONTEXT, FitContext
 from ovencast.forecasting.families.prophet import ProphetModel
 from ovencast.forecasting.features import PUBLIC_HOLIDAY
 from ovencast.forecasting.frame import CLOSED, DATE, YHAT, Y
@@ -55,8 +56,6 @@ from ovencast.forecasting.selection import (
     resolve_candidate,
     select,
 )
-
-EventSink = Callable[[str, dict[str, Any]], None]
 
 # A retrain stops after the cached parameters' trial when its validation MAPE is within
 # this relative margin of the previous best: the data changed little.
@@ -92,10 +91,12 @@ class FitPlan:
     backtest: BacktestPlan = field(default_factory=BacktestPlan)
     candidates: CandidatePolicy = field(default_factory=CandidatePolicy)
     seed: int = 0
-    # The tenant stage's global boosters (`forecasting.global_stage`) and this product's
-    # name among them: the "lightgbm" candidate adopts them instead of training alone.
-    global_fits: GlobalFits | None = None
-    product: str = ""
+    # The product's name and the tenant stage's global boosters
+    # (`forecasting.global_stage`), passed to every fit: the "lightgbm" candidate adopts
+    # them instead of training alone.
+    context: FitContext = NO_CONTEXT
+    # The job the fit belongs to, for its progress events.
+    job_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -109,17 +110,39 @@ def fit_product(history: pd.DataFrame, plan: FitPlan, *, prior: PriorFit | None 
                 emit: EventSink | None = None) -> FitResult:
     """Choose, score and refit one product's model (see the module docstring). Raises
     ModelFitFailed with every reason when no candidate can be fitted."""
-    with adopting(plan.global_fits, plan.product):
-        result = _fit_product(history, plan, prior, emit)
+    result = _fit_product(history, plan, prior, _Progress(plan, emit))
     season = off_season_of(history)
     if season is not None:  # forecasts are 0 on these days of the year (forecasting/season)
         result.details["off_season"] = season.to_dict()
     return result
 
 
+@dataclass(frozen=True)
+class _Progress:
+    """The fit's progress events, tagged with its job and product."""
+
+    plan: FitPlan
+    sink: EventSink | None
+
+    def backtest(self, family: str, n: int, total: int) -> None:
+        if self.sink is not None:
+            self.sink(Backtest(job_id=self.plan.job_id, product=self.plan.context.product,
+                               family=family, n=n, total=total))
+
+    def trial(self, n: int, total: int, mape: float | None) -> None:
+        if self.sink is not None:
+            self.sink(Trial(job_id=self.plan.job_id, product=self.plan.context.product,
+                            n=n, total=total, mape=_json(mape)))
+
+    def family_failed(self, family: str, reason: str) -> None:
+        if self.sink is not None:
+            self.sink(FamilyFailed(job_id=self.plan.job_id,
+                                   product=self.plan.context.product, family=family,
+                                   reason=reason))
+
+
 def _fit_product(history: pd.DataFrame, plan: FitPlan, prior: PriorFit | None,
-                 emit: EventSink | None) -> FitResult:
-    sink = emit or (lambda _event, _fields: None)
+                 sink: _Progress) -> FitResult:
     history = history.sort_values(DATE, kind="stable").reset_index(drop=True)
     details: dict[str, Any] = {"product_class": plan.product_class,
                                "holdout_days": plan.holdout.days}
@@ -128,25 +151,24 @@ def _fit_product(history: pd.DataFrame, plan: FitPlan, prior: PriorFit | None,
     candidates = plan_candidates(plan)
     train, _ = plan.holdout.split(history)
     try:
-        selection = select(
-            train, candidates, plan.backtest, prefer=_preferred(plan),
-            on_backtest=lambda name, n, total: sink("backtest", {"family": name, "n": n,
-                                                                 "total": total}))
+        selection = select(train, candidates, plan.backtest, prefer=_preferred(plan),
+                           context=plan.context, on_backtest=sink.backtest)
     except NoBacktestWindow as exc:
         return _fit_without_backtest(history, plan, candidates, str(exc), sink, details)
     except NoCandidate as exc:
         for name, error in exc.errors.items():
-            sink("family_failed", {"family": name, "reason": error})
+            sink.family_failed(name, error)
         raise ModelFitFailed(f"every model family failed: {exc}") from None
     for name, error in selection.errors.items():
-        sink("family_failed", {"family": name, "reason": error})
+        sink.family_failed(name, error)
     evaluation, fallback_errors = _evaluate_first(history, plan, selection.alternatives())
     calibration = calibrate(selection.actual, selection.predicted, source="backtest")
     leaderboard = selection.leaderboard()
     details["selection"] = selection.to_dict()
     if fallback_errors:  # the chosen spec failed on the full history
-        details["selection"]["fitted_instead"] = {"family": evaluation.family,
-                                                  "errors": fallback_errors}
+        details["selection"]["fitted_instead"] = {
+            "family": evaluation.family,
+            "errors": [f"{name}: {error}" for name, error in fallback_errors.items()]}
     details["leaderboard"] = leaderboard
     details["quantiles"] = _quantile_details(calibration, evaluation)
     return FitResult(best=evaluation, leaderboard=leaderboard, details=details)
@@ -185,27 +207,31 @@ def _prophet_regressors(plan: FitPlan) -> tuple[str, ...]:
 
 
 def _evaluate_first(history: pd.DataFrame, plan: FitPlan, specs: Iterable[Candidate]
-                    ) -> tuple[Evaluation, list[str]]:
-    """Score the first spec that fits on the holdout; the errors of those that did not."""
-    errors: list[str] = []
+                    ) -> tuple[Evaluation, dict[str, str]]:
+    """Score the first spec that fits on the holdout; the errors of those that did not
+    (candidate name -> "Type: message")."""
+    errors: dict[str, str] = {}
     for spec in specs:
         try:
             return evaluate_family(history, family=spec.family, regressors=spec.regressors,
-                                   params=spec.params, holdout=plan.holdout), errors
+                                   params=spec.params, holdout=plan.holdout,
+                                   context=plan.context), errors
         except Exception as exc:
-            errors.append(f"{spec.name}: {type(exc).__name__}: {exc}")
-    raise ModelFitFailed("every model family failed: " + "; ".join(errors))
+            errors[spec.name] = f"{type(exc).__name__}: {exc}"
+    raise ModelFitFailed("every model family failed: " + "; ".join(
+        f"{name}: {error}" for name, error in errors.items()))
 
 
 def _fit_without_backtest(history: pd.DataFrame, plan: FitPlan,
-                          candidates: Sequence[Candidate], reason: str, sink: EventSink,
+                          candidates: Sequence[Candidate], reason: str, sink: _Progress,
                           details: dict[str, Any]) -> FitResult:
     evaluation, errors = _evaluate_first(history, plan, candidates)
-    for error in errors:
-        sink("family_failed", {"family": error.split(":")[0], "reason": error})
+    for name, error in errors.items():
+        sink.family_failed(name, error)
     leaderboard: list[dict[str, Any]] = [{"family": evaluation.family,
                                           "wape": _json(evaluation.metrics.wape)}]
-    leaderboard += [{"family": e.split(":")[0], "error": e} for e in errors]
+    leaderboard += [{"family": name, "error": f"{name}: {error}"}
+                    for name, error in errors.items()]
     details["selection"] = {"basis": "none", "reason": reason, "chosen": evaluation.family}
     details["leaderboard"] = leaderboard
     details["quantiles"] = _holdout_quantiles(evaluation)
@@ -213,12 +239,12 @@ def _fit_without_backtest(history: pd.DataFrame, plan: FitPlan,
 
 
 def _fit_prophet_alone(history: pd.DataFrame, plan: FitPlan, prior: PriorFit | None,
-                       sink: EventSink, details: dict[str, Any]) -> FitResult:
+                       sink: _Progress, details: dict[str, Any]) -> FitResult:
     try:
         evaluation, search = _fit_prophet(history, plan, prior, sink)
     except Exception as exc:
         reason = f"prophet: {type(exc).__name__}: {exc}"
-        sink("family_failed", {"family": "prophet", "reason": reason})
+        sink.family_failed("prophet", reason)
         raise ModelFitFailed(f"every model family failed: {reason}") from None
     leaderboard: list[dict[str, Any]] = [{"family": "prophet",
                                           "wape": _json(evaluation.metrics.wape)}]
@@ -230,7 +256,7 @@ def _fit_prophet_alone(history: pd.DataFrame, plan: FitPlan, prior: PriorFit | N
 
 
 def _fit_prophet(history: pd.DataFrame, plan: FitPlan, prior: PriorFit | None,
-                 sink: EventSink) -> tuple[Evaluation, dict[str, Any]]:
+                 sink: _Progress) -> tuple[Evaluation, dict[str, Any]]:
     base = {"country": plan.country, "subdivision": plan.subdivision}
     regressors = _prophet_regressors(plan)
     budget = trials_for(plan.product_class)
@@ -246,9 +272,7 @@ def _fit_prophet(history: pd.DataFrame, plan: FitPlan, prior: PriorFit | None,
     try:
         result = search_prophet(
             train.reset_index(drop=True), spec, regressors=regressors, base_params=base,
-            on_trial=lambda n, total, value: sink("trial", {"n": n, "total": total,
-                                                            "mape": _json(value)}),
-            warm_start_from=warm)
+            on_trial=sink.trial, warm_start_from=warm)
     except ValueError as exc:
         # The objective cannot be computed (e.g. no sale at all in the validation window
         # of an intermittent product, where MAPE is undefined): Prophet's defaults rather

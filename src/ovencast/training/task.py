@@ -8,16 +8,14 @@ from typing import Any
 
 import pandas as pd
 
+from ovencast.jobs.states import RunStatus
 from ovencast.settings import Settings
 
 
 @dataclass(frozen=True, repr=False)
 class ProductTask:
-    """One product's training. Its repr is a summary: a repr with the history frame and
-    the global boosters printed cost about 0.1 s per task, and Python 3.11's
-    `asyncio.run` reprs the result of its main task twice on the way out (formatting an
-    error message while it restores the SIGINT handler), which cost a North Sea job 2.6 s
-    before the pool started."""
+    """One product's training. Its repr is a summary, never the frames and boosters it
+    holds (docs/decisions/005-worker-start-up.md)."""
 
     settings: Settings
     job_id: int
@@ -45,7 +43,7 @@ class ProductTask:
 class ProductOutcome:
     product: str
     run_id: int
-    status: str  # trained | failed | timed_out
+    status: RunStatus  # trained, failed or timed_out
     reason: str | None = None
     family: str | None = None
     version: int | None = None
@@ -57,3 +55,9 @@ class ProductOutcome:
     details: dict[str, Any] = field(default_factory=dict)
     # True when the parent wrote this outcome because the worker could not (killed, died).
     reported_by_parent: bool = False
+
+
+def time_limit_reason(settings: Settings) -> str:
+    """Why a product that ran past MAX_TRAINING_TIME_MINUTES was stopped."""
+    return (f"stopped after MAX_TRAINING_TIME_MINUTES={settings.max_training_time_minutes:g} "
+            f"({settings.max_training_time_seconds:.0f} s)")

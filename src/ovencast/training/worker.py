@@ -17,7 +17,6 @@ import resource
 import socket
 import time
 import traceback
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -28,22 +27,23 @@ from ovencast.db.base import utcnow
 from ovencast.db.session import create_engine, session_factory, unit_of_work
 from ovencast.db.tables import Tenant
 from ovencast.errors import OvencastError
-from ovencast.forecasting.families.lightgbm_global import GlobalFits
+from ovencast.events.progress import EventSink, Finished, Started, run_ended
+from ovencast.forecasting.families.base import FitContext
+from ovencast.forecasting.families.global_fits import GlobalFits
 from ovencast.forecasting.frame import DATE
 from ovencast.jobs import repository as jobs_repository
+from ovencast.jobs.states import RunStatus
 from ovencast.models import repository as models_repository
 from ovencast.models.service import NewVersion, load_verified, record_version
 from ovencast.observability.logs import configure_logging, get_logger
 from ovencast.observability.metrics import PRODUCT_TRAINING_DURATION
 from ovencast.settings import Settings
-from ovencast.store import StoredArtifact, artifact_key, store_for
+from ovencast.store import StoredArtifact, artifact_key, store_for, unique_key
 from ovencast.training.fitting import FitPlan, FitResult, PriorFit, fit_product
 from ovencast.training.locks import product_lock
-from ovencast.training.task import ProductOutcome, ProductTask
+from ovencast.training.task import ProductOutcome, ProductTask, time_limit_reason
 
 log = get_logger(__name__)
-
-EventSink = Callable[[str, dict[str, Any]], None]
 # Which process trained a run: host and pid (several workers on several machines).
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 LIBRARIES = ("ovencast", "numpy", "pandas", "prophet", "optuna", "holidays", "statsforecast",
@@ -77,15 +77,15 @@ Fitter = Callable[[ProductTask, FitPlan, "PriorFit | None", EventSink], Awaitabl
 
 
 def run_product_task(task: ProductTask, events: Any = None) -> ProductOutcome:
-    """Entry point in an embedded pool process. `events` is an optional queue (a Manager
-    queue) that receives `(product, event, fields)` tuples."""
+    """Entry point in an embedded pool process. `events` is an optional queue (an
+    `EventPump`'s) that receives the product's progress events."""
     configure_logging(level=task.settings.log_level,
                       log_file=task.settings.ovencast_home / "logs" / "ovencast.log",
                       stderr_level="ERROR")
 
-    def emit(event: str, fields: dict[str, Any]) -> None:
+    def emit(event: Any) -> None:
         if events is not None:
-            events.put((task.product, event, fields))
+            events.put(event)
 
     async def main() -> ProductOutcome:
         engine = create_engine(task.settings)
@@ -114,13 +114,13 @@ async def _fit_inline(task: ProductTask, plan: FitPlan, prior: PriorFit | None,
 
 
 def fit_plan(task: ProductTask) -> FitPlan:
+    global_fits = GlobalFits.from_bytes(task.global_fits) if task.global_fits else None
     return FitPlan(families=task.families, product_class=task.product_class,
                    country=task.country, subdivision=task.subdivision,
                    regressors=task.regressors,
                    time_limit_s=task.settings.max_training_time_seconds,
-                   global_fits=(GlobalFits.from_bytes(task.global_fits)
-                                if task.global_fits else None),
-                   product=task.product)
+                   context=FitContext(product=task.product, global_fits=global_fits),
+                   job_id=task.job_id)
 
 
 async def train_one(task: ProductTask, sessions: async_sessionmaker[AsyncSession],
@@ -130,15 +130,15 @@ async def train_one(task: ProductTask, sessions: async_sessionmaker[AsyncSession
     settings = task.settings
     started = time.monotonic()
     bound = log.bind(job_id=task.job_id, tenant=task.tenant_name, product=task.product)
-    status = "failed"
+    status = RunStatus.FAILED
     try:
         async with lock(task.tenant_id, task.product):
             async with unit_of_work(sessions) as session:
                 run = await jobs_repository.get_run(session, task.run_id)
                 assert run is not None, f"training run {task.run_id} vanished"
-                run.status, run.started_at, run.reason = "running", utcnow(), None
+                run.status, run.started_at, run.reason = RunStatus.RUNNING, utcnow(), None
                 run.details = {**(run.details or {}), "worker": WORKER_ID}
-            emit("started", {})
+            emit(Started(job_id=task.job_id, product=task.product))
             bound.info("training.product.started", families=list(task.families))
             prior = await _prior_fit(task, sessions)
             result = await fit(task, fit_plan(task), prior, emit)
@@ -149,15 +149,13 @@ async def train_one(task: ProductTask, sessions: async_sessionmaker[AsyncSession
                        duration_s=outcome.duration_s)
             PRODUCT_TRAINING_DURATION.labels(family=outcome.family or "").observe(
                 outcome.duration_s or 0.0)
-            emit("finished", {"family": outcome.family, "version": outcome.version,
-                              "metrics": outcome.metrics,
-                              "model": (outcome.details.get("selection") or {}).get("chosen")})
+            emit(Finished(job_id=task.job_id, product=task.product, family=outcome.family,
+                          version=outcome.version, metrics=outcome.metrics,
+                          model=(outcome.details.get("selection") or {}).get("chosen")))
             return outcome
     except ProductTimedOut:
-        status = "timed_out"
-        reason = (f"stopped after MAX_TRAINING_TIME_MINUTES="
-                  f"{settings.max_training_time_minutes:g} "
-                  f"({settings.max_training_time_seconds:.0f} s)")
+        status = RunStatus.TIMED_OUT
+        reason = time_limit_reason(settings)
     except Exception as exc:
         reason = str(exc) if isinstance(exc, OvencastError) else (
             f"{type(exc).__name__}: {exc}")
@@ -169,7 +167,7 @@ async def train_one(task: ProductTask, sessions: async_sessionmaker[AsyncSession
         if run is not None:
             run.status, run.reason = status, reason
             run.finished_at, run.duration_s = utcnow(), duration
-    emit(status, {"reason": reason})
+    emit(run_ended(task.job_id, task.product, status, reason))
     return ProductOutcome(product=task.product, run_id=task.run_id, status=status,
                           reason=reason, duration_s=duration)
 
@@ -211,7 +209,7 @@ async def _store_and_record(task: ProductTask, sessions: Any, result: FitResult,
     payload = best.model.to_bytes()
     history_dates = task.history[DATE]
     artifact: StoredArtifact | None = None
-    replaced_uri: str | None = None
+    replaced_key: str | None = None
     try:
         async with unit_of_work(sessions) as session:
             tenant = await session.get(Tenant, task.tenant_id)
@@ -221,7 +219,7 @@ async def _store_and_record(task: ProductTask, sessions: Any, result: FitResult,
                 version = await models_repository.next_version(session, tenant.id,
                                                                task.product)
             else:
-                version, replaced_uri = active.version, active.artifact_uri
+                version, replaced_key = active.version, active.artifact_key
             artifact = store.save(unique_key(
                 artifact_key(tenant.name, task.product, best.family, version)), payload)
             row = await record_version(session, tenant, NewVersion(
@@ -234,23 +232,17 @@ async def _store_and_record(task: ProductTask, sessions: Any, result: FitResult,
             ), artifact, version=version, versioning_enabled=settings.model_versioning_enabled)
             run = await jobs_repository.get_run(session, task.run_id)
             assert run is not None
-            run.status, run.model_version_id = "trained", row.id
+            run.status, run.model_version_id = RunStatus.TRAINED, row.id
             run.finished_at, run.duration_s = utcnow(), elapsed
             await session.flush()
     except BaseException:
         if artifact is not None:
-            store.delete(artifact.uri)
+            store.delete(artifact.key)
         raise
-    if replaced_uri is not None and replaced_uri != artifact.uri:
-        store.retire(replaced_uri, keep_backup=settings.model_backup_enabled)
+    if replaced_key is not None and replaced_key != artifact.key:
+        store.retire(replaced_key, keep_backup=settings.model_backup_enabled)
     return ProductOutcome(
-        product=task.product, run_id=task.run_id, status="trained", family=best.family,
+        product=task.product, run_id=task.run_id, status=RunStatus.TRAINED, family=best.family,
         version=version, metrics=best.metrics.to_dict(),
         baseline_metrics=best.baseline_metrics.to_dict(), duration_s=elapsed,
         peak_rss_mb=peak_rss_mb(), details=result.details)
-
-
-def unique_key(key: str) -> str:
-    """`.../v000003.json` -> `.../v000003-<random>.json`: every save gets a fresh key."""
-    stem, dot, extension = key.rpartition(".")
-    return f"{stem}-{uuid.uuid4().hex[:12]}{dot}{extension}"

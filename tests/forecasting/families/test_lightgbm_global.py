@@ -11,14 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ovencast.forecasting.families import FitContext, load_model
 from ovencast.forecasting.families import lightgbm_global as lightgbm
-from ovencast.forecasting.families import load_model
+from ovencast.forecasting.families.global_fits import LEGACY_SALES_FEATURES, GlobalFits
 from ovencast.forecasting.families.lightgbm_global import (
     LOCAL_PRODUCT,
     MIN_LAG_DAYS,
-    GlobalFits,
     LightGBMModel,
-    adopting,
     train_global,
 )
 from ovencast.forecasting.frame import CLOSED, DATE, Y
@@ -110,9 +109,9 @@ def test_artifact_of_the_earlier_feature_list_still_forecasts(history: pd.DataFr
     assert state(model)["sales_features"] == list(lightgbm.SALES_FEATURES)
     legacy = lightgbm.fit_booster({LOCAL_PRODUCT: train}, REGRESSORS,
                                   products=(LOCAL_PRODUCT,), cutoff=last_open_day(train),
-                                  sales_features=lightgbm.LEGACY_SALES_FEATURES)
-    assert legacy.feature_name()[-len(lightgbm.LEGACY_SALES_FEATURES):] == list(
-        lightgbm.LEGACY_SALES_FEATURES)
+                                  sales_features=LEGACY_SALES_FEATURES)
+    assert legacy.feature_name()[-len(LEGACY_SALES_FEATURES):] == list(
+        LEGACY_SALES_FEATURES)
     envelope = json.loads(model.to_bytes())
     envelope["state"]["booster"] = legacy.model_to_string()
     del envelope["state"]["sales_features"]
@@ -192,8 +191,8 @@ def test_fit_adopts_the_booster_of_its_cutoff(tenant: dict[str, pd.DataFrame]) -
     assert fits.summary()["cutoffs"] == [cutoff.date().isoformat()]
     assert GlobalFits.from_bytes(fits.to_bytes()) == fits
 
-    with adopting(fits, "A"):
-        adopted = LightGBMModel(regressors=REGRESSORS).fit(train_a)
+    adopted = LightGBMModel(regressors=REGRESSORS).fit(
+        train_a, context=FitContext(product="A", global_fits=fits))
     assert adopted.adopted is True
     assert booster_text(adopted) == fits.boosters[cutoff.date().isoformat()]
     assert state(adopted)["product"] == "A"
@@ -203,8 +202,8 @@ def test_fit_adopts_the_booster_of_its_cutoff(tenant: dict[str, pd.DataFrame]) -
     cut = {p: h.loc[h[DATE] <= cutoff] for p, h in tenant.items()}
     again = train_global(cut, REGRESSORS, [cutoff])
     assert again.boosters == fits.boosters
-    with adopting(again, "A"):
-        twin = LightGBMModel(regressors=REGRESSORS).fit(train_a)
+    twin = LightGBMModel(regressors=REGRESSORS).fit(
+        train_a, context=FitContext(product="A", global_fits=again))
     future = future_of(tenant["A"].iloc[TRAIN_DAYS:TRAIN_DAYS + 40])
     forecast = adopted.predict(future)
     np.testing.assert_allclose(twin.predict(future), forecast)
@@ -233,15 +232,15 @@ def test_no_adoption_without_a_matching_booster(tenant: dict[str, pd.DataFrame])
     def fitted(history: pd.DataFrame, product: str = "A",
                regressors: tuple[str, ...] = REGRESSORS,
                fits_: GlobalFits | None = fits) -> LightGBMModel:
-        with adopting(fits_, product):
-            return LightGBMModel(regressors=regressors).fit(history)
+        return LightGBMModel(regressors=regressors).fit(
+            history, context=FitContext(product=product, global_fits=fits_))
 
     assert fitted(train_a).adopted is True
     assert fitted(shorter).adopted is False  # a cut-off the stage did not train
     assert fitted(train_a, product="C").adopted is False  # not one of its products
     assert fitted(train_a, regressors=()).adopted is False  # not its regressors
     assert fitted(train_a, fits_=None).adopted is False
-    # The block ended: back to training alone.
+    # No context: training alone.
     assert LightGBMModel(regressors=REGRESSORS).fit(train_a).adopted is False
 
 

@@ -49,7 +49,9 @@ class ModelVersion(Base):
     baseline_metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     regressors: Mapped[list[str]] = mapped_column(JSON, default=list)
-    artifact_uri: Mapped[str] = mapped_column(String(1000))
+    # The artifact's key relative to the model store (MODEL_STORAGE_PATH), so that a
+    # store or an embedded home moved elsewhere still finds it.
+    artifact_key: Mapped[str] = mapped_column(String(1000))
     sha256: Mapped[str] = mapped_column(String(64))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     data_start: Mapped[date] = mapped_column(Date)

@@ -3,24 +3,23 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Date, ForeignKey, String, Text
+from sqlalchemy import JSON, Date, ForeignKey, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ovencast.db.base import Base, UTCDateTime, utcnow
+from ovencast.db.base import Base, UTCDateTime, state_enum, utcnow
+from ovencast.jobs.states import JobStatus
 
 
 class TrainingJob(Base):
-    """One request to train some or all products of a tenant.
-
-    status: queued -> running -> succeeded | partial (some products failed) | failed |
-    cancelled. The validation and alignment reports are stored with the job.
-    """
+    """One request to train some or all products of a tenant; `status` is a `JobStatus`.
+    The validation and alignment reports are stored with the job."""
 
     __tablename__ = "training_jobs"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
-    status: Mapped[str] = mapped_column(String(20), default="queued")
+    status: Mapped[JobStatus] = mapped_column(state_enum(JobStatus, name="status"),
+                                              default=JobStatus.QUEUED)
     products: Mapped[list[str] | None] = mapped_column(JSON)
     models: Mapped[list[str]] = mapped_column(JSON)
     until: Mapped[date | None] = mapped_column(Date)

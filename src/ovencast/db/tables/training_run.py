@@ -6,15 +6,14 @@ from typing import Any
 from sqlalchemy import JSON, Float, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ovencast.db.base import Base, UTCDateTime, utcnow
+from ovencast.db.base import Base, UTCDateTime, state_enum, utcnow
+from ovencast.jobs.states import RunStatus
 
 
 class TrainingRun(Base):
-    """The outcome of one product within a training job.
-
-    status: pending -> running -> trained | failed | timed_out | skipped. Every end
-    state other than `trained` carries a `reason`: a product never silently yields no model.
-    """
+    """The outcome of one product within a training job; `status` is a `RunStatus`. Every
+    end state other than `trained` carries a `reason`: a product never silently yields no
+    model."""
 
     __tablename__ = "training_runs"
     __table_args__ = (UniqueConstraint("job_id", "product"),)
@@ -22,7 +21,8 @@ class TrainingRun(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("training_jobs.id", ondelete="CASCADE"))
     product: Mapped[str] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(20), default="pending")
+    status: Mapped[RunStatus] = mapped_column(state_enum(RunStatus, name="status"),
+                                              default=RunStatus.PENDING)
     reason: Mapped[str | None] = mapped_column(Text)
     product_class: Mapped[str | None] = mapped_column(String(20))
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)

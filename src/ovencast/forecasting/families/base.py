@@ -1,15 +1,19 @@
 """The interface every model family implements.
 
 Contract:
-- `fit(history)` gets one product's history frame (see `ovencast.forecasting.frame`). Rows
-  with `closed` set are removed before `_fit` sees them: closed days are known in advance
-  and forecast as 0 by `predict`, so no family has to model them.
+- `fit(history, context=...)` gets one product's history frame (see
+  `ovencast.forecasting.frame`) and, explicitly, what the fit may use beyond it
+  (`FitContext`: the product's name and the tenant's global models). Rows with `closed`
+  set are removed before `_fit` sees them: closed days are known in advance and forecast
+  as 0 by `predict`, so no family has to model them.
 - `predict(future)` returns one non-negative float per row of `future`, in row order, and
   exactly 0 on rows with `closed` set.
 - `regressors` names the regressor columns the model reads; `predict` needs exactly those
   in `future` (plus `date` and `closed`), nothing else.
-- `to_bytes()` / `load_model(bytes)` round-trip the fitted model through JSON. Never pickle:
-  artifacts are data, not code.
+- `to_bytes()` / `registry.load_model(bytes)` round-trip the fitted model through JSON.
+  Never pickle: artifacts are data, not code.
+
+Families are found by name through `registry.FAMILY_CLASSES`, an explicit map.
 """
 
 from __future__ import annotations
@@ -17,14 +21,30 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
 
+from ovencast.forecasting.families.global_fits import GlobalFits
 from ovencast.forecasting.frame import CLOSED, DATE
 
 ARTIFACT_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FitContext:
+    """What a fit may use besides the history it is given, passed by the caller: the
+    product's name and the tenant's global models trained for this job by the tenant
+    stage (`forecasting/global_stage.py`). A family that needs neither ignores it; the
+    global LightGBM adopts the booster of its cut-off instead of training alone."""
+
+    product: str = ""
+    global_fits: GlobalFits | None = None
+
+
+NO_CONTEXT = FitContext()
 
 
 class ForecastModel(ABC):
@@ -41,14 +61,14 @@ class ForecastModel(ABC):
         self.fitted = False
 
     # -- public API -------------------------------------------------------------------
-    def fit(self, history: pd.DataFrame) -> Self:
+    def fit(self, history: pd.DataFrame, *, context: FitContext = NO_CONTEXT) -> Self:
         open_days = history.loc[~history[CLOSED].astype(bool)].sort_values(DATE)
         if open_days.empty:
             raise ValueError("no open days to fit on")
         missing = [c for c in self.regressors if c not in open_days.columns]
         if missing:
             raise ValueError(f"history lacks regressor columns {missing}")
-        self._fit(open_days.reset_index(drop=True))
+        self._fit(open_days.reset_index(drop=True), context)
         self.fitted = True
         return self
 
@@ -81,7 +101,7 @@ class ForecastModel(ABC):
 
     # -- what a family implements -------------------------------------------------------
     @abstractmethod
-    def _fit(self, history: pd.DataFrame) -> None:
+    def _fit(self, history: pd.DataFrame, context: FitContext) -> None:
         """Fit on open days only (sorted by date, index 0..n-1)."""
 
     @abstractmethod
@@ -96,39 +116,6 @@ class ForecastModel(ABC):
     @abstractmethod
     def _restore(self, state: Mapping[str, Any]) -> None:
         """Inverse of `_state`."""
-
-
-FAMILIES: dict[str, type[ForecastModel]] = {}
-
-
-def register_family(cls: type[ForecastModel]) -> type[ForecastModel]:
-    FAMILIES[cls.family] = cls
-    return cls
-
-
-def model_class(family: str) -> type[ForecastModel]:
-    _ensure_builtin_families()
-    try:
-        return FAMILIES[family]
-    except KeyError:
-        known = ", ".join(sorted(FAMILIES))
-        raise ValueError(f"unknown model family {family!r} (known: {known})") from None
-
-
-def load_model(payload: bytes) -> ForecastModel:
-    envelope = json.loads(payload)
-    if envelope.get("format_version") != ARTIFACT_FORMAT_VERSION:
-        raise ValueError(f"unsupported artifact format {envelope.get('format_version')!r}")
-    cls = model_class(envelope["family"])
-    model = cls(regressors=envelope["regressors"], params=envelope["params"])
-    model._restore(envelope["state"])
-    model.fitted = True
-    return model
-
-
-def _ensure_builtin_families() -> None:
-    # Imported lazily so that importing the interface does not import every library.
-    from ovencast.forecasting.families import registry  # noqa: F401
 
 
 def _json_default(value: object) -> object:

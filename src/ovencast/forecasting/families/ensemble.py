@@ -31,18 +31,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ovencast.forecasting.families.base import (
-    ForecastModel,
-    load_model,
-    model_class,
-    register_family,
-)
+from ovencast.forecasting.families.base import FitContext, ForecastModel
+from ovencast.forecasting.families.registry import load_model, model_class
 from ovencast.forecasting.frame import CLOSED, DATE
 
 ENSEMBLE = "ensemble"
 
 
-@register_family
 class EnsembleModel(ForecastModel):
     family = ENSEMBLE
 
@@ -59,10 +54,10 @@ class EnsembleModel(ForecastModel):
         self._members: list[ForecastModel] = []
 
     # -- ForecastModel ------------------------------------------------------------------
-    def _fit(self, history: pd.DataFrame) -> None:
+    def _fit(self, history: pd.DataFrame, context: FitContext) -> None:
         self._members = [
             model_class(spec["family"])(regressors=spec["regressors"], params=spec["params"])
-            .fit(history)
+            .fit(history, context=context)
             for spec in self.params["members"]
         ]
 

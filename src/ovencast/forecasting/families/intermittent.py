@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from ovencast.forecasting.families.base import ForecastModel, register_family
+from ovencast.forecasting.families.base import FitContext, ForecastModel
 from ovencast.forecasting.families.statistical import steps_after
 from ovencast.forecasting.frame import DATE, Y
 
@@ -72,7 +72,7 @@ class IntermittentFamily(ForecastModel):
         """Raise ValueError for a parameter value the family cannot use."""
 
     # -- ForecastModel ------------------------------------------------------------------
-    def _fit(self, history: pd.DataFrame) -> None:
+    def _fit(self, history: pd.DataFrame, context: FitContext) -> None:
         y = history[Y].to_numpy(dtype=float)
         mean = self._build().fit(y=y).predict(h=1)["mean"]
         rate = float(np.asarray(mean, dtype=float)[0])
@@ -115,7 +115,6 @@ class IntermittentFamily(ForecastModel):
         return self.params.get(name, self.default_params[name])
 
 
-@register_family
 class CrostonModel(IntermittentFamily):
     family = "croston"
 
@@ -125,7 +124,6 @@ class CrostonModel(IntermittentFamily):
         return CrostonOptimized()
 
 
-@register_family
 class TSBModel(IntermittentFamily):
     family = "tsb"
     default_params: ClassVar[Mapping[str, Any]] = {"alpha_d": 0.1, "alpha_p": 0.1}
@@ -144,7 +142,6 @@ class TSBModel(IntermittentFamily):
         return TSB(alpha_d=float(self._param("alpha_d")), alpha_p=float(self._param("alpha_p")))
 
 
-@register_family
 class ADIDAModel(IntermittentFamily):
     family = "adida"
 
@@ -154,7 +151,6 @@ class ADIDAModel(IntermittentFamily):
         return ADIDA()
 
 
-@register_family
 class IMAPAModel(IntermittentFamily):
     family = "imapa"
 

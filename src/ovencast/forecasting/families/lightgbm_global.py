@@ -3,8 +3,8 @@ of all its products at once and used for every one of them (family "lightgbm").
 
 Why global: a bakery's products share their weekly rhythm, their holidays and their
 response to weather and footfall; one model that sees all of them learns those from many
-more days than a per-product model can, and it is trained once per tenant (under a
-second or two per fit on the shared datasets) instead of once per product.
+more days than a per-product model can, and it is trained once per tenant instead of once
+per product (docs/decisions/004-lightgbm-sales-features.md).
 
 Direct, not recursive: every sales feature of a day looks back at least
 `MIN_LAG_DAYS` (28) days, so one fitted model forecasts any day of the next 28 from
@@ -24,23 +24,20 @@ Features of a day t (one row per product and open day; `feature_names` lists the
   days back (the product's recent level) and the 28-day mean around the same date a year
   back (last year's level in this season). Closed days and missing dates are unknown
   (NaN), which LightGBM routes natively.
-Why so few sales features (`SALES_FEATURES_DECISION`): with lags of 28-56 and 364 days,
-means of 7 and 28 days and a same-weekday mean as well, the model leaned on single lagged
-days; over the 12 origins before each holdout of the shared data it was 6 % worse on Kiel
-and no better on North Sea. Artifacts store the feature list they were trained with
-(`sales_features`), so a model trained with an earlier list keeps forecasting with it.
-Objective: tweedie (sales are non-negative, often with zeros, and their variance grows
-with the level; on the shared data it beat squared error: North Sea holdout WAPE 0.210
-against 0.231). The target is the scaled sales; forecasts are multiplied back.
+The two sales features, the tweedie objective and one OpenMP thread per booster:
+docs/decisions/004-lightgbm-sales-features.md. Artifacts store the feature list they were
+trained with (`sales_features`), so a model trained with an earlier list keeps
+forecasting with it. The target is the scaled sales; forecasts are multiplied back.
 
 Training once per tenant: `train_global` fits one booster per training cut-off date that
 the tenant's products need (each product's backtest windows, its holdout and its final
 fit; products of a tenant share them, so a job fits about nine boosters in all) on every
 product's rows up to that date, never later ones. A product's training then
-*adopts* the booster of the matching cut-off instead of fitting (`adopting`): the
-`fit(history)` of the family looks up the booster trained up to the last open day of
-`history`. So selection, holdout evaluation and ensembles use the global model through
-the same `fit` / `predict` interface as every other family. Without a matching booster
+*adopts* the booster of the matching cut-off instead of fitting: the caller passes the
+tenant's boosters in `fit(history, context=FitContext(product, global_fits))`, and the
+family looks up the booster trained up to the last open day of `history`. So selection,
+holdout evaluation and ensembles use the global model through the same `fit` / `predict`
+interface as every other family. Without a matching booster
 (a single product evaluated on its own, a cut-off the stage did not plan), `fit` trains
 the same model on that product alone.
 
@@ -53,23 +50,24 @@ the job's artifact of all cut-offs, 5-7 MB, is deleted when the job ends).
 
 from __future__ import annotations
 
-import contextvars
 import functools
-import json
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ovencast.forecasting.families.base import ForecastModel, register_family
+from ovencast.forecasting.families.base import FitContext, ForecastModel
+from ovencast.forecasting.families.global_fits import (
+    LEGACY_SALES_FEATURES,
+    LIGHTGBM,
+    GlobalFits,
+)
 from ovencast.forecasting.frame import CLOSED, DATE, Y
 
-LIGHTGBM = "lightgbm"
 MIN_LAG_DAYS = 28
 LEVEL_WINDOW = 91  # the product's recent level: the 91 days ending MIN_LAG_DAYS back
 LAST_YEAR_SHIFT, LAST_YEAR_WINDOW = 350, 28  # the 28 days centred on t - 364
@@ -78,26 +76,14 @@ TAIL_DAYS = LAST_YEAR_SHIFT + LAST_YEAR_WINDOW + 1
 feature (`LEGACY_SALES_FEATURES` included)."""
 CALENDAR = ("dow", "doy", "month")
 SALES_FEATURES = (f"mean_{LEVEL_WINDOW}", "last_year_mean")
-LEGACY_SALES_FEATURES = ("lag_28", "lag_35", "lag_42", "lag_49", "lag_56", "lag_364",
-                         "mean_7", "mean_28", "mean_91", "same_weekday_mean",
-                         "last_year_mean")
-"""The sales features of artifacts stored before they held their feature list."""
-SALES_FEATURES_DECISION = (
-    "Mean pooled WAPE over the 12 28-day origins before each holdout (one booster per "
-    "origin on all products, 3 LightGBM seeds), Kiel / North Sea: legacy features "
-    "0.149-0.151 / 0.333-0.339, these two 0.141-0.142 / 0.333-0.334; holdouts within "
-    "the seeds' spread (Kiel 0.189-0.196 vs 0.192-0.196, North Sea 0.213-0.229 vs "
-    "0.217-0.223). Without any sales feature: Kiel 0.169, North Sea 0.368."
-)
 PRODUCT_FEATURE = "product"
 BOOSTER_PARAMS: Mapping[str, Any] = {
     "objective": "tweedie", "learning_rate": 0.1, "num_leaves": 31,
     "min_data_in_leaf": 20, "feature_fraction": 0.8, "bagging_fraction": 0.8,
     "bagging_freq": 1, "seed": 0, "deterministic": True, "force_row_wise": True,
     "verbose": -1,
-    # One OpenMP thread per booster (the stage runs several boosters in threads): with
-    # all cores, OpenMP's busy-waiting made a booster 10-100x slower whenever the pool's
-    # worker processes were busy too (measured on 2 cores).
+    # One OpenMP thread per booster: the stage runs several boosters in threads
+    # (docs/decisions/004-lightgbm-sales-features.md).
     "num_threads": 1,
 }
 N_ROUNDS = 150
@@ -223,36 +209,6 @@ def fit_booster(histories: Mapping[str, pd.DataFrame], regressors: Sequence[str]
 
 
 # -- the tenant stage's boosters, and adopting them ---------------------------------------
-@dataclass(frozen=True)
-class GlobalFits:
-    """The tenant's boosters, one per training cut-off date (ISO date -> LightGBM model
-    text), the product category order they were trained with, and what they cost."""
-
-    products: tuple[str, ...]
-    regressors: tuple[str, ...]
-    boosters: Mapping[str, str]
-    seconds: float
-    sales_features: tuple[str, ...] = SALES_FEATURES
-
-    def to_bytes(self) -> bytes:
-        return json.dumps({"products": list(self.products),
-                           "regressors": list(self.regressors),
-                           "sales_features": list(self.sales_features),
-                           "boosters": dict(self.boosters),
-                           "seconds": self.seconds}).encode()
-
-    @classmethod
-    def from_bytes(cls, payload: bytes) -> GlobalFits:
-        data = json.loads(payload)
-        return cls(products=tuple(data["products"]), regressors=tuple(data["regressors"]),
-                   boosters=dict(data["boosters"]), seconds=float(data["seconds"]),
-                   sales_features=tuple(data.get("sales_features", LEGACY_SALES_FEATURES)))
-
-    def summary(self) -> dict[str, Any]:
-        return {"family": LIGHTGBM, "products": len(self.products),
-                "cutoffs": sorted(self.boosters), "seconds": round(self.seconds, 3)}
-
-
 def train_global(histories: Mapping[str, pd.DataFrame], regressors: Sequence[str],
                  cutoffs: Sequence[pd.Timestamp], *, workers: int = 1) -> GlobalFits:
     """Fit one booster per distinct cut-off on all `histories` (product -> history
@@ -275,48 +231,21 @@ def train_global(histories: Mapping[str, pd.DataFrame], regressors: Sequence[str
     boosters = {cutoff.date().isoformat(): text
                 for cutoff, text in zip(ordered, texts, strict=True) if text is not None}
     return GlobalFits(products=products, regressors=tuple(regressors), boosters=boosters,
-                      seconds=time.monotonic() - started)
-
-
-@dataclass(frozen=True)
-class _Adoption:
-    fits: GlobalFits
-    product: str
-
-
-_ADOPTING: contextvars.ContextVar[_Adoption | None] = contextvars.ContextVar(
-    "ovencast_lightgbm_adopting", default=None)
-
-
-@contextmanager
-def adopting(fits: GlobalFits | None, product: str) -> Iterator[None]:
-    """Inside this block, `LightGBMModel.fit` of `product` adopts the tenant's booster of
-    the matching cut-off instead of training (see the module docstring)."""
-    if fits is None or product not in fits.products:
-        yield
-        return
-    token = _ADOPTING.set(_Adoption(fits, product))
-    try:
-        yield
-    finally:
-        _ADOPTING.reset(token)
+                      seconds=time.monotonic() - started, sales_features=SALES_FEATURES)
 
 
 @functools.lru_cache(maxsize=16)
 def _parsed_booster(text: str) -> Any:
     """A booster parsed from its model text, kept for the next model that holds the same
     text: a worker process trains several products of a tenant, and each of them adopts
-    the same boosters (one per cut-off); parsing one took about 4 ms, 9 of them per
-    product. A parsed booster is only read (LightGBM's predict is thread-safe for one
-    booster). 16: a job needs one per cut-off (9 on North Sea, 13 on Kiel); each entry
-    holds about 1 MB (the 0.5 MB text it is keyed by, and the parsed trees)."""
+    the same boosters (one per cut-off). A parsed booster is only read (LightGBM's predict
+    is thread-safe for one booster). Size: docs/decisions/004-lightgbm-sales-features.md."""
     import lightgbm as lgb
 
     return lgb.Booster(model_str=text)
 
 
 # -- the family -----------------------------------------------------------------------------
-@register_family
 class LightGBMModel(ForecastModel):
     """One product's view of a (tenant-wide) LightGBM booster. No params."""
 
@@ -336,16 +265,15 @@ class LightGBMModel(ForecastModel):
         self._tail = pd.Series(dtype=float)
         self.adopted = False
 
-    def _fit(self, history: pd.DataFrame) -> None:
+    def _fit(self, history: pd.DataFrame, context: FitContext) -> None:
         cutoff = pd.Timestamp(history[DATE].max()).normalize()
-        adoption = _ADOPTING.get()
-        text = None
-        if adoption is not None and tuple(adoption.fits.regressors) == self.regressors:
-            text = adoption.fits.boosters.get(cutoff.date().isoformat())
-        if text is not None and adoption is not None:
-            self._products, self._product = adoption.fits.products, adoption.product
+        fits = context.global_fits
+        text = None if fits is None else fits.booster_for(
+            context.product, self.regressors, cutoff.date().isoformat())
+        if text is not None and fits is not None:
+            self._products, self._product = fits.products, context.product
             self._booster_text, self.adopted = text, True
-            self._sales_features = tuple(adoption.fits.sales_features)
+            self._sales_features = tuple(fits.sales_features)
         else:
             self._products, self._product = (LOCAL_PRODUCT,), LOCAL_PRODUCT
             self._sales_features = SALES_FEATURES

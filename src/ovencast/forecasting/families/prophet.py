@@ -52,7 +52,7 @@ import holidays as holidays_lib
 import numpy as np
 import pandas as pd
 
-from ovencast.forecasting.families.base import ForecastModel, register_family
+from ovencast.forecasting.families.base import FitContext, ForecastModel
 from ovencast.forecasting.frame import DATE, Y
 
 if TYPE_CHECKING:
@@ -117,7 +117,6 @@ class FitTimeout(TimeoutError):
     """The optimiser ran past `fit_timeout_s` and was terminated."""
 
 
-@register_family
 class ProphetModel(ForecastModel):
     """Prophet with holidays and regressors; see the module docstring for `params`."""
 
@@ -145,7 +144,7 @@ class ProphetModel(ForecastModel):
         self._prophet: Prophet | None = None
 
     # -- ForecastModel ------------------------------------------------------------------
-    def _fit(self, history: pd.DataFrame) -> None:
+    def _fit(self, history: pd.DataFrame, context: FitContext) -> None:
         span_days = int((history[DATE].iloc[-1] - history[DATE].iloc[0]).days)
         prophet_class, _, _ = _prophet_library()
         model = prophet_class(

@@ -14,11 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ovencast.forecasting.families.base import ForecastModel, register_family
+from ovencast.forecasting.families.base import FitContext, ForecastModel
 from ovencast.forecasting.frame import DATE, Y
 
 
-@register_family
 class SeasonalNaive(ForecastModel):
     family = "seasonal_naive"
 
@@ -35,7 +34,7 @@ class SeasonalNaive(ForecastModel):
         self._last_by_weekday: dict[int, float] = {}
         self._last_value = 0.0
 
-    def _fit(self, history: pd.DataFrame) -> None:
+    def _fit(self, history: pd.DataFrame, context: FitContext) -> None:
         # `history` is open days sorted by date: the last row per weekday is the latest.
         # Weekdays as pandas' dayofweek: Monday = 0.
         weekdays = pd.DatetimeIndex(history[DATE]).dayofweek

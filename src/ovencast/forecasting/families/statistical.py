@@ -84,7 +84,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from ovencast.forecasting.families.base import ForecastModel, register_family
+from ovencast.forecasting.families.base import FitContext, ForecastModel
 from ovencast.forecasting.frame import DATE, Y
 
 WEEK_DAYS = 7
@@ -180,7 +180,7 @@ class StatsforecastFamily(ForecastModel):
         return str(fitted)
 
     # -- ForecastModel ------------------------------------------------------------------
-    def _fit(self, history: pd.DataFrame) -> None:
+    def _fit(self, history: pd.DataFrame, context: FitContext) -> None:
         series, filled = regular_daily_series(history)
         values = series.to_numpy(dtype=float)
         path, selected = self._forecast(values, STORED_HORIZON_DAYS)
@@ -260,7 +260,6 @@ def _ets_method(fitted: Any) -> str:
     return str(model["method"]) if isinstance(model, dict) and "method" in model else ""
 
 
-@register_family
 class AutoETSModel(StatsforecastFamily):
     family = "auto_ets"
     default_params: ClassVar[Mapping[str, Any]] = {
@@ -289,7 +288,6 @@ class AutoETSModel(StatsforecastFamily):
         return _ets_method(fitted)
 
 
-@register_family
 class MSTLModel(StatsforecastFamily):
     family = "mstl"
     default_params: ClassVar[Mapping[str, Any]] = {
@@ -341,7 +339,6 @@ class MSTLModel(StatsforecastFamily):
         return f"MSTL[{seasons}] trend {_ets_method(fitted.trend_forecaster)}"
 
 
-@register_family
 class AutoARIMAModel(StatsforecastFamily):
     family = "auto_arima"
     default_params: ClassVar[Mapping[str, Any]] = {

@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ovencast.datasets.reader import ParsedDataset, read_dataset_dir
 from ovencast.observability.logs import get_logger
 from ovencast.sources import contract
-from ovencast.sources.faults import Fault, FaultTable
+from ovencast.testing.faults import Fault, FaultTable
 
 log = get_logger(__name__)
 

@@ -7,6 +7,7 @@ import asyncio
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from ovencast.cli.render import fmt
+from ovencast.cli.render import TrainingView, fmt, training_result
 from ovencast.datasets import repository as datasets_repository
 from ovencast.datasets import service as datasets_service
 from ovencast.datasets.reader import read_dataset_dir
@@ -25,15 +26,17 @@ from ovencast.forecasts.plot import plot_forecasts
 from ovencast.models import repository as models_repository
 from ovencast.settings import Settings
 from ovencast.tenants import service as tenants_service
+from ovencast.training.embedded import train_tenant
 
-BUNDLED_KIEL = Path(__file__).resolve().parent / "demo_data" / "kiel"
+BUNDLED_KIEL = Path(__file__).resolve().parents[1] / "demo_data" / "kiel"
 DEMO_TENANT = "kiel-demo"
 FORECAST_DAYS = 14
 
 
 def run_demo(console: Console, settings: Settings, *, dataset: Path | None,
-             models: list[str] | None, plot_path: Path) -> None:
-    from ovencast.cli.main import train_tenant
+             models: list[str] | None, plot_path: Path, preload: Sequence[str] = ()
+             ) -> None:
+    """`preload`: the entry point's module, for the training pool (training/pool.py)."""
 
     # The demo owns a sub-directory of OVENCAST_HOME and starts it empty every time.
     home = settings.ovencast_home / "demo"
@@ -51,7 +54,11 @@ def run_demo(console: Console, settings: Settings, *, dataset: Path | None,
     console.print(f"imported {summary.sales_rows} sales rows, {summary.products} products, "
                   f"{summary.first_date} to {summary.last_date}; regressors: "
                   f"{', '.join(summary.regressor_columns)}")
-    job = train_tenant(settings, DEMO_TENANT, models=models).job
+    with TrainingView(console) as view:
+        trained = train_tenant(settings, DEMO_TENANT, models=models, observer=view,
+                               preload=preload)
+    training_result(console, trained.job, trained.runs)
+    job = trained.job
     versions, history, forecasts = asyncio.run(_results(settings))
 
     table = Table(title="Holdout accuracy: last 28 days of each product's data",

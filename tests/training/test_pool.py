@@ -1,5 +1,5 @@
-"""The embedded pool's worker processes are forks of a fork server that has imported the
-heavy modules once (training/service.worker_context)."""
+"""The pool's worker processes are forks of a fork server that has imported the heavy
+modules once (training/pool.worker_context), in both shapes."""
 
 from __future__ import annotations
 
@@ -8,16 +8,11 @@ import sys
 
 from pebble import ProcessPool
 
-from ovencast.training.service import (
-    WORKER_PRELOAD,
-    start_workers_early,
-    stop_workers,
-    worker_context,
-)
+from ovencast.training.pool import PRELOAD, start_workers_early, stop_workers, worker_context
 
 
 def _imported_in_worker() -> tuple[int, list[str]]:
-    return os.getpid(), [name for name in WORKER_PRELOAD if name in sys.modules]
+    return os.getpid(), [name for name in PRELOAD if name in sys.modules]
 
 
 def _run_in_pool() -> tuple[int, list[str]]:
@@ -31,9 +26,9 @@ def test_workers_start_with_the_preloaded_modules_and_survive_a_stopped_server()
     start_workers_early()  # idempotent
     pid, imported = _run_in_pool()
     assert pid != os.getpid()
-    assert imported == list(WORKER_PRELOAD)
+    assert imported == list(PRELOAD)
     stop_workers()
     stop_workers()  # stopping a stopped server is a no-op
     pid_after, imported_after = _run_in_pool()  # a fresh server is started on demand
     assert pid_after != pid
-    assert imported_after == list(WORKER_PRELOAD)
+    assert imported_after == list(PRELOAD)

@@ -12,10 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import cli_command, make_settings, settings_env
-from ovencast.sources.server import RunningServer, ServedTenant
-
-from .conftest import TENANT, Admin
+from conftest import UPSTREAM_TENANT as TENANT
+from conftest import Admin, cli_command, make_settings, settings_env
+from ovencast.testing.upstream_server import RunningServer, ServedTenant
 
 
 def get(server: RunningServer, path: str, **params: Any) -> httpx.Response:

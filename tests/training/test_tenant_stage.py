@@ -1,4 +1,4 @@
-"""The tenant stage of a training job (training/service.py): a job whose model choice uses
+"""The tenant stage of a training job (training/tenant_stage.py): a job whose model choice uses
 the global LightGBM model trains it once, stores it as an artifact recorded with the job,
 hands it to every product's task, and the products' lightgbm fits adopt it."""
 
@@ -17,17 +17,20 @@ from conftest import import_directory, make_settings, train_in_process
 from ovencast.db.runtime import Database
 from ovencast.db.session import unit_of_work
 from ovencast.db.tables import ModelVersion, TrainingRun
-from ovencast.forecasting.families.lightgbm_global import GlobalFits, LightGBMModel
+from ovencast.forecasting.families.global_fits import GlobalFits
+from ovencast.forecasting.families.lightgbm_global import LightGBMModel
 from ovencast.forecasting.global_stage import cutoffs_of
 from ovencast.forecasting.holdout import HoldoutSplit
 from ovencast.forecasting.selection import BacktestPlan
+from ovencast.jobs import service as jobs_service
 from ovencast.jobs.endpoints import job_detail
 from ovencast.models.service import load_verified
 from ovencast.settings import Settings
 from ovencast.store import sha256_hex, store_for
 from ovencast.tenants import service as tenants_service
-from ovencast.training import service as training_service
-from ovencast.training.service import GLOBAL_MODELS_KEY
+from ovencast.training import tenant_stage
+from ovencast.training.prepare import prepare_job, product_task
+from ovencast.training.tenant_stage import GLOBAL_MODELS_KEY
 
 PRODUCTS = ("bread", "rolls")
 # 120 days: a 92-day training part with two backtest windows, quick to train.
@@ -43,11 +46,11 @@ async def test_auto_job_stores_the_tenant_models_and_hands_them_to_every_task(
     assert {p: r.status for p, r in result.runs.items()} == dict.fromkeys(PRODUCTS, "trained")
     record = result.job.global_models
     assert record is not None
-    assert set(record) == {"family", "products", "cutoffs", "seconds", "uri", "sha256",
+    assert set(record) == {"family", "products", "cutoffs", "seconds", "key", "sha256",
                            "retired"}
     assert (record["family"], record["products"]) == ("lightgbm", len(PRODUCTS))
     assert record["seconds"] >= 0
-    assert GLOBAL_MODELS_KEY in record["uri"]
+    assert GLOBAL_MODELS_KEY in record["key"]
     # Every task carried the stored payload, whose checksum the job recorded.
     assert [t.product for t in result.prepared.tasks] == list(PRODUCTS)
     payload = result.prepared.tasks[0].global_fits
@@ -60,7 +63,7 @@ async def test_auto_job_stores_the_tenant_models_and_hands_them_to_every_task(
     # The job has ended: the product artifacts hold their boosters, the job's copy is gone.
     assert record["retired"] is True
     store = store_for(settings)
-    assert not store.exists(record["uri"])
+    assert not store.exists(record["key"])
     assert not [key for key in store.list() if GLOBAL_MODELS_KEY in key]
 
     # lightgbm was one of the candidates each product backtested.
@@ -137,20 +140,18 @@ async def test_service_shape_task_reloads_the_verified_tenant_models(
     await import_directory(database, "t1", tiny_dataset(PRODUCTS, days=DAYS))
     async with unit_of_work(database.sessions) as session:
         tenant = await tenants_service.get_tenant(session, "t1")
-        job = await training_service.new_job(session, tenant, models=("auto",))
-        prepared = await training_service.prepare_job(session, tenant, job,
-                                                      settings=settings)
+        job = await jobs_service.new_job(session, tenant, models=("auto",))
+        prepared = await prepare_job(session, tenant, job, settings=settings)
     payload = prepared.tasks[0].global_fits
     assert payload is not None
 
     async def rebuilt(product: str) -> bytes | None:
         async with unit_of_work(database.sessions) as session:
             tenant = await tenants_service.get_tenant(session, "t1")
-            job = await training_service.get_job(session, prepared.job_id)
+            job = await jobs_service.get_job(session, prepared.job_id)
             run = (await session.scalars(select(TrainingRun).where(
                 TrainingRun.job_id == job.id, TrainingRun.product == product))).one()
-            task = await training_service.product_task(session, tenant, job, run,
-                                                       settings=settings)
+            task = await product_task(session, tenant, job, run, settings=settings)
         assert task.product == product
         return task.global_fits
 
@@ -158,11 +159,10 @@ async def test_service_shape_task_reloads_the_verified_tenant_models(
 
     # A tampered artifact is refused: the task goes on without it (lightgbm alone).
     async with unit_of_work(database.sessions) as session:
-        job = await training_service.get_job(session, prepared.job_id)
+        job = await jobs_service.get_job(session, prepared.job_id)
         assert job.global_models is not None
-        uri = job.global_models["uri"]
-    store = store_for(settings)
-    path = Path(settings.resolved_model_storage_path) / store.key_for(uri)
+        key = job.global_models["key"]
+    path = Path(settings.resolved_model_storage_path) / key
     assert path.read_bytes() == payload
     path.write_bytes(payload.replace(b'"products"', b'"products" '))
     assert await rebuilt("bread") is None
@@ -177,7 +177,7 @@ async def test_the_tenant_stage_holds_no_database_write_lock(
     database = Database.open(settings)
     await database.ready()
     probed: list[bool] = []
-    stage = training_service.train_tenant_models
+    stage = tenant_stage.train_tenant_models
 
     def stage_beside_a_writer(*args: Any, **kwargs: Any) -> Any:
         db_file = sqlite_url.split("///", 1)[1]
@@ -187,7 +187,7 @@ async def test_the_tenant_stage_holds_no_database_write_lock(
         probed.append(True)
         return stage(*args, **kwargs)
 
-    monkeypatch.setattr(training_service, "train_tenant_models", stage_beside_a_writer)
+    monkeypatch.setattr(tenant_stage, "train_tenant_models", stage_beside_a_writer)
     try:
         await import_directory(database, "t1", tiny_dataset(PRODUCTS, days=DAYS))
         result = await train_in_process(database, "t1", models=("auto",))

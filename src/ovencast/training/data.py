@@ -1,0 +1,60 @@
+"""A job's data: load it from its source, build the tenant frame and validate it, the same
+way for every step that needs it (preparing a job, the tenant stage, a service worker
+rebuilding one product's task, `ovencast validate`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+import pandas as pd
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ovencast.db.tables import Tenant
+from ovencast.errors import InvalidDataset
+from ovencast.forecasting.features import AlignmentReport, build_tenant_frame
+from ovencast.forecasting.validation import ValidationReport, validate_sales
+from ovencast.settings import Settings
+from ovencast.sources.base import DataSource
+from ovencast.sources.database import DatabaseSource
+
+
+@dataclass(frozen=True, repr=False)
+class TenantData:
+    """The tenant frame (long: product, date, y, closed, regressors; see
+    forecasting/frame.py), its validation and alignment reports, and what the source
+    could not deliver (weather or traffic down: one warning each)."""
+
+    frame: pd.DataFrame
+    report: ValidationReport
+    alignment: AlignmentReport
+    warnings: list[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return f"TenantData(rows={len(self.frame)}, products={len(self.report.products)})"
+
+
+async def load_and_validate(source: DataSource, tenant: Tenant, *, settings: Settings,
+                            until: date | None, products: Sequence[str] | None
+                            ) -> TenantData:
+    data = await source.load(tenant.name, until=until, products=products)
+    frame, alignment = build_tenant_frame(data.sales, data.regressors,
+                                          country=tenant.country,
+                                          subdivision=tenant.subdivision)
+    report = validate_sales(frame, min_days=settings.min_training_data_days,
+                            recommended_days=settings.recommended_training_data_days)
+    return TenantData(frame=frame, report=report, alignment=alignment,
+                      warnings=list(data.warnings))
+
+
+async def validate_tenant(session: AsyncSession, tenant: Tenant, *, settings: Settings,
+                          until: date | None = None, source: DataSource | None = None
+                          ) -> tuple[ValidationReport, AlignmentReport]:
+    """The validation report of all the tenant's data (what a job would store)."""
+    source = source or DatabaseSource(session)
+    if not await source.list_products(tenant.name):
+        raise InvalidDataset(f"tenant {tenant.name!r} has no sales data; import a dataset")
+    data = await load_and_validate(source, tenant, settings=settings, until=until,
+                                   products=None)
+    return data.report, data.alignment

@@ -1,0 +1,154 @@
+"""Preparing a job: validate the tenant's data, train the tenant stage, record the
+reports and one run per product, and build each trainable product's task. The service
+shape's workers rebuild one product's task from the database (`product_task`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import date
+from typing import Any
+
+import pandas as pd
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ovencast.db.base import utcnow
+from ovencast.db.tables import Tenant, TrainingJob, TrainingRun
+from ovencast.errors import InvalidDataset
+from ovencast.forecasting.classes import ClassThresholds
+from ovencast.forecasting.features import AlignmentReport
+from ovencast.forecasting.frame import CLOSED, PRODUCT, Y
+from ovencast.forecasting.validation import ValidationReport
+from ovencast.jobs.states import JobStatus, RunStatus
+from ovencast.observability.logs import get_logger
+from ovencast.settings import Settings
+from ovencast.sources.base import DataSource
+from ovencast.sources.database import DatabaseSource
+from ovencast.training import tenant_stage
+from ovencast.training.data import load_and_validate
+from ovencast.training.task import ProductTask
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True, repr=False)
+class PreparedJob:
+    """What `prepare_job` hands to the pool. Its repr is a summary (see ProductTask)."""
+
+    job_id: int
+    tasks: list[ProductTask]
+    validation: ValidationReport
+    alignment: AlignmentReport
+    rejected: dict[str, str]  # product -> reason it will not train
+    global_models: dict[str, Any] | None = None  # what the tenant stage trained, if any
+
+    def __repr__(self) -> str:
+        return (f"PreparedJob(job_id={self.job_id}, tasks={len(self.tasks)}, "
+                f"rejected={sorted(self.rejected)})")
+
+
+async def prepare_job(session: AsyncSession, tenant: Tenant, job: TrainingJob, *,
+                      settings: Settings, source: DataSource | None = None) -> PreparedJob:
+    """Validate the tenant's data, store the reports with the job and add one run per
+    selected product. Products with validation errors get a failed run with the errors as
+    reason; the others a pending run and a task. Sales the source cannot deliver raise
+    (an `UpstreamError`: "sales service unavailable: ..."); weather or traffic it could
+    not get become job warnings."""
+    source = source or DatabaseSource(session)
+    selected = job.products or await source.list_products(tenant.name)
+    data = await load_and_validate(source, tenant, settings=settings, until=job.until,
+                                   products=selected)
+    report, alignment = data.report, data.alignment
+    verdicts: list[tuple[str, str | None, str]] = []  # product, rejection, class
+    histories: dict[str, pd.DataFrame] = {}  # the products that will train
+    for product in selected:
+        history = data.frame.loc[data.frame[PRODUCT] == product].drop(columns=[PRODUCT])
+        reason = _rejection(product, history, report, alignment, job.until)
+        verdicts.append((product, reason, _product_class(product, history, report)))
+        if not reason:
+            histories[product] = history.reset_index(drop=True)
+    # The tenant stage (seconds) runs before this unit of work writes anything, so that
+    # no write lock (SQLite) or row lock (the job's, PostgreSQL) is held while it trains.
+    trained = await tenant_stage.train_global_models(
+        tenant, job, histories, tuple(alignment.used_regressors), settings, source)
+    job.status, job.started_at = JobStatus.RUNNING, utcnow()
+    job.validation_report, job.alignment_report = report.to_dict(), alignment.to_dict()
+    job.warnings = [*job.warnings, *data.warnings,
+                    *(f"{issue.product}: {issue.message}" if issue.product else issue.message
+                      for issue in report.warnings)]
+    tasks: list[ProductTask] = []
+    rejected: dict[str, str] = {}
+    for product, reason, product_class in verdicts:
+        run = TrainingRun(job_id=job.id, product=product, product_class=product_class,
+                          status=RunStatus.FAILED if reason else RunStatus.PENDING,
+                          reason=reason, finished_at=utcnow() if reason else None)
+        session.add(run)
+        await session.flush()
+        if reason:
+            rejected[product] = reason
+            continue
+        tasks.append(_task(settings, tenant, job, run, histories[product], alignment))
+    if trained is not None:
+        payload, job.global_models = trained
+        tasks = [replace(task, global_fits=payload) for task in tasks]
+    await session.flush()
+    log.info("training.job.started", job_id=job.id, tenant=tenant.name,
+             products=len(selected), trainable=len(tasks), families=list(job.models))
+    return PreparedJob(job_id=job.id, tasks=tasks, validation=report, alignment=alignment,
+                       rejected=rejected, global_models=job.global_models)
+
+
+async def product_task(session: AsyncSession, tenant: Tenant, job: TrainingJob,
+                       run: TrainingRun, *, settings: Settings,
+                       source: DataSource | None = None) -> ProductTask:
+    """Rebuild one run's task from the database (the service shape's worker task gets ids
+    only). The frame is built exactly as `prepare_job` built it: same products, same
+    cut-off, hence the same regressor selection."""
+    source = source or DatabaseSource(session)
+    selected = job.products or await source.list_products(tenant.name)
+    data = await load_and_validate(source, tenant, settings=settings, until=job.until,
+                                   products=selected)
+    used = list(data.alignment.used_regressors)
+    prepared_with = list((job.alignment_report or {}).get("used_regressors", []))
+    if prepared_with and used != prepared_with:
+        raise InvalidDataset(
+            f"the regressors available now ({', '.join(used) or 'none'}) differ from those "
+            f"the job was prepared with ({', '.join(prepared_with)}); an upstream service "
+            "may have gone down meanwhile")
+    history = data.frame.loc[data.frame[PRODUCT] == run.product].drop(columns=[PRODUCT])
+    if history.empty:
+        raise InvalidDataset(f"no data left for {run.product!r}")
+    return replace(_task(settings, tenant, job, run, history, data.alignment),
+                   global_fits=tenant_stage.load_global_models(job, settings))
+
+
+def _task(settings: Settings, tenant: Tenant, job: TrainingJob, run: TrainingRun,
+          history: pd.DataFrame, alignment: AlignmentReport) -> ProductTask:
+    return ProductTask(
+        settings=settings, job_id=job.id, run_id=run.id, tenant_id=tenant.id,
+        tenant_name=tenant.name, product=run.product,
+        product_class=run.product_class or "", history=history.reset_index(drop=True),
+        regressors=tuple(alignment.used_regressors), families=tuple(job.models),
+        country=tenant.country, subdivision=tenant.subdivision)
+
+
+def _rejection(product: str, history: pd.DataFrame, report: ValidationReport,
+               alignment: AlignmentReport, until: date | None) -> str | None:
+    errors = report.errors_for(product)
+    if errors:
+        return "; ".join(issue.message for issue in errors)
+    if history.empty:
+        clipped = alignment.clipped.get(product)
+        if clipped is not None and clipped.remaining_days == 0:
+            return (f"all {clipped.n_days} days clipped: the regressors "
+                    f"{', '.join(alignment.used_regressors)} are not available there")
+        return f"no data up to {until}" if until else "no data"
+    return None
+
+
+def _product_class(product: str, history: pd.DataFrame, report: ValidationReport) -> str:
+    stats = report.products.get(product)
+    if stats is not None:
+        return str(stats.product_class)
+    return str(ClassThresholds().classify(history.loc[~history[CLOSED], Y].to_numpy()))
+
+

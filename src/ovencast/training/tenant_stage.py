@@ -1,0 +1,113 @@
+"""The tenant stage of a job, around the pure `forecasting.global_stage`: train the
+tenant's global models once for all its trainable products, before any product, store
+them as one artifact of the job (its key and SHA-256 in `training_jobs.global_models`),
+hand them to each product's fit, and delete the artifact once the job has ended (every
+product artifact embeds the booster it adopted)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pandas as pd
+
+from ovencast.db.tables import Tenant, TrainingJob
+from ovencast.errors import OvencastError
+from ovencast.forecasting.families.global_fits import LIGHTGBM
+from ovencast.forecasting.frame import CLOSED, DATE, PRODUCT, Y
+from ovencast.forecasting.global_stage import needs_global_stage, train_tenant_models
+from ovencast.observability.logs import get_logger
+from ovencast.settings import Settings
+from ovencast.sources.base import DataSource
+from ovencast.store import artifact_key, store_for, unique_key
+from ovencast.training.data import load_and_validate
+
+log = get_logger(__name__)
+
+# The "product" component of the key of a job's global-models artifact:
+# <tenant>/global-models-<digest>/lightgbm/v<job id>-<random>.json
+GLOBAL_MODELS_KEY = "global-models"
+
+
+async def train_global_models(tenant: Tenant, job: TrainingJob,
+                              histories: dict[str, pd.DataFrame],
+                              regressors: tuple[str, ...], settings: Settings,
+                              source: DataSource) -> tuple[bytes, dict[str, Any]] | None:
+    """Train the global models for all trainable products (`histories`) and store them.
+    Returns the payload (what the tasks carry) and the job's record of it; None when the
+    job's model choice uses no global model. A failure costs the global boosters only:
+    the "lightgbm" candidate then trains on each product alone, and the job says so in
+    its warnings."""
+    if not histories or not needs_global_stage(job.models):
+        return None
+    try:
+        tenant_histories = await _tenant_histories(source, tenant, job, histories,
+                                                   regressors, settings)
+        fits = await asyncio.to_thread(
+            train_tenant_models, tenant_histories, regressors, cutoffs_for=list(histories),
+            workers=settings.max_concurrent_training_jobs)
+        payload = fits.to_bytes()
+        artifact = store_for(settings).save(unique_key(artifact_key(
+            tenant.name, GLOBAL_MODELS_KEY, LIGHTGBM, job.id)), payload)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        job.warnings = [*job.warnings, f"the tenant's global model could not be trained "
+                        f"or stored ({reason}); lightgbm was fitted per product instead"]
+        log.warning("training.global.failed", job_id=job.id, reason=reason)
+        return None
+    log.info("training.global.finished", job_id=job.id, products=len(tenant_histories),
+             boosters=len(fits.boosters), seconds=round(fits.seconds, 2))
+    return payload, {**fits.summary(), "key": artifact.key, "sha256": artifact.sha256}
+
+
+async def _tenant_histories(source: DataSource, tenant: Tenant, job: TrainingJob,
+                            histories: dict[str, pd.DataFrame], regressors: tuple[str, ...],
+                            settings: Settings) -> dict[str, pd.DataFrame]:
+    """What the global model trains on: the job's products, and for a job of some products
+    only, every other product of the tenant that passes validation (same cut-off date,
+    the job's regressor columns): the model is the tenant's, whichever products a job
+    retrains. If the other products lack one of the job's regressors there, the job's
+    products alone."""
+    found = dict(histories)
+    if not job.products:
+        return found
+    try:
+        data = await load_and_validate(source, tenant, settings=settings, until=job.until,
+                                       products=None)
+    except OvencastError as exc:  # e.g. the sales service: the job's products alone
+        log.warning("training.global.products_only", job_id=job.id, reason=exc.message)
+        return found
+    columns = [DATE, Y, CLOSED, *regressors]
+    if any(column not in data.frame.columns for column in columns):
+        return found
+    for product, rows in data.frame.groupby(PRODUCT):
+        name = str(product)
+        if name not in found and not data.report.errors_for(name) and not rows.empty:
+            found[name] = rows[columns].reset_index(drop=True)
+    return found
+
+
+def load_global_models(job: TrainingJob, settings: Settings) -> bytes | None:
+    """The job's stored global models, checksum verified; None (logged: lightgbm then
+    trains on the product alone) when the job has none or its artifact is refused."""
+    record = job.global_models or {}
+    if not record.get("key"):
+        return None
+    try:
+        return store_for(settings).load(record["key"], expected_sha256=record["sha256"])
+    except (OvencastError, ValueError) as exc:  # ValueError: not a key of this store
+        log.warning("training.global.unavailable", job_id=job.id, reason=str(exc))
+        return None
+
+
+def retire(job: TrainingJob, settings: Settings) -> None:
+    """After the job's end has committed (`jobs.service.mark_global_models_retired`):
+    delete its global-models artifact. Idempotent; a failure only leaves the file behind
+    (logged)."""
+    record = job.global_models or {}
+    if not (record.get("retired") and record.get("key")):
+        return
+    try:
+        store_for(settings).delete(record["key"])
+    except (OvencastError, ValueError, OSError) as exc:
+        log.warning("training.global.not_deleted", job_id=job.id, reason=str(exc))
