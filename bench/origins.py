@@ -132,6 +132,60 @@ def pooled_wape(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
     return float(np.abs(y - f).sum() / np.abs(y).sum()) if np.abs(y).sum() else np.nan
 
 
+def score_origins(methods: list[str], names: dict[str, None],
+                  histories: dict[str, pd.DataFrame], classes: dict[str, ProductClass],
+                  candidates: dict[str, Candidate],
+                  windows: dict[tuple[str, str], Windows], *, origins: int,
+                  plan: BacktestPlan, policy: CandidatePolicy, seasonal_back: int
+                  ) -> dict[str, list[float]]:
+    """Pooled WAPE per method at origins 0..`origins`, `auto` replayed from the stored
+    window forecasts with the selection rule of the code."""
+    per_origin: dict[str, list[float]] = {m: [] for m in methods}
+    for k in range(origins + 1):
+        pairs: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {m: [] for m in methods}
+        wanted = [k + seasonal_back, *range(k + plan.n_windows, k, -1)]
+        for product in histories:
+            auto = auto_pairs(product, classes[product], names, candidates, windows,
+                              wanted, k, policy)
+            if auto is None:
+                continue
+            mask, pair = auto
+            pairs[AUTO].append(pair)
+            for name in names:
+                frame = windows[(name, product)].get(k)
+                if frame is not None:
+                    pairs[name].append((frame[Y].to_numpy()[mask],
+                                        frame[YHAT].to_numpy()[mask]))
+        for method in methods:
+            per_origin[method].append(pooled_wape(pairs[method]) if pairs[method] else np.nan)
+    return per_origin
+
+
+def auto_pairs(product: str, product_class: ProductClass, names: dict[str, None],
+               candidates: dict[str, Candidate], windows: dict[tuple[str, str], Windows],
+               wanted: list[int], k: int, policy: CandidatePolicy
+               ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]] | None:
+    """`auto`'s choice for one product at origin k: (open-day mask, (actual, forecast));
+    None when a candidate lacks a window."""
+    own = policy.intermittent if product_class is ProductClass.INTERMITTENT \
+        else policy.regular
+    backtests = [b for name in own if (b := backtest_of(
+        candidates[name], windows[(name, product)], wanted)) is not None]
+    target = {name: windows[(name, product)].get(k) for name in names}
+    if not backtests or any(target[b.candidate.name] is None for b in backtests):
+        return None
+    choice = choose(backtests, combine_top=3, prefer=policy.preferred_for(product_class))
+    first = target[choice.members[0][0].name]
+    assert first is not None
+    mask = ~first[CLOSED].to_numpy()
+    forecast = np.zeros(len(first))
+    for member, weight in choice.members:
+        frame = target[member.name]
+        assert frame is not None
+        forecast += weight * frame[YHAT].to_numpy(dtype=float)
+    return mask, (first[Y].to_numpy()[mask], forecast[mask])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -176,36 +230,9 @@ def main() -> None:
                   f"{time.perf_counter() - started:.0f} s (LightGBM stage {gbm_seconds:.0f} s)")
 
     methods = [AUTO, *names]
-    per_origin: dict[str, list[float]] = {m: [] for m in methods}
-    for k in range(args.origins + 1):
-        pairs: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {m: [] for m in methods}
-        wanted = [k + seasonal_back, *range(k + plan.n_windows, k, -1)]
-        for product in histories:
-            own = policy.intermittent if classes[product] is ProductClass.INTERMITTENT \
-                else policy.regular
-            backtests = [b for name in own if (b := backtest_of(
-                candidates[name], windows[(name, product)], wanted)) is not None]
-            target = {name: windows[(name, product)].get(k) for name in names}
-            if not backtests or any(target[b.candidate.name] is None for b in backtests):
-                continue
-            choice = choose(backtests, combine_top=3,
-                            prefer=policy.preferred_for(classes[product]))
-            first = target[choice.members[0][0].name]
-            assert first is not None
-            mask = ~first[CLOSED].to_numpy()
-            forecast = np.zeros(len(first))
-            for member, weight in choice.members:
-                frame = target[member.name]
-                assert frame is not None
-                forecast += weight * frame[YHAT].to_numpy(dtype=float)
-            pairs[AUTO].append((first[Y].to_numpy()[mask], forecast[mask]))
-            for name in names:
-                frame = target[name]
-                if frame is not None:
-                    pairs[name].append((frame[Y].to_numpy()[mask],
-                                        frame[YHAT].to_numpy()[mask]))
-        for method in methods:
-            per_origin[method].append(pooled_wape(pairs[method]) if pairs[method] else np.nan)
+    per_origin = score_origins(methods, names, histories, classes, candidates, windows,
+                               origins=args.origins, plan=plan, policy=policy,
+                               seasonal_back=seasonal_back)
 
     table = Table(title=f"bench/origins.py {args.directory}: pooled WAPE", title_justify="left")
     for column in ("method", f"mean, origins 1-{args.origins}", "best at",

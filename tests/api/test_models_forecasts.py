@@ -62,10 +62,12 @@ def test_models_list_active_versions_with_metrics(client: httpx.Client,
     assert {v["product"] for v in versions} == PRODUCTS
     assert all(v["is_active"] for v in versions)
     bread = next(v for v in versions if v["product"] == "bread")
-    assert bread["version"] == 2 and bread["family"] == FAMILY
+    assert bread["version"] == 2
+    assert bread["family"] == FAMILY
     assert bread["metrics"]["wape"] >= 0
     assert "wape" in bread["baseline_metrics"]
-    assert len(bread["sha256"]) == 64 and bread["size_bytes"] > 0
+    assert len(bread["sha256"]) == 64
+    assert bread["size_bytes"] > 0
 
 
 def test_models_all_and_product_filter(client: httpx.Client, trained: dict[str, int]) -> None:
@@ -176,15 +178,19 @@ def test_finished_jobs_show_each_products_outcome(client: httpx.Client,
     assert latest["products"] == ["bread"]
 
     detail = client.get(f"/api/v1/training-jobs/{first['id']}").json()
-    assert detail["started_at"] and detail["finished_at"]
+    assert detail["started_at"]
+    assert detail["finished_at"]
     assert detail["validation_report"] is not None
     assert detail["alignment_report"] is not None
     runs = {r["product"]: r for r in detail["runs"]}
     assert set(runs) == PRODUCTS
     for run in runs.values():
-        assert run["status"] == "trained" and run["reason"] is None
+        assert run["status"] == "trained"
+        assert run["reason"] is None
         assert run["class"] in {"high_volume", "medium_volume", "low_volume", "intermittent"}
-        assert run["duration_s"] > 0 and run["started_at"] and run["finished_at"]
+        assert run["duration_s"] > 0
+        assert run["started_at"]
+        assert run["finished_at"]
         assert run["model_version"] == 1
     second = client.get(f"/api/v1/training-jobs/{latest['id']}").json()
     assert [(r["product"], r["model_version"]) for r in second["runs"]] == [("bread", 2)]

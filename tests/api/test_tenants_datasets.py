@@ -28,9 +28,11 @@ def test_tenant_create_list_get(client: httpx.Client) -> None:
     assert minimal.json()["time_zone"] == "Europe/Berlin"
 
     names = [t["name"] for t in client.get("/api/v1/tenants").json()]
-    assert names == sorted(names) and {"kiel", "Bäckerei Nord"} <= set(names)
+    assert names == sorted(names)
+    assert {"kiel", "Bäckerei Nord"} <= set(names)
     shown = client.get("/api/v1/tenants/Bäckerei Nord")  # httpx percent-encodes the path
-    assert shown.status_code == 200 and shown.json()["name"] == "Bäckerei Nord"
+    assert shown.status_code == 200
+    assert shown.json()["name"] == "Bäckerei Nord"
 
 
 def test_duplicate_tenant_is_409(client: httpx.Client) -> None:

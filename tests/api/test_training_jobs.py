@@ -69,7 +69,8 @@ def test_submit_queues_the_job_and_its_work(client: httpx.Client, tenant: str,
     assert (job["id"], job["tenant"], job["status"]) == (job_id, TENANT, "queued")
     assert (job["products"], job["models"], job["until"]) == (
         ["bread"], ["seasonal_naive"], "2024-02-15")
-    assert job["runs"] == [] and job["started_at"] is None
+    assert job["runs"] == []
+    assert job["started_at"] is None
     assert db_value("SELECT status FROM training_jobs WHERE id = $1", job_id) == "queued"
     queued = db_value("SELECT args FROM procrastinate_jobs WHERE task_name = $1 "
                       "AND (args->>'job_id')::int = $2", PREPARE_TASK, job_id)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -76,7 +76,7 @@ def _csv(stdout: str) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def trained_kiel(kiel_dir: Path, tmp_path_factory: pytest.TempPathFactory
-                 ) -> Iterator[TrainedTenant]:
+                 ) -> TrainedTenant:
     """Kiel imported and trained (seasonal naive, PRODUCTS, data up to UNTIL) with the
     CLI, once for this module. Tests that change it undo their change."""
     with pytest.MonkeyPatch.context() as patch:
@@ -92,7 +92,7 @@ def trained_kiel(kiel_dir: Path, tmp_path_factory: pytest.TempPathFactory
                              "--products", ",".join(PRODUCTS), "--models", "seasonal_naive"],
                             settings, cwd=cwd)
     assert train.returncode == 0, train.stdout + train.stderr
-    yield TrainedTenant(settings, train)
+    return TrainedTenant(settings, train)
 
 
 def test_train_until_then_forecast_every_product_and_date(trained_kiel: TrainedTenant,
@@ -190,6 +190,34 @@ def test_corrupted_artifact_is_refused_and_other_products_still_forecast(
                for e in events)
 
 
+def test_a_home_copied_elsewhere_forecasts_the_same_and_still_refuses_a_flipped_byte(
+        trained_kiel: TrainedTenant, run_cli: Any, tmp_path: Path) -> None:
+    """Artifacts are referenced by their key inside the model store, so a backup of an
+    embedded home restored in another directory works as the original did."""
+    args = ["forecast", "--tenant", "kiel", "--from", FIRST.isoformat(), "--days", "7",
+            "--format", "csv"]
+    before = run_cli(args, trained_kiel.settings)
+    assert before.returncode == 0, before.stderr
+    copied = make_settings(tmp_path / "restored" / "home")
+    shutil.copytree(trained_kiel.settings.ovencast_home, copied.ovencast_home)
+
+    after = run_cli(args, copied)
+    assert after.returncode == 0, after.stderr
+    assert after.stdout == before.stdout
+    assert len(_csv(after.stdout)) == 7 * len(PRODUCTS)
+
+    version = next(v for v in _versions(copied) if v.product == "bread")
+    path = Path(copied.resolved_model_storage_path) / version.artifact_key
+    payload = bytearray(path.read_bytes())
+    payload[len(payload) // 3] ^= 0x01
+    path.write_bytes(bytes(payload))
+    tampered = run_cli(args, copied)
+    assert tampered.returncode != 0
+    assert "bread" in one_line(tampered.stderr)
+    assert "checksum" in one_line(tampered.stderr)
+    assert "bread" not in set(_csv(tampered.stdout)["product"])
+
+
 def test_expected_errors_are_one_line_without_traceback(trained_kiel: TrainedTenant,
                                                         run_cli: Any) -> None:
     result = run_cli(["train", "--tenant", "nobody"], trained_kiel.settings)
@@ -213,15 +241,19 @@ def test_jobs_list_past_trainings_and_say_why_a_product_was_not_trained(
         [c.strip() for c in line.strip("│").split("│")]
         for line in listed.stdout.splitlines() if line.startswith("│"))}
     first, second = rows["1"], rows[str(max(map(int, rows)))]
-    assert first[1] == "succeeded" and first[5] == UNTIL.isoformat()
-    assert first[6] == f"{len(PRODUCTS)}/{len(PRODUCTS)}" and first[7] == "-"
-    assert second[1] == "failed" and second[6:8] == ["0/1", "1 failed"]
+    assert first[1] == "succeeded"
+    assert first[5] == UNTIL.isoformat()
+    assert first[6] == f"{len(PRODUCTS)}/{len(PRODUCTS)}"
+    assert first[7] == "-"
+    assert second[1] == "failed"
+    assert second[6:8] == ["0/1", "1 failed"]
 
     detail = run_cli(["jobs", "--tenant", "kiel", "--job", second[0]], settings)
     assert detail.returncode == 0, detail.stderr
     text = one_line(detail.stdout)
     assert f"Training job {second[0]}: failed" in text
-    assert "bread" in text and "at least 30 are needed to train" in text
+    assert "bread" in text
+    assert "at least 30 are needed to train" in text
     assert "error: no product could be trained" in text
 
     missing = run_cli(["jobs", "--tenant", "kiel", "--job", "999"], settings)

@@ -29,14 +29,16 @@ def test_demo_trains_the_bundled_data_and_reports_what_a_newcomer_needs(
     assert not stale.exists()  # every demo starts from an empty home
     assert f"dataset: {BUNDLED_DATA / 'kiel'}" in out
     assert "6 products, 2013-07-01 to 2018-07-31" in out
-    assert "Holdout accuracy" in out and "Training job 1: succeeded" in out
+    assert "Holdout accuracy" in out
+    assert "Training job 1: succeeded" in out
     table = [line for line in result.stdout.splitlines()
              if line.startswith("│") and "WAPE" not in line]
     rows = {cells[0]: cells for cells in
             ([c.strip() for c in line.strip("│").split("│")] for line in table)}
     for product in PRODUCTS:
         wape, naive = float(rows[product][3]), float(rows[product][5])
-        assert 0 < wape < 1 and 0 < naive < 1, rows[product]
+        assert 0 < wape < 1, rows[product]
+        assert 0 < naive < 1, rows[product]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The closing hint is a command the user's shell can run as printed.
     hint = result.stdout.rsplit("Try: ", 1)[1].split()

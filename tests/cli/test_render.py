@@ -82,7 +82,8 @@ def test_model_versions_keep_product_names_and_metrics_whole_on_a_narrow_termina
                                           strict=True):
         cells = [cell.strip() for cell in row.strip("│").split("│")]
         assert cells[:2] == [name, version]
-        assert wape in cells and "2018-07-31" in cells
+        assert wape in cells
+        assert "2018-07-31" in cells
     assert "* active version" in buffer.getvalue()
 
 

@@ -205,10 +205,13 @@ async def test_unknown_locale_is_refused_before_anything_is_stored(
         database: Database, tiny_dataset: Callable[..., Path], bad: str) -> None:
     options = {"country": "XX"} if bad == "country" else {"time_zone": "Mars/Olympus"}
     dataset = read_dataset_dir(tiny_dataset(("bread",), days=30))
-    with pytest.raises(InvalidRequest):
+    async def create_and_import() -> None:
         async with unit_of_work(database.sessions) as session:
             await tenants_service.ensure_tenant(session, "t1", **options)
             await datasets_service.import_dataset(session, await tenants_service.get_tenant(
                 session, "t1"), dataset, source="x")
+
+    with pytest.raises(InvalidRequest, match="unknown"):
+        await create_and_import()
     assert await _count(database, Tenant) == 0
     assert await _count(database, SalesObservation) == 0

@@ -3,6 +3,7 @@ round-trip, and the start-up schema check says what to do."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import ovencast.db.tables  # noqa: F401  (registers every table on the metadata)
@@ -175,3 +177,62 @@ def test_db_check_cli_on_empty_postgres(pg_database_url: str, tmp_path: Path,
             await engine.dispose()
 
     assert run_async(check) == migrate.head_revision()
+
+
+async def test_states_outside_the_enums_are_refused_by_the_database(
+        empty_database_url: str, engine: AsyncEngine) -> None:
+    in_thread(migrate.upgrade, empty_database_url)
+    async with engine.begin() as connection:
+        await connection.execute(text(
+            "INSERT INTO tenants (id, name, time_zone, created_at) "
+            "VALUES (1, 't', 'UTC', CURRENT_TIMESTAMP)"))
+        await connection.execute(text(
+            "INSERT INTO training_jobs (id, tenant_id, status, models, warnings, created_at) "
+            "VALUES (1, 1, 'queued', '[]', '[]', CURRENT_TIMESTAMP)"))
+    for statement in (
+            "UPDATE training_jobs SET status = 'skipped' WHERE id = 1",
+            "INSERT INTO training_runs (job_id, product, status, created_at) "
+            "VALUES (1, 'bread', 'skipped', CURRENT_TIMESTAMP)"):
+        with pytest.raises(IntegrityError, match="ck_training_"):
+            async with engine.begin() as connection:
+                await connection.execute(text(statement))
+
+
+async def test_stored_artifact_uris_become_keys_relative_to_the_store(
+        empty_database_url: str, engine: AsyncEngine) -> None:
+    """Migration 0005: rows written with absolute URIs (before it) find their artifacts
+    by key afterwards, wherever the store now is; downgrading keeps them loadable."""
+    key = "kiel-0a1b2c3d4e/bread-5f6a7b8c9d/lightgbm/v000001-0123456789ab.json"
+    job_key = "kiel-0a1b2c3d4e/global-models-1a2b3c4d5e/lightgbm/v000001-ba9876543210.json"
+    in_thread(migrate.upgrade, empty_database_url, "0004")
+    async with engine.begin() as connection:
+        await connection.execute(text(
+            "INSERT INTO tenants (id, name, time_zone, created_at) "
+            "VALUES (1, 't', 'UTC', CURRENT_TIMESTAMP)"))
+        await connection.execute(text(
+            "INSERT INTO training_jobs (id, tenant_id, status, models, warnings, "
+            "global_models, created_at) VALUES (1, 1, 'succeeded', '[]', '[]', :record, "
+            "CURRENT_TIMESTAMP)"),
+            {"record": json.dumps({"uri": f"file:///old/home/models/{job_key}",
+                                   "sha256": "0" * 64, "retired": True})})
+        await connection.execute(text(
+            "INSERT INTO model_versions (tenant_id, product, version, family, params, "
+            "metrics, baseline_metrics, details, regressors, artifact_uri, sha256, "
+            "size_bytes, data_start, data_end, library_versions, is_active, created_at) "
+            "VALUES (1, 'bread', 1, 'lightgbm', '{}', '{}', '{}', '{}', '[]', :uri, :sha, "
+            "10, '2020-01-01', '2020-12-31', '{}', true, CURRENT_TIMESTAMP)"),
+            {"uri": f"file:///old/home/models/{key}", "sha": "0" * 64})
+
+    in_thread(migrate.upgrade, empty_database_url)
+    async with engine.connect() as connection:
+        assert (await connection.execute(text(
+            "SELECT artifact_key FROM model_versions"))).scalar_one() == key
+        record = (await connection.execute(text(
+            "SELECT global_models FROM training_jobs"))).scalar_one()
+    record = json.loads(record) if isinstance(record, str) else record
+    assert record == {"key": job_key, "sha256": "0" * 64, "retired": True}
+
+    in_thread(command.downgrade, migrate.alembic_config(empty_database_url), "0004")
+    async with engine.connect() as connection:
+        assert (await connection.execute(text(
+            "SELECT artifact_uri FROM model_versions"))).scalar_one() == key

@@ -27,11 +27,14 @@ async def test_unit_of_work_commits_on_success(database: Database) -> None:
 
 
 async def test_unit_of_work_rolls_back_on_error(database: Database) -> None:
-    with pytest.raises(RuntimeError, match="boom"):
+    async def write_then_fail() -> None:
         async with unit_of_work(database.sessions) as session:
             session.add(Tenant(name="lost"))
             await session.flush()  # the row reached the database inside the transaction
             raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await write_then_fail()
     assert await _tenant_names(database) == []
 
 
@@ -47,10 +50,13 @@ async def test_timestamps_come_back_timezone_aware_in_utc(database: Database) ->
 
 
 async def test_naive_timestamps_are_refused(database: Database) -> None:
-    with pytest.raises(StatementError, match="naive datetime"):
+    async def write_naive() -> None:
         async with unit_of_work(database.sessions) as session:
             session.add(Tenant(name="naive", created_at=datetime(2024, 7, 1, 12, 0)))
             await session.flush()
+
+    with pytest.raises(StatementError, match="naive datetime"):
+        await write_naive()
     assert await _tenant_names(database) == []
 
 

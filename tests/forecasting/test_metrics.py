@@ -96,7 +96,7 @@ def test_degenerate_cases_are_nan_not_errors(
 def test_caller_errors_raise(
     make_history: HistoryFactory, actual: list[float], predicted: list[float]
 ) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"must be equal 1-d|NaN|nan|finite"):
         compute_metrics(actual, predicted, train_history=make_history([1.0] * 14))
 
 

@@ -25,9 +25,11 @@ def test_quantiles_are_ordered_and_non_negative(seed: int) -> None:
     closed = rng.random(point.size) < 0.1
     p10, p50, p90 = calibration.interval(point, closed)
     assert (p10 >= 0).all()
-    assert (p10 <= p50).all() and (p50 <= p90).all()
+    assert (p10 <= p50).all()
+    assert (p50 <= p90).all()
     assert (p50[~closed] == point[~closed]).all()  # P50 is the point forecast
-    assert (p10[closed] == 0).all() and (p90[closed] == 0).all()
+    assert (p10[closed] == 0).all()
+    assert (p90[closed] == 0).all()
 
 
 def test_one_sided_residuals_still_bracket_the_forecast() -> None:
@@ -59,7 +61,8 @@ def test_calibration_round_trips_and_refuses_nothing_to_calibrate() -> None:
     with pytest.raises(ValueError, match="no out-of-sample"):
         calibrate([], [], source="holdout")
     zero = calibrate([0.0, 0.0], [0.0, 0.0], source="holdout")
-    assert zero.floor > 0 and zero.lower == zero.upper == 0.0
+    assert zero.floor > 0
+    assert zero.lower == zero.upper == 0.0
 
 
 def test_coverage() -> None:

@@ -40,7 +40,8 @@ def test_an_off_season_across_the_new_year_is_two_ranges() -> None:
     season = off_season_of(_rows(days[(days.month >= 5) & (days.month <= 9)]))
     assert season is not None
     assert len(season.ranges) == 2
-    assert season.ranges[0][0] == 1 and season.ranges[-1][1] == 365
+    assert season.ranges[0][0] == 1
+    assert season.ranges[-1][1] == 365
     # 2020 is a leap year: its 31 December is the 366th day, counted as the 365th.
     assert season.mask(pd.DatetimeIndex(["2020-01-01", "2020-02-29", "2020-07-01",
                                          "2020-12-31"])).tolist() == [True, True, False, True]

@@ -173,7 +173,7 @@ def test_seasonal_window_left_out_when_closed_or_overlapping(
 @pytest.mark.parametrize("kwargs", [{"n_windows": 0}, {"horizon_days": 0},
                                     {"min_train_days": 0}])
 def test_plan_rejects_nonsense(kwargs: dict[str, Any]) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=rf"{next(iter(kwargs))} must be >= 1"):
         BacktestPlan(**kwargs)
 
 
@@ -196,7 +196,7 @@ def test_candidate_sets_per_class() -> None:
 
 @pytest.mark.parametrize("name", ["ensemble", "auto", "crystal_ball"])
 def test_resolve_refuses(name: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=name):
         resolve_candidate(name)
 
 
@@ -293,7 +293,8 @@ def test_combination_is_chosen_when_it_backtests_better(
     assert selection.wape == pytest.approx(0.0, abs=1e-12)
     assert selection.chosen == "ensemble(low+high)"
     board = selection.leaderboard()
-    assert board[0]["family"] == "ensemble(low+high)" and board[0]["chosen"] is True
+    assert board[0]["family"] == "ensemble(low+high)"
+    assert board[0]["chosen"] is True
     assert {r["family"] for r in board} == {"ensemble(low+high)", "low", "high",
                                             "seasonal_naive"}
     # The stored spec is an ensemble that forecasts what the backtest scored.

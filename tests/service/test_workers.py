@@ -48,9 +48,10 @@ class Workers:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, name: str) -> subprocess.Popen[bytes]:
-        log = (self.log_dir / f"{name}.log").open("wb")
-        process = subprocess.Popen(cli_command(["worker", "--name", name]), env=self.env,
-                                   stdout=log, stderr=subprocess.STDOUT)
+        # The child gets its own copy of the file descriptor.
+        with (self.log_dir / f"{name}.log").open("wb") as log:
+            process = subprocess.Popen(cli_command(["worker", "--name", name]),
+                                       env=self.env, stdout=log, stderr=subprocess.STDOUT)
         self.processes[name] = process
         return process
 
@@ -178,7 +179,8 @@ async def test_global_model_is_trained_once_and_adopted_on_every_worker(
     record = job.global_models
     assert record is not None, workers.logs()
     # Trained on all six Kiel products, though the job retrains four of them.
-    assert record["products"] == 6 and record["retired"] is True
+    assert record["products"] == 6
+    assert record["retired"] is True
     store = store_for(service_settings)
     assert not store.exists(record["key"])
     async with unit_of_work(database.sessions) as session:
@@ -187,7 +189,8 @@ async def test_global_model_is_trained_once_and_adopted_on_every_worker(
     assert sorted(v.product for v in versions) == sorted(KIEL_PRODUCTS)
     for version in versions:
         model = load_verified(store, version)
-        assert isinstance(model, LightGBMModel) and model.adopted, version.product
+        assert isinstance(model, LightGBMModel), version.product
+        assert model.adopted, version.product
 
 
 async def test_cancelled_job_deletes_its_global_models_once_no_run_trains(
@@ -204,7 +207,8 @@ async def test_cancelled_job_deletes_its_global_models_once_no_run_trains(
     async with unit_of_work(database.sessions) as session:
         cancelled = await jobs_service.cancel_job(session, job_id)
         record = dict(cancelled.global_models or {})
-    assert record.get("key") and not record.get("retired"), record
+    assert record.get("key"), record
+    assert not record.get("retired"), record
     store = store_for(service_settings)
     assert store.exists(record["key"])  # the running product still reads it
 
@@ -252,7 +256,8 @@ async def test_killed_worker_product_is_retried_and_trained_once(
             " AND attempts > 1"))
     assert counts == dict.fromkeys(products, 1), "every product trained once"
     assert active == dict.fromkeys(products, 1), "one active version each"
-    assert retried and retried >= 1, "the killed product went back to the queue"
+    assert retried is not None, "the killed product went back to the queue"
+    assert retried >= 1, "the killed product went back to the queue"
 
 
 async def test_two_jobs_never_train_one_product_in_two_processes_at_once(
@@ -267,9 +272,11 @@ async def test_two_jobs_never_train_one_product_in_two_processes_at_once(
     runs = await runs_of(database, first) + await runs_of(database, second)
     for product in KIEL_PRODUCTS:
         spans = sorted((r.started_at, r.finished_at) for r in runs if r.product == product)
-        assert len(spans) == 2 and all(s and e for s, e in spans)
+        assert len(spans) == 2
+        assert all(s and e for s, e in spans)
         (_, end_a), (start_b, _) = spans
-        assert end_a is not None and start_b is not None
+        assert end_a is not None
+        assert start_b is not None
         assert end_a <= start_b, f"{product} trained twice at once: {spans}"
     async with unit_of_work(database.sessions) as session:
         versions = (await session.execute(select(ModelVersion.product, ModelVersion.version,

@@ -96,7 +96,8 @@ async def test_weather_down_leaves_weather_out_with_a_warning(
     assert not KIEL_WEATHER & set(data.regressors.columns)
     assert set(data.regressors.columns) == {"date", *KIEL_CALENDAR}
     assert set(data.regressor_sources.values()) == {"calendar"}
-    assert not data.sales.empty and set(data.sales["product"]) == {"bread"}
+    assert not data.sales.empty
+    assert set(data.sales["product"]) == {"bread"}
     assert len(data.warnings) == 1
     assert data.warnings[0].startswith("weather regressors left out: weather service "
                                        "unavailable: HTTP 503")
@@ -153,7 +154,8 @@ async def test_malformed_weather_is_a_warning_not_a_failure(
     admin.faults("weather:malformed")
     async with http_source() as source:
         data = await source.load(TENANT, products=["cake"])
-    assert data.warnings and "weather service sent a malformed response" in data.warnings[0]
+    assert data.warnings
+    assert "weather service sent a malformed response" in data.warnings[0]
 
 
 async def test_unknown_tenant_is_a_404_error_distinct_from_the_others(
@@ -164,7 +166,8 @@ async def test_unknown_tenant_is_a_404_error_distinct_from_the_others(
     error = caught.value
     assert str(error) == ("sales service does not know tenant 'nobody' (404: tenant "
                           "'nobody' is not known to this service)")
-    assert isinstance(error, TenantNotFound) and error.service == "sales"
+    assert isinstance(error, TenantNotFound)
+    assert error.service == "sales"
     assert not isinstance(error, UpstreamUnavailable | UpstreamBadResponse)
 
 
@@ -206,5 +209,6 @@ def test_every_error_is_an_ovencast_error() -> None:
     for error in (UpstreamUnavailable("sales", "x"), UpstreamBadResponse("weather", "x"),
                   UpstreamNotFound("traffic", "t", "x"),
                   UpstreamRejected("sales", 400, "bad_request", "x")):
-        assert isinstance(error, UpstreamError) and isinstance(error, OvencastError)
+        assert isinstance(error, UpstreamError)
+        assert isinstance(error, OvencastError)
         assert error.service in str(error)

@@ -108,7 +108,8 @@ async def test_frames_follow_the_contract(open_source: Opener, until: date | Non
         assert sales["date"].max() <= pd.Timestamp(until)
     regressors = data.regressors
     assert list(regressors.columns) == ["date", *sorted(regressors.columns[1:])]
-    assert regressors["date"].is_monotonic_increasing and regressors["date"].is_unique
+    assert regressors["date"].is_monotonic_increasing
+    assert regressors["date"].is_unique
     assert all(regressors[c].dtype == float for c in regressors.columns[1:])
     assert set(data.regressor_sources) == set(regressors.columns[1:])
     assert data.warnings == []
@@ -126,7 +127,8 @@ async def test_unknown_tenant_is_a_404(open_source: Opener) -> None:
     async with open_source() as source:
         with pytest.raises(NotFound) as caught:
             await source.load("nobody")
-    assert isinstance(caught.value, NotFound) and "nobody" in str(caught.value)
+    assert isinstance(caught.value, NotFound)
+    assert "nobody" in str(caught.value)
 
 
 # ------------------------------------------------------------ the two agree exactly
@@ -161,7 +163,8 @@ async def test_tenant_known_only_upstream_is_created_on_first_use(
         assert (tenant.name, tenant.country, tenant.subdivision) == (TENANT, "DE", "SH")
         async with unit_of_work(database.sessions) as session:
             again = await tenants_repository.get_by_name(session, TENANT)
-            assert again is not None and again.id == tenant.id
+            assert again is not None
+            assert again.id == tenant.id
             source = DatabaseSource(session)
             with pytest.raises(NotFound, match="does not exist"):
                 await resolve_tenant(session, source, "nobody")

@@ -291,7 +291,7 @@ def test_unsafe_keys_are_refused_everywhere(store: FsspecModelStore, key: str) -
         lambda: store.delete(key),
         lambda: store.uri_for(key),
     ):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"key|not inside the model store"):
             call()
     assert store.list() == []
 
@@ -309,7 +309,7 @@ def test_a_uri_outside_the_store_is_refused(backend: Backend) -> None:
     for uri in foreign:
         with pytest.raises(ValueError, match=r"not inside|key"):
             store.load(uri, expected_sha256=sha(OLD))
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"not inside|key"):
             store.exists(uri)
 
 
@@ -356,7 +356,7 @@ def test_list_of_an_empty_store_is_empty(store: FsspecModelStore) -> None:
 
 @pytest.mark.parametrize("prefix", ["/abs", "../up", "acme/../x", "a\\b"])
 def test_list_refuses_unsafe_prefixes(store: FsspecModelStore, prefix: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="key"):
         store.list(prefix)
 
 
@@ -371,9 +371,8 @@ def test_safe_keys_pass_validation_unchanged(key: str) -> None:
 
 @pytest.mark.parametrize("key", BAD_KEYS)
 def test_validate_key_refuses_with_a_message_naming_the_key(key: str) -> None:
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(ValueError, match="key"):
         validate_key(key)
-    assert "key" in str(caught.value)
 
 
 def test_artifact_key_is_stable_readable_and_safe() -> None:
@@ -431,7 +430,7 @@ def test_artifact_key_versions_sort_as_text() -> None:
 def test_artifact_key_refuses_invalid_parts(
     tenant: str, product: str, family: str, version: int
 ) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"version|family|names|component"):
         artifact_key(tenant, product, family, version)
 
 

@@ -62,7 +62,7 @@ def hold_lock(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     finally:
         if child.poll() is None:
             child.kill()
-        child.wait(timeout=30)
+        child.communicate(timeout=30)  # reaps the child and closes its stderr pipe
 
 
 def test_second_process_gives_up_with_training_in_progress(

@@ -54,7 +54,8 @@ async def test_auto_job_stores_the_tenant_models_and_hands_them_to_every_task(
     # Every task carried the stored payload, whose checksum the job recorded.
     assert [t.product for t in result.prepared.tasks] == list(PRODUCTS)
     payload = result.prepared.tasks[0].global_fits
-    assert payload is not None and sha256_hex(payload) == record["sha256"]
+    assert payload is not None
+    assert sha256_hex(payload) == record["sha256"]
     assert all(t.global_fits == payload for t in result.prepared.tasks)
     fits = GlobalFits.from_bytes(payload)
     assert fits.products == PRODUCTS
@@ -106,7 +107,8 @@ async def test_a_job_for_some_products_trains_the_global_model_on_all_of_them(
 
     assert {p: r.status for p, r in result.runs.items()} == {"bread": "trained"}
     record = result.job.global_models
-    assert record is not None and record["products"] == len(PRODUCTS)
+    assert record is not None
+    assert record["products"] == len(PRODUCTS)
     [task] = result.prepared.tasks
     assert task.global_fits is not None
     fits = GlobalFits.from_bytes(task.global_fits)
@@ -118,7 +120,8 @@ async def test_a_job_for_some_products_trains_the_global_model_on_all_of_them(
         [version] = (await session.scalars(select(ModelVersion))).all()
     store = store_for(settings)
     model = load_verified(store, version)
-    assert isinstance(model, LightGBMModel) and model.adopted
+    assert isinstance(model, LightGBMModel)
+    assert model.adopted
 
 
 async def test_job_without_a_global_model_choice_has_none(

@@ -113,7 +113,8 @@ async def test_timed_out_product_is_killed_and_the_rest_of_the_job_goes_on(
 
     cake = result.runs["cake"]
     assert cake.status == "timed_out"
-    assert cake.reason is not None and "MAX_TRAINING_TIME_MINUTES=0.1" in cake.reason
+    assert cake.reason is not None
+    assert "MAX_TRAINING_TIME_MINUTES=0.1" in cake.reason
     assert cake.model_version_id is None
     assert cake.finished_at is not None
     assert {p: r.status for p, r in result.runs.items() if p != "cake"} == {
@@ -149,7 +150,8 @@ async def test_product_with_too_few_days_fails_validation_while_others_train(
         run = result.runs[product]
         assert run.status == "trained", run.reason
         assert run.model_version_id is not None
-        assert run.duration_s is not None and run.duration_s >= 0
+        assert run.duration_s is not None
+        assert run.duration_s >= 0
     assert result.job.status == "partial"
     assert result.job.finished_at is not None
     # The validation report is stored with the job, errors and per-product stats.

@@ -274,56 +274,12 @@ def build_tenant_frame(
     # Missing share is judged on raw values, on the dates that will be fitted.
     sales_dates = pd.DatetimeIndex(sales_long[DATE].unique()).sort_values()
     open_sales_dates = sales_dates[~closed_by_date.reindex(sales_dates).to_numpy(dtype=bool)]
-    used: list[str] = []
-    interpolated: dict[str, int] = {}
-    values: dict[str, pd.Series] = {}
-    for name in candidates:
-        raw = table[name].reindex(open_sales_dates)
-        missing_share = float(raw.isna().mean()) if len(raw) else 1.0
-        if missing_share > max_regressor_missing_share:
-            dropped[name] = (
-                f"missing on {missing_share:.1%} of open sales dates "
-                f"(more than {max_regressor_missing_share:.0%})"
-            )
-            continue
-        if raw.dropna().nunique() <= 1:
-            dropped[name] = "constant over the sales window"
-            continue
-        filled, was_filled = fill_short_gaps(table[name])
-        in_window = was_filled.reindex(grid, fill_value=False)
-        if in_window.any():
-            interpolated[name] = int(in_window.sum())
-        values[name] = filled.reindex(grid)
-        used.append(name)
-    for name in calendar.columns:
-        known = calendar[name].reindex(open_sales_dates)
-        if known.nunique() <= 1:
-            dropped[name] = "constant over the sales window"
-            continue
-        values[name] = calendar[name]
-        used.append(name)
-
+    used, values, interpolated = _select_regressors(
+        table, calendar, candidates, grid, open_sales_dates, max_regressor_missing_share,
+        dropped)
     regressor_grid = pd.DataFrame(values, index=grid, columns=used, dtype=float)
-    products: list[pd.DataFrame] = []
-    clipped: dict[str, ClippedDays] = {}
-    closed_added: dict[str, int] = {}
-    for product, rows in sales_long.groupby(PRODUCT, sort=True):
-        name = str(product)
-        frame, n_added = _product_rows(name, rows, closed_by_date, regressor_grid)
-        if n_added:
-            closed_added[name] = n_added
-        unknown = ~frame[CLOSED] & frame[used].isna().any(axis=1)
-        if unknown.any():
-            clipped[name] = ClippedDays(
-                n_days=int(unknown.sum()),
-                ranges=_runs(frame[DATE], unknown),
-                remaining_days=int((~frame[CLOSED] & ~unknown).sum()),
-            )
-            frame = frame.loc[~unknown].copy()
-        if used:
-            frame[used] = frame[used].fillna(0.0)  # only closed rows are left with NaN
-        products.append(frame)
-
+    products, clipped, closed_added = _product_frames(sales_long, closed_by_date,
+                                                      regressor_grid)
     long_frame = pd.concat(products, ignore_index=True)
     report = AlignmentReport(
         sales_start=start.date(),
@@ -417,6 +373,71 @@ def fill_short_gaps(
 
 
 # -- internals ---------------------------------------------------------------------------
+def _select_regressors(
+    table: pd.DataFrame, calendar: pd.DataFrame, candidates: Sequence[str],
+    grid: pd.DatetimeIndex, open_sales_dates: pd.DatetimeIndex, max_missing_share: float,
+    dropped: dict[str, str],
+) -> tuple[list[str], dict[str, pd.Series], dict[str, int]]:
+    """The regressor columns a model may use on `grid` (the uploaded candidates, then the
+    calendar's): (names, daily values, days interpolated per name). Columns missing on
+    more than `max_missing_share` of the open sales dates, or constant there, are left out
+    and said why in `dropped`."""
+    used: list[str] = []
+    interpolated: dict[str, int] = {}
+    values: dict[str, pd.Series] = {}
+    for name in candidates:
+        raw = table[name].reindex(open_sales_dates)
+        missing_share = float(raw.isna().mean()) if len(raw) else 1.0
+        if missing_share > max_missing_share:
+            dropped[name] = (f"missing on {missing_share:.1%} of open sales dates "
+                             f"(more than {max_missing_share:.0%})")
+            continue
+        if raw.dropna().nunique() <= 1:
+            dropped[name] = "constant over the sales window"
+            continue
+        filled, was_filled = fill_short_gaps(table[name])
+        in_window = was_filled.reindex(grid, fill_value=False)
+        if in_window.any():
+            interpolated[name] = int(in_window.sum())
+        values[name] = filled.reindex(grid)
+        used.append(name)
+    for name in calendar.columns:
+        if calendar[name].reindex(open_sales_dates).nunique() <= 1:
+            dropped[name] = "constant over the sales window"
+            continue
+        values[name] = calendar[name]
+        used.append(name)
+    return used, values, interpolated
+
+
+def _product_frames(
+    sales_long: pd.DataFrame, closed_by_date: pd.Series, regressor_grid: pd.DataFrame,
+) -> tuple[list[pd.DataFrame], dict[str, ClippedDays], dict[str, int]]:
+    """Each product's rows with the regressors; open days without a known regressor
+    value are clipped (reported), closed days are added from the calendar (counted)."""
+    used = list(regressor_grid.columns)
+    products: list[pd.DataFrame] = []
+    clipped: dict[str, ClippedDays] = {}
+    closed_added: dict[str, int] = {}
+    for product, rows in sales_long.groupby(PRODUCT, sort=True):
+        name = str(product)
+        frame, n_added = _product_rows(name, rows, closed_by_date, regressor_grid)
+        if n_added:
+            closed_added[name] = n_added
+        unknown = ~frame[CLOSED] & frame[used].isna().any(axis=1)
+        if unknown.any():
+            clipped[name] = ClippedDays(
+                n_days=int(unknown.sum()),
+                ranges=_runs(frame[DATE], unknown),
+                remaining_days=int((~frame[CLOSED] & ~unknown).sum()),
+            )
+            frame = frame.loc[~unknown].copy()
+        if used:
+            frame[used] = frame[used].fillna(0.0)  # only closed rows are left with NaN
+        products.append(frame)
+    return products, clipped, closed_added
+
+
 def _prepare_sales(sales: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in (PRODUCT, DATE, QUANTITY) if c not in sales.columns]
     if missing:

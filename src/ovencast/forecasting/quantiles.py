@@ -43,6 +43,9 @@ from typing import Any
 
 import numpy as np
 
+from ovencast.forecasting.evaluation import Evaluation
+from ovencast.forecasting.frame import CLOSED, YHAT, Y
+
 QUANTILE_LEVELS = (0.1, 0.5, 0.9)
 """The quantiles a forecast carries: P10, P50 (the point forecast), P90."""
 FLOOR_SHARE = 0.1
@@ -148,3 +151,30 @@ def coverage(actual: np.ndarray, low: np.ndarray, high: np.ndarray) -> float:
         return math.nan
     inside = (y >= np.asarray(low, dtype=float)) & (y <= np.asarray(high, dtype=float))
     return float(np.mean(inside))
+
+
+def _holdout_pairs(evaluation: Evaluation) -> tuple[np.ndarray, np.ndarray]:
+    scored = evaluation.holdout_predictions
+    scored = scored.loc[~scored[CLOSED].astype(bool)]
+    return scored[Y].to_numpy(dtype=float), scored[YHAT].to_numpy(dtype=float)
+
+
+def checked_on_holdout(calibration: QuantileCalibration, evaluation: Evaluation
+                       ) -> dict[str, Any]:
+    """A calibration (from the backtest) as stored with a version, plus its check on the
+    holdout it never saw: the share of holdout days inside P10..P90."""
+    actual, predicted = _holdout_pairs(evaluation)
+    p10, _, p90 = calibration.interval(predicted)
+    share = coverage(actual, p10, p90)
+    return {**calibration.to_dict(),
+            "holdout_coverage": None if math.isnan(share) else share}
+
+
+def holdout_calibration(evaluation: Evaluation) -> dict[str, Any] | None:
+    """A calibration from the holdout residuals (when there was no backtest), as stored
+    with a version; None when the holdout has no observed open day."""
+    actual, predicted = _holdout_pairs(evaluation)
+    try:
+        return calibrate(actual, predicted, source="holdout").to_dict()
+    except ValueError:
+        return None

@@ -72,7 +72,7 @@ class WorkerRuntime:
             self.sinks.pop(key, None)
 
     async def close(self) -> None:
-        self.pool.stop()
+        self.pool.stop()  # type: ignore[no-untyped-call]  # pebble has no type hints
         self.pool.join(timeout=10)
         self.pump.close()
         self.publisher.close()

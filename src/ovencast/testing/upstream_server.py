@@ -139,6 +139,15 @@ def create_app(tenant: ServedTenant, faults: Sequence[Fault] = ()) -> FastAPI:
     app = FastAPI(title="ovencast data server", docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.state.data = state
+    _error_handlers(app)
+    _contract_routes(app, state)
+    _admin_routes(app, state)
+    app.add_middleware(FaultMiddleware, state=state)
+    return app
+
+
+def _error_handlers(app: FastAPI) -> None:
+    """Every error in the contract's shape (docs/UPSTREAM.md)."""
 
     @app.exception_handler(ContractError)
     async def _contract_error(_: Request, exc: ContractError) -> JSONResponse:
@@ -154,6 +163,10 @@ def create_app(tenant: ServedTenant, faults: Sequence[Fault] = ()) -> FastAPI:
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         error = contract.ERROR_NOT_FOUND if exc.status_code == 404 else "http_error"
         return error_response(exc.status_code, error, str(exc.detail))
+
+
+def _contract_routes(app: FastAPI, state: ServerState) -> None:
+    """The routes of the contract: profile, sales, calendar, weather, traffic."""
 
     def served(name: str) -> ServedTenant:
         if name != state.tenant.name:
@@ -207,6 +220,10 @@ def create_app(tenant: ServedTenant, faults: Sequence[Fault] = ()) -> FastAPI:
                       limit: int = limit_query, cursor: str | None = None) -> JSONResponse:
         return await series(name, "traffic", start, end, limit, cursor)
 
+
+def _admin_routes(app: FastAPI, state: ServerState) -> None:
+    """Health, request counters and faults: never faulted, never counted."""
+
     @app.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
@@ -242,9 +259,6 @@ def create_app(tenant: ServedTenant, faults: Sequence[Fault] = ()) -> FastAPI:
     async def clear_faults() -> dict[str, Any]:
         state.faults.replace([])
         return {"faults": []}
-
-    app.add_middleware(FaultMiddleware, state=state)
-    return app
 
 
 class FaultMiddleware:

@@ -30,7 +30,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ovencast.errors import ModelFitFailed
@@ -41,9 +40,9 @@ from ovencast.forecasting.families import ForecastModel
 from ovencast.forecasting.families.base import NO_CONTEXT, FitContext
 from ovencast.forecasting.families.prophet import ProphetModel
 from ovencast.forecasting.features import PUBLIC_HOLIDAY
-from ovencast.forecasting.frame import CLOSED, DATE, YHAT, Y
+from ovencast.forecasting.frame import DATE
 from ovencast.forecasting.holdout import HoldoutSplit
-from ovencast.forecasting.quantiles import QuantileCalibration, calibrate, coverage
+from ovencast.forecasting.quantiles import calibrate, checked_on_holdout, holdout_calibration
 from ovencast.forecasting.search import SearchSpec, search_prophet
 from ovencast.forecasting.season import off_season_of
 from ovencast.forecasting.selection import (
@@ -170,7 +169,7 @@ def _fit_product(history: pd.DataFrame, plan: FitPlan, prior: PriorFit | None,
             "family": evaluation.family,
             "errors": [f"{name}: {error}" for name, error in fallback_errors.items()]}
     details["leaderboard"] = leaderboard
-    details["quantiles"] = _quantile_details(calibration, evaluation)
+    details["quantiles"] = checked_on_holdout(calibration, evaluation)
     return FitResult(best=evaluation, leaderboard=leaderboard, details=details)
 
 
@@ -234,7 +233,7 @@ def _fit_without_backtest(history: pd.DataFrame, plan: FitPlan,
                     for name, error in errors.items()]
     details["selection"] = {"basis": "none", "reason": reason, "chosen": evaluation.family}
     details["leaderboard"] = leaderboard
-    details["quantiles"] = _holdout_quantiles(evaluation)
+    details["quantiles"] = holdout_calibration(evaluation)
     return FitResult(best=evaluation, leaderboard=leaderboard, details=details)
 
 
@@ -251,7 +250,7 @@ def _fit_prophet_alone(history: pd.DataFrame, plan: FitPlan, prior: PriorFit | N
     details["search"] = search
     details["selection"] = {"basis": "holdout", "chosen": "prophet"}
     details["leaderboard"] = leaderboard
-    details["quantiles"] = _holdout_quantiles(evaluation)
+    details["quantiles"] = holdout_calibration(evaluation)
     return FitResult(best=evaluation, leaderboard=leaderboard, details=details)
 
 
@@ -292,28 +291,6 @@ def _fit_prophet(history: pd.DataFrame, plan: FitPlan, prior: PriorFit | None,
         "enqueued_params": dict(spec.previous_best_params or {}) or None,
     }
     return evaluation, summary
-
-
-def _holdout_pairs(evaluation: Evaluation) -> tuple[np.ndarray, np.ndarray]:
-    scored = evaluation.holdout_predictions
-    scored = scored.loc[~scored[CLOSED].astype(bool)]
-    return scored[Y].to_numpy(dtype=float), scored[YHAT].to_numpy(dtype=float)
-
-
-def _quantile_details(calibration: QuantileCalibration, evaluation: Evaluation
-                      ) -> dict[str, Any]:
-    """The calibration plus its check on the holdout it never saw."""
-    actual, predicted = _holdout_pairs(evaluation)
-    p10, _, p90 = calibration.interval(predicted)
-    return {**calibration.to_dict(), "holdout_coverage": _json(coverage(actual, p10, p90))}
-
-
-def _holdout_quantiles(evaluation: Evaluation) -> dict[str, Any] | None:
-    actual, predicted = _holdout_pairs(evaluation)
-    try:
-        return calibrate(actual, predicted, source="holdout").to_dict()
-    except ValueError:  # no observed open day in the holdout: no quantiles
-        return None
 
 
 def _json(value: float | None) -> float | None:

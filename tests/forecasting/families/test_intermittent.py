@@ -53,7 +53,8 @@ def test_flat_non_negative_rate_and_closed_days_zero(
     model = fitted(family, make_history(SPARSE))
     yhat = model.predict(future(next_days(model, 14), closed=(3, 4)))
     assert model.rate > 0
-    assert yhat[3] == 0.0 and yhat[4] == 0.0
+    assert yhat[3] == 0.0
+    assert yhat[4] == 0.0
     open_forecasts = np.delete(yhat, [3, 4])
     np.testing.assert_array_equal(open_forecasts, np.full(12, model.rate))
     # A rate per open day: between nothing and the largest sale.
@@ -129,7 +130,7 @@ def test_tsb_smoothing_parameters(make_history: HistoryFactory) -> None:
     assert fast.rate != pytest.approx(default.rate)
     assert json.loads(fast.to_bytes())["params"] == {"alpha_d": 0.5, "alpha_p": 0.5}
     for bad in ({"alpha_d": 0.0}, {"alpha_p": 1.5}, {"alpha_d": "0.1"}, {"beta": 0.1}):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"alpha_[dp] must be|unknown tsb params"):
             TSBModel(params=bad)
 
 
@@ -149,14 +150,17 @@ def test_intermittent_north_sea_products(
     assert evaluation.metrics.n_days > 0
     assert np.isfinite(evaluation.metrics.mase)
     forecast = evaluation.holdout_predictions["forecast"].to_numpy()
-    assert np.isfinite(forecast).all() and (forecast >= 0).all()
+    assert np.isfinite(forecast).all()
+    assert (forecast >= 0).all()
 
     model = evaluation.model
     assert isinstance(model, IntermittentFamily)
     # The winter closure: the shop's calendar marks closed days, forecast as 0.
     days = future(next_days(model, 90), closed=tuple(range(60, 90)))
     yhat = model.predict(days)
-    assert np.isfinite(yhat).all() and (yhat >= 0).all()
-    assert (yhat[:60] > 0).all() and (yhat[60:] == 0).all()
+    assert np.isfinite(yhat).all()
+    assert (yhat >= 0).all()
+    assert (yhat[:60] > 0).all()
+    assert (yhat[60:] == 0).all()
     # Below the mean of the days it sold on: most open days sell nothing.
     assert yhat[0] < open_y[open_y > 0].mean()

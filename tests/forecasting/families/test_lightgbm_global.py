@@ -119,7 +119,8 @@ def test_artifact_of_the_earlier_feature_list_still_forecasts(history: pd.DataFr
 
     forecast = old.predict(future_of(test))
     closed = test[CLOSED].to_numpy()
-    assert np.isfinite(forecast).all() and (forecast[closed] == 0.0).all()
+    assert np.isfinite(forecast).all()
+    assert (forecast[closed] == 0.0).all()
     assert np.corrcoef(forecast[~closed], test[Y].to_numpy()[~closed])[0, 1] > 0.5
     # A current model reading the legacy booster's inputs would have failed: LightGBM
     # refuses a feature count that differs from the booster's.
@@ -133,7 +134,8 @@ def test_forecasts_beyond_the_direct_horizon_in_blocks(history: pd.DataFrame) ->
     model = LightGBMModel(regressors=REGRESSORS).fit(train)
     forecast = model.predict(future_of(test))
     assert forecast.shape == (60,)
-    assert np.isfinite(forecast).all() and (forecast >= 0).all()
+    assert np.isfinite(forecast).all()
+    assert (forecast >= 0).all()
     closed = test[CLOSED].to_numpy()
     assert (forecast[closed] == 0.0).all()
     # The later blocks, which read the earlier blocks' forecasts, still know the week.
@@ -207,7 +209,8 @@ def test_fit_adopts_the_booster_of_its_cutoff(tenant: dict[str, pd.DataFrame]) -
     future = future_of(tenant["A"].iloc[TRAIN_DAYS:TRAIN_DAYS + 40])
     forecast = adopted.predict(future)
     np.testing.assert_allclose(twin.predict(future), forecast)
-    assert np.isfinite(forecast).all() and (forecast >= 0).all()
+    assert np.isfinite(forecast).all()
+    assert (forecast >= 0).all()
     assert (forecast[future[CLOSED].to_numpy()] == 0.0).all()
 
     # The artifact keeps the tenant's booster and the product's place among its categories.

@@ -82,10 +82,10 @@ class ForecastModel(ABC):
         yhat = np.asarray(self._predict(future), dtype=float)
         if yhat.shape != (len(future),):
             raise RuntimeError(f"{self.family} returned {yhat.shape}, expected ({len(future)},)")
-        yhat = np.nan_to_num(yhat, nan=0.0, posinf=0.0, neginf=0.0)
-        yhat = np.clip(yhat, 0.0, None)
-        yhat[future[CLOSED].astype(bool).to_numpy()] = 0.0
-        return yhat
+        clipped: np.ndarray = np.clip(np.nan_to_num(yhat, nan=0.0, posinf=0.0, neginf=0.0),
+                                      0.0, None)
+        clipped[future[CLOSED].astype(bool).to_numpy()] = 0.0
+        return clipped
 
     def to_bytes(self) -> bytes:
         if not self.fitted:

@@ -200,7 +200,8 @@ class StatsforecastFamily(ForecastModel):
             if self._extended is None or self._extended.size < steps.max():
                 self._extended, _ = self._forecast(self._values, int(steps.max()))
             path = self._extended
-        return path[steps - 1]
+        forecast: np.ndarray = path[steps - 1]
+        return forecast
 
     def _state(self) -> dict[str, Any]:
         return {
@@ -371,7 +372,9 @@ class AutoARIMAModel(StatsforecastFamily):
         from statsforecast.arima import arima_string
 
         model = getattr(fitted, "model_", None)
-        return arima_string(model).strip() if isinstance(model, dict) else ""
+        # statsforecast has no type hints; arima_string returns the model's description.
+        return str(arima_string(model)).strip() if isinstance(  # type: ignore[no-untyped-call]
+            model, dict) else ""
 
 
 def _check_ets_code(code: Any, name: str) -> None:
