@@ -46,11 +46,12 @@ class WorkerRuntime:
             if sink is not None:
                 sink(event)
 
+        pump = EventPump(context, dispatch)
         return cls(settings=settings, database=Database.open(settings),
                    publisher=EventPublisher(libpq_conninfo(settings.resolved_database_url)),
                    pool=ProcessPool(max_workers=settings.max_concurrent_training_jobs,
-                                    context=context),
-                   pump=EventPump(context, dispatch), sinks=sinks)
+                                    context=context, **pump.pool_options()),
+                   pump=pump, sinks=sinks)
 
     async def fit(self, task: ProductTask, plan: FitPlan, prior: PriorFit | None,
                   emit: EventSink) -> FitResult:
@@ -59,7 +60,7 @@ class WorkerRuntime:
         self.sinks[key] = emit
         try:
             future = self.pool.schedule(
-                fit_in_child, args=(task.history, plan, prior, self.pump.queue),
+                fit_in_child, args=(task.history, plan, prior),
                 timeout=self.settings.max_training_time_seconds)
             try:
                 result: FitResult = await asyncio.wrap_future(future)

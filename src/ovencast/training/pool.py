@@ -29,6 +29,7 @@ from ovencast.events.progress import EventSink, run_ended
 from ovencast.jobs.states import RunStatus
 from ovencast.observability.logs import get_logger
 from ovencast.settings import Settings
+from ovencast.training import channel
 from ovencast.training.fitting import FitPlan, FitResult, PriorFit, fit_product
 from ovencast.training.task import ProductOutcome, ProductTask, time_limit_reason
 from ovencast.training.worker import run_product_task
@@ -69,12 +70,12 @@ def stop_workers() -> None:
 
 class EventPump:
     """Carries progress events from pool processes to `on_event` in this process: a
-    Manager queue (its proxy pickles into pool tasks) read by a background thread."""
+    queue that each pool process gets when it starts (`pool_options`, training/channel.py)
+    read by a background thread."""
 
     def __init__(self, context: Any, on_event: EventSink | None) -> None:
         self._on_event = on_event
-        self._manager = context.Manager()
-        self.queue: Any = self._manager.Queue()
+        self.queue: Any = context.Queue()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._pump, name="ovencast-event-pump",
                                         daemon=True)
@@ -94,17 +95,21 @@ class EventPump:
                 except Exception as exc:  # a broken display must not stop the pump
                     log.warning("training.events.dropped", error=str(exc))
 
+    def pool_options(self) -> dict[str, Any]:
+        """The `ProcessPool` arguments that give each pool process this pump's queue."""
+        return {"initializer": channel.install, "initargs": (self.queue,)}
+
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=2)
-        self._manager.shutdown()
+        self.queue.close()
+        self.queue.join_thread()
 
 
-def fit_in_child(history: pd.DataFrame, plan: FitPlan, prior: PriorFit | None,
-                 events: Any) -> FitResult:
-    """A fit in a pool process whose progress events go to `events` (an `EventPump`'s
-    queue): what the service shape's worker runs per product."""
-    return fit_product(history, plan, prior=prior, emit=events.put)
+def fit_in_child(history: pd.DataFrame, plan: FitPlan, prior: PriorFit | None) -> FitResult:
+    """A fit in a pool process, its progress events on the process's channel: what the
+    service shape's worker runs per product."""
+    return fit_product(history, plan, prior=prior, emit=channel.send)
 
 
 def run_tasks(tasks: Sequence[ProductTask], *, settings: Settings,
@@ -122,9 +127,9 @@ def run_tasks(tasks: Sequence[ProductTask], *, settings: Settings,
     pump = EventPump(context, on_event)
     outcomes: list[ProductOutcome] = []
     try:
-        with ProcessPool(max_workers=workers, context=context) as pool:
+        with ProcessPool(max_workers=workers, context=context, **pump.pool_options()) as pool:
             futures = [
-                (task, pool.schedule(run_product_task, args=(task, pump.queue),
+                (task, pool.schedule(run_product_task, args=(task,),
                                      timeout=settings.max_training_time_seconds))
                 for task in tasks]
             for task, future in futures:

@@ -39,6 +39,7 @@ from ovencast.observability.logs import configure_logging, get_logger
 from ovencast.observability.metrics import PRODUCT_TRAINING_DURATION
 from ovencast.settings import Settings
 from ovencast.store import StoredArtifact, artifact_key, store_for, unique_key
+from ovencast.training import channel
 from ovencast.training.fitting import FitPlan, FitResult, PriorFit, fit_product
 from ovencast.training.locks import product_lock
 from ovencast.training.task import ProductOutcome, ProductTask, time_limit_reason
@@ -76,21 +77,17 @@ LockFactory = Callable[[int, str], AbstractAsyncContextManager[Any]]
 Fitter = Callable[[ProductTask, FitPlan, "PriorFit | None", EventSink], Awaitable[FitResult]]
 
 
-def run_product_task(task: ProductTask, events: Any = None) -> ProductOutcome:
-    """Entry point in an embedded pool process. `events` is an optional queue (an
-    `EventPump`'s) that receives the product's progress events."""
+def run_product_task(task: ProductTask) -> ProductOutcome:
+    """Entry point in an embedded pool process; progress events go to the process's
+    channel (training/channel.py)."""
     configure_logging(level=task.settings.log_level,
                       log_file=task.settings.ovencast_home / "logs" / "ovencast.log",
                       stderr_level="ERROR")
 
-    def emit(event: Any) -> None:
-        if events is not None:
-            events.put(event)
-
     async def main() -> ProductOutcome:
         engine = create_engine(task.settings)
         try:
-            return await train_one(task, session_factory(engine), emit,
+            return await train_one(task, session_factory(engine), channel.send,
                                    lock=_file_lock(task.settings), fit=_fit_inline)
         finally:
             await engine.dispose()
