@@ -1,41 +1,49 @@
-"""Accuracy and cost of every method on one dataset, in one process and one run. Prints
-numbers, asserts nothing.
+"""Accuracy and cost of every method on one dataset's final 28 days, in one process and one
+run. Prints numbers, asserts nothing.
 
     python bench/accuracy.py DATASET_DIR [--country DE --subdivision SH] [--methods ...]
+        [--regressors oracle|fallback|both] [--reference ../shared/reference]
 
-Protocol (issue #6): each method trains every product of the dataset in a fresh home with
-2 worker processes; the last 28 days of each product's data are held out from fitting and
-from selection, with the regressors known for them; the holdout metrics are pooled over
-all product-days: WAPE = sum|y - yhat| / sum|y| and bias = sum(yhat - y) / sum(y) (each
-product's figure weighted by its holdout sales), MASE and MAPE (non-zero days) as means
-over products, and the P10-P90 coverage: the share of a product's observed holdout days
-inside its P10..P90, as a mean over products ("n/a" where the quantiles are calibrated on
-the holdout itself: Prophet alone). "original" is the system we replace: Prophet tuned
-by Optuna with the trial budget of the product's class. Ratios compare `auto` with it and
-with the best single family of the run.
+Protocol (bench/protocol.py, origin 0): each method is trained in a fresh home with 2
+worker processes on every sales row before the final 28-day window (`ovencast train
+--until`), then forecasts the window (`ovencast forecast`), as a user would. Scored on the
+window's product-days with a sales row, for the products the reference scores (data up to
+the window's end, 365+ days before it) that got a forecast: pooled WAPE = sum|y - yhat| /
+sum y, bias = sum(yhat - y) / sum y, and the share of product-days inside P10..P90.
+`--regressors oracle`: the window's measured weather and footfall are known (as in the
+reference's measurement); `fallback`: they are hidden, the forecast fills them in as a
+bakery forecasting ahead must. "original" is the system we replace: Prophet tuned by
+Optuna with the trial budget of the product's class. With `--reference`, the reference
+methods' published forecasts are scored on exactly the same product-days.
 """
 
 from __future__ import annotations
 
 import os
 import platform
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
-import pandas as pd
+from protocol import (
+    REGRESSOR_MODES,
+    cut,
+    fresh_settings,
+    import_cut,
+    origins,
+    pair,
+    read_sales,
+    reference_forecast,
+    score,
+    scored_products,
+    train_and_forecast,
+)
 from rich.console import Console
 from rich.table import Table
-from speed import dataset_parser, import_into
+from speed import dataset_parser
 
-from ovencast.forecasting.holdout import HoldoutSplit
+from ovencast.datasets.reader import read_dataset_dir
 from ovencast.observability.logs import configure_logging
-from ovencast.settings import Settings
-from ovencast.training.embedded import TrainedJob, train_tenant
-from ovencast.training.pool import stop_workers
 
-TENANT = "bench"
 # (label, --models): every single family, the original approach, and auto.
 METHODS: dict[str, list[str]] = {
     "seasonal_naive": ["seasonal_naive"],
@@ -50,84 +58,85 @@ METHODS: dict[str, list[str]] = {
     "auto": ["auto"],
 }
 ORIGINAL, AUTO = "original: prophet + optuna", "auto"
-
-
-def holdout_sales(directory: Path) -> dict[str, float]:
-    """Sum of sales in each product's holdout (its last 28 calendar days of data)."""
-    sales = pd.read_csv(directory / "sales.csv", parse_dates=["date"])
-    days = HoldoutSplit().days
-    return {str(product): float(rows.loc[rows["date"] > rows["date"].max()
-                                         - pd.Timedelta(days=days), "quantity"].sum())
-            for product, rows in sales.groupby("product")}
-
-
-def pooled(trained: TrainedJob, weights: dict[str, float]) -> dict[str, float]:
-    done = [o for o in trained.outcomes if o.status == "trained"]
-
-    def weighted(key: str) -> float:
-        pairs = [(o.metrics[key], weights[o.product]) for o in done
-                 if o.metrics.get(key) is not None and weights.get(o.product)]
-        total = sum(w for _, w in pairs)
-        return sum(v * w for v, w in pairs) / total if total else float("nan")
-
-    def mean(key: str) -> float:
-        values = [float(o.metrics[key]) for o in done if o.metrics.get(key) is not None]
-        return statistics.fmean(values) if values else float("nan")
-
-    coverages = [float(c) for o in done
-                 if (c := ((o.details.get("quantiles") or {}).get("holdout_coverage")))
-                 is not None]
-    return {"trained": float(len(done)), "wape": weighted("wape"), "mase": mean("mase"),
-            "mape": mean("mape"), "bias": weighted("bias"),
-            "coverage": statistics.fmean(coverages) if coverages else float("nan")}
+REFERENCES = {"original": "reference: original", "plain_lightgbm": "reference: plain LightGBM"}
 
 
 def main() -> None:
     parser = dataset_parser(__doc__)
     parser.add_argument("--methods", default=",".join(METHODS),
                         help="comma-separated labels of METHODS")
+    parser.add_argument("--regressors", choices=[*REGRESSOR_MODES, "both"], default="both")
+    parser.add_argument("--reference", type=Path, default=None,
+                        help="directory of the reference forecasts (shared/reference)")
     args = parser.parse_args()
     chosen = [m.strip() for m in args.methods.split(",") if m.strip()]
+    modes = list(REGRESSOR_MODES) if args.regressors == "both" else [args.regressors]
     console = Console(width=140)
-    weights = holdout_sales(args.dataset)
-    rows: dict[str, dict[str, float]] = {}
+    dataset = read_dataset_dir(args.dataset)
+    sales = read_sales(args.dataset)
+    [origin] = origins(dataset.last_date, [0])
+    products = scored_products(sales, origin)
+    console.print(f"window {origin.window_start}..{origin.window_end}, {len(products)} "
+                  f"products scored; training data up to {origin.until}", highlight=False,
+                  markup=False)
     with tempfile.TemporaryDirectory(prefix="ovencast-accuracy-") as tmp:
         configure_logging(log_file=Path(tmp) / "bench.log", stderr_level="ERROR")
-        for index, label in enumerate(chosen):
-            settings = Settings(ovencast_home=Path(tmp) / f"m{index}",
-                                max_concurrent_training_jobs=2)
-            import_into(settings, args.dataset, args.country, args.subdivision)
-            stop_workers()  # each method starts its worker processes from cold
-            started = time.perf_counter()
-            trained = train_tenant(settings, TENANT, models=METHODS[label])
-            rows[label] = {**pooled(trained, weights),
-                           "seconds": time.perf_counter() - started}
-            console.print(f"{label}: WAPE {rows[label]['wape']:.3f} in "
-                          f"{rows[label]['seconds']:.0f} s", highlight=False)
-    table = Table(title=f"bench/accuracy.py {args.dataset}", title_justify="left")
-    for column in ("method", "trained", "WAPE", "MASE", "MAPE", "bias", "P10-P90 cover",
-                   "train s"):
+        for mode in modes:
+            rows: dict[str, dict[str, float]] = {}
+            for index, label in enumerate(chosen):
+                settings = fresh_settings(Path(tmp), f"{mode}-{index}")
+                import_cut(settings, cut(dataset, origin.until, regressors=mode),
+                           country=args.country, subdivision=args.subdivision)
+                result = train_and_forecast(settings, METHODS[label], origin)
+                pairs = pair(result.forecast, sales, products, origin)
+                found = score(pairs)
+                rows[label] = {"wape": found.wape, "bias": found.bias,
+                               "coverage": found.coverage, "seconds": result.seconds,
+                               "products": float(pairs["product"].nunique())}
+                console.print(f"{label}: WAPE {found.wape:.3f} in {result.seconds:.0f} s",
+                              highlight=False)
+            for method, label in REFERENCES.items():
+                forecast = reference_forecast(args.reference, args.dataset, method, origin)
+                if forecast is not None:
+                    found = score(pair(forecast, sales, products, origin))
+                    rows[label] = {"wape": found.wape, "bias": found.bias,
+                                   "coverage": found.coverage, "seconds": float("nan"),
+                                   "products": float(len(products))}
+            report(console, args.dataset, mode, rows)
+    console.print(f"machine: {platform.machine()}, {os.cpu_count()} cores, "
+                  f"{platform.python_implementation()} {platform.python_version()}")
+
+
+def report(console: Console, dataset: Path, mode: str, rows: dict[str, dict[str, float]]
+           ) -> None:
+    table = Table(title=f"bench/accuracy.py {dataset}, regressors: {mode}",
+                  title_justify="left")
+    for column in ("method", "products", "WAPE", "bias", "P10-P90 cover", "train s"):
         table.add_column(column, justify="left" if column == "method" else "right")
     for label, row in rows.items():
-        table.add_row(label, f"{row['trained']:.0f}", f"{row['wape']:.3f}",
-                      f"{row['mase']:.3f}", f"{row['mape']:.3f}", f"{row['bias']:+.3f}",
-                      "n/a" if row["coverage"] != row["coverage"] else f"{row['coverage']:.0%}",
-                      f"{row['seconds']:.1f}")
+        table.add_row(label, f"{row['products']:.0f}", f"{row['wape']:.3f}",
+                      f"{row['bias']:+.3f}", _share(row["coverage"]),
+                      "-" if row["seconds"] != row["seconds"] else f"{row['seconds']:.1f}")
     console.print(table)
     if ORIGINAL in rows and AUTO in rows:
         auto, original = rows[AUTO], rows[ORIGINAL]
-        console.print(f"auto / original: WAPE {auto['wape'] / original['wape']:.2f}x, "
-                      f"time {auto['seconds'] / original['seconds']:.2f}x")
-    singles = {k: v for k, v in rows.items() if k not in (AUTO, ORIGINAL)}
+        console.print(f"[{mode}] auto / original: WAPE {auto['wape'] / original['wape']:.2f}x, "
+                      f"time {auto['seconds'] / original['seconds']:.2f}x", highlight=False,
+                      markup=False)
+    singles = {k: v for k, v in rows.items()
+               if k not in (AUTO, ORIGINAL) and k not in REFERENCES.values()}
     if AUTO in rows and singles:
         best = min(singles, key=lambda k: singles[k]["wape"])
-        console.print(f"auto / best single family ({best}): WAPE "
-                      f"{rows[AUTO]['wape'] / singles[best]['wape']:.2f}x")
+        console.print(f"[{mode}] auto / best single family ({best}): WAPE "
+                      f"{rows[AUTO]['wape'] / singles[best]['wape']:.2f}x", highlight=False,
+                      markup=False)
     if AUTO in rows:
-        console.print(f"auto P10-P90 coverage of the holdout days (mean over products): "
-                      f"{rows[AUTO]['coverage']:.0%}")
-    console.print(f"machine: {platform.machine()}, {os.cpu_count()} cores, "
-                  f"{platform.python_implementation()} {platform.python_version()}")
+        console.print(f"[{mode}] auto P10-P90 coverage of the window's product-days: "
+                      f"{_share(rows[AUTO]['coverage'])}", highlight=False, markup=False)
+
+
+def _share(value: float) -> str:
+    return "n/a" if value != value else f"{value:.0%}"
 
 
 if __name__ == "__main__":

@@ -33,13 +33,17 @@ def _wape_of(table: str, method: str) -> float:
 
 def test_accuracy_prints_each_method_and_the_ratios() -> None:
     out = _bench("accuracy.py", [str(KIEL), "--country", "DE", "--subdivision", "SH",
-                                 "--methods", "seasonal_naive,auto"])
+                                 "--methods", "seasonal_naive,auto",
+                                 "--regressors", "fallback",
+                                 "--reference", str(REPO_ROOT.parent / "shared" / "reference")])
     # Each method's line as it finishes: "auto: WAPE 0.196 in 4 s".
     found = dict(re.findall(r"^(\w+): WAPE ([0-9.]+) in \d+ s$", out, flags=re.MULTILINE))
     auto, naive = float(found["auto"]), float(found["seasonal_naive"])
     assert 0 < auto < naive < 1
     assert re.search(r"auto / best single family \(seasonal_naive\): WAPE 0\.\d\dx", out)
-    assert re.search(r"P10-P90 coverage of the holdout days .*: \d+%", out)
+    assert re.search(r"\[fallback\] auto P10-P90 coverage of the window's product-days: "
+                     r"\d+%", out)
+    assert "regressors: fallback" in out
 
 
 def test_origins_replays_auto_and_prints_every_candidate() -> None:

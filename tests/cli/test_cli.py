@@ -109,7 +109,10 @@ def test_train_until_then_forecast_every_product_and_date(trained_kiel: TrainedT
 
     assert result.returncode == 0, result.stderr
     frame = _csv(result.stdout)
-    assert list(frame.columns) == ["date", "product", "forecast", "p10", "p50", "p90"]
+    assert list(frame.columns) == ["date", "weekday", "product", "forecast", "p10", "p50",
+                                   "p90", "model", "version", "note"]
+    assert set(frame["model"]) == {"seasonal_naive"}
+    assert (frame["version"] == 1).all()
     expected = {(p, FIRST + timedelta(days=i)) for p in PRODUCTS for i in range(DAYS)}
     got = {(p, d.date()) for p, d in zip(frame["product"], frame["date"], strict=True)}
     assert got == expected
@@ -151,8 +154,8 @@ def test_models_show_the_backtest_and_json_forecasts_carry_quantiles(
                      trained_kiel.settings)
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
-    assert [sorted(r) for r in rows] == [["date", "forecast", "p10", "p50", "p90",
-                                          "product"]] * 3
+    assert [sorted(r) for r in rows] == [["date", "forecast", "model", "note", "p10", "p50",
+                                          "p90", "product", "version", "weekday"]] * 3
     assert all(r["p10"] <= r["p50"] == r["forecast"] <= r["p90"] for r in rows)
 
 
@@ -246,7 +249,7 @@ def test_jobs_list_past_trainings_and_say_why_a_product_was_not_trained(
     assert first[6] == f"{len(PRODUCTS)}/{len(PRODUCTS)}"
     assert first[7] == "-"
     assert second[1] == "failed"
-    assert second[6:8] == ["0/1", "1 failed"]
+    assert second[6:8] == ["0/1", "1 refused"]
 
     detail = run_cli(["jobs", "--tenant", "kiel", "--job", second[0]], settings)
     assert detail.returncode == 0, detail.stderr

@@ -1,15 +1,24 @@
-"""What `ovencast forecast` prints for refused products (cli/render.forecasts)."""
+"""What the CLI prints (cli/render.py): forecasts, refusals, model versions."""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import json
 from datetime import date
 
+import numpy as np
+import pandas as pd
 from rich.console import Console
 
 from ovencast.cli import render
 from ovencast.db.tables import ModelVersion
-from ovencast.forecasts.service import ProductForecast, refusals_by_reason
+from ovencast.forecasts.service import (
+    COLUMNS,
+    ProductForecast,
+    TenantForecast,
+    refusals_by_reason,
+)
 
 
 def _console() -> tuple[Console, io.StringIO]:
@@ -30,7 +39,8 @@ def test_products_refused_for_the_same_reason_share_one_line() -> None:
     out, out_buffer = _console()
     err, err_buffer = _console()
 
-    render.forecasts(out, err, results, "csv")
+    render.forecasts(out, err, TenantForecast(tenant="t", dates=pd.date_range(
+        "2023-11-01", periods=2), results=results), "csv")
 
     lines = err_buffer.getvalue().splitlines()
     assert lines == [f"error: item_10, item_13: {weather}",
@@ -97,3 +107,67 @@ def test_refusals_are_grouped_by_reason_in_first_seen_order() -> None:
 
     assert grouped == {"weather ends": ["rolls", "buns"], "checksum": ["bread"]}
     assert list(grouped) == ["weather ends", "checksum"]
+
+
+def _forecast(products: list[str], days: int) -> TenantForecast:
+    dates = pd.date_range("2023-11-01", periods=days)
+    rng = np.random.default_rng(3)
+    results = []
+    for index, product in enumerate(products):
+        yhat = rng.uniform(0, 2000, days)
+        closed = np.arange(days) % 7 == 6
+        yhat[closed] = 0.0
+        frame = pd.DataFrame({
+            "date": dates.date, "weekday": dates.day_name(), "product": product,
+            "forecast": yhat, "p10": yhat * 0.7, "p50": yhat, "p90": yhat * 1.4,
+            "model": "ensemble(lightgbm+tsb)", "version": index + 1,
+            "note": ["closed" if c else "fallback: temperature_c" for c in closed],
+            "closed": closed, "off_season": False,
+            "fallback": ["" if c else "temperature_c" for c in closed]})
+        results.append(ProductForecast(product, index + 1, "ensemble", frame))
+    return TenantForecast(tenant="t", dates=dates, results=results)
+
+
+def test_a_forecast_table_of_24_products_cuts_no_cell_at_100_columns() -> None:
+    products = [f"item_{n}" if n % 5 else f"sourdough_rye_{n}" for n in range(24)]
+    forecast = _forecast(products, 14)
+    out_buffer = io.StringIO()
+    out = Console(file=out_buffer, width=100, color_system=None)
+    err, _ = _console()
+
+    render.forecasts(out, err, forecast, "table")
+
+    text = out_buffer.getvalue()
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    frame = forecast.forecast
+    # Every product and every date is shown whole, every cell's number complete.
+    for product in products:
+        assert sum(line.startswith(f"│ {product} ") for line in lines) >= 2  # 2+ pages
+    for day in frame["date"]:
+        assert day.isoformat() in text
+    for row in frame.itertuples():
+        expected = "closed" if row.closed else f"{row.forecast:.0f}*"
+        assert expected in text
+    assert "…" not in text
+
+
+def test_csv_and_json_carry_weekday_model_version_and_note() -> None:
+    forecast = _forecast(["bread"], 7)
+    out, _ = _console()
+    err, _ = _console()
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        render.forecasts(out, err, forecast, "csv")
+    frame = pd.read_csv(io.StringIO(buffer.getvalue()), keep_default_na=False)
+    assert list(frame.columns) == list(COLUMNS)
+    assert list(frame["weekday"][:2]) == ["Wednesday", "Thursday"]
+    assert list(frame["note"][5:7]) == ["fallback: temperature_c", "closed"]
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        render.forecasts(out, err, forecast, "json")
+    rows = json.loads(buffer.getvalue())
+    assert rows[6]["note"] == "closed"
+    assert rows[6]["forecast"] == 0.0
+    assert rows[0]["model"] == "ensemble(lightgbm+tsb)"
+    assert rows[0]["version"] == 1

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from conftest import UPSTREAM_TENANT as TENANT
-from conftest import Admin
+from conftest import Admin, copy_dataset, upstream_settings
 from ovencast.errors import TenantNotFound
+from ovencast.sources.breakers import BreakerRegistry
 from ovencast.sources.errors import (
     UpstreamBadResponse,
     UpstreamError,
@@ -20,6 +22,11 @@ from ovencast.sources.errors import (
     UpstreamUnavailable,
 )
 from ovencast.sources.http import HttpSource
+from ovencast.testing.upstream_server import (
+    WEATHER_FORECAST_FILE,
+    serve_in_thread,
+    served_tenant,
+)
 
 KIEL_WEATHER = {"cloud_cover_okta", "temperature_c", "wind_speed", "weather_code"}
 KIEL_CALENDAR = {"public_holiday", "school_holiday", "kieler_woche"}
@@ -212,3 +219,33 @@ def test_every_error_is_an_ovencast_error() -> None:
         assert isinstance(error, UpstreamError)
         assert isinstance(error, OvencastError)
         assert error.service in str(error)
+
+
+async def test_weather_forecasts_keep_the_newest_issue_and_never_beat_a_measurement(
+        kiel_dir: Path, tmp_path: Path) -> None:
+    """docs/UPSTREAM.md: weather rows after the measured ones are forecasts with the time
+    they were issued; of several issues of a date the newest counts, a measured value
+    always wins."""
+    directory = copy_dataset(kiel_dir, tmp_path / "kiel")
+    forecast = pd.DataFrame({
+        "date": ["2019-08-01", "2019-08-02", "2019-08-02", "2019-08-03", "2019-08-03"],
+        "issued_at": ["2019-07-31T06:00:00+00:00", "2019-07-31T06:00:00+00:00",
+                      "2019-08-01T06:00:00+00:00", "2019-08-01T06:00:00+00:00",
+                      "2019-07-30T18:00:00+02:00"],
+        "cloud_cover_okta": [1.0, 2.0, 3.0, 4.0, 5.0], "temperature_c": [30.0, 11.0, 12.0,
+                                                                       13.0, 14.0],
+        "wind_speed": [1.0, 2.0, 3.0, 4.0, 5.0], "weather_code": [None] * 5})
+    forecast.to_csv(directory / WEATHER_FORECAST_FILE, index=False)
+    served = served_tenant(directory, tenant=TENANT, country="DE", subdivision="SH")
+    with serve_in_thread(served) as server:
+        settings = upstream_settings(tmp_path / "home", server.url)
+        async with HttpSource.from_settings(
+                settings, breakers=BreakerRegistry.from_settings(settings)) as source:
+            data = await source.load(TENANT, products=["bread"])
+    weather = data.regressors.set_index("date")
+    measured = pd.read_csv(kiel_dir / "weather.csv").set_index("date")
+    assert weather.loc["2019-08-01", "temperature_c"] == measured.loc[
+        "2019-08-01", "temperature_c"]
+    assert weather.loc["2019-08-02", "temperature_c"] == 12.0  # issued 1 Aug beats 31 Jul
+    assert weather.loc["2019-08-03", "temperature_c"] == 13.0  # 1 Aug 06:00 UTC is newer
+    assert weather.index.is_unique

@@ -139,7 +139,7 @@ async def test_product_with_too_few_days_fails_validation_while_others_train(
     result = await train_in_process(database, "t1")
 
     new_cake = result.runs["new_cake"]
-    assert new_cake.status == "failed"
+    assert new_cake.status == "refused"
     assert new_cake.reason is not None
     assert "12 daily data points" in new_cake.reason
     assert str(settings.min_training_data_days) in new_cake.reason
@@ -172,5 +172,5 @@ async def test_job_fails_when_no_product_can_train(
     result = await train_in_process(database, "t1")
     assert result.job.status == "failed"
     assert result.job.error
-    assert {r.status for r in result.runs.values()} == {"failed"}
+    assert {r.status for r in result.runs.values()} == {"refused"}
     assert all(r.reason for r in result.runs.values())

@@ -11,18 +11,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
 from ovencast.cli.render import TrainingView, fmt, training_result
-from ovencast.datasets import repository as datasets_repository
 from ovencast.datasets import service as datasets_service
 from ovencast.datasets.reader import read_dataset_dir
 from ovencast.db.runtime import Database
 from ovencast.db.session import unit_of_work
 from ovencast.forecasts import service as forecasts_service
-from ovencast.forecasts.plot import plot_forecasts
+from ovencast.forecasts.plot import plot_forecast
+from ovencast.forecasts.service import TenantForecast, refusals_by_reason
 from ovencast.models import repository as models_repository
 from ovencast.settings import Settings
 from ovencast.tenants import service as tenants_service
@@ -59,7 +58,7 @@ def run_demo(console: Console, settings: Settings, *, dataset: Path | None,
                                preload=preload)
     training_result(console, trained.job, trained.runs)
     job = trained.job
-    versions, history, forecasts = asyncio.run(_results(settings))
+    versions, forecast = asyncio.run(_results(settings))
 
     table = Table(title="Holdout accuracy: last 28 days of each product's data",
                   title_justify="left")
@@ -76,11 +75,12 @@ def run_demo(console: Console, settings: Settings, *, dataset: Path | None,
         model = (v.details.get("selection") or {}).get("chosen") or v.family
         table.add_row(v.product, str(v.details.get("product_class", "-")), model,
                       fmt(wape), fmt(v.metrics.get("mase")), fmt(naive), better)
-        labels[v.product] = f"{model}, WAPE {fmt(wape)}"
+        if wape is not None:
+            labels[v.product] = f"typically off by {wape * 100:.0f} %"
     console.print(table)
-    plot = plot_forecasts(history, forecasts, plot_path,
-                          title=f"{DEMO_TENANT}: last 8 weeks and {FORECAST_DAYS}-day forecast",
-                          metrics=labels)
+    _say_what_was_not_forecast(console, forecast)
+    plot = plot_forecast(forecast, plot_path, title=f"{DEMO_TENANT}: what to expect",
+                         labels=labels)
     # soft_wrap: paths and the command stay whole for copying, however narrow the terminal.
     console.print(f"plot: {plot.resolve()}", soft_wrap=True)
     console.print(f"job {job.id}: {job.status} in {time.monotonic() - started:.0f} s. "
@@ -116,18 +116,27 @@ async def _import(settings: Settings, parsed: object, source: str
         await database.close()
 
 
-async def _results(settings: Settings) -> tuple[list[Any], pd.DataFrame, pd.DataFrame]:
+async def _results(settings: Settings) -> tuple[list[Any], TenantForecast]:
     database = Database.open(settings)
     try:
         async with unit_of_work(database.sessions) as session:
             tenant = await tenants_service.get_tenant(session, DEMO_TENANT)
             versions = list(await models_repository.list_active(session, tenant.id))
-            history = await datasets_repository.load_sales(session, tenant.id)
-            results = await forecasts_service.forecast_tenant(
-                session, tenant, settings=settings, days=FORECAST_DAYS)
+            forecast = await forecasts_service.forecast_tenant(
+                session, tenant, settings=settings, days=FORECAST_DAYS, with_history=True)
     finally:
         await database.close()
-    frames = [r.frame for r in results if r.frame is not None]
-    forecasts = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["date", "product", "forecast"])
-    return versions, history, forecasts
+    return versions, forecast
+
+
+def _say_what_was_not_forecast(console: Console, forecast: TenantForecast) -> None:
+    """The products the plot leaves out, and the inputs it had to fill in."""
+    for error, products in refusals_by_reason(forecast.results).items():
+        console.print(f"[bold red]not forecast:[/] {', '.join(products)}: {error}",
+                      highlight=False, soft_wrap=True)
+    for note in forecast.notes:
+        console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+    first, last = forecast.dates[0].date(), forecast.dates[-1].date()
+    console.print(f"forecast {first} to {last} for "
+                  f"{sum(r.frame is not None for r in forecast.results)} of "
+                  f"{len(forecast.results)} trained products", highlight=False)

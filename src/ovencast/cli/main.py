@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import date
@@ -26,7 +27,7 @@ from ovencast.settings import Settings, get_settings
 if TYPE_CHECKING:
     from ovencast.datasets.service import ImportSummary
     from ovencast.db.runtime import Database
-    from ovencast.forecasts.service import ProductForecast
+    from ovencast.forecasts.service import TenantForecast
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Train and serve bakery demand forecasts.")
@@ -34,8 +35,9 @@ db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic).")
 app.add_typer(db_app, name="db")
 
 # Wide enough for the tables when output goes to a pipe or a CI log (rich uses 80 there).
-console = Console(width=None if sys.stdout.isatty() else 140)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 140)
+err_console = Console(stderr=True,
+                      width=None if sys.stderr.isatty() or "COLUMNS" in os.environ else 140)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -191,9 +193,10 @@ def train(
              "comma-separated families to select among, e.g. mstl,auto_ets; "
              "prophet alone runs the Optuna search")] = None,
 ) -> None:
-    """Train every (or the given) product of a tenant; exit 1 unless all trained."""
+    """Train every (or the given) product of a tenant. Exit 0 when every product that
+    passed the data rules trained (refused ones are listed), 1 when one of them failed or
+    timed out (or none could train), 2 on a usage error."""
     from ovencast.cli import render
-    from ovencast.jobs.states import JobStatus
     from ovencast.training.embedded import train_tenant
 
     settings = settings_for_cli()
@@ -203,7 +206,7 @@ def train(
                                models=parse_products(models), observer=view,
                                preload=(ENTRY_MODULE,))
     render.training_result(console, trained.job, trained.runs)
-    if trained.job.status is not JobStatus.SUCCEEDED:
+    if not trained.every_accepted_product_trained:
         raise typer.Exit(code=1)
 
 
@@ -212,33 +215,66 @@ def train(
 @clean_errors
 def forecast(
     tenant: Annotated[str, typer.Option()],
-    days: Annotated[int, typer.Option(help="how many days to forecast")] = 7,
+    days: Annotated[int, typer.Option(min=1, help="how many days to forecast")] = 7,
     from_: Annotated[str | None, typer.Option("--from", help="first forecast date "
-                     "(default: the day after each model's training data)")] = None,
+                     "(default: the day after the tenant's last sales date)")] = None,
     products: Annotated[str | None, typer.Option(help="comma-separated products")] = None,
     output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.table,
 ) -> None:
-    """Forecast from each product's active model (checksum verified before loading)."""
+    """Forecast every product from its active model (checksum verified before loading),
+    all on the same dates. Exit 0 when every trained product got its forecast, 1 when one
+    was refused, 2 on a usage error."""
     from ovencast.cli import render
+
+    result = _forecast(tenant, days=days, start=_parse_date(from_, "--from"),
+                       products=parse_products(products))
+    render.forecasts(console, err_console, result, output.value)
+    if result.refused:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+@clean_errors
+def plot(
+    tenant: Annotated[str, typer.Option()],
+    days: Annotated[int, typer.Option(min=1, help="how many days to forecast")] = 14,
+    from_: Annotated[str | None, typer.Option("--from", help="first forecast date "
+                     "(default: the day after the tenant's last sales date)")] = None,
+    products: Annotated[str | None, typer.Option(help="comma-separated products")] = None,
+    output: Annotated[Path, typer.Option(help="where to write the PNG")] = Path(
+        "forecast.png"),
+) -> None:
+    """Draw the last 8 weeks of sales and the forecast, one panel per product, all on the
+    same dates."""
+    from ovencast.forecasts.plot import plot_forecast
+
+    result = _forecast(tenant, days=days, start=_parse_date(from_, "--from"),
+                       products=parse_products(products), with_history=True)
+    written = plot_forecast(result, output, title=f"{tenant}: what to expect")
+    for refused in result.refused:
+        err_console.print(f"[bold red]not plotted:[/] {refused.product}: {refused.error}",
+                          highlight=False)
+    console.print(f"plot: {written.resolve()}", soft_wrap=True)
+    if result.refused:
+        raise typer.Exit(code=1)
+
+
+def _forecast(tenant: str, *, days: int, start: date | None, products: list[str] | None,
+              with_history: bool = False) -> TenantForecast:
     from ovencast.db.session import unit_of_work
     from ovencast.forecasts import service as forecasts_service
     from ovencast.sources.service import open_data_source
     from ovencast.tenants import service as tenants_service
 
-    start = _parse_date(from_, "--from")
-
-    async def body(database: Database) -> list[ProductForecast]:
+    async def body(database: Database) -> TenantForecast:
         async with unit_of_work(database.sessions) as session, \
                 open_data_source(session, settings=database.settings) as source:
             row = await tenants_service.get_tenant(session, tenant)
             return await forecasts_service.forecast_tenant(
                 session, row, settings=database.settings, days=days, start=start,
-                products=parse_products(products), source=source)
+                products=products, source=source, with_history=with_history)
 
-    results = with_database(body)
-    render.forecasts(console, err_console, results, output.value)
-    if any(r.error for r in results):
-        raise typer.Exit(code=1)
+    return with_database(body)
 
 
 # ----------------------------------------------------------------------------- models
@@ -428,9 +464,11 @@ def data_server(
 
 
 def _parse_date(value: str | None, option: str) -> date | None:
+    """A date option; a malformed one is a usage error (exit 2)."""
     if value is None:
         return None
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise InvalidRequest(f"{option}: {value!r} is not a date (YYYY-MM-DD)") from None
+        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)",
+                                 param_hint=option) from None

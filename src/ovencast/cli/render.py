@@ -26,10 +26,12 @@ if TYPE_CHECKING:  # cheap imports for every command (cli/main.py's docstring)
     from ovencast.events.progress import ProductEvent
     from ovencast.forecasting.features import AlignmentReport
     from ovencast.forecasting.validation import ValidationReport
+    from ovencast.forecasts.service import TenantForecast
     from ovencast.training.prepare import PreparedJob
 
 STATUS_STYLE: dict[str, str] = {
     RunStatus.TRAINED: "green", RunStatus.FAILED: "red", RunStatus.TIMED_OUT: "yellow",
+    RunStatus.REFUSED: "yellow",
     JobStatus.SUCCEEDED: "green", JobStatus.PARTIAL: "yellow", JobStatus.FAILED: "red"}
 
 
@@ -263,40 +265,82 @@ def params_text(family: str, params: dict[str, Any]) -> str:
     return json.dumps(shown, default=str) if shown else "-"
 
 
-def forecasts(console: Console, err_console: Console, results: Sequence[Any],
-              output: str) -> None:
-    from ovencast.forecasts.service import refusals_by_reason
+FORECAST_DATE_HEADER = "%a\n%Y-%m-%d"
 
-    frames = [r.frame for r in results if r.frame is not None]
-    for error, products in refusals_by_reason(results).items():
+
+def forecasts(console: Console, err_console: Console, forecast: TenantForecast,
+              output: str) -> None:
+    """A tenant's forecast: refusals and notes on stderr, the rows on stdout as a table
+    (products as rows, dates as columns, paged to the terminal's width: no cell is ever
+    cut), CSV or JSON (columns: forecasts.service.COLUMNS)."""
+    from ovencast.forecasts.service import COLUMNS, refusals_by_reason
+
+    for error, products in refusals_by_reason(forecast.results).items():
         err_console.print(f"[bold red]error:[/] {', '.join(products)}: {error}",
                           highlight=False)
-    for note in (n for r in results for n in r.notes):
-        err_console.print(f"[bold yellow]note:[/] {note}", highlight=False)
-    if not frames:
+    for note in (*forecast.notes, *(n for r in forecast.results for n in r.notes)):
+        err_console.print(f"[bold yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+    frame = forecast.forecast
+    if frame.empty:
         return
-    import pandas as pd
-
-    frame = pd.concat(frames, ignore_index=True)
     if output == "csv":
-        print(frame.to_csv(index=False, float_format="%.3f"), end="")
+        print(frame[list(COLUMNS)].to_csv(index=False, float_format="%.3f"), end="")
     elif output == "json":
-        rows = [{key: (str(value) if key == "date" else value if key == "product"
-                       else None if math.isnan(value) else round(float(value), 3))
-                 for key, value in row.items()}
-                for row in frame.to_dict(orient="records")]
+        rows = [{key: _json_value(value) for key, value in row.items()}
+                for row in frame[list(COLUMNS)].to_dict(orient="records")]
         print(json.dumps(rows, indent=1))
     else:
-        # One cell per product and day: the forecast and its P10-P90 interval.
-        frame["cell"] = [
-            fmt(f, 1) if math.isnan(lo) else f"{f:.1f} [{lo:.0f}-{hi:.0f}]"
-            for f, lo, hi in zip(frame["forecast"], frame["p10"], frame["p90"], strict=True)]
-        wide = frame.pivot(index="date", columns="product", values="cell")
-        table = Table(title="Forecast [P10-P90]", title_justify="left")
-        table.add_column("date")
-        for product in wide.columns:
-            table.add_column(str(product), justify="right")
-        for day, row in wide.iterrows():
-            # A product without that date (another training end) is NaN after the pivot.
-            table.add_row(str(day), *(v if isinstance(v, str) else "-" for v in row))
+        forecast_pages(console, frame)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, float):
+        return None if math.isnan(value) else round(value, 3)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value.item() if hasattr(value, "item") else value
+
+
+def forecast_pages(console: Console, frame: Any) -> None:
+    """Products as rows, dates as columns: a cell is the forecast over its P10-P90 band
+    ("closed", "off-season" instead on such days; a * marks a day whose regressors were
+    filled in). As many dates per table as the console's width holds."""
+    import pandas as pd
+
+    cells = {(row.product, row.date): _cell(row) for row in frame.itertuples(index=False)}
+    products = list(dict.fromkeys(frame["product"]))
+    dates = sorted(set(frame["date"]))
+    headers = {day: pd.Timestamp(day).strftime(FORECAST_DATE_HEADER) for day in dates}
+    width = max([*(max(len(line) for line in c.split("\n")) for c in cells.values()),
+                 *(len(line) for h in headers.values() for line in h.split("\n"))])
+    product_width = max(len("product"), *(len(p) for p in products))
+    # A rich table: each column is its width plus 2 of padding and 1 of border, + 1.
+    per_page = max(1, (console.width - (product_width + 3) - 1) // (width + 3))
+    for first in range(0, len(dates), per_page):
+        page = dates[first:first + per_page]
+        table = Table(title=f"Forecast {_span(page)} (P10-P90 below each forecast)",
+                      title_justify="left", show_lines=True)
+        table.add_column("product", min_width=product_width, no_wrap=True)
+        for day in page:
+            table.add_column(headers[day], justify="right", min_width=width, no_wrap=True)
+        for product in products:
+            table.add_row(product, *(cells.get((product, day), "-") for day in page))
         console.print(table)
+    if (frame["fallback"] != "").any():
+        console.print("* some inputs of that day were not supplied: they were filled in "
+                      "from the calendar or the history (see the notes)", highlight=False)
+
+
+def _cell(row: Any) -> str:
+    if row.closed:
+        return "closed"
+    if row.off_season:
+        return "off-season"
+    mark = "*" if row.fallback else ""
+    band = "" if math.isnan(row.p10) else f"\n{row.p10:.0f}-{row.p90:.0f}"
+    return f"{row.forecast:.0f}{mark}{band}"
+
+
+def _span(days: Sequence[Any]) -> str:
+    first, last = days[0], days[-1]
+    return first.isoformat() if first == last else f"{first.isoformat()}..{last.isoformat()}"

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date
 
 import pandas as pd
-from sqlalchemy import and_, delete, insert, select
+from sqlalchemy import and_, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ovencast.datasets.reader import RegressorColumn, SalesRow
@@ -79,6 +79,12 @@ async def load_sales(session: AsyncSession, tenant_id: int, *, until: date | Non
     frame["date"] = pd.to_datetime(frame["date"])
     frame["quantity"] = frame["quantity"].astype(float)
     return frame
+
+
+async def last_sales_date(session: AsyncSession, tenant_id: int) -> date | None:
+    found: date | None = await session.scalar(select(func.max(SalesObservation.date)).where(
+        SalesObservation.tenant_id == tenant_id))
+    return found
 
 
 async def list_products(session: AsyncSession, tenant_id: int) -> list[str]:

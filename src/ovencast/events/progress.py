@@ -4,7 +4,7 @@ service shape publishes them with NOTIFY (`events/publish.py`) and the WebSocket
 forwards them as JSON (`model_dump(mode="json", exclude_none=True)`).
 
     {"type": "product", "job_id", "product", "event": queued|started|backtest|trial|
-     family_failed|finished|failed|timed_out, ...fields of that event}
+     family_failed|finished|failed|timed_out|refused, ...fields of that event}
     {"type": "job", "job_id", "status", "error"}   the job's end
 """
 
@@ -79,8 +79,15 @@ class TimedOut(_ProductEvent):
     reason: str | None = None
 
 
+class Refused(_ProductEvent):
+    """The data rules refused the product; `reason` says which."""
+
+    event: Literal[RunStatus.REFUSED] = RunStatus.REFUSED
+    reason: str | None = None
+
+
 ProductEvent = Annotated[Queued | Started | Backtest | Trial | FamilyFailed | Finished
-                         | Failed | TimedOut, Field(discriminator="event")]
+                         | Failed | TimedOut | Refused, Field(discriminator="event")]
 
 
 class JobEvent(BaseModel):
@@ -101,12 +108,12 @@ EVENT: TypeAdapter[Event] = TypeAdapter(Event)
 EventSink = Callable[[ProductEvent], None]
 """Receives a product's progress events (in whichever process or thread emits them)."""
 
-ENDS: dict[RunStatus, type[Failed] | type[TimedOut]] = {
-    RunStatus.FAILED: Failed, RunStatus.TIMED_OUT: TimedOut}
+ENDS: dict[RunStatus, type[Failed] | type[TimedOut] | type[Refused]] = {
+    RunStatus.FAILED: Failed, RunStatus.TIMED_OUT: TimedOut, RunStatus.REFUSED: Refused}
 
 
 def run_ended(job_id: int, product: str, status: RunStatus, reason: str | None
               ) -> ProductEvent:
-    """The event of a run that ended without training (failed, timed out; a cancelled
-    run is announced as failed with its reason)."""
+    """The event of a run that ended without training (failed, timed out, refused; a
+    cancelled run is announced as failed with its reason)."""
     return ENDS.get(status, Failed)(job_id=job_id, product=product, reason=reason)

@@ -1,7 +1,9 @@
 """HTTP endpoint of forecasts: every active model's forecast, checksum verified first.
 
-A product whose artifact is refused or whose regressors are unknown for the dates is
-listed in `errors` while the others are returned (200). Only when no product could be
+Every product gets the same dates; a regressor value nobody supplied for a date is filled
+in from the calendar or the tenant's history and said so (`fallbacks`, each row's `note`).
+A product whose artifact is refused is listed in `errors` while the others are returned
+(200). Only when no product could be
 forecast is the answer an error, with the products' error status."""
 
 from __future__ import annotations
@@ -15,16 +17,28 @@ from fastapi.responses import JSONResponse
 
 from ovencast.api.dependencies import Session, SettingsDep
 from ovencast.api.errors import error_code, error_responses, status_for
-from ovencast.forecasting.frame import DATE, YHAT
+from ovencast.forecasting.frame import DATE, PRODUCT, YHAT
 from ovencast.forecasts import service
 from ovencast.forecasts.schemas import (
+    FallbackOut,
     ForecastErrorOut,
     ForecastFailedOut,
     ForecastModelOut,
     ForecastOut,
     ForecastRow,
 )
-from ovencast.forecasts.service import MAX_FORECAST_DAYS, P10, P50, P90, ProductForecast
+from ovencast.forecasts.service import (
+    FALLBACK,
+    MAX_FORECAST_DAYS,
+    MODEL,
+    NOTE,
+    P10,
+    P50,
+    P90,
+    VERSION,
+    WEEKDAY,
+    ProductForecast,
+)
 from ovencast.sources.service import open_data_source
 from ovencast.tenants import service as tenants_service
 
@@ -45,8 +59,8 @@ async def get_forecasts(
     session: Session,
     settings: SettingsDep,
     start: Annotated[date | None, Query(
-        alias="from", description="first forecast date (default: the day after each "
-                                  "model's training data)")] = None,
+        alias="from", description="first forecast date (default: the day after the "
+                                  "tenant's last sales date)")] = None,
     days: Annotated[int, Query(ge=1, le=MAX_FORECAST_DAYS,
                                description="how many days")] = 7,
     product: Annotated[list[str] | None, Query(description="only these products "
@@ -54,8 +68,10 @@ async def get_forecasts(
 ) -> Any:
     row = await tenants_service.get_tenant(session, tenant)
     async with open_data_source(session, settings=settings) as source:
-        results = await service.forecast_tenant(session, row, settings=settings, days=days,
-                                                start=start, products=product, source=source)
+        forecast = await service.forecast_tenant(session, row, settings=settings, days=days,
+                                                 start=start, products=product,
+                                                 source=source)
+    results = forecast.results
     errors = [_error(r) for r in results if r.error is not None]
     succeeded = [r for r in results if r.frame is not None]
     if not succeeded:
@@ -70,16 +86,20 @@ async def get_forecasts(
                 for reason, products in service.refusals_by_reason(failed).items()),
             errors=errors)
         return JSONResponse(status_code=status, content=body.model_dump(mode="json"))
-    rows = [ForecastRow(date=day, product=r.product, forecast=float(value), p10=_number(p10),
-                        p50=float(p50), p90=_number(p90))
-            for r in succeeded if r.frame is not None
-            for day, value, p10, p50, p90 in zip(
-                r.frame[DATE], r.frame[YHAT], r.frame[P10], r.frame[P50], r.frame[P90],
-                strict=True)]
+    frame = forecast.forecast
+    rows = [ForecastRow(date=r[DATE], weekday=r[WEEKDAY], product=r[PRODUCT],
+                        forecast=float(r[YHAT]), p10=_number(r[P10]), p50=float(r[P50]),
+                        p90=_number(r[P90]), model=r[MODEL], version=int(r[VERSION]),
+                        note=r[NOTE], fallback_regressors=[
+                            c for c in str(r[FALLBACK]).split(", ") if c])
+            for r in frame.to_dict(orient="records")]
     return ForecastOut(
-        tenant=row.name, days=days, rows=rows,
+        tenant=row.name, start=forecast.dates[0].date(), days=days,
+        last_sales_date=forecast.last_sales_date, rows=rows,
+        fallbacks=[FallbackOut(**span) for span in forecast.fallbacks],
+        notes=list(forecast.notes),
         models=[ForecastModelOut(product=r.product, version=r.version, family=r.family,
-                                 notes=list(r.notes))
+                                 model=r.model, notes=list(r.notes))
                 for r in succeeded],
         errors=errors)
 

@@ -8,13 +8,38 @@ from pydantic import BaseModel, Field
 
 
 class ForecastRow(BaseModel):
+    """One product on one day, in the units of the tenant's sales."""
+
     date: date
+    weekday: str = Field(examples=["Monday"])
     product: str
     forecast: float = Field(description="point forecast (equals p50)")
     p10: float | None = Field(description="10 % quantile; null for a model version "
                                           "stored without a quantile calibration")
     p50: float = Field(description="median: the point forecast")
     p90: float | None = Field(description="90 % quantile; null like p10")
+    model: str = Field(description="what the version's selection chose",
+                       examples=["lightgbm", "ensemble(lightgbm+tsb)"])
+    version: int
+    note: str = Field(description="closed (0: the calendar says the shop is closed), "
+                                  "off-season (0: outside the product's season), or "
+                                  "'fallback: <regressors>' (values not supplied for this "
+                                  "day, see `fallbacks`); empty otherwise",
+                      examples=["", "closed", "fallback: temperature_c, guests"])
+    fallback_regressors: list[str] = Field(
+        default_factory=list, description="the regressors of this row's model whose value "
+                                          "for this day is a fallback")
+
+
+class FallbackOut(BaseModel):
+    """A regressor whose values for some forecast dates were not supplied."""
+
+    regressor: str
+    source: str = Field(description="climatology (weather: past years around that day), "
+                                    "seasonal_profile (same weekday of past years, scaled "
+                                    "to the recent level), last_year (a 0/1 flag's value a "
+                                    "year earlier), recent_mean, default (0)")
+    dates: list[str] = Field(examples=[["2023-11-01..2023-11-14"]])
 
 
 class ForecastModelOut(BaseModel):
@@ -23,6 +48,7 @@ class ForecastModelOut(BaseModel):
     product: str
     version: int | None
     family: str | None
+    model: str | None = None
     notes: list[str] = Field(
         default_factory=list,
         description="what to know about this product's rows, e.g. dates forecast 0 "
@@ -42,8 +68,15 @@ class ForecastErrorOut(BaseModel):
 
 class ForecastOut(BaseModel):
     tenant: str
+    start: date = Field(description="the first forecast date, the same for every product "
+                                    "(default: the day after the last sales date)")
     days: int
+    last_sales_date: date | None
     rows: list[ForecastRow]
+    fallbacks: list[FallbackOut] = Field(
+        default_factory=list, description="regressor values the forecast had to fill in")
+    notes: list[str] = Field(default_factory=list,
+                             description="what to know about the whole forecast")
     models: list[ForecastModelOut]
     errors: list[ForecastErrorOut] = Field(
         description="products that could not be forecast, with the reason; the others "

@@ -1,7 +1,12 @@
+"""Forecasting a tenant's days ahead from the active model versions: one window for every
+product (default: from the day after the tenant's last sales date), regressor values for
+those days from what the tenant supplied, the calendar or a fallback learned from its
+history (forecasting/future.py), never a refusal for a missing one."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, TypeVar
 
@@ -9,14 +14,17 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ovencast.db.tables import Tenant
-from ovencast.errors import ForecastUnavailable, InvalidRequest, ModelNotFound, OvencastError
-from ovencast.forecasting.features import (
-    build_future_frame,
-    format_date_range,
-    runs_of_dates,
+from ovencast.db.tables import ModelVersion, Tenant
+from ovencast.errors import (
+    ForecastUnavailable,
+    InvalidRequest,
+    ModelNotFound,
+    OvencastError,
 )
+from ovencast.forecasting.families.base import ForecastModel
+from ovencast.forecasting.features import format_date_range, runs_of_dates
 from ovencast.forecasting.frame import CLOSED, DATE, PRODUCT, YHAT
+from ovencast.forecasting.future import FutureRegressors, future_regressors
 from ovencast.forecasting.quantiles import QuantileCalibration
 from ovencast.forecasting.season import OffSeason
 from ovencast.models import repository as models_repository
@@ -29,8 +37,16 @@ from ovencast.store import store_for
 T = TypeVar("T")
 
 MAX_FORECAST_DAYS = 366
+MAX_START_AHEAD_DAYS = 366
+"""A forecast starts at most this many days after the tenant's last sales date: further
+ahead no model has anything left to say, and the recursive ones would run for minutes."""
 P10, P50, P90 = "p10", "p50", "p90"
 QUANTILE_COLUMNS = (P10, P50, P90)
+WEEKDAY, MODEL, VERSION, NOTE = "weekday", "model", "version", "note"
+OFF_SEASON, FALLBACK = "off_season", "fallback"
+COLUMNS = (DATE, WEEKDAY, PRODUCT, YHAT, P10, P50, P90, MODEL, VERSION, NOTE)
+HISTORY_DAYS = 56
+"""The columns of a forecast as the CLI's CSV/JSON and the API give it."""
 
 
 @dataclass(frozen=True)
@@ -38,21 +54,51 @@ class ProductForecast:
     product: str
     version: int | None
     family: str | None
-    # date, product, forecast, p10, p50, p90 (p50 == forecast; p10 and p90 are NaN for a
-    # version stored without a quantile calibration)
+    # One row per forecast date: date, weekday, product, forecast, p10, p50, p90, model,
+    # version, note (closed / off-season / fallback regressors), and the flags closed,
+    # off_season (bool) and fallback (the regressors taken from a fallback, comma-joined).
+    # p10 and p90 are NaN for a version stored without a quantile calibration.
     frame: pd.DataFrame | None
     error: str | None = None
     # The refused product's error class (e.g. ChecksumMismatch).
     error_kind: type[OvencastError] | None = None
-    # What the user should know about a forecast that was made (e.g. dates forecast 0
+    # What the user should know about this product's rows (e.g. dates forecast 0
     # because they are outside the product's season).
     notes: tuple[str, ...] = ()
+    model: str | None = None  # what selection chose, e.g. "ensemble(lightgbm+tsb)"
+
+
+@dataclass(frozen=True)
+class TenantForecast:
+    """A tenant's forecast: the same `dates` for every product, the products' results,
+    and what the user should know about all of them (regressors taken from a fallback,
+    days assumed open)."""
+
+    tenant: str
+    dates: pd.DatetimeIndex
+    results: list[ProductForecast]
+    notes: tuple[str, ...] = ()
+    last_sales_date: date | None = None
+    fallbacks: list[dict[str, Any]] = field(default_factory=list)
+    # The forecast products' sales of the HISTORY_DAYS before the first forecast date
+    # (product, date, quantity), when asked for (plots).
+    history: pd.DataFrame | None = None
+
+    @property
+    def forecast(self) -> pd.DataFrame:
+        """Every forecast product's rows, in product then date order."""
+        frames = [r.frame for r in self.results if r.frame is not None]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+            columns=[*COLUMNS, CLOSED, OFF_SEASON, FALLBACK])
+
+    @property
+    def refused(self) -> list[ProductForecast]:
+        return [r for r in self.results if r.error is not None]
 
 
 def refusals_by_reason(results: Sequence[ProductForecast]) -> dict[str, list[str]]:
     """The refused products grouped by their error text, in first-seen order: products
-    refused for the same reason (a weather file that ends refuses every model that reads
-    the weather) are named together, so the reason is said once."""
+    refused for the same reason are named together, so the reason is said once."""
     grouped: dict[str, list[str]] = {}
     for result in results:
         if result.error:
@@ -63,13 +109,63 @@ def refusals_by_reason(results: Sequence[ProductForecast]) -> dict[str, list[str
 async def forecast_tenant(session: AsyncSession, tenant: Tenant, *, settings: Settings,
                           days: int, start: date | None = None,
                           products: Sequence[str] | None = None,
-                          source: DataSource | None = None) -> list[ProductForecast]:
-    """Forecast `days` days from `start` (default: the day after each model's training
-    data ends) for every product with an active model. A product whose artifact is refused
-    or whose regressors are unknown for those dates gets an `error`; the others still get
-    their forecast."""
+                          source: DataSource | None = None,
+                          with_history: bool = False) -> TenantForecast:
+    """Forecast `days` days from `start` (default: the day after the tenant's last sales
+    date) for every product with an active model. A product whose artifact is refused
+    gets an `error`; the others still get their forecast. `with_history`: include the
+    products' sales of the HISTORY_DAYS before the forecast."""
     if not 1 <= days <= MAX_FORECAST_DAYS:
         raise InvalidRequest(f"days must be between 1 and {MAX_FORECAST_DAYS}")
+    versions = await _active_versions(session, tenant, products)
+    source = source or DatabaseSource(session)
+    last = await source.last_sales_date(tenant.name)
+    first = start or (last + timedelta(days=1) if last else max(v.data_end for v in versions)
+                      + timedelta(days=1))
+    if last is not None and first > last + timedelta(days=MAX_START_AHEAD_DAYS):
+        raise InvalidRequest(f"the forecast may start at most {MAX_START_AHEAD_DAYS} days "
+                             f"after the last sales date ({last.isoformat()}); asked for "
+                             f"{first.isoformat()}")
+    dates = pd.date_range(first, periods=days, freq="D")
+    store = store_for(settings)
+    models: dict[str, ForecastModel] = {}
+    results: dict[str, ProductForecast] = {}
+    for version in versions:
+        try:
+            models[version.product] = load_verified(store, version)
+        except OvencastError as exc:
+            results[version.product] = _refused(version, exc)
+    # Regressors for the forecast dates come from where the training data came from
+    # (imported data, or the upstream services); one product's load carries them all.
+    data = await source.load(tenant.name, products=[versions[0].product])
+    columns = list(dict.fromkeys(r for m in models.values() for r in m.regressors))
+    future = future_regressors(dates, data.regressors, columns=columns,
+                               kinds=data.regressor_sources, country=tenant.country,
+                               subdivision=tenant.subdivision)
+    for version in versions:
+        model = models.get(version.product)
+        if model is not None:
+            results[version.product] = _forecast_product(version, model, future)
+    history = None
+    if with_history:
+        history = await _recent_sales(source, tenant, [v.product for v in versions],
+                                      before=dates[0])
+    return TenantForecast(
+        tenant=tenant.name, dates=dates, results=[results[v.product] for v in versions],
+        notes=(*future.notes, *future.summary(columns)), last_sales_date=last,
+        fallbacks=fallback_spans(future, columns), history=history)
+
+
+async def _recent_sales(source: DataSource, tenant: Tenant, products: Sequence[str], *,
+                        before: pd.Timestamp) -> pd.DataFrame:
+    until = (before - pd.Timedelta(days=1)).date()
+    sales = (await source.load(tenant.name, until=until, products=products)).sales
+    first = before - pd.Timedelta(days=HISTORY_DAYS)
+    return sales.loc[pd.to_datetime(sales["date"]) >= first].reset_index(drop=True)
+
+
+async def _active_versions(session: AsyncSession, tenant: Tenant,
+                           products: Sequence[str] | None) -> list[ModelVersion]:
     versions = list(await models_repository.list_active(session, tenant.id))
     if products:
         missing = sorted(set(products) - {v.product for v in versions})
@@ -80,38 +176,64 @@ async def forecast_tenant(session: AsyncSession, tenant: Tenant, *, settings: Se
     if not versions:
         raise ModelNotFound(f"tenant {tenant.name!r} has no trained models; run "
                             f"`ovencast train --tenant {tenant.name}` first")
-    store = store_for(settings)
-    # Regressors for the forecast dates come from where the training data came from
-    # (imported data, or the upstream services); one product's load carries them all.
-    source = source or DatabaseSource(session)
-    regressors = (await source.load(tenant.name, products=[versions[0].product])).regressors
-    results: list[ProductForecast] = []
-    for version in versions:
-        first = start or (version.data_end + timedelta(days=1))
-        dates = pd.date_range(first, periods=days, freq="D")
-        try:
-            model = load_verified(store, version)
-            future = build_future_frame(dates, regressors, used_regressors=model.regressors,
-                                        country=tenant.country, subdivision=tenant.subdivision)
-            yhat = model.predict(future)
-        except OvencastError as exc:
-            results.append(ProductForecast(version.product, version.version, version.family,
-                                           None, str(exc), type(exc)))
-            continue
-        except ValueError as exc:
-            unavailable = ForecastUnavailable(str(exc))
-            results.append(ProductForecast(version.product, version.version, version.family,
-                                           None, str(unavailable), type(unavailable)))
-            continue
-        closed = future[CLOSED].to_numpy(dtype=bool)
-        off, notes = off_season_days(version.product, version.details, dates)
-        yhat = np.where(off, 0.0, yhat)
-        p10, p50, p90 = forecast_quantiles(version.details, yhat, closed | off)
-        frame = pd.DataFrame({DATE: dates.date, PRODUCT: version.product, YHAT: yhat,
-                              P10: p10, P50: p50, P90: p90})
-        results.append(ProductForecast(version.product, version.version, version.family,
-                                       frame, notes=notes))
-    return results
+    return versions
+
+
+def _refused(version: ModelVersion, exc: OvencastError) -> ProductForecast:
+    return ProductForecast(version.product, version.version, version.family, None,
+                           str(exc), type(exc))
+
+
+def _forecast_product(version: ModelVersion, model: ForecastModel,
+                      future: FutureRegressors) -> ProductForecast:
+    frame = future.frame_for(model.regressors)
+    dates = pd.DatetimeIndex(frame[DATE])
+    try:
+        yhat = model.predict(frame)
+    except ValueError as exc:  # e.g. a date before the end of the model's data
+        return _refused(version, ForecastUnavailable(f"{version.product}: {exc}"))
+    closed = frame[CLOSED].to_numpy(dtype=bool)
+    off, notes = off_season_days(version.product, version.details, dates)
+    yhat = np.where(off, 0.0, yhat)
+    p10, p50, p90 = forecast_quantiles(version.details, yhat, closed | off)
+    fallback = [", ".join(columns) for columns in future.fallbacks_of(model.regressors)]
+    chosen = (version.details.get("selection") or {}).get("chosen") or version.family
+    rows = pd.DataFrame({
+        DATE: dates.date, WEEKDAY: dates.day_name(), PRODUCT: version.product, YHAT: yhat,
+        P10: p10, P50: p50, P90: p90, MODEL: chosen, VERSION: version.version,
+        NOTE: [_note(c, o, f) for c, o, f in zip(closed, off, fallback, strict=True)],
+        CLOSED: closed, OFF_SEASON: off, FALLBACK: fallback})
+    return ProductForecast(version.product, version.version, version.family, rows,
+                           notes=notes, model=chosen)
+
+
+def _note(closed: bool, off_season: bool, fallback: str) -> str:
+    if closed:
+        return "closed"
+    if off_season:
+        return "off-season"
+    return f"fallback: {fallback}" if fallback else ""
+
+
+def fallback_spans(future: FutureRegressors, columns: Sequence[str]
+                   ) -> list[dict[str, Any]]:
+    """Per regressor column and fallback kind, the dates it was used on."""
+    spans = []
+    for column in columns:
+        sources = future.sources[column]
+        for kind in dict.fromkeys(sources):
+            if not _is_fallback(kind):
+                continue
+            days = future.values.index[(sources == kind).to_numpy()]
+            spans.append({"regressor": column, "source": str(kind),
+                          "dates": [format_date_range(a, b) for a, b in runs_of_dates(days)]})
+    return spans
+
+
+def _is_fallback(kind: str) -> bool:
+    from ovencast.forecasting.future import ValueSource
+
+    return ValueSource(kind).is_fallback
 
 
 def off_season_days(product: str, details: Mapping[str, Any] | None,

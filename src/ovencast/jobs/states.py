@@ -26,7 +26,9 @@ class JobStatus(StrEnum):
 
 class RunStatus(StrEnum):
     """pending -> running -> trained | failed | timed_out | cancelled (its job was
-    cancelled before it started). Every end state but `trained` carries a reason."""
+    cancelled before it started); refused: the data rules refused the product before
+    training (too few days, too many zeros...). Every end state but `trained` carries a
+    reason."""
 
     PENDING = "pending"
     RUNNING = "running"
@@ -34,6 +36,7 @@ class RunStatus(StrEnum):
     FAILED = "failed"
     TIMED_OUT = "timed_out"
     CANCELLED = "cancelled"
+    REFUSED = "refused"
 
     @property
     def ended(self) -> bool:
@@ -55,4 +58,4 @@ class Step(StrEnum):
 TERMINAL_JOB = frozenset({JobStatus.SUCCEEDED, JobStatus.PARTIAL, JobStatus.FAILED,
                           JobStatus.CANCELLED})
 TERMINAL_RUN = frozenset({RunStatus.TRAINED, RunStatus.FAILED, RunStatus.TIMED_OUT,
-                          RunStatus.CANCELLED})
+                          RunStatus.CANCELLED, RunStatus.REFUSED})

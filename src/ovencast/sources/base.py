@@ -84,6 +84,11 @@ class DataSource(abc.ABC):
                    products: Sequence[str] | None = None) -> SourceData:
         """Sales (<= until, only `products` when given) and every regressor."""
 
+    @abc.abstractmethod
+    async def last_sales_date(self, tenant_name: str) -> date | None:
+        """The tenant's last day with a sales row (None: no sales): where its forecasts
+        start by default."""
+
     async def aclose(self) -> None:  # noqa: B027 - nothing to release by default
         """Release connections."""
 

@@ -17,7 +17,8 @@ services may live on three hosts or on one (the data server serves all of them):
 from __future__ import annotations
 
 import math
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -99,21 +100,33 @@ class SalesPage(_Strict):
     next_cursor: str | None = None
 
 
+@dataclass(frozen=True)
+class SeriesRow:
+    """One parsed row: its date, its values, and for a forecast the time it was issued
+    (tz-aware; None for a measured value)."""
+
+    day: date
+    values: dict[str, float | None]
+    issued_at: datetime | None = None
+
+
 class SeriesPage(_Strict):
     """`GET /tenants/{tenant}/{calendar|weather|traffic}?start=&end=&limit=&cursor=`.
-    Each row has `date` and every name in `columns` (a number, or null: no value)."""
+    Each row has `date` and every name in `columns` (a number, or null: no value); a
+    forecast row also has `issued_at` (ISO 8601 with its UTC offset). A date may have
+    several forecast rows (one per issue) beside its measured one."""
 
     tenant: str
     columns: list[str]
     rows: list[dict[str, Any]]
     next_cursor: str | None = None
 
-    def parsed_rows(self) -> list[tuple[date, dict[str, float | None]]]:
-        """The rows as (date, column -> value); ValueError naming the row and column of
-        the first cell that breaks the contract."""
+    def parsed_rows(self) -> list[SeriesRow]:
+        """The rows; ValueError naming the row and column of the first cell that breaks
+        the contract."""
         if "date" in self.columns or len(set(self.columns)) != len(self.columns):
             raise ValueError(f"columns {self.columns} repeat a name or contain 'date'")
-        out: list[tuple[date, dict[str, float | None]]] = []
+        out: list[SeriesRow] = []
         for index, row in enumerate(self.rows):
             raw_day = row.get("date")
             try:
@@ -133,5 +146,18 @@ class SeriesPage(_Strict):
                     raise ValueError(f"rows[{index}] ({day}).{column}: {value!r} is not a "
                                      f"number or null")
                 values[column] = None if value is None else float(value)
-            out.append((day, values))
+            out.append(SeriesRow(day, values, _issued_at(row.get("issued_at"), index, day)))
         return out
+
+
+def _issued_at(raw: Any, index: int, day: date) -> datetime | None:
+    if raw is None:
+        return None
+    try:
+        issued = datetime.fromisoformat(raw) if isinstance(raw, str) else None
+    except ValueError:
+        issued = None
+    if issued is None or issued.tzinfo is None:
+        raise ValueError(f"rows[{index}] ({day}).issued_at: {raw!r} is not an ISO 8601 "
+                         "timestamp with its UTC offset")
+    return issued

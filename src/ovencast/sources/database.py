@@ -38,3 +38,7 @@ class DatabaseSource(DataSource):
         regressors, sources = await datasets_repository.load_regressors(self._session,
                                                                          tenant.id)
         return SourceData(sales=sales, regressors=regressors, regressor_sources=sources)
+
+    async def last_sales_date(self, tenant_name: str) -> date | None:
+        tenant = await tenants_service.get_tenant(self._session, tenant_name)
+        return await datasets_repository.last_sales_date(self._session, tenant.id)

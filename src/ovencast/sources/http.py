@@ -106,6 +106,16 @@ class HttpSource(DataSource):
         return SourceData(sales=sales, regressors=regressors, regressor_sources=sources,
                           warnings=warnings)
 
+    async def last_sales_date(self, tenant_name: str) -> date | None:
+        """From the tenant's profile (`last_date`), or, when the service does not say,
+        from its sales rows."""
+        profile = await self.clients["sales"].get(
+            contract.tenant_path(tenant_name), {}, contract.TenantProfile, tenant=tenant_name)
+        if profile.last_date is not None:
+            return profile.last_date
+        sales = await self._sales(tenant_name, until=None, products=None)
+        return None if sales.empty else pd.Timestamp(sales["date"].max()).date()
+
     async def _sales(self, tenant: str, *, until: date | None,
                      products: Sequence[str] | None) -> pd.DataFrame:
         params: dict[str, Any] = {}
@@ -139,9 +149,11 @@ class HttpSource(DataSource):
         return frame.sort_values(["product", "date"]).reset_index(drop=True)
 
     async def _series(self, tenant: str, series: str) -> pd.DataFrame:
-        """Wide frame `date` + the series' columns (no columns when it has no rows)."""
+        """Wide frame `date` + the series' columns (no columns when it has no rows). Of
+        a date's rows the measured one wins over forecasts, and of its forecasts the
+        newest issue."""
         service = contract.SERIES_SERVICE[series]
-        records: dict[date, dict[str, float | None]] = {}
+        records: dict[date, contract.SeriesRow] = {}
         columns: list[str] | None = None
         page_no = 0
         async for page in self.clients[service].pages(
@@ -155,19 +167,32 @@ class HttpSource(DataSource):
                 parsed = page.parsed_rows()
             except ValueError as exc:
                 raise UpstreamBadResponse(service, f"{series} page {page_no}: {exc}") from None
-            for day, values in parsed:
-                if day in records:
+            for row in parsed:
+                kept = records.get(row.day)
+                if kept is not None and _same_issue(kept, row):
                     raise UpstreamBadResponse(service, f"{series} page {page_no}: duplicate "
-                                                       f"date {day}")
-                records[day] = values
+                                                       f"date {row.day}")
+                if kept is None or _newer(row, kept):
+                    records[row.day] = row
         if not records or not columns:
             return empty_regressors()
-        frame = pd.DataFrame([{"date": day, **values} for day, values in records.items()],
+        frame = pd.DataFrame([{"date": day, **row.values} for day, row in records.items()],
                              columns=["date", *columns])
         frame["date"] = pd.to_datetime(frame["date"])
         for column in columns:
             frame[column] = frame[column].astype(float)
-        return frame
+        return frame.sort_values("date").reset_index(drop=True)
+
+
+def _same_issue(a: contract.SeriesRow, b: contract.SeriesRow) -> bool:
+    return a.issued_at == b.issued_at
+
+
+def _newer(row: contract.SeriesRow, kept: contract.SeriesRow) -> bool:
+    """A measured row beats any forecast; a later issue beats an earlier one."""
+    if kept.issued_at is None:
+        return False
+    return row.issued_at is None or row.issued_at > kept.issued_at
 
 
 def _merge_series(frames: dict[str, pd.DataFrame], warnings: list[str]

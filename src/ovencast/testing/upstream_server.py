@@ -22,6 +22,7 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
+import pandas as pd
 import uvicorn
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -76,6 +77,22 @@ class ServedTenant:
                    sales=[{"date": r.date.isoformat(), "product": r.product,
                            "quantity": r.quantity} for r in ordered],
                    sales_keys=[(r.product, r.date) for r in ordered], series=series)
+
+    def add_weather_forecasts(self, issued: pd.DataFrame) -> None:
+        """Serve `issued` (date, issued_at, weather columns) as forecast rows of the
+        weather series: each row carries its `issued_at`; the client keeps the newest
+        issue of a date, and a measured row over any forecast."""
+        weather = self.series["weather"]
+        columns = weather.columns or [c for c in issued.columns
+                                      if c not in ("date", "issued_at")]
+        rows = list(weather.rows)
+        for record in issued.to_dict(orient="records"):
+            rows.append({"date": str(record["date"]), "issued_at": str(record["issued_at"]),
+                         **{c: (None if pd.isna(record.get(c)) else float(record[c]))
+                            for c in columns}})
+        rows.sort(key=lambda row: (row["date"], row.get("issued_at", "")))
+        self.series["weather"] = SeriesTable(
+            columns, rows, [date.fromisoformat(row["date"]) for row in rows])
 
     def profile(self) -> contract.TenantProfile:
         days = [day for _, day in self.sales_keys]
@@ -317,14 +334,24 @@ async def _drop(send: Send) -> None:
     await send({"type": "http.response.body", "body": b'{"rows": [', "more_body": True})
 
 
+WEATHER_FORECAST_FILE = "weather_forecast.csv"
+"""Optional in a served directory: `date,issued_at,<weather columns>`, the weather
+service's forecasts (several issues of one date allowed)."""
+
+
 def served_tenant(directory: Path, *, tenant: str | None = None, country: str | None = None,
                   subdivision: str | None = None, time_zone: str | None = None
                   ) -> ServedTenant:
-    """Read `directory` (raises InvalidDataset like `ovencast import`) for serving."""
+    """Read `directory` (raises InvalidDataset like `ovencast import`) for serving; its
+    `weather_forecast.csv`, if any, joins the weather series as issued forecasts."""
     dataset = read_dataset_dir(directory)
-    return ServedTenant.from_dataset(tenant or directory.resolve().name, dataset,
-                                     country=country, subdivision=subdivision,
-                                     time_zone=time_zone)
+    served = ServedTenant.from_dataset(tenant or directory.resolve().name, dataset,
+                                       country=country, subdivision=subdivision,
+                                       time_zone=time_zone)
+    forecasts = directory / WEATHER_FORECAST_FILE
+    if forecasts.is_file():
+        served.add_weather_forecasts(pd.read_csv(forecasts))
+    return served
 
 
 def run_data_server(tenant: ServedTenant, *, host: str = "127.0.0.1", port: int = 8300,

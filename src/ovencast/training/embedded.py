@@ -16,6 +16,7 @@ from ovencast.errors import OvencastError
 from ovencast.events.progress import ProductEvent
 from ovencast.jobs import repository as jobs_repository
 from ovencast.jobs import service as jobs_service
+from ovencast.jobs.states import RunStatus
 from ovencast.settings import Settings
 from ovencast.sources.service import open_data_source, resolve_tenant
 from ovencast.training import pool, tenant_stage
@@ -41,6 +42,15 @@ class TrainedJob:
     job: TrainingJob
     runs: list[TrainingRun]
     outcomes: list[ProductOutcome]
+
+    @property
+    def every_accepted_product_trained(self) -> bool:
+        """True when some product trained and every product the data rules accepted
+        did: the success a scheduled `ovencast train` checks (refused products are
+        listed, not failures)."""
+        statuses = {run.status for run in self.runs}
+        return RunStatus.TRAINED in statuses and statuses <= {RunStatus.TRAINED,
+                                                             RunStatus.REFUSED}
 
 
 async def prepare_training(database: Database, tenant: str, *, until: date | None = None,

@@ -49,8 +49,8 @@ class PreparedJob:
 async def prepare_job(session: AsyncSession, tenant: Tenant, job: TrainingJob, *,
                       settings: Settings, source: DataSource | None = None) -> PreparedJob:
     """Validate the tenant's data, store the reports with the job and add one run per
-    selected product. Products with validation errors get a failed run with the errors as
-    reason; the others a pending run and a task. Sales the source cannot deliver raise
+    selected product. Products with validation errors get a refused run with the errors
+    as reason; the others a pending run and a task. Sales the source cannot deliver raise
     (an `UpstreamError`: "sales service unavailable: ..."); weather or traffic it could
     not get become job warnings."""
     source = source or DatabaseSource(session)
@@ -79,7 +79,7 @@ async def prepare_job(session: AsyncSession, tenant: Tenant, job: TrainingJob, *
     rejected: dict[str, str] = {}
     for product, reason, product_class in verdicts:
         run = TrainingRun(job_id=job.id, product=product, product_class=product_class,
-                          status=RunStatus.FAILED if reason else RunStatus.PENDING,
+                          status=RunStatus.REFUSED if reason else RunStatus.PENDING,
                           reason=reason, finished_at=utcnow() if reason else None)
         session.add(run)
         await session.flush()

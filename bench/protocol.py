@@ -1,0 +1,173 @@
+"""The evaluation protocol of the accuracy benchmarks: a real training with `--until` and a
+forecast of the next 28 days, as a user would run them, scored against what sold.
+
+Origins as in ../shared/reference/README.md: origin k's 28-day window ends k x 28 days
+before the dataset's last sales date; training sees every sales row before the window.
+A product is scored at an origin when its data reaches the window's end and it has at
+least 365 days with a sales row before the window; a date without a sales row is skipped.
+Regressors: `oracle` imports every regressor row (the window's measured weather and
+footfall known, as in the reference), `fallback` only those up to the training's end, so
+the forecast fills in the window's values as a bakery forecasting ahead must
+(forecasting/future.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ovencast.datasets import service as datasets_service
+from ovencast.datasets.reader import ParsedDataset
+from ovencast.db.runtime import Database, run_with_database
+from ovencast.db.session import unit_of_work
+from ovencast.forecasts.service import TenantForecast, forecast_tenant
+from ovencast.settings import Settings
+from ovencast.tenants import service as tenants_service
+from ovencast.training.embedded import TrainedJob, train_tenant
+from ovencast.training.pool import stop_workers
+
+TENANT = "bench"
+HORIZON = 28
+MIN_HISTORY_DAYS = 365
+REGRESSOR_MODES = ("oracle", "fallback")
+
+
+@dataclass(frozen=True)
+class Origin:
+    index: int  # k: the window ends k x 28 days before the last sales date
+    window_start: date
+    window_end: date
+
+    @property
+    def until(self) -> date:
+        return self.window_start - timedelta(days=1)
+
+
+def origins(last_date: date, indexes: Sequence[int]) -> list[Origin]:
+    out = []
+    for k in indexes:
+        end = last_date - timedelta(days=HORIZON * k)
+        out.append(Origin(k, end - timedelta(days=HORIZON - 1), end))
+    return out
+
+
+def scored_products(sales: pd.DataFrame, origin: Origin) -> list[str]:
+    """The products the reference scores at `origin` (module docstring)."""
+    found = []
+    for product, rows in sales.groupby("product"):
+        days = pd.to_datetime(rows["date"]).dt.date
+        if days.max() >= origin.window_end and (days < origin.window_start).sum() >= \
+                MIN_HISTORY_DAYS:
+            found.append(str(product))
+    return found
+
+
+def read_sales(directory: Path) -> pd.DataFrame:
+    sales = pd.read_csv(directory / "sales.csv")
+    sales["date"] = pd.to_datetime(sales["date"]).dt.date
+    return sales
+
+
+def cut(dataset: ParsedDataset, until: date, *, regressors: str) -> ParsedDataset:
+    """The dataset as a user would have it on `until`: sales up to it, and the regressor
+    rows up to it too (`fallback`) or all of them (`oracle`)."""
+    kept = list(dataset.regressors)
+    if regressors == "fallback":
+        kept = [replace(c, values={d: v for d, v in c.values.items() if d <= until})
+                for c in dataset.regressors]
+    return ParsedDataset(sales=[r for r in dataset.sales if r.date <= until], regressors=kept,
+                         files=dataset.files)
+
+
+def import_cut(settings: Settings, dataset: ParsedDataset, *, country: str | None,
+               subdivision: str | None) -> None:
+    async def body(database: Database) -> None:
+        async with unit_of_work(database.sessions) as session:
+            tenant = await tenants_service.ensure_tenant(session, TENANT, country=country,
+                                                         subdivision=subdivision)
+            await datasets_service.import_dataset(session, tenant, dataset, source="bench")
+
+    run_with_database(settings, body)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One method at one origin: what trained, the forecast rows, the training time."""
+
+    trained: TrainedJob
+    forecast: pd.DataFrame  # date, product, forecast, p10, p90
+    seconds: float
+
+
+def train_and_forecast(settings: Settings, models: Sequence[str], origin: Origin) -> Run:
+    """`ovencast train --until` then `ovencast forecast` of the window, timed from cold
+    worker processes (the training only)."""
+    stop_workers()
+    started = time.perf_counter()
+    trained = train_tenant(settings, TENANT, until=origin.until, models=list(models))
+    seconds = time.perf_counter() - started
+
+    async def forecast(database: Database) -> TenantForecast:
+        async with unit_of_work(database.sessions) as session:
+            tenant = await tenants_service.get_tenant(session, TENANT)
+            return await forecast_tenant(session, tenant, settings=settings, days=HORIZON,
+                                         start=origin.window_start)
+
+    result = run_with_database(settings, forecast)
+    return Run(trained=trained, forecast=result.forecast, seconds=seconds)
+
+
+@dataclass(frozen=True)
+class Score:
+    wape: float
+    bias: float
+    coverage: float  # share of scored product-days inside P10..P90
+    product_days: int
+
+
+def pair(forecast: pd.DataFrame, sales: pd.DataFrame, products: Sequence[str],
+         origin: Origin) -> pd.DataFrame:
+    """Actual and forecast on the window's product-days with a sales row (inner join:
+    a product without a forecast is left out, and counted by the caller)."""
+    actual = sales.loc[sales["product"].isin(products)
+                       & (sales["date"] >= origin.window_start)
+                       & (sales["date"] <= origin.window_end)]
+    joined = actual.merge(forecast, on=["date", "product"], how="inner")
+    return joined.rename(columns={"quantity": "actual"})
+
+
+def score(pairs: pd.DataFrame) -> Score:
+    y = pairs["actual"].to_numpy(dtype=float)
+    f = pairs["forecast"].to_numpy(dtype=float)
+    total = float(np.abs(y).sum())
+    low = pairs["p10"].to_numpy(dtype=float) if "p10" in pairs else np.full(len(y), np.nan)
+    high = pairs["p90"].to_numpy(dtype=float) if "p90" in pairs else np.full(len(y), np.nan)
+    known = ~np.isnan(low)
+    inside = (y[known] >= low[known]) & (y[known] <= high[known])
+    return Score(wape=float(np.abs(y - f).sum()) / total if total else float("nan"),
+                 bias=float((f - y).sum()) / total if total else float("nan"),
+                 coverage=float(inside.mean()) if known.any() else float("nan"),
+                 product_days=len(pairs))
+
+
+def reference_forecast(reference: Path | None, dataset: Path, method: str,
+                       origin: Origin) -> pd.DataFrame | None:
+    """The reference method's forecasts at `origin` (`<dataset>_<method>_oKK.csv`)."""
+    if reference is None:
+        return None
+    path = reference / f"{dataset.resolve().name}_{method}_o{origin.index:02d}.csv"
+    if not path.is_file():
+        return None
+    frame = pd.read_csv(path)
+    frame["date"] = pd.to_datetime(frame["date"]).dt.date
+    return frame
+
+
+def fresh_settings(root: Path, name: str, *, workers: int = 2) -> Settings:
+    return Settings(ovencast_home=root / name, max_concurrent_training_jobs=workers)

@@ -1,0 +1,134 @@
+"""Forecasting the days ahead (forecasts/service.py) on a real database: one window for
+the tenant, supplied future regressors used, missing ones filled in and said so."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, timedelta
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import import_directory, train_in_process
+from ovencast.db.runtime import Database
+from ovencast.db.session import unit_of_work
+from ovencast.errors import InvalidRequest
+from ovencast.forecasts import plot
+from ovencast.forecasts.service import TenantForecast, forecast_tenant
+from ovencast.tenants import service as tenants_service
+
+START = date(2024, 1, 1)
+DAYS = 240
+
+
+def _weather_driven(directory: Path, *, ahead: list[float] | None = None) -> Path:
+    """Two products whose sales follow the temperature closely; `ahead`: temperatures
+    supplied for the days after the last sale."""
+    rng = np.random.default_rng(5)
+    days = [START + timedelta(days=i) for i in range(DAYS)]
+    temperature = 12 + 10 * np.sin(np.arange(DAYS) / 9.0) + rng.normal(0, 1, DAYS)
+    directory.mkdir(parents=True, exist_ok=True)
+    sales = ["date,product,quantity"]
+    for product, factor in (("ice_cream_bun", 6.0), ("bread", 1.0)):
+        for day, temp in zip(days, temperature, strict=True):
+            sales.append(f"{day},{product},{max(0.0, 20 + factor * temp + rng.normal(0, 2)):.1f}")
+    (directory / "sales.csv").write_text("\n".join(sales) + "\n", encoding="utf-8")
+    weather = ["date,temperature_c"] + [f"{d},{t:.2f}" for d, t in
+                                        zip(days, temperature, strict=True)]
+    for offset, temp in enumerate(ahead or []):
+        weather.append(f"{days[-1] + timedelta(days=offset + 1)},{temp:.2f}")
+    (directory / "weather.csv").write_text("\n".join(weather) + "\n", encoding="utf-8")
+    return directory
+
+
+async def _forecast(database: Database, tenant: str, **options: object) -> TenantForecast:
+    async with unit_of_work(database.sessions) as session:
+        row = await tenants_service.get_tenant(session, tenant)
+        return await forecast_tenant(session, row, settings=database.settings, **options)
+
+
+async def test_supplied_future_temperatures_change_a_weather_driven_forecast(
+        database: Database, tmp_path: Path) -> None:
+    await import_directory(database, "cold", _weather_driven(tmp_path / "cold",
+                                                             ahead=[0.0] * 7))
+    await import_directory(database, "warm", _weather_driven(tmp_path / "warm",
+                                                             ahead=[25.0] * 7))
+    for tenant in ("cold", "warm"):
+        result = await train_in_process(database, tenant, models=("lightgbm",))
+        assert result.job.status == "succeeded", result.job.error
+
+    cold = await _forecast(database, "cold", days=7)
+    warm = await _forecast(database, "warm", days=7)
+
+    first = START + timedelta(days=DAYS)
+    for forecast in (cold, warm):
+        assert forecast.dates[0].date() == first  # the day after the last sale
+        assert not forecast.refused
+        assert forecast.fallbacks == []  # every value supplied
+        assert (forecast.forecast["note"] == "").all()
+    bun = {name: f.forecast.loc[f.forecast["product"] == "ice_cream_bun", "forecast"].mean()
+           for name, f in (("cold", cold), ("warm", warm))}
+    assert bun["warm"] > 1.5 * bun["cold"], bun
+
+
+async def test_unsupplied_days_are_filled_in_every_product_gets_the_same_dates(
+        database: Database, tmp_path: Path) -> None:
+    directory = _weather_driven(tmp_path / "data", ahead=[5.0, 6.0])
+    await import_directory(database, "t", directory)
+    await train_in_process(database, "t", models=("lightgbm",), products=["bread"])
+    # A product whose history ends earlier is forecast on the tenant's dates all the same.
+    await import_directory(database, "t", _shorter(directory, "ice_cream_bun", 30))
+    await train_in_process(database, "t", models=("lightgbm",), products=["ice_cream_bun"])
+
+    forecast = await _forecast(database, "t", days=14, with_history=True)
+
+    frame = forecast.forecast
+    assert not forecast.refused
+    for _, rows in frame.groupby("product"):
+        assert list(rows["date"]) == [d.date() for d in forecast.dates]
+    first = START + timedelta(days=DAYS)
+    assert forecast.dates[0].date() == first
+    bread = frame.loc[frame["product"] == "bread"]
+    assert list(bread["fallback"][:2]) == ["", ""]  # the two supplied days
+    assert set(bread["fallback"][2:]) == {"temperature_c"}
+    assert set(bread["note"][2:]) == {"fallback: temperature_c"}
+    # Less than a year of weather: no climatology yet, the recent mean stands in.
+    assert forecast.fallbacks == [{"regressor": "temperature_c", "source": "recent_mean",
+                                   "dates": [f"{first + timedelta(days=2)}.."
+                                             f"{first + timedelta(days=13)}"]}]
+    assert any("temperature_c" in note for note in forecast.notes)
+    assert forecast.history is not None
+    assert forecast.history["date"].max() < forecast.dates[0]
+
+    # The plot: one panel per product, all on the same dates, y from 0.
+    figure = plot.draw_forecast(forecast, title="t", labels={"bread": "typically off by 9 %"})
+    try:
+        panels = [ax for ax in figure.axes if ax.get_visible()]
+        assert len(panels) == 2
+        assert len({ax.get_xlim() for ax in panels}) == 1
+        assert all(ax.get_ylim()[0] == 0 for ax in panels)
+        assert panels[0].get_title(loc="left").endswith("(typically off by 9 %)")
+    finally:
+        plt.close(figure)
+
+
+def _shorter(directory: Path, product: str, days: int) -> Path:
+    """Sales of `product` without its last `days` days (a product that stopped)."""
+    sales = pd.read_csv(directory / "sales.csv")
+    cut = pd.to_datetime(sales["date"]).max() - pd.Timedelta(days=days)
+    keep = (sales["product"] != product) | (pd.to_datetime(sales["date"]) <= cut)
+    out = directory.parent / "shorter"
+    out.mkdir()
+    sales.loc[keep].to_csv(out / "sales.csv", index=False)
+    return out
+
+
+async def test_a_start_far_past_the_data_is_refused_with_a_reason(
+        database: Database, tiny_dataset: Callable[..., Path]) -> None:
+    await import_directory(database, "t", tiny_dataset(("bread",)))
+    await train_in_process(database, "t")
+    with pytest.raises(InvalidRequest, match="at most 366 days after the last sales date"):
+        await _forecast(database, "t", days=7, start=date(2300, 1, 1))
