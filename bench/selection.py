@@ -29,7 +29,8 @@ from ovencast.forecasting.selection import (
     REGULAR_CANDIDATES,
     CandidatePolicy,
 )
-from ovencast.training.fitting import FitPlan, fit_product
+from ovencast.training.fitting import fit_product
+from ovencast.training.plan import FitPlan
 
 
 def load(directory: Path, country: str | None, subdivision: str | None) -> pd.DataFrame:

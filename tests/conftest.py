@@ -214,6 +214,30 @@ def pg_migrated_url(pg_template_database: str) -> Iterator[str]:
     _drop_database(name)
 
 
+# ------------------------------------------------------------------------------ Redis
+# The server the rate-limit tests use (the machine's; CI has the same).
+REDIS_URL = os.environ.get("OVENCAST_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The Redis server's URL, once it answered; skipped when it is down, failed under
+    CI=true (as PostgreSQL)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=PG_CONNECT_TIMEOUT_S)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        reason = f"Redis at {REDIS_URL} is not reachable: {type(exc).__name__}: {exc}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"Redis is required in CI. {reason}")
+        pytest.skip(reason)
+    finally:
+        client.close()
+    return REDIS_URL
+
+
 # ----------------------------------------------------------------------------- SQLite
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:

@@ -16,6 +16,12 @@ Kinds (what the caller can do about it):
 - `Misconfigured`: the settings contradict each other; the operator must fix them.
 - `ModelFitFailed`: no model family could be fitted to a product's data; a training
   outcome recorded with the run, never an answer to a request.
+- `Unauthenticated`: no API key, or one that is unknown or revoked.
+- `Forbidden`: the key is valid but its role (or scope) does not allow the request. A key
+  of one tenant asking for another tenant's things gets `NotFound`, never this: it must
+  not learn that they exist.
+- `RateLimited`: the caller's tenant made too many requests; `retry_after_s` says when
+  to try again.
 """
 
 from __future__ import annotations
@@ -68,6 +74,20 @@ class ModelFitFailed(OvencastError):
     pass
 
 
+class Unauthenticated(OvencastError):
+    pass
+
+
+class Forbidden(OvencastError):
+    pass
+
+
+class RateLimited(OvencastError):
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class TenantNotFound(NotFound):
     pass
 
@@ -110,3 +130,13 @@ class ArtifactMissing(ArtifactRefused):
 
 class SchemaNotReady(Unavailable):
     """The database has no schema, or one behind the code's head revision."""
+
+
+def failure_reason(exc: BaseException) -> str:
+    """What a job or run that ended on `exc` records as its reason: an expected error's
+    message as it is, anything else with its type (the traceback goes to the log)."""
+    from ovencast.observability.logs import redact
+
+    if isinstance(exc, OvencastError):
+        return redact(exc.message)
+    return redact(f"unexpected error: {type(exc).__name__}: {exc}")[:2000]

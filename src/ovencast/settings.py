@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 
@@ -20,6 +21,16 @@ class Settings(BaseSettings):
     # Data rules
     min_training_data_days: int = Field(default=30, ge=1)
     recommended_training_data_days: int = Field(default=90, ge=1)
+
+    # Validation at the door (datasets/reader.py): what an import accepts. Dates from
+    # DATA_EARLIEST_DATE to today + DATA_MAX_YEARS_AHEAD years (future rows: supplied
+    # weather forecasts, calendar); quantities and regressor values at most DATA_MAX_VALUE
+    # in absolute value; at most IMPORT_MAX_ROWS data rows per file, which bounds the
+    # reader's memory (about 40 bytes a sales row at the peak; README "Importing data").
+    data_earliest_date: date = date(1990, 1, 1)
+    data_max_years_ahead: int = Field(default=2, ge=0, le=100)
+    data_max_value: float = Field(default=1e9, gt=0, allow_inf_nan=False)
+    import_max_rows: int = Field(default=5_000_000, ge=1)
 
     # Training
     max_concurrent_training_jobs: int = Field(default=3, ge=1)
@@ -76,6 +87,26 @@ class Settings(BaseSettings):
     worker_heartbeat_seconds: float = Field(default=10.0, gt=0)
     worker_stalled_after_seconds: float = Field(default=30.0, gt=0)
 
+    # Access to the API (service shape; docs/SECURITY.md). Browser origins allowed by
+    # CORS and on the job-events WebSocket: comma-separated, exact (`https://app.example`),
+    # none by default. Requests per minute per tenant (all its keys together; a global
+    # key on its own), 0: no limit. Rate-limit counts in Redis (`redis://host:port`) when
+    # set, so that every API process shares them; in process memory otherwise. The key
+    # prefix keeps deployments that share one Redis apart.
+    allowed_origins: str = ""
+    rate_limit_per_minute: int = Field(default=600, ge=0)
+    rate_limit_storage_url: str | None = None
+    rate_limit_key_prefix: str = "ovencast"
+
+    # Threads that compute forecasts off the API's event loop (forecasts/service.py):
+    # CPU work under the GIL, so a few; more requests wait their turn.
+    forecast_threads: int = Field(default=2, ge=1, le=64)
+
+    # Request bodies (service shape), checked while they stream in (api/body_limit.py):
+    # a dataset upload (all its files together) and any other body.
+    max_upload_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+
     log_level: str = "INFO"
     log_json: bool = False
 
@@ -97,6 +128,12 @@ class Settings(BaseSettings):
     @property
     def lock_dir(self) -> Path:
         return self.ovencast_home / "locks"
+
+    @property
+    def allowed_origin_list(self) -> list[str]:
+        """ALLOWED_ORIGINS as a list (a trailing '/' dropped: an Origin never has one)."""
+        return [origin.strip().rstrip("/") for origin in self.allowed_origins.split(",")
+                if origin.strip()]
 
     @property
     def max_training_time_seconds(self) -> float:

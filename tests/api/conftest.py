@@ -2,6 +2,11 @@
 to head, dropped afterwards) and the app served by a real uvicorn server on a loopback
 ephemeral port, driven with httpx.
 
+Keys: `client` sends a global admin key (created through the keys service, as `ovencast
+keys create --admin --role admin` does), so tests about something else reach everything;
+`issue_key(tenant, role)` and `client_with(key)` make callers of one tenant and role
+(tests/api/test_auth.py), `anonymous` sends none.
+
 PostgreSQL down: skipped locally, failed under CI=true (the `pg_server_url` fixture)."""
 
 from __future__ import annotations
@@ -24,6 +29,10 @@ from fastapi import FastAPI
 from conftest import in_thread, make_settings, pg_admin, pg_url, run_async
 from ovencast.api.app import create_app
 from ovencast.db import migrate
+from ovencast.db.runtime import Database
+from ovencast.db.session import unit_of_work
+from ovencast.keys import service as keys_service
+from ovencast.keys.roles import Role
 from ovencast.settings import Settings
 
 SERVER_START_TIMEOUT_S = 30.0
@@ -106,10 +115,68 @@ def api_server(api_settings: Settings) -> Iterator[RunningServer]:
     running.stop()
 
 
+def create_key(settings: Settings, *, tenant: str | None, role: Role,
+               name: str | None = None) -> str:
+    """A new API key on the settings' database, through the keys service."""
+
+    async def create() -> str:
+        database = Database.open(settings)
+        try:
+            async with unit_of_work(database.sessions) as session:
+                issued = await keys_service.create_key(session, tenant=tenant, role=role,
+                                                       name=name)
+                return issued.key
+        finally:
+            await database.close()
+
+    return run_async(create)
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
 @pytest.fixture(scope="module")
-def client(api_server: RunningServer) -> Iterator[httpx.Client]:
+def issue_key(api_settings: Settings) -> Callable[..., str]:
+    """`issue_key(tenant, role)`: a new key of this module's database (tenant None:
+    global)."""
+    return lambda tenant, role, name=None: create_key(api_settings, tenant=tenant,
+                                                      role=role, name=name)
+
+
+@pytest.fixture(scope="module")
+def admin_key(issue_key: Callable[..., str]) -> str:
+    return issue_key(None, Role.ADMIN, "api tests")
+
+
+@pytest.fixture(scope="module")
+def client(api_server: RunningServer, admin_key: str) -> Iterator[httpx.Client]:
+    """A client with a global admin key: it reaches every tenant and route."""
+    with httpx.Client(base_url=api_server.base_url, timeout=60.0,
+                      headers=bearer(admin_key)) as http:
+        yield http
+
+
+@pytest.fixture(scope="module")
+def anonymous(api_server: RunningServer) -> Iterator[httpx.Client]:
+    """A client without key."""
     with httpx.Client(base_url=api_server.base_url, timeout=60.0) as http:
         yield http
+
+
+@pytest.fixture(scope="module")
+def client_with(api_server: RunningServer) -> Iterator[Callable[[str], httpx.Client]]:
+    """`client_with(key)`: a client sending that key (closed at the module's end)."""
+    clients: list[httpx.Client] = []
+
+    def make(key: str) -> httpx.Client:
+        clients.append(httpx.Client(base_url=api_server.base_url, timeout=60.0,
+                                    headers=bearer(key)))
+        return clients[-1]
+
+    yield make
+    for http in clients:
+        http.close()
 
 
 def dataset_files(directory: Path) -> dict[str, tuple[str, bytes, str]]:

@@ -162,4 +162,24 @@ def test_upload_needs_sales_and_an_existing_tenant(client: httpx.Client) -> None
                         .encode("latin-1"), "text/csv")}
     not_utf8 = client.post("/api/v1/tenants/needs-sales/datasets", files=latin1)
     assert not_utf8.status_code == 422
-    assert "sales.csv is not UTF-8" in not_utf8.json()["detail"]
+    assert "sales.csv line 2: is not UTF-8 text" in not_utf8.json()["detail"]
+
+
+@pytest.mark.parametrize("path", [
+    "/api/v1/tenants/nul-lookups/models?product=br%00ot",
+    "/api/v1/tenants/nul-lookups/forecasts?product=ok&product=%00",
+])
+def test_a_name_that_could_never_be_stored_is_a_422_not_a_driver_error(
+        client: httpx.Client, path: str) -> None:
+    client.post("/api/v1/tenants", json={"name": "nul-lookups"})
+    response = client.get(path)
+    assert response.status_code == 422, response.text
+    reasons = response.json()["reasons"]
+    assert any(r["location"].startswith("query.product") for r in reasons)
+
+
+def test_activating_a_version_of_a_product_named_with_nul_is_a_422(
+        client: httpx.Client) -> None:
+    client.post("/api/v1/tenants", json={"name": "nul-lookups"})
+    response = client.post("/api/v1/tenants/nul-lookups/models/a%00b/versions/1/activate")
+    assert response.status_code == 422, response.text

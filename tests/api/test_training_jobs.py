@@ -18,8 +18,9 @@ from ovencast.db.urls import libpq_conninfo
 from ovencast.events.progress import Started
 from ovencast.events.publish import EventPublisher
 from ovencast.jobs.service import PREPARE_TASK
+from ovencast.keys.roles import Role
 
-from .conftest import RunningServer, dataset_files
+from .conftest import RunningServer, bearer, dataset_files
 
 pytestmark = pytest.mark.postgres
 
@@ -129,13 +130,22 @@ def test_cancel_then_cancel_again_is_409(client: httpx.Client, tenant: str) -> N
     assert "already ended (cancelled)" in again.json()["detail"]
 
 
+@pytest.fixture(scope="module")
+def reader_key(tenant: str, issue_key: Callable[..., str]) -> str:
+    """A read-only key of the tenant: enough to follow its jobs."""
+    return issue_key(tenant, Role.READ)
+
+
 def test_events_snapshot_then_live_events_until_the_end(
         client: httpx.Client, api_server: RunningServer, api_database_url: str,
-        tenant: str) -> None:
+        tenant: str, reader_key: str) -> None:
     job_id = submit(client)["id"]
     publisher = EventPublisher(libpq_conninfo(api_database_url))
     try:
-        with connect(f"{api_server.ws_url}/api/v1/training-jobs/{job_id}/events") as ws:
+        # The key as a query parameter: what a browser, which cannot set headers on a
+        # WebSocket, does.
+        with connect(f"{api_server.ws_url}/api/v1/training-jobs/{job_id}/events"
+                     f"?token={reader_key}") as ws:
             snapshot = receive(ws)
             assert (snapshot["type"], snapshot["job_id"], snapshot["status"]) == (
                 "snapshot", job_id, "queued")
@@ -155,17 +165,19 @@ def test_events_snapshot_then_live_events_until_the_end(
 
 def test_events_of_an_ended_job_are_its_snapshot(client: httpx.Client,
                                                  api_server: RunningServer,
-                                                 tenant: str) -> None:
+                                                 tenant: str, reader_key: str) -> None:
     job_id = submit(client)["id"]
     assert client.post(f"/api/v1/training-jobs/{job_id}/cancel").status_code == 200
-    with connect(f"{api_server.ws_url}/api/v1/training-jobs/{job_id}/events") as ws:
+    with connect(f"{api_server.ws_url}/api/v1/training-jobs/{job_id}/events",
+                 additional_headers=bearer(reader_key)) as ws:
         snapshot = receive(ws)
         assert (snapshot["type"], snapshot["status"]) == ("snapshot", "cancelled")
         assert closed_code(ws) == 1000
 
 
-def test_events_of_an_unknown_job(api_server: RunningServer) -> None:
-    with connect(f"{api_server.ws_url}/api/v1/training-jobs/999999/events") as ws:
+def test_events_of_an_unknown_job(api_server: RunningServer, admin_key: str) -> None:
+    with connect(f"{api_server.ws_url}/api/v1/training-jobs/999999/events",
+                 additional_headers=bearer(admin_key)) as ws:
         message = receive(ws)
         assert message == {"type": "error", "error": "not_found",
                            "detail": "training job 999999 does not exist"}

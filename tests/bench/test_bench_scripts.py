@@ -52,3 +52,13 @@ def test_origins_replays_auto_and_prints_every_candidate() -> None:
     for method in ("auto", "lightgbm", "seasonal_naive", "croston", "tsb"):
         assert 0 < _wape_of(out, method) < 1
     assert "auto / best fixed family" in out
+
+
+def test_import_memory_prints_the_peak_per_row() -> None:
+    out = _bench("import_memory.py", ["--products", "20", "--days", "100", "--import"])
+    assert re.search(r"^file: [0-9.]+ MB, 2000 rows$", out, flags=re.MULTILINE)
+    assert re.search(r"peak traced memory [0-9.]+ MB \([0-9]+ bytes a row\)", out)
+    assert re.search(r"^first import: [0-9.]+ s \(\+2000 ~0 -0\)$", out, flags=re.MULTILINE)
+    assert re.search(r"^same again: [0-9.]+ s \(\+0 ~0 -0\)$", out, flags=re.MULTILINE)
+    assert re.search(r"^every row changed: [0-9.]+ s \(\+0 ~2000 -0\)$", out,
+                     flags=re.MULTILINE)

@@ -171,3 +171,15 @@ def test_csv_and_json_carry_weekday_model_version_and_note() -> None:
     assert rows[6]["forecast"] == 0.0
     assert rows[0]["model"] == "ensemble(lightgbm+tsb)"
     assert rows[0]["version"] == 1
+
+
+def test_a_product_name_a_spreadsheet_would_run_is_written_as_text() -> None:
+    forecast = _forecast(['=HYPERLINK("http://evil.example","x")', "bread"], 2)
+    out, _ = _console()
+    err, _ = _console()
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        render.forecasts(out, err, forecast, "csv")
+    frame = pd.read_csv(io.StringIO(buffer.getvalue()), keep_default_na=False)
+    assert set(frame["product"]) == {"'=HYPERLINK(\"http://evil.example\",\"x\")", "bread"}
+    assert not any(line.startswith(("=", ",=")) for line in buffer.getvalue().splitlines())

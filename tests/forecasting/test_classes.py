@@ -10,6 +10,7 @@ from ovencast.forecasting.classes import (
     TRIAL_BUDGET,
     ClassThresholds,
     ProductClass,
+    SearchClassRule,
     average_demand_interval,
     trials_for,
 )
@@ -72,7 +73,7 @@ def test_average_demand_interval(values: list[float], expected: float) -> None:
     ],
 )
 def test_thresholds_reject_inconsistent_values(kwargs: dict[str, float]) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
         ClassThresholds(**kwargs)
 
 
@@ -122,3 +123,56 @@ def test_northsea_classes_as_documented(
     assert {p for p, c in classes.items() if c is INTERMITTENT} == slow_movers
     assert {p for p, c in classes.items() if c is HIGH} == {"item_10"}
     assert LOW not in classes.values()
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        pytest.param([60.0] * 28, HIGH, id="high"),
+        pytest.param([50.0] * 28, HIGH, id="high-at-threshold"),
+        pytest.param([49.9] * 28, MEDIUM, id="just-below-high"),
+        pytest.param([10.0] * 28, MEDIUM, id="medium-at-threshold"),
+        pytest.param([9.9] * 28, LOW, id="low"),
+        pytest.param([1.0] * 28, LOW, id="mean-at-one"),
+        pytest.param([0.9] * 28, INTERMITTENT, id="mean-below-one"),
+        # Zero share exactly one half is not above it: regular, by the mean of 30.
+        pytest.param([60.0, 0.0] * 14, MEDIUM, id="half-zeros"),
+        pytest.param([60.0, 0.0, 0.0] * 10, INTERMITTENT, id="two-thirds-zeros"),
+        # No ADI rule: sales every other day but under half zeros is regular.
+        pytest.param([0.0, 50.0, 50.0] * 10, MEDIUM, id="adi-1.5-regular"),
+        pytest.param([], INTERMITTENT, id="empty"),
+        pytest.param([float("nan")] * 3 + [50.0] * 25, HIGH, id="missing-dates-ignored"),
+    ],
+)
+def test_search_class_rule(values: list[float], expected: ProductClass) -> None:
+    rule = SearchClassRule()
+    assert rule.classify(np.array(values)) is expected
+    assert rule.trials(np.array(values)) == TRIAL_BUDGET[expected]
+
+
+def test_search_class_rule_counts_closed_days_as_zeros(
+    northsea_tenant: tuple[pd.DataFrame, AlignmentReport],
+) -> None:
+    """The original approach judges all training values, closed days' zeros included:
+    a seller whose open days are regular but whose shop is closed most of the time is
+    intermittent there, and the closures lower the mean."""
+    rule = SearchClassRule()
+    tenant = northsea_tenant[0]
+    budgets = {str(p): rule.trials(rows[Y].to_numpy()) for p, rows in tenant.groupby(PRODUCT)}
+    open_budgets = {
+        str(p): rule.trials(rows.loc[~rows[CLOSED], Y].to_numpy())
+        for p, rows in tenant.groupby(PRODUCT)
+    }
+    assert budgets["item_10"] == 30  # the best seller stays high volume
+    assert set(budgets.values()) <= {30, 25, 20, 15}
+    assert all(budgets[p] <= open_budgets[p] for p in budgets)
+    assert any(budgets[p] < open_budgets[p] for p in budgets)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"high_volume_mean": 10.0, "medium_volume_mean": 10.0}, {"max_zero_share": 0.0}],
+)
+def test_search_class_rule_rejects_inconsistent_values(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        SearchClassRule(**kwargs)

@@ -22,7 +22,8 @@ from ovencast.forecasting.global_stage import (
 )
 from ovencast.forecasting.holdout import HoldoutSplit
 from ovencast.forecasting.selection import AUTO, BacktestPlan
-from ovencast.training.fitting import FitPlan, FitResult, fit_product
+from ovencast.training.fitting import fit_product
+from ovencast.training.plan import FitPlan, FitResult
 
 from .conftest import HistoryFactory
 

@@ -92,7 +92,8 @@ def test_closed_days_are_zero_and_forecasts_non_negative(fitted: ProphetModel) -
     forecast = fitted.predict(future)
 
     assert forecast.shape == (14,)
-    assert forecast[2] == 0.0 and forecast[9] == 0.0
+    assert forecast[2] == 0.0
+    assert forecast[9] == 0.0
     assert (forecast >= 0).all()
     open_days = np.delete(forecast, [2, 5, 9])
     assert (open_days > 50).all()  # bread sells > 100 EUR on an ordinary open day

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from ovencast.forecasting.families.prophet import ProphetModel
-from ovencast.forecasting.frame import CLOSED, DATE, Y
+from ovencast.forecasting.frame import CLOSED, DATE, Y, closed_days_as_zero_sales
 from ovencast.forecasting.search import (
     SEARCH_SPACE,
     SearchFailed,
@@ -65,8 +65,10 @@ def test_runs_n_trials_reproducibly_and_reports_progress(bread: pd.DataFrame) ->
     again = run(bread, SearchSpec(n_trials=4, seed=7))
     other = run(bread, SearchSpec(n_trials=4, seed=8))
 
-    assert first.n_trials == 4 and len(first.trials) == 4
-    assert first.n_failed == 0 and not first.stopped_early
+    assert first.n_trials == 4
+    assert len(first.trials) == 4
+    assert first.n_failed == 0
+    assert not first.stopped_early
     assert [t.state for t in first.trials] == ["complete"] * 4
     assert signature(again) == signature(first)
     assert [dict(t.params) for t in other.trials] != [dict(t.params) for t in first.trials]
@@ -74,7 +76,8 @@ def test_runs_n_trials_reproducibly_and_reports_progress(bread: pd.DataFrame) ->
     assert [value for _, _, value in progress] == [t.mape for t in first.trials]
 
     best = min(first.trials, key=lambda t: t.mape or math.inf)
-    assert first.best_mape == best.mape and first.best_wape == best.wape
+    assert first.best_mape == best.mape
+    assert first.best_wape == best.wape
     assert dict(first.best_params) == dict(best.params)
     assert set(first.best_params) == set(SEARCH_SPACE)
     for trial in first.trials:
@@ -82,8 +85,10 @@ def test_runs_n_trials_reproducibly_and_reports_progress(bread: pd.DataFrame) ->
         assert 0.001 <= trial.params["changepoint_prior_scale"] <= 0.5
         assert 0.01 <= trial.params["seasonality_prior_scale"] <= 10
         assert 0.01 <= trial.params["holidays_prior_scale"] <= 10
-        assert trial.mape is not None and 0 < trial.mape < 1
-        assert trial.wape is not None and 0 < trial.wape < 1
+        assert trial.mape is not None
+        assert 0 < trial.mape < 1
+        assert trial.wape is not None
+        assert 0 < trial.wape < 1
 
 
 def test_objective_is_mape_on_non_zero_days_of_the_last_28_days(bread: pd.DataFrame) -> None:
@@ -120,7 +125,8 @@ def test_enqueued_warm_start_params_are_the_first_trial(bread: pd.DataFrame) -> 
 
     assert result.n_trials == 3
     first = result.trials[0]
-    assert first.enqueued and not any(t.enqueued for t in result.trials[1:])
+    assert first.enqueued
+    assert not any(t.enqueued for t in result.trials[1:])
     assert dict(first.params) == {k: v for k, v in previous.items() if k in SEARCH_SPACE}
 
 
@@ -149,7 +155,8 @@ def test_early_stop_after_the_enqueued_trial(bread: pd.DataFrame) -> None:
         stop_if_within=0.05,
     )
     went_on = run(bread, not_close)
-    assert not went_on.stopped_early and went_on.n_trials == 3
+    assert not went_on.stopped_early
+    assert went_on.n_trials == 3
 
 
 def test_warm_start_from_a_previous_model_is_used_by_every_trial(
@@ -222,11 +229,16 @@ def test_trial_timeout_kills_the_hanging_fit_and_the_search_goes_on(
 
     assert [t.state for t in result.trials] == ["complete", "pruned", "complete"]
     hung = result.trials[1]
-    assert hung.reason is not None and "timeout" in hung.reason
-    assert hung.mape is None and hung.wape is None
+    assert hung.reason is not None
+    assert "timeout" in hung.reason
+    assert hung.mape is None
+    assert hung.wape is None
     assert 0.9 <= hung.duration_s < 20  # about the timeout, not the 10-minute sleep
-    assert result.n_trials == 3 and result.n_failed == 1
-    assert progress[1] is None and progress[0] is not None and progress[2] is not None
+    assert result.n_trials == 3
+    assert result.n_failed == 1
+    assert progress[1] is None
+    assert progress[0] is not None
+    assert progress[2] is not None
     assert elapsed < 60
     (sleeper,) = fake.sleepers
     assert sleeper.returncode == -signal.SIGTERM  # terminated and reaped by cmdstanpy
@@ -243,7 +255,7 @@ def test_failed_trials_are_recorded_and_no_completed_trial_raises(
         run(broken, SearchSpec(n_trials=2))
 
     trials = failure.value.trials
-    assert [t.state for t in trials] == ["failed", "failed"]
+    assert [t.state for t in trials] == ["error", "error"]
     assert all(t.reason and "NaN" in t.reason for t in trials)
 
 
@@ -252,24 +264,86 @@ def test_result_to_dict_is_json_safe(bread: pd.DataFrame) -> None:
 
     payload = json.loads(json.dumps(result.to_dict(), allow_nan=False))
 
-    assert payload["n_trials"] == 2 and len(payload["trials"]) == 2
+    assert payload["n_trials"] == 2
+    assert len(payload["trials"]) == 2
     assert payload["best_mape"] == result.best_mape
     assert set(payload["best_params"]) == set(SEARCH_SPACE)
     assert payload["trials"][0]["state"] == "complete"
 
 
-def test_validation_window_without_sales_is_rejected() -> None:
+def test_validation_window_needs_an_open_day_not_a_sale() -> None:
     dates = pd.date_range("2024-01-01", periods=60, freq="D")
     y = np.where(np.arange(60) < 40, 5.0, 0.0)  # stops selling 20 days before the end
     history = pd.DataFrame({DATE: dates, Y: y, CLOSED: False})
 
-    with pytest.raises(ValueError, match="MAPE is undefined"):
-        split_validation(history, 14)
+    train, valid = split_validation(history, 14)  # no sale in the window: MAE objective
+    assert len(valid) == 14
+    assert not valid[Y].any()
     with pytest.raises(ValueError, match="no open days before"):
         split_validation(history.tail(20), 28)
+    closed_at_end = history.assign(**{CLOSED: np.arange(60) >= 46})
+    with pytest.raises(ValueError, match="no open day to score"):
+        split_validation(closed_at_end, 14)
     train, valid = split_validation(history, 28)
-    assert len(train) == 32 and len(valid) == 28
+    assert len(train) == 32
+    assert len(valid) == 28
     assert valid[DATE].min() == pd.Timestamp("2024-02-02")
+
+
+def test_window_without_sales_minimises_the_mae(bread: pd.DataFrame) -> None:
+    """The original approach's fallback: where MAPE is undefined (no sale in the last 28
+    days), the trials are ranked by their MAE on the window."""
+    stopped = bread.copy()
+    stopped.loc[stopped[DATE] > stopped[DATE].max() - pd.Timedelta(days=28), Y] = 0.0
+
+    result = run(stopped, SearchSpec(n_trials=3, seed=0))
+
+    assert result.objective == "mae"
+    assert math.isnan(result.best_mape)
+    assert [t.state for t in result.trials] == ["complete"] * 3
+    assert all(t.mape is None and t.mae is not None and t.mae > 0 for t in result.trials)
+    best = min(result.trials, key=lambda t: t.mae or math.inf)
+    assert dict(result.best_params) == dict(best.params)
+    assert result.best_mae == best.mae
+    train, valid = split_validation(stopped, 28)
+    model = ProphetModel(regressors=REGRESSORS, params={**BASE, **best.params}).fit(train)
+    forecast = model.predict(valid.drop(columns=[Y]))
+    assert best.mae == pytest.approx(float(np.mean(forecast)), rel=1e-9)  # actual is 0
+    assert json.loads(json.dumps(result.to_dict(), allow_nan=False))["objective"] == "mae"
+
+
+def test_closed_days_as_zero_sales_are_fitted_and_forecast() -> None:
+    """Closed days become ordinary zero-sales days: the model learns them from the
+    `opening_hours` regressor and forecasts them (clipped at 0) instead of a forced 0."""
+    dates = pd.date_range("2024-01-01", periods=120, freq="D")
+    closed = (np.arange(120) % 7) == 6  # closed every Sunday
+    hours = np.where(closed, 0.0, 8.0)
+    history = pd.DataFrame(
+        {
+            DATE: dates,
+            Y: np.where(closed, 0.0, 20.0 + np.arange(120) % 3),
+            CLOSED: closed,
+            "opening_hours": hours,
+        }
+    )
+
+    as_zero_sales = closed_days_as_zero_sales(history)
+
+    assert not as_zero_sales[CLOSED].any()
+    assert history[CLOSED].sum() == closed.sum()
+    pd.testing.assert_frame_equal(
+        as_zero_sales.drop(columns=[CLOSED]), history.drop(columns=[CLOSED])
+    )
+    params = {"yearly_seasonality": False, "weekly_seasonality": False}
+    model = ProphetModel(regressors=["opening_hours"], params=params).fit(as_zero_sales)
+    future = closed_days_as_zero_sales(history.drop(columns=[Y]))
+    forecast = model.predict(future)
+    assert forecast[closed].max() < 2.0
+    assert forecast[~closed].min() > 15.0
+    # Without it the closed days are not fitted: opening_hours is then constant (8), and
+    # the forecast of a closed day is exactly 0.
+    skipping = ProphetModel(regressors=["opening_hours"], params=params).fit(history)
+    assert (skipping.predict(history.drop(columns=[Y]))[closed] == 0).all()
 
 
 @pytest.mark.parametrize(
@@ -331,7 +405,8 @@ def test_full_budget_search_on_full_history() -> None:
 
     result = run(full, SearchSpec(n_trials=30, seed=0))
 
-    assert result.n_trials == 30 and result.n_failed == 0
+    assert result.n_trials == 30
+    assert result.n_failed == 0
     assert result.best_mape < 0.5
 
 

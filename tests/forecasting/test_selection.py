@@ -32,7 +32,8 @@ from ovencast.forecasting.selection import (
     resolve_candidate,
     select,
 )
-from ovencast.training.fitting import FitPlan, fit_product, plan_candidates
+from ovencast.training.fitting import fit_product, plan_candidates
+from ovencast.training.plan import FitPlan
 
 from .conftest import HistoryFactory
 

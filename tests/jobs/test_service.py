@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
-import pytest
+from collections.abc import Callable
+from pathlib import Path
 
+import pytest
+from procrastinate.jobs import Status as QueueStatus
+from sqlalchemy import text
+
+from conftest import import_directory, make_settings
+from ovencast.db.runtime import Database
+from ovencast.db.session import unit_of_work
+from ovencast.db.tables import TrainingRun
 from ovencast.errors import InvalidRequest
+from ovencast.jobs import repository as jobs_repository
+from ovencast.jobs import service as jobs_service
 from ovencast.jobs.service import DEFAULT_FAMILIES, parse_families
+from ovencast.jobs.states import JobStatus, RunStatus
+from ovencast.tenants import service as tenants_service
 
 
 @pytest.mark.parametrize(
@@ -38,3 +51,45 @@ def test_auto_is_the_default() -> None:
 def test_refused_model_choice(models: list[str], message: str) -> None:
     with pytest.raises(InvalidRequest, match=message):
         parse_families(models)
+
+
+@pytest.mark.postgres
+async def test_the_reaper_ends_runs_and_jobs_whose_queue_task_gave_up(
+        pg_migrated_url: str, tmp_path: Path, tiny_dataset: Callable[..., Path]) -> None:
+    settings = make_settings(tmp_path / "home", pg_migrated_url)
+    database = Database.open(settings)
+    try:
+        await import_directory(database, "t", tiny_dataset(("bread", "rolls")))
+        async with unit_of_work(database.sessions) as session:
+            tenant = await tenants_service.get_tenant(session, "t")
+            running = await jobs_service.submit_job(session, tenant, models=["seasonal_naive"])
+            never_prepared = await jobs_service.submit_job(session, tenant)
+            for product, status in (("bread", RunStatus.RUNNING), ("rolls", RunStatus.TRAINED)):
+                session.add(TrainingRun(job_id=running.id, product=product, status=status))
+            running.status = JobStatus.RUNNING
+            await session.flush()
+            bread = (await jobs_repository.runs_of(session, running.id))[0]
+            await jobs_service.defer(session, jobs_service.TRAIN_TASK, job_id=running.id,
+                                     run_id=bread.id)
+            # Both tasks spent their retries (a database outage that lasted too long).
+            await session.execute(text(
+                "UPDATE procrastinate_jobs SET status = :failed WHERE "
+                "(args->>'run_id')::int = :run OR (args->>'job_id')::int = :job"),
+                {"failed": QueueStatus.FAILED.value, "run": bread.id,
+                 "job": never_prepared.id})
+        async with unit_of_work(database.sessions) as session:
+            closed = await jobs_service.reap_orphans(session)
+        async with unit_of_work(database.sessions) as session:
+            first = await jobs_service.get_job(session, running.id)
+            second = await jobs_service.get_job(session, never_prepared.id)
+            runs = {r.product: r for r in await jobs_repository.runs_of(session, running.id)}
+    finally:
+        await database.close()
+    assert [job.id for job in closed] == [running.id]
+    assert runs["bread"].status is RunStatus.FAILED
+    assert runs["bread"].reason is not None
+    assert "ended (failed) without recording an outcome" in runs["bread"].reason
+    assert first.status is JobStatus.PARTIAL
+    assert second.status is JobStatus.FAILED
+    assert second.error is not None
+    assert "preparation task ended" in second.error

@@ -16,7 +16,7 @@ from conftest import import_directory, make_settings, one_line, train_in_process
 from ovencast.db.runtime import Database
 from ovencast.db.session import unit_of_work
 from ovencast.db.tables import ModelVersion
-from ovencast.errors import ModelNotFound
+from ovencast.errors import Conflict, ModelNotFound
 from ovencast.forecasting.families import load_model
 from ovencast.models import service as models_service
 from ovencast.settings import Settings
@@ -188,3 +188,28 @@ async def test_failed_recording_without_versioning_keeps_the_active_artifact(
     assert failed.runs["bread"].reason
     assert (after.sha256, after.data_end) == (active.sha256, FIRST_UNTIL)
     _store(settings).load(after.artifact_key, expected_sha256=after.sha256)
+
+
+async def test_thirty_concurrent_activations_take_turns(
+        database: Database, tiny_dataset: Callable[..., Path]) -> None:
+    """Each activation either wins or is told to try again (409): never a server error
+    from the one-active index, and exactly one version is active afterwards."""
+    await import_directory(database, "t1", tiny_dataset(("bread",)))
+    await train_in_process(database, "t1", until=FIRST_UNTIL)
+    await train_in_process(database, "t1")
+
+    async def activate(version: int) -> str:
+        try:
+            async with unit_of_work(database.sessions) as session:
+                tenant = await tenants_service.get_tenant(session, "t1")
+                await models_service.activate(session, tenant, "bread", version)
+        except Conflict:
+            return "conflict"
+        return "activated"
+
+    outcomes = await asyncio.gather(*(activate(1 + i % 2) for i in range(30)))
+
+    assert set(outcomes) <= {"activated", "conflict"}
+    assert outcomes.count("activated") >= 1
+    versions = await _versions(database, "bread")
+    assert sum(v.is_active for v in versions) == 1

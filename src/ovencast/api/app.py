@@ -4,6 +4,11 @@ Start-up opens the process's `Database` and checks the schema: a PostgreSQL data
 no revision, or one behind the code's head, raises `SchemaNotReady` (saying to run
 `ovencast db upgrade`) and the server refuses to start. It is never migrated implicitly.
 
+Every route but the probes (/health, /ready, /metrics) needs an API key and checks its
+tenant and role (api/dependencies.py, docs/SECURITY.md); each tenant's requests are rate
+limited (api/rate_limit.py). CORS answers only the origins in ALLOWED_ORIGINS (none by
+default: no CORS headers at all).
+
 Run it with `ovencast serve`, or `uvicorn --factory ovencast.api.app:create_app`.
 """
 
@@ -13,10 +18,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from ovencast import __version__
 from ovencast.api import health
+from ovencast.api.body_limit import BodyLimit
 from ovencast.api.errors import install_error_handlers
+from ovencast.api.openapi import install_openapi
+from ovencast.api.rate_limit import TenantRateLimiter
+from ovencast.api.upload_gate import UploadGate
 from ovencast.datasets import endpoints as datasets_endpoints
 from ovencast.db.runtime import Database
 from ovencast.errors import OvencastError
@@ -56,13 +66,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except BaseException:
             await database.close()
             raise
+        try:
+            rate_limiter = TenantRateLimiter.from_settings(settings)
+        except BaseException:
+            await database.close()
+            raise
         app.state.settings = settings
         app.state.database = database
+        app.state.rate_limiter = rate_limiter
         log.info("api.started", schema_revision=revision,
-                 database=database.engine.url.render_as_string(hide_password=True))
+                 database=database.engine.url.render_as_string(hide_password=True),
+                 rate_limit_per_minute=settings.rate_limit_per_minute,
+                 rate_limit_storage=rate_limiter.storage,
+                 allowed_origins=settings.allowed_origin_list)
         try:
             yield
         finally:
+            await rate_limiter.close()
             await database.close()
             log.info("api.stopped")
 
@@ -75,6 +95,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    install_openapi(app)
+    if settings.allowed_origin_list:
+        # Keys travel in the Authorization header, never in cookies: no credentials mode.
+        app.add_middleware(CORSMiddleware, allow_origins=settings.allowed_origin_list,
+                           allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"],
+                           expose_headers=["Retry-After"], max_age=600)
+    # An upload's key is checked before its body is read; outermost, a body over its
+    # limit is refused before anything else reads it.
+    app.add_middleware(UploadGate)
+    app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes,
+                       max_upload_bytes=settings.max_upload_bytes)
     app.include_router(health.router)
     app.include_router(health.api_router, prefix=API_PREFIX)
     for router in (tenants_endpoints.router, datasets_endpoints.router,

@@ -17,19 +17,22 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ovencast.db.session import DATABASE_ERRORS
 from ovencast.errors import (
     ArtifactRefused,
     BadGateway,
     Conflict,
+    Forbidden,
     InvalidRequest,
     Misconfigured,
     ModelFitFailed,
     NotFound,
     OvencastError,
     PayloadTooLarge,
+    RateLimited,
+    Unauthenticated,
     Unavailable,
 )
 from ovencast.observability.logs import get_logger
@@ -37,9 +40,7 @@ from ovencast.observability.logs import get_logger
 log = get_logger(__name__)
 
 # Failures to reach the database are an outage (503, retry later), not a bug.
-# (ConnectionError: asyncpg's refused connection reaches us unwrapped.)
-DATABASE_UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError,
-                        ConnectionError)
+DATABASE_UNAVAILABLE = DATABASE_ERRORS
 
 
 class ErrorOut(BaseModel):
@@ -83,6 +84,9 @@ KINDS: tuple[tuple[type[OvencastError], int, str], ...] = (
     (ArtifactRefused, 500, "artifact_refused"),
     (Misconfigured, 500, "misconfigured"),
     (ModelFitFailed, 500, "model_fit_failed"),
+    (Unauthenticated, 401, "unauthenticated"),
+    (Forbidden, 403, "forbidden"),
+    (RateLimited, 429, "rate_limited"),
 )
 UNKNOWN_KIND_STATUS = 500
 
@@ -109,6 +113,16 @@ def error_body(code: str, detail: str, **extra: Any) -> dict[str, Any]:
     return {"error": code, "detail": detail, **extra}
 
 
+def error_headers(exc: OvencastError) -> dict[str, str] | None:
+    """Headers HTTP asks for with some statuses: how to authenticate (401), when to try
+    again (429)."""
+    if isinstance(exc, Unauthenticated):
+        return {"WWW-Authenticate": "Bearer"}
+    if isinstance(exc, RateLimited):
+        return {"Retry-After": str(exc.retry_after_s)}
+    return None
+
+
 def ovencast_error_response(exc: OvencastError) -> JSONResponse:
     extra: dict[str, Any] = {}
     problems = getattr(exc, "problems", None)
@@ -117,7 +131,8 @@ def ovencast_error_response(exc: OvencastError) -> JSONResponse:
                              else str(p) for p in problems]
     return JSONResponse(status_code=status_for(exc),
                         content=jsonable_encoder(error_body(error_code(exc), exc.message,
-                                                            **extra)))
+                                                            **extra)),
+                        headers=error_headers(exc))
 
 
 async def _ovencast_error(request: Request, exc: Exception) -> JSONResponse:
@@ -173,7 +188,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
 # OpenAPI: the error responses an endpoint may give, by status.
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    described = {400: "Bad request", 404: "Not found", 409: "Conflict",
+    described = {400: "Bad request", 401: "No API key, or one unknown or revoked",
+                 403: "The API key's role (or scope) does not allow this",
+                 404: "Not found", 409: "Conflict",
+                 429: "Rate limit of the caller's tenant reached (see Retry-After)",
                  413: "Upload too large", 422: "Invalid input",
                  500: "Server-side failure (e.g. an artifact failed its checksum)",
                  503: "Database or schema not ready"}
@@ -183,3 +201,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     if 422 in statuses:
         out[422] = {"model": UnprocessableOut, "description": described[422]}
     return out
+
+
+# What every authenticated route may answer besides its own statuses (api/dependencies.py).
+ACCESS_ERRORS = error_responses(401, 403, 429)

@@ -1,5 +1,10 @@
 """Operations endpoints: liveness, readiness (database reachable, schema current),
-Prometheus metrics, and the state of the upstream circuit breakers."""
+Prometheus metrics, and the state of the upstream circuit breakers.
+
+/health, /ready and /metrics answer without a key: probes and the Prometheus scraper have
+none. /metrics tells about the service (pool use, durations), not about tenants' data;
+still, do not expose it publicly (docs/SECURITY.md). The circuit breakers need a key
+without tenant."""
 
 from __future__ import annotations
 
@@ -12,16 +17,24 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
-from ovencast.api.dependencies import DatabaseDep, SettingsDep
-from ovencast.api.errors import DATABASE_UNAVAILABLE, error_body, error_responses
+from ovencast.api.dependencies import DatabaseDep, SettingsDep, global_access
+from ovencast.api.errors import (
+    ACCESS_ERRORS,
+    DATABASE_UNAVAILABLE,
+    error_body,
+    error_responses,
+)
 from ovencast.db import migrate
 from ovencast.errors import OvencastError
+from ovencast.keys.roles import Role
 from ovencast.observability.metrics import observe_db_pool
 from ovencast.sources.breakers import circuit_breaker_states, process_breakers
 
 router = APIRouter(tags=["operations"])
-api_router = APIRouter(tags=["operations"])
+api_router = APIRouter(tags=["operations"], responses=ACCESS_ERRORS)
 
+# What a readiness probe reports as "the database is unreachable".
+_UNREACHABLE: tuple[type[Exception], ...] = (*DATABASE_UNAVAILABLE, OSError)
 # A readiness probe must answer quickly even when the database hangs.
 READY_TIMEOUT_S = 5.0
 
@@ -65,7 +78,7 @@ async def ready(database: DatabaseDep) -> ReadyOut | JSONResponse:
     except TimeoutError:
         return JSONResponse(status_code=503, content=error_body(
             "database_unavailable", f"the database did not answer within {READY_TIMEOUT_S}s"))
-    except (*DATABASE_UNAVAILABLE, OSError) as exc:
+    except _UNREACHABLE as exc:
         return JSONResponse(status_code=503, content=error_body(
             "database_unavailable", f"the database is unreachable: {type(exc).__name__}: "
                                     f"{exc}".splitlines()[0]))
@@ -81,7 +94,8 @@ async def metrics(database: DatabaseDep) -> Response:
 
 
 @api_router.get("/circuit-breakers", response_model=list[CircuitBreakerOut],
-                summary="State of each upstream service's circuit breaker (this process)")
+                summary="State of each upstream service's circuit breaker (this process)",
+                dependencies=[global_access(Role.READ)])
 async def circuit_breakers(settings: SettingsDep) -> list[dict[str, Any]]:
     statuses = await circuit_breaker_states(process_breakers(settings))
     return [status.to_dict() for status in statuses]

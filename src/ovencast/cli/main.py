@@ -20,19 +20,27 @@ from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 
+from ovencast.datasets.history import ImportMode
 from ovencast.errors import InvalidRequest, NotFound, OvencastError
-from ovencast.observability.logs import configure_logging
+from ovencast.keys.roles import Role
+from ovencast.observability.logs import configure_logging, flush_before_signal_exit
 from ovencast.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from ovencast.datasets.service import ImportSummary
     from ovencast.db.runtime import Database
     from ovencast.forecasts.service import TenantForecast
+    from ovencast.keys.service import IssuedKey, KeyListing, Revocation
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Train and serve bakery demand forecasts.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic).")
 app.add_typer(db_app, name="db")
+keys_app = typer.Typer(no_args_is_help=True, help="API keys of the HTTP API (service "
+                       "shape). The command line itself needs no key.")
+app.add_typer(keys_app, name="keys")
+imports_app = typer.Typer(help="Import history: what each import changed; undo one.")
+app.add_typer(imports_app, name="imports")
 
 # Wide enough for the tables when output goes to a pipe or a CI log (rich uses 80 there).
 console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 140)
@@ -120,6 +128,75 @@ def db_check() -> None:
     console.print(f"schema current at revision {asyncio.run(main())}")
 
 
+# ------------------------------------------------------------------------------- keys
+@keys_app.command("create")
+@clean_errors
+def keys_create(
+    role: Annotated[Role, typer.Option(help="read: GET only; train: also upload datasets, "
+                                       "submit/cancel jobs, activate versions; admin: all "
+                                       "that, and with --admin register tenants")],
+    tenant: Annotated[str | None, typer.Option(help="the one tenant the key reaches")] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="a key without tenant: reaches "
+                                        "every tenant")] = False,
+    name: Annotated[str | None, typer.Option(help="what the key is for (listings)")] = None,
+) -> None:
+    """Create an API key and print it (stdout) once: only its hash is stored."""
+    from ovencast.db.session import unit_of_work
+    from ovencast.keys import service as keys_service
+
+    if bool(tenant) == admin:
+        raise typer.BadParameter("give either --tenant T or --admin",
+                                 param_hint="--tenant / --admin")
+
+    async def body(database: Database) -> IssuedKey:
+        async with unit_of_work(database.sessions) as session:
+            return await keys_service.create_key(session, tenant=tenant, role=role,
+                                                 name=name)
+
+    issued = with_database(body)
+    scope = f"tenant {issued.tenant!r}" if issued.tenant else "every tenant (global)"
+    err_console.print(f"API key {issued.row.id} created: {scope}, role {issued.row.role}. "
+                      "It is shown only this once and cannot be shown again: store it "
+                      "now (a secret store, not a file in a repository).", highlight=False)
+    typer.echo(issued.key)
+
+
+@keys_app.command("list")
+@clean_errors
+def keys_list(
+    tenant: Annotated[str | None, typer.Option(help="only this tenant's keys")] = None,
+) -> None:
+    """List API keys (never their secrets), revoked ones included."""
+    from ovencast.cli import render
+    from ovencast.db.session import unit_of_work
+    from ovencast.keys import service as keys_service
+
+    async def body(database: Database) -> list[KeyListing]:
+        async with unit_of_work(database.sessions) as session:
+            return await keys_service.list_keys(session, tenant=tenant)
+
+    render.api_keys(console, with_database(body))
+
+
+@keys_app.command("revoke")
+@clean_errors
+def keys_revoke(
+    key_id: Annotated[int, typer.Option("--id", help="the key's id (`ovencast keys list`)")],
+) -> None:
+    """Revoke an API key: from now on it is refused (401)."""
+    from ovencast.db.session import unit_of_work
+    from ovencast.keys import service as keys_service
+
+    async def body(database: Database) -> Revocation:
+        async with unit_of_work(database.sessions) as session:
+            return await keys_service.revoke_key(session, key_id)
+
+    revocation = with_database(body)
+    revoked_at = f"{revocation.row.revoked_at:%Y-%m-%d %H:%M} UTC"
+    console.print(f"API key {key_id} was already revoked ({revoked_at})" if revocation.already
+                  else f"API key {key_id} revoked ({revoked_at})", highlight=False)
+
+
 # ----------------------------------------------------------------------------- import
 @app.command("import")
 @clean_errors
@@ -131,26 +208,89 @@ def import_(
     subdivision: Annotated[str | None, typer.Option(help="subdivision, e.g. SH")] = None,
     time_zone: Annotated[str | None, typer.Option(help="IANA zone, default Europe/Berlin")
                          ] = None,
+    mode: Annotated[ImportMode, typer.Option(
+        help="merge: insert or update the file's rows, nothing else changes; replace: the "
+             "history of each product (and regressor column) in the files becomes exactly "
+             "the files' rows")] = ImportMode.MERGE,
 ) -> None:
-    """Import a dataset directory. All or nothing: a bad row rejects the whole import."""
+    """Import a dataset directory. All or nothing: a bad row rejects the whole import.
+    What it changes is kept in the import history (`ovencast imports`)."""
     from ovencast.datasets import service as datasets_service
-    from ovencast.datasets.reader import read_dataset_dir
+    from ovencast.datasets.reader import DataLimits, read_dataset_dir
     from ovencast.db.session import unit_of_work
     from ovencast.tenants import service as tenants_service
 
-    dataset = read_dataset_dir(directory)
+    settings = settings_for_cli()
+    dataset = read_dataset_dir(directory, limits=DataLimits.from_settings(settings))
 
     async def body(database: Database) -> ImportSummary:
         async with unit_of_work(database.sessions) as session:
             row = await tenants_service.ensure_tenant(
                 session, tenant, country=country, subdivision=subdivision, time_zone=time_zone)
             return await datasets_service.import_dataset(session, row, dataset,
-                                                         source=str(directory.resolve()))
+                                                         source=str(directory.resolve()),
+                                                         mode=mode)
 
-    summary = with_database(body)
+    summary = with_database(body, settings)
     console.print(f"imported {summary.sales_rows} sales rows of {summary.products} products "
                   f"({summary.first_date} to {summary.last_date}) for tenant "
-                  f"{summary.tenant!r}; regressors: {', '.join(summary.regressor_columns) or '-'}")
+                  f"{summary.tenant!r}; regressors: {', '.join(summary.regressor_columns) or '-'}"
+                  f"; import {summary.import_id} ({summary.mode}): sales "
+                  f"+{summary.sales.added} ~{summary.sales.changed} -{summary.sales.removed}, "
+                  f"regressor values +{summary.regressors.added} ~{summary.regressors.changed} "
+                  f"-{summary.regressors.removed}", highlight=False)
+
+
+@imports_app.callback(invoke_without_command=True)
+@clean_errors
+def imports(
+    context: typer.Context,
+    tenant: Annotated[str | None, typer.Option(help="the tenant whose imports to list")
+                      ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="how many recent imports")] = 20,
+) -> None:
+    """A tenant's imports, newest first: mode and the rows each added, changed and
+    removed (the values before are kept: `ovencast imports restore` undoes one)."""
+    if context.invoked_subcommand is not None:
+        return
+    if tenant is None:
+        raise typer.BadParameter("--tenant is required to list imports", param_hint="--tenant")
+    from ovencast.cli import render
+    from ovencast.datasets import service as datasets_service
+    from ovencast.db.session import unit_of_work
+    from ovencast.tenants import service as tenants_service
+
+    async def body(database: Database) -> Any:
+        async with unit_of_work(database.sessions) as session:
+            row = await tenants_service.get_tenant(session, tenant)
+            return await datasets_service.list_imports(session, row, limit=limit)
+
+    render.dataset_imports(console, tenant, with_database(body))
+
+
+@imports_app.command("restore")
+@clean_errors
+def imports_restore(
+    tenant: Annotated[str, typer.Option(help="the tenant of the import")],
+    import_id: Annotated[int, typer.Option("--id", min=1, help="the import to undo")],
+) -> None:
+    """Undo an import: the rows it changed or removed get their values before back, the
+    rows it added are deleted (rows changed again since are set back too). The restore
+    is recorded as an import of its own, so it can be undone in turn."""
+    from ovencast.datasets import service as datasets_service
+    from ovencast.db.session import unit_of_work
+    from ovencast.tenants import service as tenants_service
+
+    async def body(database: Database) -> Any:
+        async with unit_of_work(database.sessions) as session:
+            row = await tenants_service.get_tenant(session, tenant)
+            return await datasets_service.restore_import(session, row, import_id)
+
+    record = with_database(body)
+    console.print(f"import {import_id} undone by import {record.id}: sales "
+                  f"+{record.sales_added} ~{record.sales_changed} -{record.sales_removed}, "
+                  f"regressor values +{record.regressors_added} ~{record.regressors_changed} "
+                  f"-{record.regressors_removed}", highlight=False)
 
 
 # --------------------------------------------------------------------------- validate
@@ -393,6 +533,7 @@ def serve(
     settings = get_settings()
     # A service process logs to stderr (the process manager collects it).
     configure_logging(level=settings.log_level, json_to_stderr=settings.log_json)
+    flush_before_signal_exit()
 
     async def check() -> None:
         database = Database.open(settings)
@@ -428,6 +569,7 @@ def worker(
     settings = get_settings()
     # A service process logs to stderr (the process manager collects it).
     configure_logging(level=settings.log_level, json_to_stderr=settings.log_json)
+    flush_before_signal_exit()
     asyncio.run(run_worker(settings, name=name, preload=(ENTRY_MODULE,)))
 
 

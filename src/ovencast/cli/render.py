@@ -22,11 +22,12 @@ from rich.table import Table
 from ovencast.jobs.states import JobStatus, RunStatus
 
 if TYPE_CHECKING:  # cheap imports for every command (cli/main.py's docstring)
-    from ovencast.db.tables import ModelVersion, TrainingJob, TrainingRun
+    from ovencast.db.tables import DatasetImport, ModelVersion, TrainingJob, TrainingRun
     from ovencast.events.progress import ProductEvent
     from ovencast.forecasting.features import AlignmentReport
     from ovencast.forecasting.validation import ValidationReport
     from ovencast.forecasts.service import TenantForecast
+    from ovencast.keys.service import KeyListing
     from ovencast.training.prepare import PreparedJob
 
 STATUS_STYLE: dict[str, str] = {
@@ -233,6 +234,27 @@ def model_versions(console: Console, versions: Sequence[ModelVersion]) -> None:
                           soft_wrap=True)
 
 
+def api_keys(console: Console, keys: Sequence[KeyListing]) -> None:
+    """One row per key: its id and the first characters of its secret, never the rest."""
+    if not keys:
+        console.print("no API keys (create one: ovencast keys create)", highlight=False)
+        return
+    table = Table(title="API keys", title_justify="left")
+    for column in ("id", "key", "tenant", "role", "name", "created (UTC)", "last used (UTC)",
+                   "revoked (UTC)"):
+        table.add_column(column, no_wrap=column != "name")
+    for listing in keys:
+        row = listing.row
+        table.add_row(str(row.id), listing.display, listing.tenant or "(every tenant)",
+                      str(row.role), row.name or "-", _minute(row.created_at),
+                      _minute(row.last_used_at), _minute(row.revoked_at))
+    console.print(table)
+
+
+def _minute(moment: Any) -> str:
+    return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M")
+
+
 def leaderboard_top(details: dict[str, Any], n: int = 3) -> str:
     """"*mstl_weekly .163, prophet .176, auto_ets .187": the n best backtested candidates
     (the chosen one marked *); for a version chosen without a backtest, why."""
@@ -284,13 +306,28 @@ def forecasts(console: Console, err_console: Console, forecast: TenantForecast,
     if frame.empty:
         return
     if output == "csv":
-        print(frame[list(COLUMNS)].to_csv(index=False, float_format="%.3f"), end="")
+        text_columns = frame[list(COLUMNS)].select_dtypes(include="object").columns
+        safe = frame[list(COLUMNS)].assign(**{c: frame[c].map(spreadsheet_safe)
+                                              for c in text_columns})
+        print(safe.to_csv(index=False, float_format="%.3f"), end="")
     elif output == "json":
         rows = [{key: _json_value(value) for key, value in row.items()}
                 for row in frame[list(COLUMNS)].to_dict(orient="records")]
         print(json.dumps(rows, indent=1))
     else:
         forecast_pages(console, frame)
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula (a product named "=HYPERLINK(...)"
+    from an upload) gets a leading apostrophe: shown as text, never evaluated (OWASP's
+    CSV injection advice)."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def _json_value(value: Any) -> Any:
@@ -344,3 +381,31 @@ def _cell(row: Any) -> str:
 def _span(days: Sequence[Any]) -> str:
     first, last = days[0], days[-1]
     return first.isoformat() if first == last else f"{first.isoformat()}..{last.isoformat()}"
+
+
+def dataset_imports(console: Console, tenant: str, imports: Sequence[DatasetImport]) -> None:
+    """One row per import, newest first: mode, and the stored rows it added (+),
+    changed (~) and removed (-), of sales and of regressor values."""
+    if not imports:
+        console.print(f"tenant {tenant!r} has no imports yet", highlight=False)
+        return
+    table = Table(title=f"Imports of {tenant} (newest first)", title_justify="left")
+    for column in ("import", "imported (UTC)", "mode", "sales rows", "sales + ~ -",
+                   "regressor values + ~ -", "source"):
+        table.add_column(column, no_wrap=column != "source")
+    for record in imports:
+        mode = str(record.mode) if record.mode else "-"
+        if record.restores_import_id is not None:
+            mode = f"restore of {record.restores_import_id}"
+        history = record.mode is not None
+        table.add_row(
+            str(record.id), record.imported_at.strftime("%Y-%m-%d %H:%M"), mode,
+            str(record.sales_rows),
+            f"+{record.sales_added} ~{record.sales_changed} -{record.sales_removed}"
+            if history else "no history",
+            f"+{record.regressors_added} ~{record.regressors_changed} "
+            f"-{record.regressors_removed}" if history else "-",
+            record.source)
+    console.print(table)
+    console.print(f"undo one: ovencast imports restore --tenant {tenant} --id ID",
+                  highlight=False)

@@ -1,67 +1,264 @@
-"""SQL for imported sales and regressor observations."""
+"""SQL for imported sales and regressor observations, and for the import history.
+
+Every bulk statement is batched so that no statement carries more than a few thousand
+parameters: asyncpg refuses more than 32,767 per statement, SQLite 32,766.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from datetime import date
+import functools
+from collections.abc import AsyncIterator, Sequence
+from datetime import date, datetime
+from typing import Any, cast
 
 import pandas as pd
-from sqlalchemy import and_, delete, func, insert, select
+from sqlalchemy import (
+    Date,
+    Float,
+    Integer,
+    Row,
+    Select,
+    String,
+    Table,
+    TextualSelect,
+    bindparam,
+    column,
+    delete,
+    func,
+    insert,
+    null,
+    select,
+    text,
+    true,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ovencast.datasets.reader import RegressorColumn, SalesRow
-from ovencast.db.tables import DatasetImport, RegressorObservation, SalesObservation
+from ovencast.datasets.history import RowChange, SeriesKind, Stored, Target
+from ovencast.db.base import Base
+from ovencast.db.batches import batches
+from ovencast.db.tables import (
+    DatasetImport,
+    DatasetImportChange,
+    RegressorObservation,
+    SalesObservation,
+    Tenant,
+)
 
-# Rows per executemany batch; keeps parameter lists within driver limits.
+# Rows per executemany batch, and ids per DELETE ... IN (db/batches.py).
 BATCH_ROWS = 5_000
+# (name, date) pairs per lookup: two parameters each.
+KEYS_PER_QUERY = 4_000
+# Names per `IN (...)` list.
+NAMES_PER_QUERY = 1_000
+
+Observation = type[SalesObservation] | type[RegressorObservation]
 
 
-async def replace_sales(session: AsyncSession, tenant_id: int, rows: Sequence[SalesRow]) -> None:
-    """Replace, per product, the stored rows within the date span of the new rows."""
-    spans: dict[str, tuple[date, date]] = {}
-    for row in rows:
-        lo, hi = spans.get(row.product, (row.date, row.date))
-        spans[row.product] = (min(lo, row.date), max(hi, row.date))
-    for product, (lo, hi) in spans.items():
-        await session.execute(delete(SalesObservation).where(and_(
-            SalesObservation.tenant_id == tenant_id, SalesObservation.product == product,
-            SalesObservation.date >= lo, SalesObservation.date <= hi)))
-    await _insert_batches(session, SalesObservation, (
-        {"tenant_id": tenant_id, "product": r.product, "date": r.date, "quantity": r.quantity}
-        for r in rows))
+def _model(kind: SeriesKind) -> Observation:
+    return SalesObservation if kind is SeriesKind.SALES else RegressorObservation
 
 
-async def replace_regressors(session: AsyncSession, tenant_id: int,
-                             columns: Sequence[RegressorColumn]) -> None:
-    for column in columns:
-        if not column.values:
-            continue
-        lo, hi = min(column.values), max(column.values)
-        await session.execute(delete(RegressorObservation).where(and_(
-            RegressorObservation.tenant_id == tenant_id,
-            RegressorObservation.name == column.name,
-            RegressorObservation.date >= lo, RegressorObservation.date <= hi)))
-        await _insert_batches(session, RegressorObservation, (
-            {"tenant_id": tenant_id, "source": column.source, "name": column.name,
-             "date": day, "value": value}
-            for day, value in column.values.items()))
+def _core(model: type[Base]) -> Table:
+    """A mapped class's table, for Core statements (executemany without the ORM's
+    per-row bookkeeping)."""
+    return cast(Table, model.__table__)
 
 
-async def _insert_batches(session: AsyncSession, table: type, rows: Iterable[dict[str, object]]
-                          ) -> None:
-    batch: list[dict[str, object]] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= BATCH_ROWS:
-            await session.execute(insert(table), batch)
-            batch = []
-    if batch:
-        await session.execute(insert(table), batch)
+def _columns(kind: SeriesKind) -> tuple[str, str]:
+    """The (name, value) columns of a kind's table."""
+    return ("product", "quantity") if kind is SeriesKind.SALES else ("name", "value")
+
+
+def _stored_columns(kind: SeriesKind) -> tuple[Any, ...]:
+    """id, name, date, value, source (NULL for sales) of a kind's rows."""
+    if kind is SeriesKind.SALES:
+        return (SalesObservation.id, SalesObservation.product, SalesObservation.date,
+                SalesObservation.quantity, null())
+    return (RegressorObservation.id, RegressorObservation.name, RegressorObservation.date,
+            RegressorObservation.value, RegressorObservation.source)
+
+
+async def lock_tenant(session: AsyncSession, tenant_id: int) -> None:
+    """Serialise the imports of one tenant until the transaction ends: a PostgreSQL row
+    lock, FOR NO KEY UPDATE, so that rows referencing the tenant (a job submitted
+    meanwhile) are not blocked. SQLite serialises its writers anyway."""
+    await session.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update(
+        key_share=True))
+
+
+async def stored_rows(session: AsyncSession, tenant_id: int, kind: SeriesKind,
+                      keys: Sequence[tuple[str, date]]) -> dict[tuple[str, date], Stored]:
+    """The stored rows of these (name, date) keys (at most KEYS_PER_QUERY per query)."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    found: dict[tuple[str, date], Stored] = {}
+    for batch in batches(keys, KEYS_PER_QUERY):
+        if postgres:
+            result = await session.execute(_lookup_postgres(tenant_id, kind, batch))
+        else:
+            result = await session.execute(_lookup_row_values(kind, len(batch)),
+                                           _row_values(tenant_id, batch))
+        for row_id, row_name, day, value, source in result:
+            found[(row_name, day)] = Stored(row_id, value, source)
+    return found
+
+
+def _lookup_postgres(tenant_id: int, kind: SeriesKind, keys: Sequence[tuple[str, date]]
+                     ) -> Select[Any]:
+    """The keys as two array parameters, each looked up in the unique index: a LATERAL
+    subquery with LIMIT 1 keeps that plan even when the statistics are stale (right
+    after a large import the planner would hash the tenant's whole table instead)."""
+    model = _model(kind)
+    wanted = func.unnest(
+        bindparam("names", [name for name, _ in keys], type_=ARRAY(String)),
+        bindparam("dates", [day for _, day in keys], type_=ARRAY(Date)),
+    ).table_valued("name", "day").render_derived(name="wanted")
+    row = select(*_stored_columns(kind)).where(
+        model.tenant_id == tenant_id, getattr(model, _columns(kind)[0]) == wanted.c.name,
+        model.date == wanted.c.day).limit(1).lateral("stored")
+    return select(row).select_from(wanted.join(row, true()))
+
+
+@functools.lru_cache(maxsize=8)
+def _lookup_row_values(kind: SeriesKind, n_keys: int) -> TextualSelect:
+    """The keys as a VALUES list (`:n<i>`, `:d<i>` parameters) that drives the join, so
+    that SQLite looks each one up in the unique index (with `(name, date) IN (...)` it
+    scans the tenant's rows). Text: SQLAlchemy's `values()` compiles each of its
+    thousands of parameters in Python on every call."""
+    model = _model(kind)
+    name, value = _columns(kind)
+    source = "s.source" if kind is SeriesKind.REGRESSOR else "NULL"
+    rows = ", ".join(f"(:n{i}, :d{i})" for i in range(n_keys))
+    return text(
+        f"WITH wanted(name, day) AS (VALUES {rows}) "
+        f"SELECT s.id, s.{name}, s.date, s.{value}, {source} "
+        f"FROM wanted JOIN {model.__tablename__} AS s ON s.tenant_id = :tenant_id "
+        f"AND s.{name} = wanted.name AND s.date = wanted.day"
+    ).columns(column("id", Integer), column(name, String), column("date", Date),
+              column(value, Float), column("source", String))
+
+
+def _row_values(tenant_id: int, keys: Sequence[tuple[str, date]]) -> dict[str, Any]:
+    parameters: dict[str, Any] = {"tenant_id": tenant_id}
+    for i, (key, day) in enumerate(keys):
+        parameters[f"n{i}"], parameters[f"d{i}"] = key, day.isoformat()
+    return parameters
+
+
+async def stored_rows_of(session: AsyncSession, tenant_id: int, kind: SeriesKind,
+                         names: Sequence[str]
+                         ) -> AsyncIterator[list[tuple[str, date, Stored]]]:
+    """Every stored row of these series, streamed in partitions of BATCH_ROWS. The
+    caller must not use the session until the iteration ends."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    for batch in batches(names, NAMES_PER_QUERY):
+        query = (_rows_of_postgres(tenant_id, kind, batch) if postgres
+                 else _rows_of(tenant_id, kind, batch))
+        result = await session.stream(query.execution_options(yield_per=BATCH_ROWS))
+        async for partition in result.partitions(BATCH_ROWS):
+            yield [(row_name, day, Stored(row_id, value, source))
+                   for row_id, row_name, day, value, source in partition]
+
+
+def _rows_of(tenant_id: int, kind: SeriesKind, names: Sequence[str]) -> Select[Any]:
+    model = _model(kind)
+    return select(*_stored_columns(kind)).where(
+        model.tenant_id == tenant_id, getattr(model, _columns(kind)[0]).in_(names))
+
+
+def _rows_of_postgres(tenant_id: int, kind: SeriesKind, names: Sequence[str]
+                      ) -> Select[Any]:
+    """One index range scan per name (LATERAL, OFFSET 0 keeps the planner from turning
+    it into a scan of the tenant's rows when the statistics are stale)."""
+    model = _model(kind)
+    wanted = func.unnest(bindparam("names", list(names), type_=ARRAY(String))
+                         ).table_valued("name").render_derived(name="wanted")
+    rows = select(*_stored_columns(kind)).where(
+        model.tenant_id == tenant_id, getattr(model, _columns(kind)[0]) == wanted.c.name
+    ).offset(0).lateral("stored")
+    return select(rows).select_from(wanted.join(rows, true()))
+
+
+async def upsert_rows(session: AsyncSession, tenant_id: int, kind: SeriesKind,
+                      targets: Sequence[Target]) -> None:
+    """Insert these rows, or update the stored row of the same (name, date): INSERT ..
+    ON CONFLICT DO UPDATE on PostgreSQL and SQLite."""
+    table = _core(_model(kind))
+    name, value = _columns(kind)
+    dialect = session.get_bind().dialect.name
+    statement = (postgresql.insert(table) if dialect == "postgresql"
+                 else sqlite.insert(table))
+    updated = {value: statement.excluded[value]}
+    if kind is SeriesKind.REGRESSOR:
+        updated["source"] = statement.excluded.source
+    statement = statement.on_conflict_do_update(
+        index_elements=["tenant_id", name, "date"], set_=updated)
+    regressor = kind is SeriesKind.REGRESSOR
+    for batch in batches(targets, BATCH_ROWS):
+        rows = [{"tenant_id": tenant_id, name: t.name, "date": t.day, value: t.value}
+                for t in batch]
+        if regressor:
+            for row, target in zip(rows, batch, strict=True):
+                row["source"] = target.source
+        await session.execute(statement, rows)
+
+
+async def delete_rows(session: AsyncSession, kind: SeriesKind, ids: Sequence[int]) -> None:
+    model = _model(kind)
+    for batch in batches(ids, BATCH_ROWS):
+        await session.execute(delete(model).where(model.id.in_(batch)))
+
+
+async def add_changes(session: AsyncSession, changes: Sequence[dict[str, Any]]) -> None:
+    """History rows (`DatasetImportChange` columns as dicts)."""
+    for batch in batches(changes, BATCH_ROWS):
+        await session.execute(insert(_core(DatasetImportChange)), batch)
+
+
+async def changes_of(session: AsyncSession, import_id: int, *, after_id: int = 0,
+                     limit: int = BATCH_ROWS
+                     ) -> Sequence[Row[int, SeriesKind, str, str | None, date, RowChange,
+                                       float | None]]:
+    """An import's history rows (id, series, name, source, date, change, previous) in id
+    order, `limit` at a time (keyset pagination; plain rows: nothing accumulates in the
+    session)."""
+    change = DatasetImportChange
+    found = await session.execute(
+        select(change.id, change.series, change.name, change.source, change.date,
+               change.change, change.previous)
+        .where(change.import_id == import_id, change.id > after_id)
+        .order_by(change.id).limit(limit))
+    return found.all()
 
 
 async def add_import(session: AsyncSession, record: DatasetImport) -> None:
     session.add(record)
     await session.flush()
+
+
+async def get_import(session: AsyncSession, import_id: int) -> DatasetImport | None:
+    return await session.get(DatasetImport, import_id)
+
+
+async def imports_of(session: AsyncSession, tenant_id: int, *, limit: int = 50
+                     ) -> Sequence[DatasetImport]:
+    """A tenant's imports, newest first."""
+    found = await session.scalars(
+        select(DatasetImport).where(DatasetImport.tenant_id == tenant_id)
+        .order_by(DatasetImport.id.desc()).limit(limit))
+    return found.all()
+
+
+async def data_version(session: AsyncSession, tenant_id: int) -> tuple[int, datetime] | None:
+    """What identifies the tenant's stored data as it is now: its newest import (every
+    write of sales and regressors is an import or the restore of one). None: nothing
+    imported."""
+    found = (await session.execute(
+        select(DatasetImport.id, DatasetImport.imported_at)
+        .where(DatasetImport.tenant_id == tenant_id)
+        .order_by(DatasetImport.id.desc()).limit(1))).first()
+    return None if found is None else (found[0], found[1])
 
 
 async def load_sales(session: AsyncSession, tenant_id: int, *, until: date | None = None,
@@ -71,11 +268,15 @@ async def load_sales(session: AsyncSession, tenant_id: int, *, until: date | Non
                    ).where(SalesObservation.tenant_id == tenant_id)
     if until is not None:
         query = query.where(SalesObservation.date <= until)
-    if products:
-        query = query.where(SalesObservation.product.in_(list(products)))
-    result = await session.execute(query.order_by(SalesObservation.product,
-                                                  SalesObservation.date))
-    frame = pd.DataFrame(result.all(), columns=["product", "date", "quantity"])
+    query = query.order_by(SalesObservation.product, SalesObservation.date)
+    rows: list[Any] = []
+    if products:  # batched: a tenant may have 100,000 products
+        for batch in batches(sorted(set(products)), NAMES_PER_QUERY):
+            result = await session.execute(query.where(SalesObservation.product.in_(batch)))
+            rows.extend(result.all())
+    else:
+        rows = list((await session.execute(query)).all())
+    frame = pd.DataFrame(rows, columns=["product", "date", "quantity"])
     frame["date"] = pd.to_datetime(frame["date"])
     frame["quantity"] = frame["quantity"].astype(float)
     return frame
@@ -93,13 +294,18 @@ async def list_products(session: AsyncSession, tenant_id: int) -> list[str]:
     return list(result.all())
 
 
-async def load_regressors(session: AsyncSession, tenant_id: int) -> tuple[pd.DataFrame,
-                                                                           dict[str, str]]:
-    """Wide frame `date, <column>...` (NaN for empty cells) and column -> source."""
+async def regressor_rows(session: AsyncSession, tenant_id: int) -> list[tuple[Any, ...]]:
+    """Every stored regressor value of the tenant: `(date, name, source, value)`."""
     result = await session.execute(select(
         RegressorObservation.date, RegressorObservation.name, RegressorObservation.source,
         RegressorObservation.value).where(RegressorObservation.tenant_id == tenant_id))
-    long = pd.DataFrame(result.all(), columns=["date", "name", "source", "value"])
+    return [tuple(row) for row in result.all()]
+
+
+def regressors_frame(rows: Sequence[tuple[Any, ...]]) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Wide frame `date, <column>...` (NaN for empty cells) and column -> source, from
+    `regressor_rows`. CPU work: callers on the event loop run it in a thread."""
+    long = pd.DataFrame(rows, columns=["date", "name", "source", "value"])
     if long.empty:
         return pd.DataFrame({"date": pd.Series(dtype="datetime64[ns]")}), {}
     sources = dict(zip(long["name"], long["source"], strict=False))
@@ -108,3 +314,9 @@ async def load_regressors(session: AsyncSession, tenant_id: int) -> tuple[pd.Dat
     wide = wide.reset_index()
     wide["date"] = pd.to_datetime(wide["date"])
     return wide.sort_values("date").reset_index(drop=True), sources
+
+
+async def load_regressors(session: AsyncSession, tenant_id: int
+                          ) -> tuple[pd.DataFrame, dict[str, str]]:
+    """`regressors_frame` of the tenant's stored rows, read now (no cache)."""
+    return regressors_frame(await regressor_rows(session, tenant_id))

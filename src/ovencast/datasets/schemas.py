@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+from ovencast.datasets.history import ImportMode
+
+
+class ChangeCountsOut(BaseModel):
+    """Stored rows an import added, changed and removed (the values before are kept in
+    its history)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    added: int
+    changed: int
+    removed: int
 
 
 class DatasetImportOut(BaseModel):
@@ -16,3 +29,7 @@ class DatasetImportOut(BaseModel):
     regressor_columns: list[str]
     first_date: str
     last_date: str
+    import_id: int = Field(description="the import's id in the import history")
+    mode: ImportMode
+    sales: ChangeCountsOut
+    regressors: ChangeCountsOut

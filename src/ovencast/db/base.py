@@ -54,6 +54,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# The largest value of an Integer column (PostgreSQL INTEGER): ids in requests are
+# range-checked against it, so that a larger one is refused as a bad request instead of
+# failing in the driver.
+MAX_ROW_ID = 2**31 - 1
+
 STATE_LENGTH = 20
 
 

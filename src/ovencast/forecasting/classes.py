@@ -18,6 +18,9 @@ intermittent). With high >= 100 and medium >= 10 per day:
 - North Sea: item_10 is high, the other best sellers medium, the slow movers intermittent;
 - low volume is left for regular sellers of under 10 a day (a handful of loaves or
   a few EUR), whose series are noisy relative to their level.
+
+The original approach's Prophet search sizes its budget with its own, simpler rule
+(`SearchClassRule`), kept apart so that `auto`'s classes do not move with it.
 """
 
 from __future__ import annotations
@@ -116,3 +119,45 @@ TRIAL_BUDGET: Mapping[ProductClass, int] = MappingProxyType(
 def trials_for(product_class: ProductClass | str) -> int:
     """Trial budget of a class (accepts the enum or its string value)."""
     return TRIAL_BUDGET[ProductClass(product_class)]
+
+
+@dataclass(frozen=True, slots=True)
+class SearchClassRule:
+    """The class that sets the trial budget of the original approach's Prophet search
+    (`--models prophet`), as the original system classified: from every training value,
+    closed days' zeros included (the original approach fits them as zero sales), missing
+    dates (NaN) ignored. Intermittent when the zero share is above `max_zero_share` or the
+    mean below `min_mean`; otherwise high / medium / low volume by the mean. It differs
+    from `ClassThresholds` (no ADI, another high-volume threshold), which chooses `auto`'s
+    candidates; see docs/decisions/007-faithful-original.md."""
+
+    max_zero_share: float = 0.5
+    min_mean: float = 1.0
+    high_volume_mean: float = 50.0
+    medium_volume_mean: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not self.high_volume_mean > self.medium_volume_mean >= 0:
+            raise ValueError("need high_volume_mean > medium_volume_mean >= 0")
+        if not 0 < self.max_zero_share <= 1:
+            raise ValueError("max_zero_share must be in (0, 1]")
+
+    def classify(self, y_training: np.ndarray) -> ProductClass:
+        """Class of a product from all its training values (NaN ignored); no value at
+        all is intermittent."""
+        y = np.asarray(y_training, dtype=float)
+        y = y[~np.isnan(y)]
+        if y.size == 0:
+            return ProductClass.INTERMITTENT
+        mean = float(np.mean(y))
+        if float(np.mean(y == 0)) > self.max_zero_share or mean < self.min_mean:
+            return ProductClass.INTERMITTENT
+        if mean >= self.high_volume_mean:
+            return ProductClass.HIGH_VOLUME
+        if mean >= self.medium_volume_mean:
+            return ProductClass.MEDIUM_VOLUME
+        return ProductClass.LOW_VOLUME
+
+    def trials(self, y_training: np.ndarray) -> int:
+        """Optuna trials of the product's search: the budget of its class."""
+        return TRIAL_BUDGET[self.classify(y_training)]

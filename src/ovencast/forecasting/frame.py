@@ -17,6 +17,8 @@ The long frame of a tenant is the history frames of all products stacked, plus a
 
 from __future__ import annotations
 
+import pandas as pd
+
 DATE = "date"
 PRODUCT = "product"
 Y = "y"
@@ -24,3 +26,15 @@ CLOSED = "closed"
 YHAT = "forecast"
 
 RESERVED_COLUMNS = frozenset({DATE, PRODUCT, Y, CLOSED, YHAT})
+
+ZERO_SALES = "zero_sales"
+"""`details["closed_days"]` of a model version fitted on `closed_days_as_zero_sales`
+frames: its forecasts are made on such frames too."""
+
+
+def closed_days_as_zero_sales(frame: pd.DataFrame) -> pd.DataFrame:
+    """A history or future frame as the original approach sees it: its closed days are
+    ordinary days with zero sales (y stays 0), fitted and forecast like any other day,
+    the `opening_hours` regressor telling them apart. Without this a model never sees a
+    closed day and forecasts exactly 0 on one (`families.base`)."""
+    return frame.assign(**{CLOSED: False})

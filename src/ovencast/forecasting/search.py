@@ -5,24 +5,32 @@ Contract of `search_prophet(history, spec, ...)`:
 - The last `spec.validation_days` calendar days of `history` are the validation window;
   every trial fits a `ProphetModel` on the days before it and is scored on the window's
   open days. The objective is the MAPE on days with non-zero sales (a fraction, see
-  `ovencast.forecasting.metrics`); WAPE is recorded per trial as well.
+  `ovencast.forecasting.metrics`), or the MAE on the scored days when the window has no
+  non-zero day (`SearchResult.objective` says which); MAPE, MAE and WAPE are recorded per
+  trial.
 - Exactly `spec.n_trials` trials run, unless the early stop below ends the search after
   the first one. Trials run one after another in this process.
 - Every trial's optimiser has a hard time limit, `spec.trial_timeout_s`: the cmdstan
   process is terminated when it passes (see `ProphetModel.fit_timeout_s`), the trial is
   recorded as "pruned" with the reason and the search goes on. A trial that fails for
-  any other reason is recorded as "failed" with the error. Neither stops the search.
+  any other reason is recorded as "error" with the error. Neither stops the search.
 - Reproducible: the sampler is `TPESampler(seed=spec.seed)` and fits are deterministic,
   so the same history and spec give the same trials, parameters and scores.
 - Warm start: `spec.previous_best_params` is enqueued as trial 0. With
   `spec.previous_best_mape` and `spec.stop_if_within` set, the search stops after trial 0
-  when its MAPE <= previous_best_mape * (1 + stop_if_within). Separately,
+  when its MAPE <= previous_best_mape * (1 + stop_if_within) (never under the MAE
+  objective: it has no MAPE to compare). Separately,
   `warm_start_from` (a fitted ProphetModel, e.g. the product's current model) starts every
   trial's optimiser from that model's parameters.
 - Uncertainty sampling is off in trials (`uncertainty_samples=0`).
-- Raises ValueError when the history cannot be split (nothing to train on, or no non-zero
-  day in the validation window, where MAPE is undefined) and `SearchFailed` when no trial
-  completes.
+- Raises ValueError when the history cannot be split (nothing to train on, or no open day
+  to score in the validation window) and `SearchFailed` when no trial completes.
+
+The original approach (`--models prophet`, docs/decisions/007-faithful-original.md) runs
+this search on all of a product's training data with the trial budget of
+`classes.SearchClassRule`, fits its closed days as zero sales
+(`closed_days_as_zero_sales`, `opening_hours` as a regressor), uses every regressor and no
+holiday calendar object, and refits the best parameters on all the training data.
 
 The returned `SearchResult.best_params` holds only the searched keys (`SEARCH_SPACE`);
 fit the final model with `{**base_params, **result.best_params}`.
@@ -34,6 +42,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Literal
 
 import numpy as np
@@ -61,9 +70,14 @@ SEARCH_SPACE: Mapping[str, tuple[float, float] | tuple[str, ...]] = {
 """Searched Prophet parameters: float ranges are sampled log-uniformly, tuples of strings
 are categorical."""
 
-TrialState = Literal["complete", "pruned", "failed"]
+class TrialState(StrEnum):
+    COMPLETE = "complete"
+    PRUNED = "pruned"
+    ERROR = "error"
+Objective = Literal["mape", "mae"]
 TrialCallback = Callable[[int, int, float | None], None]
-"""`on_trial(n_done, n_total, mape)`, called after every trial; mape is None when the
+"""`on_trial(n_done, n_total, value)`, called after every trial; value is the trial's
+objective (MAPE, or MAE where the validation window has no non-zero day), None when the
 trial did not complete. n_total is the planned number of trials."""
 
 
@@ -112,7 +126,8 @@ class SearchSpec:
 
 @dataclass(frozen=True, slots=True)
 class TrialRecord:
-    """One trial. `reason` says why a pruned/failed trial did not complete."""
+    """One trial. `reason` says why a pruned/failed trial did not complete. A score the
+    window cannot give (MAPE without a non-zero day, WAPE without sales) is None."""
 
     number: int
     params: Mapping[str, Any]
@@ -122,6 +137,11 @@ class TrialRecord:
     duration_s: float
     enqueued: bool
     reason: str | None = None
+    mae: float | None = None
+
+    def value(self, objective: Objective) -> float | None:
+        """The trial's score under `objective`."""
+        return self.mape if objective == "mape" else self.mae
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -129,6 +149,7 @@ class TrialRecord:
             "params": dict(self.params),
             "state": self.state,
             "mape": self.mape,
+            "mae": self.mae,
             "wape": self.wape,
             "duration_s": self.duration_s,
             "enqueued": self.enqueued,
@@ -139,7 +160,9 @@ class TrialRecord:
 @dataclass(frozen=True, slots=True)
 class SearchResult:
     """Outcome of one product's search. `n_trials` counts the trials that ran (all states),
-    `n_failed` those that did not complete (pruned or failed)."""
+    `n_failed` those that did not complete (pruned or failed). `objective` is what the
+    best trial minimised: "mape", or "mae" when the validation window has no non-zero day
+    (`best_mape` is then NaN)."""
 
     best_params: Mapping[str, Any]
     best_mape: float
@@ -148,12 +171,16 @@ class SearchResult:
     n_failed: int
     trials: tuple[TrialRecord, ...] = field(default=())
     stopped_early: bool = False
+    objective: Objective = "mape"
+    best_mae: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (no NaN: a missing score is None)."""
         return {
             "best_params": dict(self.best_params),
+            "objective": self.objective,
             "best_mape": _json_float(self.best_mape),
+            "best_mae": _json_float(self.best_mae),
             "best_wape": _json_float(self.best_wape),
             "n_trials": self.n_trials,
             "n_failed": self.n_failed,
@@ -181,6 +208,7 @@ def search_prophet(
     scored = valid.loc[~valid[CLOSED].astype(bool)].reset_index(drop=True)
     future = scored.drop(columns=[Y])
     actual = scored[Y].to_numpy(dtype=float)
+    goal: Objective = "mape" if np.any(actual != 0) else "mae"
     fixed = dict(base_params or {})
     enqueued = spec.previous_best_params is not None
 
@@ -195,73 +223,84 @@ def search_prophet(
     stopped_early = False
 
     def objective(trial: optuna.Trial) -> float:
-        params = _suggest(trial)
-        started = time.monotonic()
-        state: TrialState = "complete"
-        mape: float | None = None
-        wape: float | None = None
-        reason: str | None = None
-        try:
-            model = ProphetModel(
-                regressors=regressors,
-                params={**fixed, **params, "uncertainty_samples": 0},
-                fit_timeout_s=spec.trial_timeout_s,
-                warm_start_from=warm_start_from,
-            ).fit(train)
-            metrics = compute_metrics(actual, model.predict(future), train_history=train)
-            mape, wape = metrics.mape, metrics.wape
-            if math.isnan(mape):
-                state, reason = "failed", "MAPE is undefined on the validation window"
-        except FitTimeout as exc:
-            state, reason = "pruned", f"timeout: {exc}"
-        except Exception as exc:  # a trial's error is recorded, never ends the search
-            state, reason = "failed", f"{type(exc).__name__}: {exc}"
-        records.append(
-            TrialRecord(
-                number=trial.number,
-                params=params,
-                state=state,
-                mape=mape if state == "complete" else None,
-                wape=_finite_or_none(wape) if state == "complete" else None,
-                duration_s=time.monotonic() - started,
-                enqueued=enqueued and trial.number == 0,
-                reason=reason,
-            )
-        )
-        if state == "pruned":
-            raise optuna.TrialPruned(reason)
-        if state == "failed":
+        record = _run_trial(trial, regressors, fixed, spec, warm_start_from, train, future,
+                            actual, enqueued=enqueued and trial.number == 0)
+        records.append(record)
+        if record.state is TrialState.PRUNED:
+            raise optuna.TrialPruned(record.reason)
+        if record.state is TrialState.ERROR:
             return math.nan  # Optuna records a NaN objective as a failed trial
-        assert mape is not None
-        return mape
+        value = record.value(goal)
+        assert value is not None
+        return value
 
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         nonlocal stopped_early
         record = records[-1]
         if on_trial is not None:
-            on_trial(len(records), spec.n_trials, record.mape)
+            on_trial(len(records), spec.n_trials, record.value(goal))
         if enqueued and trial.number == 0 and spec.n_trials > 1 and spec.should_stop(record.mape):
             stopped_early = True
             study.stop()
 
     study.optimize(objective, n_trials=spec.n_trials, callbacks=[after_trial])
+    return _result(tuple(records), goal, stopped_early=stopped_early)
 
-    trials = tuple(records)
-    completed = [t for t in trials if t.state == "complete"]
+
+def _run_trial(trial: optuna.Trial, regressors: Sequence[str], fixed: Mapping[str, Any],
+               spec: SearchSpec, warm_start_from: ProphetModel | None, train: pd.DataFrame,
+               future: pd.DataFrame, actual: np.ndarray, *, enqueued: bool) -> TrialRecord:
+    """Fit one trial's parameters on `train` and score them on the validation window."""
+    params = _suggest(trial)
+    started = time.monotonic()
+    state = TrialState.COMPLETE
+    mape = mae = wape = None
+    reason: str | None = None
+    try:
+        model = ProphetModel(
+            regressors=regressors,
+            params={**fixed, **params, "uncertainty_samples": 0},
+            fit_timeout_s=spec.trial_timeout_s,
+            warm_start_from=warm_start_from,
+        ).fit(train)
+        predicted = model.predict(future)
+        metrics = compute_metrics(actual, predicted, train_history=train)
+        mape, wape = metrics.mape, metrics.wape
+        mae = float(np.mean(np.abs(actual - predicted)))
+    except FitTimeout as exc:
+        state, reason = TrialState.PRUNED, f"timeout: {exc}"
+    except Exception as exc:  # a trial's error is recorded, never ends the search
+        state, reason = TrialState.ERROR, f"{type(exc).__name__}: {exc}"
+    complete = state is TrialState.COMPLETE
+    return TrialRecord(
+        number=trial.number, params=params, state=state,
+        mape=_finite_or_none(mape) if complete else None,
+        wape=_finite_or_none(wape) if complete else None,
+        duration_s=time.monotonic() - started, enqueued=enqueued, reason=reason,
+        mae=_finite_or_none(mae) if complete else None)
+
+
+def _result(
+    trials: tuple[TrialRecord, ...], goal: Objective, *, stopped_early: bool
+) -> SearchResult:
+    """The search's outcome: its best completed trial under `goal`. Raises SearchFailed
+    when no trial completed."""
+    completed = [t for t in trials if t.state is TrialState.COMPLETE]
     if not completed:
         reasons = "; ".join(f"trial {t.number}: {t.reason}" for t in trials)
         raise SearchFailed(f"no prophet trial completed ({reasons})", trials)
     # Ties go to the earliest trial, so the enqueued warm-start params win a tie.
-    best = min(completed, key=lambda t: (t.mape, t.number))
-    assert best.mape is not None
+    best = min(completed, key=lambda t: (t.value(goal), t.number))
     return SearchResult(
         best_params=dict(best.params),
-        best_mape=best.mape,
-        best_wape=best.wape if best.wape is not None else math.nan,
+        best_mape=_nan_if_none(best.mape),
+        best_wape=_nan_if_none(best.wape),
         n_trials=len(trials),
         n_failed=len(trials) - len(completed),
         trials=trials,
         stopped_early=stopped_early,
+        objective=goal,
+        best_mae=_nan_if_none(best.mae),
     )
 
 
@@ -271,8 +310,8 @@ def split_validation(
     """Split a history frame into (train, validation): validation is the rows of the last
     `validation_days` calendar days up to the last date, train everything before.
 
-    Raises ValueError when train has no open day or validation has no open day with
-    non-zero sales (the MAPE objective would be undefined).
+    Raises ValueError when train has no open day or validation has no open day to score.
+    A validation window without sales is allowed: the search then minimises the MAE.
     """
     frame = history.sort_values(DATE).reset_index(drop=True)
     if frame.empty:
@@ -284,9 +323,8 @@ def split_validation(
         raise ValueError(
             f"no open days before the {validation_days}-day validation window to train on"
         )
-    open_valid = valid.loc[~valid[CLOSED].astype(bool), Y].to_numpy(dtype=float)
-    if not np.any(open_valid != 0):
-        raise ValueError(f"no non-zero sales in the last {validation_days} days: MAPE is undefined")
+    if valid[CLOSED].astype(bool).all():
+        raise ValueError(f"no open day to score in the last {validation_days} days")
     return train, valid
 
 
@@ -303,6 +341,10 @@ def _suggest(trial: optuna.Trial) -> dict[str, Any]:
 
 def _finite_or_none(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) else float(value)
+
+
+def _nan_if_none(value: float | None) -> float:
+    return math.nan if value is None else value
 
 
 def _json_float(value: float) -> float | None:

@@ -15,8 +15,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from ovencast.api.dependencies import Session, SettingsDep
-from ovencast.api.errors import error_code, error_responses, status_for
+from ovencast.api.dependencies import Session, SettingsDep, tenant_access
+from ovencast.api.errors import ACCESS_ERRORS, error_code, error_responses, status_for
 from ovencast.forecasting.frame import DATE, PRODUCT, YHAT
 from ovencast.forecasts import service
 from ovencast.forecasts.schemas import (
@@ -39,10 +39,12 @@ from ovencast.forecasts.service import (
     WEEKDAY,
     ProductForecast,
 )
+from ovencast.keys.roles import Role
+from ovencast.names import LookupName
 from ovencast.sources.service import open_data_source
 from ovencast.tenants import service as tenants_service
 
-router = APIRouter(tags=["forecasts"])
+router = APIRouter(tags=["forecasts"], responses=ACCESS_ERRORS)
 
 UNKNOWN_ERROR_STATUS = 422
 
@@ -53,7 +55,8 @@ UNKNOWN_ERROR_STATUS = 422
     responses={**error_responses(404, 422),
                500: {"model": ForecastFailedOut,
                      "description": "no product could be forecast (e.g. every artifact "
-                                    "failed its checksum)"}})
+                                    "failed its checksum)"}},
+    dependencies=[tenant_access(Role.READ)])
 async def get_forecasts(
     tenant: str,
     session: Session,
@@ -63,7 +66,7 @@ async def get_forecasts(
                                   "tenant's last sales date)")] = None,
     days: Annotated[int, Query(ge=1, le=MAX_FORECAST_DAYS,
                                description="how many days")] = 7,
-    product: Annotated[list[str] | None, Query(description="only these products "
+    product: Annotated[list[LookupName] | None, Query(description="only these products "
                                                            "(repeatable)")] = None,
 ) -> Any:
     row = await tenants_service.get_tenant(session, tenant)

@@ -5,13 +5,18 @@ history (forecasting/future.py), never a refusal for a missing one."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import threading
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
+from cachetools import LRUCache
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ovencast.db.tables import ModelVersion, Tenant
@@ -23,16 +28,23 @@ from ovencast.errors import (
 )
 from ovencast.forecasting.families.base import ForecastModel
 from ovencast.forecasting.features import format_date_range, runs_of_dates
-from ovencast.forecasting.frame import CLOSED, DATE, PRODUCT, YHAT
+from ovencast.forecasting.frame import (
+    CLOSED,
+    DATE,
+    PRODUCT,
+    YHAT,
+    ZERO_SALES,
+    closed_days_as_zero_sales,
+)
 from ovencast.forecasting.future import FutureRegressors, future_regressors
 from ovencast.forecasting.quantiles import QuantileCalibration
 from ovencast.forecasting.season import OffSeason
 from ovencast.models import repository as models_repository
 from ovencast.models.service import load_verified
 from ovencast.settings import Settings
-from ovencast.sources.base import DataSource
+from ovencast.sources.base import DataSource, SourceData
 from ovencast.sources.database import DatabaseSource
-from ovencast.store import store_for
+from ovencast.store import ModelStore, store_for
 
 T = TypeVar("T")
 
@@ -127,7 +139,32 @@ async def forecast_tenant(session: AsyncSession, tenant: Tenant, *, settings: Se
                              f"after the last sales date ({last.isoformat()}); asked for "
                              f"{first.isoformat()}")
     dates = pd.date_range(first, periods=days, freq="D")
-    store = store_for(settings)
+    # Regressors for the forecast dates come from where the training data came from
+    # (imported data, or the upstream services).
+    data = await source.regressors(tenant.name)
+    # Loading, checking and predicting is CPU work: off the event loop, so that one
+    # forecast never holds up the other requests.
+    results, notes, fallbacks = await asyncio.get_running_loop().run_in_executor(
+        _executor(settings.forecast_threads), _compute, versions, dates, data, tenant,
+        store_for(settings))
+    history = None
+    if with_history:
+        history = await _recent_sales(source, tenant, [v.product for v in versions],
+                                      before=dates[0])
+    return TenantForecast(tenant=tenant.name, dates=dates, results=results, notes=notes,
+                          last_sales_date=last, fallbacks=fallbacks, history=history)
+
+
+@functools.lru_cache(maxsize=4)
+def _executor(threads: int) -> ThreadPoolExecutor:
+    """The process's forecast threads (FORECAST_THREADS): few, because the work holds the
+    GIL; the event loop then keeps its share for the other requests."""
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ovencast-forecast")
+
+
+def _compute(versions: Sequence[ModelVersion], dates: pd.DatetimeIndex, data: SourceData,
+             tenant: Tenant, store: ModelStore
+             ) -> tuple[list[ProductForecast], tuple[str, ...], list[dict[str, Any]]]:
     models: dict[str, ForecastModel] = {}
     results: dict[str, ProductForecast] = {}
     for version in versions:
@@ -135,25 +172,40 @@ async def forecast_tenant(session: AsyncSession, tenant: Tenant, *, settings: Se
             models[version.product] = load_verified(store, version)
         except OvencastError as exc:
             results[version.product] = _refused(version, exc)
-    # Regressors for the forecast dates come from where the training data came from
-    # (imported data, or the upstream services); one product's load carries them all.
-    data = await source.load(tenant.name, products=[versions[0].product])
     columns = list(dict.fromkeys(r for m in models.values() for r in m.regressors))
-    future = future_regressors(dates, data.regressors, columns=columns,
-                               kinds=data.regressor_sources, country=tenant.country,
-                               subdivision=tenant.subdivision)
+    future = _future(dates, data, columns, tenant)
     for version in versions:
         model = models.get(version.product)
         if model is not None:
             results[version.product] = _forecast_product(version, model, future)
-    history = None
-    if with_history:
-        history = await _recent_sales(source, tenant, [v.product for v in versions],
-                                      before=dates[0])
-    return TenantForecast(
-        tenant=tenant.name, dates=dates, results=[results[v.product] for v in versions],
-        notes=(*future.notes, *future.summary(columns)), last_sales_date=last,
-        fallbacks=fallback_spans(future, columns), history=history)
+    return ([results[v.product] for v in versions], (*future.notes, *future.summary(columns)),
+            fallback_spans(future, columns))
+
+
+# The future regressors of (data version, dates, columns, holiday calendar): the same
+# for every request until the tenant's data changes. Entries are shared, never changed.
+_FutureKey = tuple[str, tuple[pd.Timestamp, ...], tuple[str, ...], str | None, str | None]
+_futures: LRUCache[_FutureKey, FutureRegressors] = LRUCache(maxsize=256)
+_futures_lock = threading.Lock()  # the forecast threads share it
+
+
+def _future(dates: pd.DatetimeIndex, data: SourceData, columns: list[str], tenant: Tenant
+            ) -> FutureRegressors:
+    def compute() -> FutureRegressors:
+        return future_regressors(dates, data.regressors, columns=columns,
+                                 kinds=data.regressor_sources, country=tenant.country,
+                                 subdivision=tenant.subdivision)
+
+    if data.version is None:
+        return compute()
+    key = (data.version, tuple(dates), tuple(columns), tenant.country, tenant.subdivision)
+    with _futures_lock:
+        kept = _futures.get(key)
+    if kept is None:
+        kept = compute()
+        with _futures_lock:
+            _futures[key] = kept
+    return kept
 
 
 async def _recent_sales(source: DataSource, tenant: Tenant, products: Sequence[str], *,
@@ -188,14 +240,19 @@ def _forecast_product(version: ModelVersion, model: ForecastModel,
                       future: FutureRegressors) -> ProductForecast:
     frame = future.frame_for(model.regressors)
     dates = pd.DatetimeIndex(frame[DATE])
+    # The original approach (`--models prophet`) forecasts closed days as days without
+    # sales, as it was fitted; every other model forecasts them 0.
+    as_fitted = (closed_days_as_zero_sales(frame)
+                 if (version.details or {}).get("closed_days") == ZERO_SALES else frame)
     try:
-        yhat = model.predict(frame)
+        yhat = model.predict(as_fitted)
     except ValueError as exc:  # e.g. a date before the end of the model's data
         return _refused(version, ForecastUnavailable(f"{version.product}: {exc}"))
     closed = frame[CLOSED].to_numpy(dtype=bool)
     off, notes = off_season_days(version.product, version.details, dates)
     yhat = np.where(off, 0.0, yhat)
-    p10, p50, p90 = forecast_quantiles(version.details, yhat, closed | off)
+    p10, p50, p90 = forecast_quantiles(version.details, yhat,
+                                       as_fitted[CLOSED].to_numpy(dtype=bool) | off)
     fallback = [", ".join(columns) for columns in future.fallbacks_of(model.regressors)]
     chosen = (version.details.get("selection") or {}).get("chosen") or version.family
     rows = pd.DataFrame({

@@ -4,6 +4,10 @@ and a WebSocket that streams a job's progress.
 The WebSocket subscribes to the job's events (PostgreSQL LISTEN) *before* it reads the
 snapshot from the database, so nothing that happens in between is lost; a client may see
 an event the snapshot already reflects, never miss one. It closes after the job's end.
+
+Job ids count across tenants: every route here checks the job's tenant against the
+caller's key (`job_access`; the WebSocket does the same checks itself) and answers
+another tenant's job exactly as one that does not exist.
 """
 
 from __future__ import annotations
@@ -16,16 +20,26 @@ from contextlib import AbstractAsyncContextManager
 from fastapi import APIRouter, Depends, WebSocket, WebSocketDisconnect, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ovencast.api.dependencies import Session, SettingsDep, get_database
-from ovencast.api.errors import error_code, error_responses
+from ovencast.api.dependencies import (
+    Session,
+    SettingsDep,
+    get_database,
+    identify,
+    job_access,
+    tenant_access,
+    websocket_key,
+    websocket_origin_allowed,
+)
+from ovencast.api.errors import ACCESS_ERRORS, error_code, error_responses, status_for
 from ovencast.db.session import unit_of_work
 from ovencast.db.tables import TrainingJob
 from ovencast.db.urls import libpq_conninfo
-from ovencast.errors import NotFound, OvencastError
+from ovencast.errors import OvencastError
 from ovencast.events.progress import Event, JobEvent
 from ovencast.jobs import repository
 from ovencast.jobs import service as jobs_service
 from ovencast.jobs.schemas import (
+    JobId,
     JobLinks,
     TrainingJobAccepted,
     TrainingJobCreate,
@@ -33,6 +47,8 @@ from ovencast.jobs.schemas import (
     TrainingJobOut,
     TrainingRunOut,
 )
+from ovencast.keys.access import Caller
+from ovencast.keys.roles import Role
 from ovencast.models import repository as models_repository
 from ovencast.observability.logs import get_logger
 from ovencast.sources.service import open_data_source, resolve_tenant
@@ -41,11 +57,14 @@ from ovencast.tenants import service as tenants_service
 
 log = get_logger(__name__)
 
-router = APIRouter(tags=["training-jobs"])
+router = APIRouter(tags=["training-jobs"], responses=ACCESS_ERRORS)
 
 JOBS_PATH = "/api/v1/training-jobs"
-# WebSocket close codes: 1000 normal (job ended); 4404 no such job; 1011 server-side error.
-CLOSE_NOT_FOUND = 4404
+# WebSocket close codes: 1000 normal (job ended); 1011 server-side error; a refusal is
+# 4000 + the HTTP status of its error: 4401 no or bad key, 4403 origin not allowed,
+# 4404 no such job (or another tenant's), 4429 rate limit.
+CLOSE_REFUSED_BASE = 4000
+CLOSE_SERVER_ERROR = 1011
 
 EventSource = Callable[[str, int], AbstractAsyncContextManager[AsyncIterator[Event]]]
 
@@ -90,7 +109,7 @@ async def job_detail(session: AsyncSession, job_id: int) -> TrainingJobDetail:
 @router.post("/tenants/{tenant}/training-jobs", status_code=status.HTTP_202_ACCEPTED,
              response_model=TrainingJobAccepted,
              summary="Queue a training job (the workers pick it up)",
-             responses=error_responses(404, 422))
+             responses=error_responses(404, 422), dependencies=[tenant_access(Role.TRAIN)])
 async def submit_training_job(tenant: str, body: TrainingJobCreate, session: Session,
                               settings: SettingsDep) -> TrainingJobAccepted:
     async with open_data_source(session, settings=settings) as source:
@@ -102,7 +121,8 @@ async def submit_training_job(tenant: str, body: TrainingJobCreate, session: Ses
 
 
 @router.get("/tenants/{tenant}/training-jobs", response_model=list[TrainingJobOut],
-            summary="A tenant's training jobs, newest first", responses=error_responses(404))
+            summary="A tenant's training jobs, newest first", responses=error_responses(404),
+            dependencies=[tenant_access(Role.READ)])
 async def list_training_jobs(tenant: str, session: Session) -> list[TrainingJobOut]:
     row = await tenants_service.get_tenant(session, tenant)
     jobs: Sequence[TrainingJob] = await repository.jobs_of(session, row.id)
@@ -111,14 +131,15 @@ async def list_training_jobs(tenant: str, session: Session) -> list[TrainingJobO
 
 @router.get("/training-jobs/{job_id}", response_model=TrainingJobDetail,
             summary="A job: status, timestamps, per-product outcome, reports",
-            responses=error_responses(404))
-async def get_training_job(job_id: int, session: Session) -> TrainingJobDetail:
+            responses=error_responses(404), dependencies=[job_access(Role.READ)])
+async def get_training_job(job_id: JobId, session: Session) -> TrainingJobDetail:
     return await job_detail(session, job_id)
 
 
 @router.post("/training-jobs/{job_id}/cancel", response_model=TrainingJobOut,
-             summary="Cancel a job that has not ended", responses=error_responses(404, 409))
-async def cancel_training_job(job_id: int, session: Session) -> TrainingJobOut:
+             summary="Cancel a job that has not ended", responses=error_responses(404, 409),
+             dependencies=[job_access(Role.TRAIN)])
+async def cancel_training_job(job_id: JobId, session: Session) -> TrainingJobOut:
     job = await jobs_service.cancel_job(session, job_id)
     return _job_out(job, await _tenant_name(session, job.tenant_id))
 
@@ -132,16 +153,19 @@ def get_event_source() -> EventSource:
 
 
 @router.websocket("/training-jobs/{job_id}/events", name="training_job_events")
-async def training_job_events(websocket: WebSocket, job_id: int,
+async def training_job_events(websocket: WebSocket, job_id: JobId,
                               event_source: EventSource = Depends(get_event_source)) -> None:
     """Messages (JSON): first `{"type": "snapshot", "job_id", ...the job as GET shows it}`,
     then `{"type": "product", "product", "event": queued|started|backtest|trial|
     family_failed|finished|failed|timed_out, ...}` and finally `{"type": "job",
-    "status"}`, after which the server closes (1000). No such job: `{"type": "error",
-    ...}` and close code 4404."""
+    "status"}`, after which the server closes (1000). Refused: `{"type": "error", ...}`
+    and close code 4000 + its HTTP status (4403 an `Origin` not in ALLOWED_ORIGINS, 4401
+    no or bad key, given as `?token=` or `Authorization: Bearer`, 4429 rate limit, 4404
+    no such job, or another tenant's)."""
     database = get_database(websocket)
     await websocket.accept()
     try:
+        await _check_access(websocket, job_id)
         conninfo = libpq_conninfo(database.settings.resolved_database_url)
         async with event_source(conninfo, job_id) as events:
             async with unit_of_work(database.sessions) as session:
@@ -155,12 +179,24 @@ async def training_job_events(websocket: WebSocket, job_id: int,
     except WebSocketDisconnect:
         return
     except OvencastError as exc:
+        status = status_for(exc)
         await _close_with_error(websocket, error_code(exc), exc.message,
-                                CLOSE_NOT_FOUND if isinstance(exc, NotFound) else 1011)
+                                CLOSE_REFUSED_BASE + status if 400 <= status < 500
+                                else CLOSE_SERVER_ERROR)
     except (OSError, ValueError) as exc:  # event stream unavailable (no PostgreSQL...)
         log.error("api.job_events.unavailable", job_id=job_id, error=str(exc))
         await _close_with_error(websocket, "events_unavailable",
-                                f"job events are unavailable: {exc}", 1011)
+                                f"job events are unavailable: {exc}", CLOSE_SERVER_ERROR)
+
+
+async def _check_access(websocket: WebSocket, job_id: int) -> Caller:
+    """What `job_access(Role.READ)` checks for HTTP, plus the browser's `Origin`."""
+    websocket_origin_allowed(websocket)
+    caller = await identify(websocket, websocket_key(websocket))
+    async with unit_of_work(get_database(websocket).sessions) as session:
+        await jobs_service.get_job(session, job_id, tenant_id=caller.tenant_id)
+    caller.require_role(Role.READ)
+    return caller
 
 
 async def _forward(websocket: WebSocket, events: AsyncIterator[Event]) -> None:

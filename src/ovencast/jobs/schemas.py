@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
+from ovencast.db.base import MAX_ROW_ID
 from ovencast.jobs.states import JobStatus, RunStatus
+
+# A job id in a path: out of range (0, 2^63...) is a 422, never a driver error.
+JobId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="the training job's id")]
 
 
 class TrainingJobCreate(BaseModel):

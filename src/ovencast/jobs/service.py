@@ -13,6 +13,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ovencast.db.base import utcnow
+from ovencast.db.batches import batches
 from ovencast.db.tables import Tenant, TrainingJob, TrainingRun
 from ovencast.errors import Conflict, InvalidDataset, InvalidRequest, NotFound
 from ovencast.events.progress import JobEvent, Queued, run_ended
@@ -45,6 +46,14 @@ _DEFER_SQL = text("""
         ROW(:queue, :task, 0, :lock, NULL, CAST(:args AS jsonb), NULL)
     ]::procrastinate_job_to_defer_v1[]))
 """)
+# Many tasks of one name in one statement: their arguments travel as one array parameter.
+_DEFER_MANY_SQL = text("""
+    SELECT unnest(procrastinate_defer_jobs_v1(ARRAY(
+        SELECT ROW(:queue, :task, 0, NULL, NULL, CAST(args AS jsonb),
+                   NULL)::procrastinate_job_to_defer_v1
+        FROM unnest(CAST(:args AS text[])) AS args)))
+""")
+DEFERRED_PER_STATEMENT = 5_000
 
 
 def parse_families(models: Sequence[str] | None) -> tuple[str, ...]:
@@ -87,9 +96,13 @@ async def new_job(session: AsyncSession, tenant: Tenant, *,
     return job
 
 
-async def get_job(session: AsyncSession, job_id: int) -> TrainingJob:
+async def get_job(session: AsyncSession, job_id: int, *, tenant_id: int | None = None
+                  ) -> TrainingJob:
+    """The job, or `NotFound`. With `tenant_id`, a job of another tenant is `NotFound` in
+    the very same words: job ids count across tenants, and a caller must not learn that
+    another tenant's job exists."""
     job = await repository.get_job(session, job_id)
-    if job is None:
+    if job is None or (tenant_id is not None and job.tenant_id != tenant_id):
         raise NotFound(f"training job {job_id} does not exist")
     return job
 
@@ -193,11 +206,21 @@ async def submit_job(session: AsyncSession, tenant: Tenant, *,
     return job
 
 
+async def defer_many(session: AsyncSession, task: str, arguments: Sequence[dict[str, Any]]
+                     ) -> None:
+    """Enqueue `task` once per set of `arguments`, inside the session's transaction, a few
+    thousand per statement (a job of 100,000 products is 20 statements, not 100,000)."""
+    for batch in batches(arguments, DEFERRED_PER_STATEMENT):
+        await session.execute(_DEFER_MANY_SQL, {"queue": QUEUE, "task": task,
+                                                "args": [json.dumps(a) for a in batch]})
+
+
 async def fan_out(session: AsyncSession, job: TrainingJob, runs: Sequence[TrainingRun]) -> None:
     """Enqueue one task per pending run (same transaction as the runs)."""
+    await defer_many(session, TRAIN_TASK, [{"job_id": job.id, "run_id": run.id}
+                                           for run in runs if run.status is RunStatus.PENDING])
     for run in runs:
         if run.status is RunStatus.PENDING:
-            await defer(session, TRAIN_TASK, job_id=job.id, run_id=run.id)
             await notify_in_transaction(session, Queued(job_id=job.id, product=run.product))
         else:
             await notify_in_transaction(session, run_ended(job.id, run.product, run.status,
@@ -229,8 +252,40 @@ async def close_job_if_done(session: AsyncSession, job_id: int) -> TrainingJob |
     return job
 
 
+async def reap_orphans(session: AsyncSession) -> list[TrainingJob]:
+    """End what nothing will end any more (service shape): a run whose queue task gave up
+    (its retries spent on a database outage, say) is failed with the reason, and the
+    fan-in runs for its job; a queued job whose preparation task gave up is failed.
+    Returns the jobs closed (their global models are retired after the commit)."""
+    closed: list[TrainingJob] = []
+    for run_id, job_id, queue_status in await repository.orphaned_runs(session, TRAIN_TASK):
+        run = await repository.get_run(session, run_id)
+        assert run is not None
+        run.status, run.finished_at = RunStatus.FAILED, utcnow()
+        run.reason = (f"its training task ended ({queue_status}) without recording an "
+                      "outcome; see the worker's log")
+        await notify_in_transaction(session, run_ended(job_id, run.product, run.status,
+                                                       run.reason))
+        log.warning("training.run.reaped", job_id=job_id, run_id=run_id,
+                    queue_status=queue_status)
+        job = await close_job_if_done(session, job_id)
+        if job is not None:
+            closed.append(job)
+    for job_id in await repository.orphaned_jobs(session, PREPARE_TASK):
+        job = await fail_job(session, job_id, "its preparation task ended without "
+                                              "preparing it; see the worker's log")
+        await notify_in_transaction(session, job_event(job))
+    return closed
+
+
 def job_event(job: TrainingJob) -> JobEvent:
     return JobEvent(job_id=job.id, status=job.status, error=job.error)
+
+
+async def lock_job(session: AsyncSession, job_id: int) -> TrainingJob:
+    """The job, its row locked until the transaction ends (PostgreSQL; SQLite serialises
+    writers anyway): its status cannot change under the caller."""
+    return await _locked_job(session, job_id)
 
 
 async def _locked_job(session: AsyncSession, job_id: int) -> TrainingJob:

@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ovencast.db.batches import IDS_PER_QUERY, batches
 from ovencast.db.tables import ModelVersion
 
 
@@ -42,6 +43,15 @@ async def list_versions(session: AsyncSession, tenant_id: int, *, product: str |
                                                  ModelVersion.version))).all()
 
 
+async def lock_product(session: AsyncSession, tenant_id: int, product: str) -> None:
+    """Lock the product's version rows until the transaction ends (PostgreSQL; SQLite
+    serialises writers anyway): activations and new versions of one product take turns
+    instead of racing for the one-active index."""
+    await session.execute(select(ModelVersion.id).where(
+        ModelVersion.tenant_id == tenant_id, ModelVersion.product == product
+    ).with_for_update())
+
+
 async def deactivate_all(session: AsyncSession, tenant_id: int, product: str) -> None:
     await session.execute(update(ModelVersion).where(
         ModelVersion.tenant_id == tenant_id, ModelVersion.product == product,
@@ -64,7 +74,8 @@ async def latest_of_family(session: AsyncSession, tenant_id: int, product: str, 
 
 
 async def get_by_ids(session: AsyncSession, ids: Sequence[int]) -> Sequence[ModelVersion]:
-    if not ids:
-        return []
-    return (await session.scalars(select(ModelVersion).where(
-        ModelVersion.id.in_(list(ids))))).all()
+    found: list[ModelVersion] = []
+    for batch in batches(ids, IDS_PER_QUERY):
+        found += (await session.scalars(select(ModelVersion).where(
+            ModelVersion.id.in_(batch)))).all()
+    return found

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
+
+from ovencast.db.base import MAX_ROW_ID
+
+# A version number in a path: out of range (0, 2^63...) is a 422, never a driver error.
+VersionNumber = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="the version number")]
 
 
 class ModelVersionOut(BaseModel):

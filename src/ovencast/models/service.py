@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ovencast.db.tables import ModelVersion, Tenant
-from ovencast.errors import ChecksumMismatch, ModelNotFound
+from ovencast.errors import ChecksumMismatch, Conflict, ModelNotFound
 from ovencast.models import repository
 from ovencast.observability.logs import get_logger
 from ovencast.observability.metrics import CHECKSUM_FAILURES
@@ -41,8 +44,9 @@ class NewVersion:
 
 async def record_version(session: AsyncSession, tenant: Tenant, new: NewVersion,
                          artifact: StoredArtifact, *, version: int,
-                         versioning_enabled: bool) -> ModelVersion:
-    """Make `new` the active version of its product.
+                         versioning_enabled: bool, activate: bool = True) -> ModelVersion:
+    """Record `new` and make it the active version of its product (`activate`), or keep
+    it beside the active one (a cancelled job's late product).
 
     With versioning enabled a new row is added and the previous active one deactivated
     (kept for roll-back). With versioning disabled the active row is overwritten in place
@@ -53,6 +57,11 @@ async def record_version(session: AsyncSession, tenant: Tenant, new: NewVersion,
         regressors=new.regressors, artifact_key=artifact.key, sha256=artifact.sha256,
         size_bytes=artifact.size_bytes, data_start=new.data_start, data_end=new.data_end,
         library_versions=new.library_versions, training_job_id=new.training_job_id)
+    await repository.lock_product(session, tenant.id, new.product)
+    if not activate:
+        return await repository.add(session, ModelVersion(
+            tenant_id=tenant.id, product=new.product, version=version, is_active=False,
+            **fields))
     if not versioning_enabled:
         current = await repository.get_version(session, tenant.id, new.product, version)
         if current is not None:
@@ -74,21 +83,38 @@ async def list_versions(session: AsyncSession, tenant: Tenant, *, product: str |
 
 async def activate(session: AsyncSession, tenant: Tenant, product: str, version: int
                    ) -> ModelVersion:
-    """Roll back or forward: make `version` the active one."""
+    """Roll back or forward: make `version` the active one. Concurrent activations of one
+    product take turns (the last one wins); a race the database still refuses is a
+    `Conflict`, never a server error."""
+    await repository.lock_product(session, tenant.id, product)
     row = await repository.get_version(session, tenant.id, product, version)
     if row is None:
         raise ModelNotFound(f"no version {version} of product {product!r} for tenant "
                             f"{tenant.name!r}")
-    await repository.deactivate_all(session, tenant.id, product)
-    row.is_active = True
-    await session.flush()
+    try:
+        await repository.deactivate_all(session, tenant.id, product)
+        row.is_active = True
+        await session.flush()
+    except IntegrityError:
+        raise Conflict(f"{product!r} is being activated by another request; try again"
+                       ) from None
     log.info("model.activated", tenant=tenant.name, product=product, version=version)
     return row
 
 
+# Deserialised models by the SHA-256 of their artifact: a forecast request re-reads and
+# re-checks the bytes every time (cheap), but parses them (JSON, LightGBM's model text:
+# the expensive part) once per process. Thread-safe: forecasts run in threads.
+MODEL_CACHE_SIZE = 256
+_models: OrderedDict[str, ForecastModel] = OrderedDict()
+_models_lock = threading.Lock()
+
+
 def load_verified(store: ModelStore, version: ModelVersion) -> ForecastModel:
     """Load an artifact; the store verifies the SHA-256 recorded in the database before a
-    single byte is deserialised. A mismatch is logged, counted and re-raised."""
+    single byte is deserialised, on every call. A mismatch is logged, counted and
+    re-raised. The deserialised model is shared by every call with the same digest (read
+    only: predicting never changes a model)."""
     try:
         payload = store.load(version.artifact_key, expected_sha256=version.sha256)
     except ChecksumMismatch as exc:
@@ -97,8 +123,18 @@ def load_verified(store: ModelStore, version: ModelVersion) -> ForecastModel:
                   key=version.artifact_key, error=str(exc))
         raise ChecksumMismatch(
             f"product {version.product!r} version {version.version}: {exc}") from exc
+    digest = version.sha256.lower()
+    with _models_lock:
+        if digest in _models:
+            _models.move_to_end(digest)
+            return _models[digest]
     # Imported here: listing or activating versions (`ovencast models`) needs no model
     # family, and the families import pandas and the forecasting stack (0.6 s).
     from ovencast.forecasting.families.registry import load_model
 
-    return load_model(payload)
+    model = load_model(payload)
+    with _models_lock:
+        _models[digest] = model
+        while len(_models) > MODEL_CACHE_SIZE:
+            _models.popitem(last=False)
+    return model

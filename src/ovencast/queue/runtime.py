@@ -17,7 +17,7 @@ from ovencast.db.urls import libpq_conninfo
 from ovencast.events.progress import EventSink, ProductEvent
 from ovencast.events.publish import EventPublisher
 from ovencast.settings import Settings
-from ovencast.training.fitting import FitPlan, FitResult, PriorFit
+from ovencast.training.plan import FitPlan, FitResult, PriorFit
 from ovencast.training.pool import EventPump, fit_in_child, start_workers_early, worker_context
 from ovencast.training.task import ProductTask
 from ovencast.training.worker import ProductTimedOut

@@ -3,19 +3,21 @@
 prepare_training_job(job_id)   validate, record runs, fan out one train_product per run
 train_product(job_id, run_id)  advisory lock, fit in a child process, store, record, and
                                fan in: the last run to end closes the job
-Both are idempotent, so a task retried after its worker died does the right thing.
+Both are idempotent, so a task retried after its worker died, or after a database
+error, does the right thing. Every other failure ends the job or run `failed` with the
+reason.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from procrastinate import Blueprint, JobContext
+from procrastinate import Blueprint, JobContext, RetryStrategy
 
 from ovencast.db.base import utcnow
-from ovencast.db.session import unit_of_work
+from ovencast.db.session import DATABASE_ERRORS, unit_of_work
 from ovencast.db.tables import Tenant
-from ovencast.errors import OvencastError
+from ovencast.errors import failure_reason
 from ovencast.events.progress import Failed
 from ovencast.events.publish import notify_in_transaction
 from ovencast.jobs import repository as jobs_repository
@@ -27,7 +29,7 @@ from ovencast.queue.runtime import WorkerRuntime
 from ovencast.sources.service import open_data_source
 from ovencast.training import tenant_stage
 from ovencast.training.advisory_lock import advisory_lock
-from ovencast.training.prepare import prepare_job, product_task
+from ovencast.training.prepare import load_job_data, plan_job, product_task, record_plan
 from ovencast.training.worker import train_one
 
 log = get_logger(__name__)
@@ -40,31 +42,52 @@ def _runtime(context: JobContext) -> WorkerRuntime:
     return runtime
 
 
-@blueprint.task(name="prepare_training_job", queue=QUEUE, pass_context=True)
+# Database errors (an outage, a restart, a lost connection) are retried with backoff:
+# the tasks are idempotent. Whatever still fails is failed by the task itself when it
+# can write, else by the reaper once the database is back (queue/worker.py).
+DATABASE_RETRY = RetryStrategy(max_attempts=6, exponential_wait=2,
+                               retry_exceptions=set(DATABASE_ERRORS))
+
+
+def _is_database_error(exc: BaseException) -> bool:
+    return isinstance(exc, DATABASE_ERRORS)
+
+
+@blueprint.task(name="prepare_training_job", queue=QUEUE, pass_context=True,
+                retry=DATABASE_RETRY)
 async def prepare_training_job(context: JobContext, job_id: int) -> None:
     runtime = _runtime(context)
-    sessions = runtime.database.sessions
+    settings, sessions = runtime.settings, runtime.database.sessions
     try:
-        async with unit_of_work(sessions) as session:
+        async with unit_of_work(sessions) as session, \
+                open_data_source(session, settings=settings) as source:
             job = await jobs_service.get_job(session, job_id)
             if job.status is not JobStatus.QUEUED:  # cancelled, or a retried fan-out
                 return
             tenant = await session.get(Tenant, job.tenant_id)
             assert tenant is not None
-            async with open_data_source(session, settings=runtime.settings) as source:
-                prepared = await prepare_job(session, tenant, job,
-                                             settings=runtime.settings, source=source)
+            loaded = await load_job_data(source, tenant, job, settings=settings)
+        # The tenant stage runs with no transaction open.
+        plan = await plan_job(loaded, tenant, job, settings=settings)
+        async with unit_of_work(sessions) as session:
+            job = await jobs_service.lock_job(session, job_id)
+            if job.status is not JobStatus.QUEUED:  # cancelled while it was planned
+                return
+            prepared = await record_plan(session, tenant, job, plan, settings=settings)
             runs = await jobs_repository.runs_of(session, job.id)
             await jobs_service.fan_out(session, job, runs)
             if not prepared.tasks:
                 await jobs_service.close_job_if_done(session, job.id)
-    except OvencastError as exc:
+    except Exception as exc:
+        if _is_database_error(exc):
+            raise  # retried; the reaper fails the job if it never gets through
+        log.error("training.job.prepare_failed", job_id=job_id, exc_info=exc)
         async with unit_of_work(sessions) as session:
-            job = await jobs_service.fail_job(session, job_id, exc.message)
+            job = await jobs_service.fail_job(session, job_id, failure_reason(exc))
             await notify_in_transaction(session, jobs_service.job_event(job))
 
 
-@blueprint.task(name="train_product", queue=QUEUE, pass_context=True)
+@blueprint.task(name="train_product", queue=QUEUE, pass_context=True, retry=DATABASE_RETRY)
 async def train_product(context: JobContext, job_id: int, run_id: int) -> None:
     runtime = _runtime(context)
     settings, sessions = runtime.settings, runtime.database.sessions
@@ -82,11 +105,15 @@ async def train_product(context: JobContext, job_id: int, run_id: int) -> None:
                 async with open_data_source(session, settings=settings) as source:
                     task = await product_task(session, tenant, job, run,
                                               settings=settings, source=source)
-            except OvencastError as exc:
-                run.status, run.reason = RunStatus.FAILED, exc.message
+            except Exception as exc:
+                if _is_database_error(exc):
+                    raise
+                log.error("training.product.prepare_failed", job_id=job_id,
+                          product=run.product, exc_info=exc)
+                run.status, run.reason = RunStatus.FAILED, failure_reason(exc)
                 run.finished_at = utcnow()
                 await notify_in_transaction(session, Failed(
-                    job_id=job_id, product=run.product, reason=exc.message))
+                    job_id=job_id, product=run.product, reason=run.reason))
     if task is not None:
 
         def lock(tenant_id: int, product: str) -> Any:

@@ -1,10 +1,15 @@
-"""`ovencast worker`: a procrastinate worker plus the recovery of stalled jobs.
+"""`ovencast worker`: a procrastinate worker plus the recovery of stalled jobs and the
+reaping of orphans.
 
 A worker killed with SIGKILL stops sending heartbeats; its jobs stay `doing`. Every worker
 periodically asks procrastinate for jobs whose worker has been silent for longer than
 WORKER_STALLED_AFTER_SECONDS and puts them back in the queue (procrastinate's documented
 stalled-job recipe), so another worker trains the product. The PostgreSQL advisory lock of
 the dead worker went away with its connection.
+
+A task that gave up (its retries of a database error spent) leaves its run or job open:
+the same loop fails those with the reason (`jobs.service.reap_orphans`), so every job
+ends.
 """
 
 from __future__ import annotations
@@ -14,11 +19,14 @@ import contextlib
 from collections.abc import Sequence
 
 from ovencast.db import migrate
+from ovencast.db.session import unit_of_work
+from ovencast.jobs import service as jobs_service
 from ovencast.jobs.service import QUEUE
 from ovencast.observability.logs import get_logger
 from ovencast.queue.app import make_app
 from ovencast.queue.runtime import WorkerRuntime
 from ovencast.settings import Settings
+from ovencast.training import tenant_stage
 
 log = get_logger(__name__)
 
@@ -32,7 +40,7 @@ async def run_worker(settings: Settings, *, name: str | None = None,
         await migrate.check_schema(runtime.database.engine)
         app = make_app(settings)
         async with app.open_async():
-            recovery = asyncio.create_task(_recover_stalled(app, settings))
+            recovery = asyncio.create_task(_recover_stalled(app, runtime))
             try:
                 log.info("worker.started", name=name,
                          concurrency=settings.max_concurrent_training_jobs)
@@ -51,10 +59,18 @@ async def run_worker(settings: Settings, *, name: str | None = None,
         await runtime.close()
 
 
-async def _recover_stalled(app: object, settings: Settings) -> None:
+async def _recover_stalled(app: object, runtime: WorkerRuntime) -> None:
+    settings = runtime.settings
     manager = app.job_manager  # type: ignore[attr-defined]
     while True:
         await asyncio.sleep(settings.worker_heartbeat_seconds)
+        try:
+            async with unit_of_work(runtime.database.sessions) as session:
+                closed = await jobs_service.reap_orphans(session)
+            for job in closed:
+                tenant_stage.retire(job, settings)
+        except Exception as exc:  # recovery must never take the worker down
+            log.error("worker.reaper_failed", error=str(exc))
         try:
             stalled = await manager.get_stalled_jobs(
                 queue=QUEUE, seconds_since_heartbeat=settings.worker_stalled_after_seconds)

@@ -49,6 +49,9 @@ class SourceData:
     regressors: pd.DataFrame  # date + numeric columns
     regressor_sources: dict[str, str]  # column -> weather | traffic | calendar
     warnings: list[str] = field(default_factory=list)
+    # Names this exact content (the database source: the tenant's data version), so
+    # what is derived from it may be kept; None: unknown, derive again each time.
+    version: str | None = None
 
 
 def empty_sales() -> pd.DataFrame:
@@ -83,6 +86,10 @@ class DataSource(abc.ABC):
     async def load(self, tenant_name: str, *, until: date | None = None,
                    products: Sequence[str] | None = None) -> SourceData:
         """Sales (<= until, only `products` when given) and every regressor."""
+
+    @abc.abstractmethod
+    async def regressors(self, tenant_name: str) -> SourceData:
+        """Every regressor, no sales: what forecasting with trained models needs."""
 
     @abc.abstractmethod
     async def last_sales_date(self, tenant_name: str) -> date | None:

@@ -9,6 +9,7 @@ why.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Sequence
 from datetime import date
 from typing import Any
@@ -76,21 +77,29 @@ class HttpSource(DataSource):
 
     async def load(self, tenant_name: str, *, until: date | None = None,
                    products: Sequence[str] | None = None) -> SourceData:
-        jobs: dict[str, Awaitable[Any]] = {
-            "sales": self._sales(tenant_name, until=until, products=products),
+        sales_task = asyncio.ensure_future(self._sales(tenant_name, until=until,
+                                                       products=products))
+        regressors_task = asyncio.ensure_future(self.regressors(tenant_name))
+        try:
+            sales: pd.DataFrame = await sales_task
+            data = await regressors_task
+        except BaseException:
+            # Sales (or the calendar) failed: the job fails, the rest is not waited for.
+            await _cancel(sales_task, regressors_task)
+            raise
+        return dataclasses.replace(data, sales=sales)
+
+    async def regressors(self, tenant_name: str) -> SourceData:
+        jobs: dict[str, Awaitable[pd.DataFrame]] = {
             "calendar": self._series(tenant_name, "calendar")}
         for series in OPTIONAL_SERIES:
             if series in self.clients:
                 jobs[series] = self._series(tenant_name, series)
         tasks = {name: asyncio.ensure_future(job) for name, job in jobs.items()}
         try:
-            sales: pd.DataFrame = await tasks["sales"]
             frames: dict[str, pd.DataFrame] = {"calendar": await tasks["calendar"]}
         except BaseException:
-            # Sales failed: the job fails, so weather and traffic are not waited for.
-            for task in tasks.values():
-                task.cancel()
-            await asyncio.gather(*tasks.values(), return_exceptions=True)
+            await _cancel(*tasks.values())
             raise
         warnings: list[str] = []
         for series in OPTIONAL_SERIES:
@@ -103,8 +112,8 @@ class HttpSource(DataSource):
                 log.warning("upstream.regressors_left_out", tenant=tenant_name,
                             service=series, cause=str(exc))
         regressors, sources = _merge_series(frames, warnings)
-        return SourceData(sales=sales, regressors=regressors, regressor_sources=sources,
-                          warnings=warnings)
+        return SourceData(sales=empty_sales(), regressors=regressors,
+                          regressor_sources=sources, warnings=warnings)
 
     async def last_sales_date(self, tenant_name: str) -> date | None:
         """From the tenant's profile (`last_date`), or, when the service does not say,
@@ -219,3 +228,9 @@ def _merge_series(frames: dict[str, pd.DataFrame], warnings: list[str]
     columns = sorted(c for c in merged.columns if c != "date")
     merged = merged[["date", *columns]].sort_values("date").reset_index(drop=True)
     return merged, sources
+
+
+async def _cancel(*tasks: asyncio.Future[Any]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

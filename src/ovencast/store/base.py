@@ -260,15 +260,16 @@ class ModelStore(ABC):
         actual = sha256_hex(payload)
         expected = expected_sha256.lower()
         if actual != expected:
-            shown_uri = self.uri_for(key)
+            # The message names the key, never the server's path (it reaches API clients);
+            # the log has the full uri.
             log.error(
                 "store.checksum.mismatch",
-                uri=shown_uri,
+                uri=self.uri_for(key),
                 expected_sha256=expected,
                 actual_sha256=actual,
             )
             raise ChecksumMismatch(
-                f"model artifact {shown_uri} failed its checksum: expected sha256 {expected}, "
+                f"model artifact {key} failed its checksum: expected sha256 {expected}, "
                 f"got {actual}; the artifact is refused"
             )
         return payload
@@ -338,6 +339,7 @@ class ModelStore(ABC):
             log.warning("store.backup.cleanup_failed", key=key, error=str(exc))
 
 
-def missing(uri: str) -> ArtifactMissing:
-    """The error for an absent artifact, worded the same by every backend."""
-    return ArtifactMissing(f"model artifact {uri} does not exist")
+def missing(key: str) -> ArtifactMissing:
+    """The error for an absent artifact, worded the same by every backend (by key: the
+    message may reach an API client, the store's location must not)."""
+    return ArtifactMissing(f"model artifact {key} does not exist")

@@ -109,7 +109,7 @@ class FsspecModelStore(ModelStore):
         try:
             return bytes(self._fs.cat_file(self._path(key)))
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            raise missing(self.uri_for(key)) from None
+            raise missing(key) from None
 
     def _exists(self, key: str) -> bool:
         return bool(self._fs.isfile(self._path(key)))

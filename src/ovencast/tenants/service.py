@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ovencast.db.tables import Tenant
 from ovencast.errors import InvalidRequest, TenantExists, TenantNotFound
+from ovencast.names import TENANT_NAME, storable
 from ovencast.tenants import repository
 
 DEFAULT_TIME_ZONE = "Europe/Berlin"
@@ -30,11 +31,22 @@ def check_locale(country: str | None, subdivision: str | None, time_zone: str) -
         raise InvalidRequest(f"unknown country/subdivision for holidays: {exc}") from None
 
 
+def tenant_not_found(name: str) -> TenantNotFound:
+    """The error for a tenant that does not exist, also given to a caller whose key
+    belongs to another tenant: word for word the same, so it learns nothing."""
+    return TenantNotFound(f"tenant {name!r} does not exist (import a dataset first: "
+                          f"`ovencast import DIR --tenant {name}`)")
+
+
+async def _find(session: AsyncSession, name: str) -> Tenant | None:
+    """The tenant of that name; None also for a name that cannot exist (NUL...)."""
+    return await repository.get_by_name(session, name) if storable(name) else None
+
+
 async def get_tenant(session: AsyncSession, name: str) -> Tenant:
-    tenant = await repository.get_by_name(session, name)
+    tenant = await _find(session, name)
     if tenant is None:
-        raise TenantNotFound(f"tenant {name!r} does not exist (import a dataset first: "
-                             f"`ovencast import DIR --tenant {name}`)")
+        raise tenant_not_found(name)
     return tenant
 
 
@@ -47,7 +59,7 @@ async def ensure_tenant(
     time_zone: str | None = None,
 ) -> Tenant:
     """Get the tenant, creating it on first use; given locale fields update it."""
-    tenant = await repository.get_by_name(session, name)
+    tenant = await _find(session, name)
     if tenant is None:
         check_name(name)
     zone = time_zone or (tenant.time_zone if tenant else DEFAULT_TIME_ZONE)
@@ -64,11 +76,16 @@ async def ensure_tenant(
 
 
 def check_name(name: str) -> None:
-    """A new tenant's name: 1-100 characters, no '/' (the name is a URL path segment)."""
-    if not name or not name.strip() or len(name) > 100:
-        raise InvalidRequest("tenant name must be 1-100 characters")
-    if "/" in name:
-        raise InvalidRequest("tenant name must not contain '/'")
+    """A new tenant's name: 1-100 characters of the defined set (`ovencast.names`: no
+    control characters, no leading or trailing space), no '/' or '\\' and not '.' or
+    '..' (the name is a URL path segment)."""
+    if not name or len(name) > TENANT_NAME.max_length:
+        raise InvalidRequest(f"tenant name must be 1-{TENANT_NAME.max_length} characters")
+    problem = TENANT_NAME.problem(name)
+    if problem is None and name in (".", ".."):
+        problem = "must not be '.' or '..'"
+    if problem is not None:
+        raise InvalidRequest(f"tenant name {name!r} {problem}")
 
 
 async def create_tenant(
@@ -84,7 +101,7 @@ async def create_tenant(
     check_name(name)
     zone = time_zone or DEFAULT_TIME_ZONE
     check_locale(country, subdivision, zone)
-    if await repository.get_by_name(session, name) is not None:
+    if await _find(session, name) is not None:
         raise TenantExists(f"tenant {name!r} already exists")
     try:
         return await repository.add(session, Tenant(

@@ -12,7 +12,7 @@ from typing import Protocol
 from ovencast.db.runtime import Database, run_with_database
 from ovencast.db.session import unit_of_work
 from ovencast.db.tables import TrainingJob, TrainingRun
-from ovencast.errors import OvencastError
+from ovencast.errors import failure_reason
 from ovencast.events.progress import ProductEvent
 from ovencast.jobs import repository as jobs_repository
 from ovencast.jobs import service as jobs_service
@@ -20,7 +20,7 @@ from ovencast.jobs.states import RunStatus
 from ovencast.settings import Settings
 from ovencast.sources.service import open_data_source, resolve_tenant
 from ovencast.training import pool, tenant_stage
-from ovencast.training.prepare import PreparedJob, prepare_job
+from ovencast.training.prepare import PreparedJob, load_job_data, plan_job, record_plan
 from ovencast.training.task import ProductOutcome
 
 
@@ -57,8 +57,9 @@ async def prepare_training(database: Database, tenant: str, *, until: date | Non
                            products: Sequence[str] | None = None,
                            models: Sequence[str] | None = None) -> PreparedJob:
     """Record the job (its row commits first, so that a job whose data cannot be had is
-    still recorded, as failed with the reason), then prepare it in a second unit of
-    work."""
+    still recorded, as failed with the reason), load its data (a read-only unit of
+    work), plan it (the tenant stage: no transaction open meanwhile) and record the plan
+    (a third unit of work). Any failure ends the job `failed` with the reason."""
     settings = database.settings
     async with unit_of_work(database.sessions) as session, \
             open_data_source(session, settings=settings) as source:
@@ -68,11 +69,14 @@ async def prepare_training(database: Database, tenant: str, *, until: date | Non
     try:
         async with unit_of_work(database.sessions) as session, \
                 open_data_source(session, settings=settings) as source:
-            job = await jobs_service.get_job(session, job.id)
-            return await prepare_job(session, row, job, settings=settings, source=source)
-    except OvencastError as exc:
+            loaded = await load_job_data(source, row, job, settings=settings)
+        plan = await plan_job(loaded, row, job, settings=settings)
         async with unit_of_work(database.sessions) as session:
-            await jobs_service.fail_job(session, job.id, exc.message)
+            job = await jobs_service.get_job(session, job.id)
+            return await record_plan(session, row, job, plan, settings=settings)
+    except Exception as exc:
+        async with unit_of_work(database.sessions) as session:
+            await jobs_service.fail_job(session, job.id, failure_reason(exc))
         raise
 
 

@@ -30,7 +30,8 @@ from ovencast.jobs.states import RunStatus
 from ovencast.observability.logs import get_logger
 from ovencast.settings import Settings
 from ovencast.training import channel
-from ovencast.training.fitting import FitPlan, FitResult, PriorFit, fit_product
+from ovencast.training.fitting import fit_product
+from ovencast.training.plan import FitPlan, FitResult, PriorFit
 from ovencast.training.task import ProductOutcome, ProductTask, time_limit_reason
 from ovencast.training.worker import run_product_task
 

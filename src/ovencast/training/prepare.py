@@ -24,7 +24,7 @@ from ovencast.settings import Settings
 from ovencast.sources.base import DataSource
 from ovencast.sources.database import DatabaseSource
 from ovencast.training import tenant_stage
-from ovencast.training.data import load_and_validate
+from ovencast.training.data import TenantData, load_and_validate
 from ovencast.training.task import ProductTask
 
 log = get_logger(__name__)
@@ -46,55 +46,114 @@ class PreparedJob:
                 f"rejected={sorted(self.rejected)})")
 
 
-async def prepare_job(session: AsyncSession, tenant: Tenant, job: TrainingJob, *,
-                      settings: Settings, source: DataSource | None = None) -> PreparedJob:
-    """Validate the tenant's data, store the reports with the job and add one run per
-    selected product. Products with validation errors get a refused run with the errors
-    as reason; the others a pending run and a task. Sales the source cannot deliver raise
-    (an `UpstreamError`: "sales service unavailable: ..."); weather or traffic it could
-    not get become job warnings."""
-    source = source or DatabaseSource(session)
+@dataclass(frozen=True, repr=False)
+class JobData:
+    """A job's data as loaded: its products' frame and reports, and for the tenant stage
+    of a job of some products only, every product of the tenant (`tenant_frame`)."""
+
+    selected: list[str]
+    data: TenantData
+    tenant_data: TenantData | None = None
+
+    def __repr__(self) -> str:
+        return f"JobData(products={len(self.selected)})"
+
+
+@dataclass(frozen=True, repr=False)
+class JobPlan:
+    """What preparing decided, before anything is written: each product's verdict (the
+    data rules' refusal or none) and class, the trainable histories, the tenant stage's
+    models (payload and record) and the job's warnings."""
+
+    data: TenantData
+    verdicts: list[tuple[str, str | None, str]]  # product, refusal, class
+    histories: dict[str, pd.DataFrame]
+    global_models: tuple[bytes, dict[str, Any]] | None
+    warnings: list[str]
+
+    def __repr__(self) -> str:
+        return f"JobPlan(products={len(self.verdicts)}, trainable={len(self.histories)})"
+
+
+async def load_job_data(source: DataSource, tenant: Tenant, job: TrainingJob, *,
+                        settings: Settings) -> JobData:
+    """Everything preparing `job` reads (inside the caller's short read-only unit of
+    work when the source is the database). Sales the source cannot deliver raise (an
+    `UpstreamError`: "sales service unavailable: ...")."""
     selected = job.products or await source.list_products(tenant.name)
     data = await load_and_validate(source, tenant, settings=settings, until=job.until,
                                    products=selected)
-    report, alignment = data.report, data.alignment
-    verdicts: list[tuple[str, str | None, str]] = []  # product, rejection, class
+    tenant_data = await tenant_stage.load_tenant_data(source, tenant, job,
+                                                      settings=settings)
+    return JobData(selected=list(selected), data=data, tenant_data=tenant_data)
+
+
+async def plan_job(loaded: JobData, tenant: Tenant, job: TrainingJob, *,
+                   settings: Settings) -> JobPlan:
+    """The products' verdicts and the tenant stage (seconds to minutes): no database
+    session is open meanwhile, so no transaction waits idle and no lock is held."""
+    data = loaded.data
+    verdicts: list[tuple[str, str | None, str]] = []
     histories: dict[str, pd.DataFrame] = {}  # the products that will train
-    for product in selected:
-        history = data.frame.loc[data.frame[PRODUCT] == product].drop(columns=[PRODUCT])
-        reason = _rejection(product, history, report, alignment, job.until)
-        verdicts.append((product, reason, _product_class(product, history, report)))
+    by_product = dict(iter(data.frame.groupby(PRODUCT, sort=False)))
+    for product in loaded.selected:
+        rows = by_product.get(product)
+        history = (rows.drop(columns=[PRODUCT]) if rows is not None
+                   else data.frame.iloc[0:0].drop(columns=[PRODUCT]))
+        reason = _rejection(product, history, data.report, data.alignment, job.until)
+        verdicts.append((product, reason, _product_class(product, history, data.report)))
         if not reason:
             histories[product] = history.reset_index(drop=True)
-    # The tenant stage (seconds) runs before this unit of work writes anything, so that
-    # no write lock (SQLite) or row lock (the job's, PostgreSQL) is held while it trains.
-    trained = await tenant_stage.train_global_models(
-        tenant, job, histories, tuple(alignment.used_regressors), settings, source)
+    stage = await tenant_stage.train_global_models(
+        tenant, job, histories, tuple(data.alignment.used_regressors), settings,
+        loaded.tenant_data)
+    warnings = [*data.warnings,
+                *(f"{issue.product}: {issue.message}" if issue.product else issue.message
+                  for issue in data.report.warnings)]
+    if isinstance(stage, str):
+        warnings.append(stage)
+    return JobPlan(data=data, verdicts=verdicts, histories=histories,
+                   global_models=stage if isinstance(stage, tuple) else None,
+                   warnings=warnings)
+
+
+async def record_plan(session: AsyncSession, tenant: Tenant, job: TrainingJob, plan: JobPlan,
+                      *, settings: Settings) -> PreparedJob:
+    """Store the reports with the job (now running) and one run per product: refused by
+    the data rules (with the reasons) or pending with a task."""
+    report, alignment = plan.data.report, plan.data.alignment
     job.status, job.started_at = JobStatus.RUNNING, utcnow()
     job.validation_report, job.alignment_report = report.to_dict(), alignment.to_dict()
-    job.warnings = [*job.warnings, *data.warnings,
-                    *(f"{issue.product}: {issue.message}" if issue.product else issue.message
-                      for issue in report.warnings)]
-    tasks: list[ProductTask] = []
-    rejected: dict[str, str] = {}
-    for product, reason, product_class in verdicts:
-        run = TrainingRun(job_id=job.id, product=product, product_class=product_class,
-                          status=RunStatus.REFUSED if reason else RunStatus.PENDING,
-                          reason=reason, finished_at=utcnow() if reason else None)
-        session.add(run)
-        await session.flush()
-        if reason:
-            rejected[product] = reason
-            continue
-        tasks.append(_task(settings, tenant, job, run, histories[product], alignment))
-    if trained is not None:
-        payload, job.global_models = trained
-        tasks = [replace(task, global_fits=payload) for task in tasks]
+    job.warnings = [*job.warnings, *plan.warnings]
+    runs = [TrainingRun(job_id=job.id, product=product, product_class=product_class,
+                        status=RunStatus.REFUSED if reason else RunStatus.PENDING,
+                        reason=reason, finished_at=utcnow() if reason else None)
+            for product, reason, product_class in plan.verdicts]
+    session.add_all(runs)
+    if plan.global_models is not None:
+        job.global_models = plan.global_models[1]
     await session.flush()
+    payload = plan.global_models[0] if plan.global_models is not None else None
+    tasks = [replace(_task(settings, tenant, job, run, plan.histories[run.product],
+                           alignment), global_fits=payload)
+             for run in runs if run.status is RunStatus.PENDING]
+    rejected = {run.product: run.reason or "" for run in runs
+                if run.status is RunStatus.REFUSED}
     log.info("training.job.started", job_id=job.id, tenant=tenant.name,
-             products=len(selected), trainable=len(tasks), families=list(job.models))
+             products=len(runs), trainable=len(tasks), families=list(job.models))
     return PreparedJob(job_id=job.id, tasks=tasks, validation=report, alignment=alignment,
                        rejected=rejected, global_models=job.global_models)
+
+
+async def prepare_job(session: AsyncSession, tenant: Tenant, job: TrainingJob, *,
+                      settings: Settings, source: DataSource | None = None) -> PreparedJob:
+    """Load, plan and record in one session: for callers that need no split (tests,
+    small jobs). The embedded flow and the queue task split the steps so that no
+    transaction is open during the tenant stage."""
+    loaded = await load_job_data(source or DatabaseSource(session), tenant, job,
+                                 settings=settings)
+    plan = await plan_job(loaded, tenant, job, settings=settings)
+    return await record_plan(session, tenant, job, plan, settings=settings)
 
 
 async def product_task(session: AsyncSession, tenant: Tenant, job: TrainingJob,

@@ -20,7 +20,7 @@ from ovencast.observability.logs import get_logger
 from ovencast.settings import Settings
 from ovencast.sources.base import DataSource
 from ovencast.store import artifact_key, store_for, unique_key
-from ovencast.training.data import load_and_validate
+from ovencast.training.data import TenantData, load_and_validate
 
 log = get_logger(__name__)
 
@@ -29,20 +29,35 @@ log = get_logger(__name__)
 GLOBAL_MODELS_KEY = "global-models"
 
 
+async def load_tenant_data(source: DataSource, tenant: Tenant, job: TrainingJob, *,
+                           settings: Settings) -> TenantData | None:
+    """For a job of some products only whose choice uses the global model: every product
+    of the tenant (the model is the tenant's, whichever products a job retrains). None
+    when not needed, or when it cannot be had (the job's products alone then)."""
+    if not job.products or not needs_global_stage(job.models):
+        return None
+    try:
+        return await load_and_validate(source, tenant, settings=settings, until=job.until,
+                                       products=None)
+    except OvencastError as exc:  # e.g. the sales service: the job's products alone
+        log.warning("training.global.products_only", job_id=job.id, reason=exc.message)
+        return None
+
+
 async def train_global_models(tenant: Tenant, job: TrainingJob,
                               histories: dict[str, pd.DataFrame],
                               regressors: tuple[str, ...], settings: Settings,
-                              source: DataSource) -> tuple[bytes, dict[str, Any]] | None:
-    """Train the global models for all trainable products (`histories`) and store them.
-    Returns the payload (what the tasks carry) and the job's record of it; None when the
-    job's model choice uses no global model. A failure costs the global boosters only:
-    the "lightgbm" candidate then trains on each product alone, and the job says so in
-    its warnings."""
+                              tenant_data: TenantData | None
+                              ) -> tuple[bytes, dict[str, Any]] | str | None:
+    """Train the global models for all trainable products (`histories`, plus the other
+    valid products of `tenant_data`) and store them. Returns the payload (what the tasks
+    carry) and the job's record of it; None when the job's model choice uses no global
+    model; a warning when they could not be trained or stored (the "lightgbm" candidate
+    then trains on each product alone)."""
     if not histories or not needs_global_stage(job.models):
         return None
     try:
-        tenant_histories = await _tenant_histories(source, tenant, job, histories,
-                                                   regressors, settings)
+        tenant_histories = _tenant_histories(histories, regressors, tenant_data)
         fits = await asyncio.to_thread(
             train_tenant_models, tenant_histories, regressors, cutoffs_for=list(histories),
             workers=settings.max_concurrent_training_jobs)
@@ -51,38 +66,28 @@ async def train_global_models(tenant: Tenant, job: TrainingJob,
             tenant.name, GLOBAL_MODELS_KEY, LIGHTGBM, job.id)), payload)
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
-        job.warnings = [*job.warnings, f"the tenant's global model could not be trained "
-                        f"or stored ({reason}); lightgbm was fitted per product instead"]
         log.warning("training.global.failed", job_id=job.id, reason=reason)
-        return None
+        return (f"the tenant's global model could not be trained or stored ({reason}); "
+                "lightgbm was fitted per product instead")
     log.info("training.global.finished", job_id=job.id, products=len(tenant_histories),
              boosters=len(fits.boosters), seconds=round(fits.seconds, 2))
     return payload, {**fits.summary(), "key": artifact.key, "sha256": artifact.sha256}
 
 
-async def _tenant_histories(source: DataSource, tenant: Tenant, job: TrainingJob,
-                            histories: dict[str, pd.DataFrame], regressors: tuple[str, ...],
-                            settings: Settings) -> dict[str, pd.DataFrame]:
-    """What the global model trains on: the job's products, and for a job of some products
-    only, every other product of the tenant that passes validation (same cut-off date,
-    the job's regressor columns): the model is the tenant's, whichever products a job
-    retrains. If the other products lack one of the job's regressors there, the job's
-    products alone."""
+def _tenant_histories(histories: dict[str, pd.DataFrame], regressors: tuple[str, ...],
+                      tenant_data: TenantData | None) -> dict[str, pd.DataFrame]:
+    """The job's products, and every other product of `tenant_data` that passes
+    validation (same cut-off date, the job's regressor columns). If the other products
+    lack one of the job's regressors there, the job's products alone."""
     found = dict(histories)
-    if not job.products:
-        return found
-    try:
-        data = await load_and_validate(source, tenant, settings=settings, until=job.until,
-                                       products=None)
-    except OvencastError as exc:  # e.g. the sales service: the job's products alone
-        log.warning("training.global.products_only", job_id=job.id, reason=exc.message)
+    if tenant_data is None:
         return found
     columns = [DATE, Y, CLOSED, *regressors]
-    if any(column not in data.frame.columns for column in columns):
+    if any(column not in tenant_data.frame.columns for column in columns):
         return found
-    for product, rows in data.frame.groupby(PRODUCT):
+    for product, rows in tenant_data.frame.groupby(PRODUCT):
         name = str(product)
-        if name not in found and not data.report.errors_for(name) and not rows.empty:
+        if name not in found and not tenant_data.report.errors_for(name) and not rows.empty:
             found[name] = rows[columns].reset_index(drop=True)
     return found
 

@@ -16,7 +16,6 @@ import os
 import resource
 import socket
 import time
-import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -24,15 +23,15 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ovencast.db.base import utcnow
-from ovencast.db.session import create_engine, session_factory, unit_of_work
+from ovencast.db.session import DATABASE_ERRORS, create_engine, session_factory, unit_of_work
 from ovencast.db.tables import Tenant
-from ovencast.errors import OvencastError
+from ovencast.errors import OvencastError, failure_reason
 from ovencast.events.progress import EventSink, Finished, Started, run_ended
 from ovencast.forecasting.families.base import FitContext
 from ovencast.forecasting.families.global_fits import GlobalFits
 from ovencast.forecasting.frame import DATE
 from ovencast.jobs import repository as jobs_repository
-from ovencast.jobs.states import RunStatus
+from ovencast.jobs.states import JobStatus, RunStatus
 from ovencast.models import repository as models_repository
 from ovencast.models.service import NewVersion, load_verified, record_version
 from ovencast.observability.logs import configure_logging, get_logger
@@ -40,8 +39,9 @@ from ovencast.observability.metrics import PRODUCT_TRAINING_DURATION
 from ovencast.settings import Settings
 from ovencast.store import StoredArtifact, artifact_key, store_for, unique_key
 from ovencast.training import channel
-from ovencast.training.fitting import FitPlan, FitResult, PriorFit, fit_product
+from ovencast.training.fitting import fit_product
 from ovencast.training.locks import product_lock
+from ovencast.training.plan import FitPlan, FitResult, PriorFit
 from ovencast.training.task import ProductOutcome, ProductTask, time_limit_reason
 
 log = get_logger(__name__)
@@ -123,7 +123,8 @@ def fit_plan(task: ProductTask) -> FitPlan:
 async def train_one(task: ProductTask, sessions: async_sessionmaker[AsyncSession],
                     emit: EventSink, *, lock: LockFactory, fit: Fitter) -> ProductOutcome:
     """Lock, mark running, fit, store, record: one product, every path ending in a
-    recorded run status (trained, failed or timed_out) with its reason."""
+    recorded run status (trained, failed or timed_out) with its reason, except a
+    database error, which is raised for the caller to retry."""
     settings = task.settings
     started = time.monotonic()
     bound = log.bind(job_id=task.job_id, tenant=task.tenant_name, product=task.product)
@@ -133,6 +134,12 @@ async def train_one(task: ProductTask, sessions: async_sessionmaker[AsyncSession
             async with unit_of_work(sessions) as session:
                 run = await jobs_repository.get_run(session, task.run_id)
                 assert run is not None, f"training run {task.run_id} vanished"
+                if run.status.ended:
+                    # A second delivery of the same task (its first worker was slow to
+                    # send a heartbeat, not dead): the first one has recorded it.
+                    bound.warning("training.product.already_ended", status=run.status)
+                    return ProductOutcome(product=task.product, run_id=task.run_id,
+                                          status=run.status, reason=run.reason)
                 run.status, run.started_at, run.reason = RunStatus.RUNNING, utcnow(), None
                 run.details = {**(run.details or {}), "worker": WORKER_ID}
             emit(Started(job_id=task.job_id, product=task.product))
@@ -153,11 +160,13 @@ async def train_one(task: ProductTask, sessions: async_sessionmaker[AsyncSession
     except ProductTimedOut:
         status = RunStatus.TIMED_OUT
         reason = time_limit_reason(settings)
+    except DATABASE_ERRORS:
+        # The database, not the product: the caller retries (the queue task) or records
+        # the run as failed once it can (the embedded pool's parent).
+        raise
     except Exception as exc:
-        reason = str(exc) if isinstance(exc, OvencastError) else (
-            f"{type(exc).__name__}: {exc}")
-        bound.error("training.product.failed", reason=reason,
-                    traceback=traceback.format_exc(limit=8))
+        reason = failure_reason(exc)
+        bound.error("training.product.failed", reason=reason, exc_info=exc)
     duration = time.monotonic() - started
     async with unit_of_work(sessions) as session:
         run = await jobs_repository.get_run(session, task.run_id)
@@ -211,8 +220,11 @@ async def _store_and_record(task: ProductTask, sessions: Any, result: FitResult,
         async with unit_of_work(sessions) as session:
             tenant = await session.get(Tenant, task.tenant_id)
             assert tenant is not None
+            job = await jobs_repository.get_job(session, task.job_id)
+            # A product of a cancelled job that finishes anyway is kept, not made active.
+            activate = job is not None and job.status is not JobStatus.CANCELLED
             active = await models_repository.get_active(session, tenant.id, task.product)
-            if settings.model_versioning_enabled or active is None:
+            if settings.model_versioning_enabled or active is None or not activate:
                 version = await models_repository.next_version(session, tenant.id,
                                                                task.product)
             else:
@@ -226,7 +238,8 @@ async def _store_and_record(task: ProductTask, sessions: Any, result: FitResult,
                 regressors=list(best.model.regressors),
                 data_start=history_dates.min().date(), data_end=history_dates.max().date(),
                 library_versions=library_versions(), training_job_id=task.job_id,
-            ), artifact, version=version, versioning_enabled=settings.model_versioning_enabled)
+            ), artifact, version=version, versioning_enabled=settings.model_versioning_enabled,
+                activate=activate)
             run = await jobs_repository.get_run(session, task.run_id)
             assert run is not None
             run.status, run.model_version_id = RunStatus.TRAINED, row.id

@@ -7,7 +7,9 @@ Parameters (`params`, all optional, stored in the artifact envelope):
                                  no country -> no holidays
     changepoint_prior_scale      Prophet default 0.05
     seasonality_prior_scale      Prophet default 10.0
-    holidays_prior_scale         Prophet default 10.0
+    holidays_prior_scale         Prophet default 10.0; also the prior of every regressor
+                                 (Prophet's `add_regressor` default), so it matters
+                                 without a holiday calendar
     seasonality_mode             "additive" (default) or "multiplicative"
     yearly_seasonality           "auto" (default: on with >= YEARLY_MIN_SPAN_DAYS of history)
                                  or a bool
