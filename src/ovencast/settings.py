@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -44,6 +45,10 @@ class Settings(BaseSettings):
     model_storage_path: str | None = None  # default: OVENCAST_HOME/models
     model_versioning_enabled: bool = True
     model_backup_enabled: bool = True
+    # fsspec storage options of MODEL_STORAGE_PATH's backend, as JSON: for an S3-compatible
+    # store e.g. {"endpoint_url": "http://minio:9000"}. Credentials best come from the
+    # backend's own environment (AWS_ACCESS_KEY_ID, ...), not from here.
+    model_storage_options: dict[str, Any] = Field(default_factory=dict)
 
     # Database pool (service mode; SQLite ignores the pool sizes)
     db_pool_size: int = 10

@@ -45,7 +45,7 @@ def test_ready_reports_the_schema_revision(client: httpx.Client,
     response = client.get("/ready")
     assert response.status_code == 200
     assert response.json() == {"status": "ready", "schema_revision": db_value(
-        "SELECT version_num FROM alembic_version")}
+        "SELECT version_num FROM alembic_version"), "model_store": "writable"}
 
 
 def test_ready_is_503_when_the_schema_is_gone(client: httpx.Client,

@@ -14,7 +14,6 @@ from typing import IO, Any
 
 import pytest
 from fsspec.core import url_to_fs
-from fsspec.implementations.memory import MemoryFileSystem
 
 import ovencast.store.fs as fs_module
 from ovencast.store import FsspecModelStore
@@ -42,14 +41,14 @@ class Backend:
     crash_while_writing: Callable[[pytest.MonkeyPatch, FsspecModelStore, bytes], CrashProbe]
 
 
-def flip_one_byte(uri: str, *, offset: int = 0) -> None:
-    """Corrupt a stored artifact in place, as bit rot or a stray write would."""
-    fs, path = url_to_fs(uri)
-    with fs.open(path, "r+b") as stream:
-        stream.seek(offset)
-        original = stream.read(1)
-        stream.seek(offset)
-        stream.write(bytes([original[0] ^ 0x01]))
+def flip_one_byte(store: FsspecModelStore, uri: str, *, offset: int = 0) -> None:
+    """Corrupt a stored artifact, as bit rot or a stray write would: through the store's
+    own filesystem (and its credentials), bypassing the store. Objects cannot be changed
+    in place, so the whole object is written again with one bit flipped."""
+    path = store.fs._strip_protocol(uri)
+    payload = bytearray(store.fs.cat_file(path))
+    payload[offset] ^= 0x01
+    store.fs.pipe_file(path, bytes(payload))
 
 
 # -- local disk ---------------------------------------------------------------------
@@ -88,7 +87,7 @@ def _paths_of_open_file(stream: IO[bytes], store: FsspecModelStore) -> list[str]
     ]
 
 
-# -- object stores (memory://, fake s3) ---------------------------------------------
+# -- object stores (memory://, S3 on moto's server) ---------------------------------------------
 def crash_object_store(
     monkeypatch: pytest.MonkeyPatch, store: FsspecModelStore, payload: bytes
 ) -> CrashProbe:
@@ -107,19 +106,3 @@ def crash_object_store(
 
     monkeypatch.setattr(store.fs, "pipe_file", pipe_file_dies)
     return probe
-
-
-class FakeS3FileSystem(MemoryFileSystem):
-    """In-memory filesystem with S3's path conventions: protocol `s3`, paths
-    `bucket/prefix/key` with no leading slash. Checks that the store's uri and key
-    handling works for bucket-style URLs without installing s3fs."""
-
-    protocol = ("s3", "s3a")
-    root_marker = ""
-
-    @classmethod
-    def _strip_protocol(cls, path: Any) -> str:
-        text = str(path)
-        for protocol in ("s3://", "s3a://"):
-            text = text.removeprefix(protocol)
-        return text.strip("/")

@@ -1,5 +1,6 @@
 """Fixtures of the model-store tests. Every test that takes `backend` (or `store`) runs
-once per backend: local disk, `memory://`, and an in-memory fake with S3 paths."""
+once per backend: local disk, `memory://`, and S3 (s3fs against moto's S3 server on
+loopback, `s3_server.py`)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fsspec.registry import _registry as fsspec_registry
 
 from ovencast.store import FsspecModelStore
 
-from .backends import Backend, FakeS3FileSystem, crash_local, crash_object_store
+from .backends import Backend, crash_local, crash_object_store
+from .s3_server import S3Server, running_s3_server
 
 
-@pytest.fixture(params=["local", "memory", "fake-s3"])
-def backend(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Backend]:
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """One S3 server for the session; each test makes buckets of its own."""
+    with running_s3_server() as server:
+        yield server
+
+
+@pytest.fixture(params=["local", "memory", "s3"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     if request.param == "local":
         root = tmp_path / "models"
         yield Backend(
@@ -28,19 +34,20 @@ def backend(
         )
         return
 
+    options = {}
     if request.param == "memory":
         url = f"memory://ovencast-test-{uuid.uuid4().hex}/models"
     else:
-        monkeypatch.setitem(fsspec_registry, "s3", FakeS3FileSystem)
-        monkeypatch.setitem(fsspec_registry, "s3a", FakeS3FileSystem)
-        url = f"s3://bucket-{uuid.uuid4().hex[:12]}/models"
-    # Memory filesystems share one process-wide dict; a unique root per test keeps tests
-    # apart, and the teardown below empties it.
+        server: S3Server = request.getfixturevalue("s3_server")
+        url = f"s3://{server.new_bucket()}/models"
+        options = server.storage_options()
+    # Memory filesystems share one process-wide dict, and S3 one server: a unique root
+    # per test keeps tests apart, and the teardown below empties it.
 
     stores: list[FsspecModelStore] = []
 
     def make(backup_enabled: bool = True) -> FsspecModelStore:
-        store = FsspecModelStore(url, backup_enabled=backup_enabled)
+        store = FsspecModelStore(url, backup_enabled=backup_enabled, storage_options=options)
         stores.append(store)
         return store
 

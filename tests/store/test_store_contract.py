@@ -72,7 +72,7 @@ def test_a_tampered_artifact_is_refused_with_key_and_both_digests(
     store: FsspecModelStore, offset: int
 ) -> None:
     stored = store.save(KEY, OLD)
-    flip_one_byte(stored.uri, offset=offset)
+    flip_one_byte(store, stored.uri, offset=offset)
     tampered = bytearray(OLD)
     tampered[offset] ^= 0x01
 
@@ -93,7 +93,7 @@ def test_every_load_verifies_not_only_the_first(store: FsspecModelStore) -> None
     stored = store.save(KEY, OLD)
     assert store.load(stored.uri, expected_sha256=stored.sha256) == OLD
 
-    flip_one_byte(stored.uri)
+    flip_one_byte(store, stored.uri)
 
     with pytest.raises(ChecksumMismatch):
         store.load(stored.uri, expected_sha256=stored.sha256)
@@ -218,7 +218,7 @@ def test_a_backup_is_independent_of_the_live_artifact(backend: Backend) -> None:
     second = store.save(KEY, NEW)
     assert second.replaced_backup_uri is not None
 
-    flip_one_byte(second.uri)
+    flip_one_byte(store, second.uri)
 
     assert store.load(second.replaced_backup_uri, expected_sha256=first.sha256) == OLD
     with pytest.raises(ChecksumMismatch):

@@ -1,5 +1,5 @@
-"""Operations endpoints: liveness, readiness (database reachable, schema current),
-Prometheus metrics, and the state of the upstream circuit breakers.
+"""Operations endpoints: liveness, readiness (database reachable, schema current, model
+store writable), Prometheus metrics, and the state of the upstream circuit breakers.
 
 /health, /ready and /metrics answer without a key: probes and the Prometheus scraper have
 none. /metrics tells about the service (pool use, durations), not about tenants' data;
@@ -12,7 +12,7 @@ import asyncio
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
@@ -27,8 +27,13 @@ from ovencast.api.errors import (
 from ovencast.db import migrate
 from ovencast.errors import OvencastError
 from ovencast.keys.roles import Role
+from ovencast.observability.logs import get_logger
 from ovencast.observability.metrics import observe_db_pool
 from ovencast.sources.breakers import circuit_breaker_states, process_breakers
+from ovencast.store import store_for
+from ovencast.store.probe import StoreCheck, StoreProbe
+
+log = get_logger(__name__)
 
 router = APIRouter(tags=["operations"])
 api_router = APIRouter(tags=["operations"], responses=ACCESS_ERRORS)
@@ -46,6 +51,8 @@ class HealthOut(BaseModel):
 class ReadyOut(BaseModel):
     status: str
     schema_revision: str
+    model_store: str = Field(description="writable: a probe object was written, read back "
+                                         "and deleted (store/probe.py)")
 
 
 class CircuitBreakerOut(BaseModel):
@@ -66,9 +73,10 @@ async def health() -> HealthOut:
     return HealthOut(status="ok")
 
 
-@router.get("/ready", response_model=ReadyOut, summary="Readiness: database and schema",
+@router.get("/ready", response_model=ReadyOut,
+            summary="Readiness: database and schema, model store writable",
             responses=error_responses(503))
-async def ready(database: DatabaseDep) -> ReadyOut | JSONResponse:
+async def ready(request: Request, database: DatabaseDep) -> ReadyOut | JSONResponse:
     try:
         revision = await asyncio.wait_for(migrate.check_schema(database.engine),
                                           timeout=READY_TIMEOUT_S)
@@ -82,7 +90,32 @@ async def ready(database: DatabaseDep) -> ReadyOut | JSONResponse:
         return JSONResponse(status_code=503, content=error_body(
             "database_unavailable", f"the database is unreachable: {type(exc).__name__}: "
                                     f"{exc}".splitlines()[0]))
-    return ReadyOut(status="ready", schema_revision=revision)
+    store = await _check_store(request)
+    if not store.ok:  # where and why go to the log: the store's location is not public
+        log.warning("ready.model_store_unavailable", uri=store.uri, detail=store.detail)
+        return JSONResponse(status_code=503, content=error_body(
+            "model_store_unavailable", "the model store is not reachable or not writable "
+                                       "(the server's log says why)"))
+    return ReadyOut(status="ready", schema_revision=revision, model_store=store.detail)
+
+
+async def _check_store(request: Request) -> StoreCheck:
+    """The app's store probe (made at the first check), off the event loop."""
+    settings = request.app.state.settings
+    try:
+        probe = request.app.state.store_probe
+    except AttributeError:
+        try:
+            probe = request.app.state.store_probe = StoreProbe(store_for(settings))
+        except OvencastError as exc:  # e.g. s3:// without s3fs installed
+            return StoreCheck(settings.resolved_model_storage_path, False, exc.message)
+    try:
+        result: StoreCheck = await asyncio.wait_for(asyncio.to_thread(probe.check),
+                                                    timeout=READY_TIMEOUT_S)
+    except TimeoutError:
+        return StoreCheck(probe.store.root_uri, False,
+                          f"no answer within {READY_TIMEOUT_S}s")
+    return result
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,

@@ -112,9 +112,13 @@ def db_upgrade() -> None:
 @db_app.command("check")
 @clean_errors
 def db_check() -> None:
-    """Exit 0 when the schema is at the expected revision; otherwise say what to do."""
+    """Exit 0 when the schema is at the expected revision and the model store is reachable
+    and writable; otherwise say what to do."""
     from ovencast.db import migrate
     from ovencast.db.runtime import Database
+    from ovencast.errors import Unavailable
+    from ovencast.store import store_for
+    from ovencast.store.probe import check_store
 
     settings = settings_for_cli()
 
@@ -126,6 +130,10 @@ def db_check() -> None:
             await database.close()
 
     console.print(f"schema current at revision {asyncio.run(main())}")
+    store = check_store(store_for(settings))
+    if not store.ok:
+        raise Unavailable(f"model store {store.uri} is not writable: {store.detail}")
+    console.print(f"model store {store.uri} reachable and writable")
 
 
 # ------------------------------------------------------------------------------- keys

@@ -16,6 +16,12 @@ How each backend keeps `save` atomic:
 
 Other fsspec protocols (sftp, ftp, webdav, ...) write in place and could expose a partial
 file, so they are refused rather than silently weakening the guarantee.
+
+S3 needs the `s3` extra (`pip install 'ovencast[s3]'`: s3fs). `MODEL_STORAGE_OPTIONS` (JSON)
+goes to the backend as its storage options, e.g. `{"endpoint_url": "http://minio:9000"}`
+for an S3-compatible server. Object stores are opened without fsspec's listings cache:
+other processes (every worker) write to the same store, and a cached listing would hide
+their artifacts from `exists` and `list`.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from fsspec import AbstractFileSystem
 from fsspec.core import split_protocol, url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
+from ovencast.errors import Misconfigured
 from ovencast.store.base import ModelStore, missing, validate_key
 
 if TYPE_CHECKING:
@@ -40,6 +47,8 @@ if TYPE_CHECKING:
 ATOMIC_PUT_PROTOCOLS = frozenset(
     {"memory", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oci", "oss"}
 )
+# Object stores shared by many processes (see module docstring: no listings cache).
+OBJECT_STORE_PROTOCOLS = ATOMIC_PUT_PROTOCOLS - {"memory"}
 TEMP_SUFFIX = ".tmp"
 _WRITE_CHUNK_BYTES = 1 << 20
 # Room left in a 255-byte file name for the temp file's dot, random part and suffix.
@@ -64,7 +73,16 @@ class FsspecModelStore(ModelStore):
         storage_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(backup_enabled=backup_enabled)
-        fs, path = url_to_fs(os.fspath(root), **dict(storage_options or {}))
+        options = dict(storage_options or {})
+        protocol, _ = split_protocol(os.fspath(root))
+        if protocol in OBJECT_STORE_PROTOCOLS:
+            options.setdefault("use_listings_cache", False)
+        try:
+            fs, path = url_to_fs(os.fspath(root), **options)
+        except ImportError as exc:  # fsspec names the package to install
+            raise Misconfigured(f"model storage {os.fspath(root)!r}: {exc}"
+                                + (" (pip install 'ovencast[s3]')"
+                                   if protocol in ("s3", "s3a") else "")) from None
         self._fs: AbstractFileSystem = fs
         self._local = isinstance(fs, LocalFileSystem)
         if not self._local and not (set(_protocols(fs)) & ATOMIC_PUT_PROTOCOLS):
@@ -149,15 +167,19 @@ class FsspecModelStore(ModelStore):
         return f"{self._root}/{validate_key(key)}"
 
 
-def open_store(url_or_path: str | os.PathLike[str], *, backup_enabled: bool) -> ModelStore:
+def open_store(url_or_path: str | os.PathLike[str], *, backup_enabled: bool,
+               storage_options: Mapping[str, Any] | None = None) -> ModelStore:
     """The store for `MODEL_STORAGE_PATH` (a local path or an fsspec URL)."""
-    return FsspecModelStore(url_or_path, backup_enabled=backup_enabled)
+    return FsspecModelStore(url_or_path, backup_enabled=backup_enabled,
+                            storage_options=storage_options)
 
 
 def store_for(settings: Settings) -> ModelStore:
-    """The store the settings name: MODEL_STORAGE_PATH, MODEL_BACKUP_ENABLED."""
+    """The store the settings name: MODEL_STORAGE_PATH, MODEL_STORAGE_OPTIONS,
+    MODEL_BACKUP_ENABLED."""
     return open_store(settings.resolved_model_storage_path,
-                      backup_enabled=settings.model_backup_enabled)
+                      backup_enabled=settings.model_backup_enabled,
+                      storage_options=settings.model_storage_options)
 
 
 def _protocols(fs: AbstractFileSystem) -> tuple[str, ...]:
