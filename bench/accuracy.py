@@ -25,6 +25,10 @@ import tempfile
 from pathlib import Path
 
 from protocol import (
+    AUTO,
+    METHODS,
+    ORIGINAL,
+    REFERENCES,
     REGRESSOR_MODES,
     cut,
     fresh_settings,
@@ -43,22 +47,6 @@ from speed import dataset_parser
 
 from ovencast.datasets.reader import read_dataset_dir
 from ovencast.observability.logs import configure_logging
-
-# (label, --models): every single family, the original approach, and auto.
-METHODS: dict[str, list[str]] = {
-    "seasonal_naive": ["seasonal_naive"],
-    "auto_ets": ["auto_ets"],
-    "mstl": ["mstl"],
-    "mstl_weekly": ["mstl_weekly"],
-    "croston": ["croston"],
-    "tsb": ["tsb"],
-    "lightgbm (global)": ["lightgbm"],
-    "prophet (defaults)": ["prophet_holidays"],
-    "original: prophet + optuna": ["prophet"],
-    "auto": ["auto"],
-}
-ORIGINAL, AUTO = "original: prophet + optuna", "auto"
-REFERENCES = {"original": "reference: original", "plain_lightgbm": "reference: plain LightGBM"}
 
 
 def main() -> None:

@@ -1,258 +1,180 @@
-"""`auto`'s selection rule replayed over many forecast origins: is it right on average, not
-only on the one 28-day holdout of bench/accuracy.py? Prints numbers, asserts nothing.
+"""The acceptance measure of accuracy (issue #16): pooled WAPE per 28-day origin and its
+mean, every method trained for real at every origin. Prints numbers, asserts nothing.
 
-    python bench/origins.py DATASET_DIR [--country DE --subdivision SH] [--origins 12]
-        [--extra prophet_holidays,auto_ets]
+    python bench/origins.py DATASET_DIR [--country DE --subdivision SH]
+        [--origins 0,2,4,6,8,10,12] [--methods auto,lightgbm,original]
+        [--regressors oracle|fallback] [--reference ../shared/reference] [--csv OUT.csv]
 
-For every product that passes validation, each candidate of its class (plus `--extra`,
-scored as fixed families only) is fitted once per 28-day window of a grid: windows
-ending 0, 28, 56, ... days before the product's last date, each fitted on every row
-before it. Window 0 is bench/accuracy.py's holdout. LightGBM goes through the tenant
-stage: one booster per cut-off for all products, adopted per product.
+Protocol (bench/protocol.py): at origin k the 28-day window ends k x 28 days before the
+dataset's last sales date; each method is trained in a fresh home on every sales row
+before the window (`ovencast train --until`) and forecasts the window (`ovencast
+forecast`), as a user would. Origins 0, 2, ..., 12 are those of ../shared/reference.
+Every method is scored on exactly the same product-days: those of the products the
+reference scores (data up to the window's end, 365+ days before it) with a sales row
+that every method forecast. With `--reference`, the reference methods' published
+forecasts are scored on the same product-days. `--regressors oracle` (default): the
+window's measured weather and footfall are known, as in the reference.
 
-Origin k (k = 1 .. --origins, the 28-day windows before the holdout, newest first) is
-forecast as `auto` would forecast it from the data before it: `selection.choose` on the
-windows `BacktestPlan` gives such a history (the n_windows grid windows k+1 .. k+n and the
-seasonal one, 52 weeks = 13 windows before k), and the choice is scored on window k. (The
-grid equals the plan's windows when the history has a row on the day before window k;
-with missing dates the plan would shift its windows by those days.) Printed per method:
-pooled WAPE per origin (over all products' open days), its mean over the origins, the
-origins where the method was best, and the same for origin 0, the holdout.
+Printed: per method the pooled WAPE at each origin and the mean over them; `auto` over the
+original approach and over the best single family (ratio of means); training time of
+`auto` over the original's (sum over origins, same run); `auto`'s share of product-days
+inside P10..P90, pooled over the origins.
 """
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import sys
-import time
-import warnings
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+import csv
+import os
+import platform
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from protocol import (
+    AUTO,
+    METHODS,
+    ORIGINAL,
+    REFERENCES,
+    REGRESSOR_MODES,
+    Origin,
+    cut,
+    fresh_settings,
+    import_cut,
+    origins,
+    pair,
+    read_sales,
+    reference_forecast,
+    score,
+    scored_products,
+    train_and_forecast,
+)
 from rich.console import Console
 from rich.table import Table
-from selection import load
+from speed import dataset_parser
 
-from ovencast.forecasting.classes import ProductClass
-from ovencast.forecasting.families.base import FitContext
-from ovencast.forecasting.families.global_fits import LIGHTGBM
-from ovencast.forecasting.families.lightgbm_global import LightGBMModel, train_global
-from ovencast.forecasting.frame import CLOSED, DATE, PRODUCT, YHAT, Y
-from ovencast.forecasting.selection import (
-    SEASONAL_LAG_DAYS,
-    WINDOW,
-    BacktestPlan,
-    Candidate,
-    CandidatePolicy,
-    FamilyBacktest,
-    choose,
-    resolve_candidate,
-)
-from ovencast.forecasting.validation import validate_sales
-from ovencast.settings import Settings
+from ovencast.datasets.reader import read_dataset_dir
+from ovencast.observability.logs import configure_logging
 
-HORIZON = 28
-MIN_TRAIN_OPEN_DAYS = 70
-AUTO = "auto"
-# window index -> that window's rows with the forecast (date, y, closed, forecast)
-Windows = dict[int, pd.DataFrame]
-
-
-def grid(history: pd.DataFrame, n: int) -> list[tuple[int, pd.DataFrame, pd.DataFrame]]:
-    """(j, train, test) of the grid windows 0..n-1 that have enough to fit and score."""
-    last = pd.Timestamp(history[DATE].max())
-    found = []
-    for j in range(n):
-        end = last - pd.Timedelta(days=HORIZON * j)
-        start = end - pd.Timedelta(days=HORIZON - 1)
-        train = history.loc[history[DATE] < start].reset_index(drop=True)
-        test = history.loc[(history[DATE] >= start) & (history[DATE] <= end)]
-        if (~train[CLOSED]).sum() >= MIN_TRAIN_OPEN_DAYS and (~test[CLOSED]).any():
-            found.append((j, train, test.reset_index(drop=True)))
-    return found
-
-
-def scored(test: pd.DataFrame, forecast: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame({DATE: test[DATE].to_numpy(), Y: test[Y].to_numpy(dtype=float),
-                         CLOSED: test[CLOSED].to_numpy(dtype=bool), YHAT: forecast})
-
-
-def fit_windows(args: tuple[Candidate, pd.DataFrame, int]) -> Windows:
-    candidate, history, n = args
-    warnings.filterwarnings("ignore")
-    out: Windows = {}
-    for j, train, test in grid(history, n):
-        try:
-            model = candidate.build().fit(train)
-        except Exception as exc:  # a failed fit leaves the window out for this candidate
-            print(f"{candidate.name} window {j}: {type(exc).__name__}: {exc}", file=sys.stderr)
-            continue
-        out[j] = scored(test, model.predict(test[[DATE, CLOSED, *model.regressors]]))
-    return out
-
-
-def lightgbm_windows(histories: Mapping[str, pd.DataFrame], regressors: Sequence[str],
-                     n: int, workers: int) -> tuple[dict[str, Windows], float]:
-    cutoffs = {pd.Timestamp(train.loc[~train[CLOSED], DATE].max())
-               for history in histories.values() for _, train, _ in grid(history, n)}
-    fits = train_global(histories, regressors, sorted(cutoffs), workers=workers)
-    out: dict[str, Windows] = {}
-    for product, history in histories.items():
-        out[product] = {}
-        context = FitContext(product=product, global_fits=fits)
-        for j, train, test in grid(history, n):
-            model = LightGBMModel(regressors=regressors).fit(train, context=context)
-            out[product][j] = scored(test, model.predict(test))
-    return out, fits.seconds
-
-
-def backtest_of(candidate: Candidate, windows: Windows, wanted: Sequence[int]
-                ) -> FamilyBacktest | None:
-    """The candidate's backtest over the grid windows `wanted` (oldest first), as
-    `selection.backtest_family` would have produced it; None if one is missing."""
-    if any(j not in windows for j in wanted):
-        return None
-    predictions = pd.concat([windows[j].assign(**{WINDOW: i}) for i, j in enumerate(wanted)],
-                            ignore_index=True)
-    open_rows = predictions.loc[~predictions[CLOSED]]
-    total = float(open_rows[Y].abs().sum())
-    wape = float((open_rows[Y] - open_rows[YHAT]).abs().sum()) / total if total else np.nan
-    # choose() reads wape and predictions only; per-window metrics are not replayed.
-    return FamilyBacktest(candidate=candidate, wape=wape, window_metrics=(),
-                          predictions=predictions, seconds=0.0)
-
-
-def pooled_wape(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
-    y = np.concatenate([p[0] for p in pairs])
-    f = np.concatenate([p[1] for p in pairs])
-    return float(np.abs(y - f).sum() / np.abs(y).sum()) if np.abs(y).sum() else np.nan
-
-
-def score_origins(methods: list[str], names: dict[str, None],
-                  histories: dict[str, pd.DataFrame], classes: dict[str, ProductClass],
-                  candidates: dict[str, Candidate],
-                  windows: dict[tuple[str, str], Windows], *, origins: int,
-                  plan: BacktestPlan, policy: CandidatePolicy, seasonal_back: int
-                  ) -> dict[str, list[float]]:
-    """Pooled WAPE per method at origins 0..`origins`, `auto` replayed from the stored
-    window forecasts with the selection rule of the code."""
-    per_origin: dict[str, list[float]] = {m: [] for m in methods}
-    for k in range(origins + 1):
-        pairs: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {m: [] for m in methods}
-        wanted = [k + seasonal_back, *range(k + plan.n_windows, k, -1)]
-        for product in histories:
-            auto = auto_pairs(product, classes[product], names, candidates, windows,
-                              wanted, k, policy)
-            if auto is None:
-                continue
-            mask, pair = auto
-            pairs[AUTO].append(pair)
-            for name in names:
-                frame = windows[(name, product)].get(k)
-                if frame is not None:
-                    pairs[name].append((frame[Y].to_numpy()[mask],
-                                        frame[YHAT].to_numpy()[mask]))
-        for method in methods:
-            per_origin[method].append(pooled_wape(pairs[method]) if pairs[method] else np.nan)
-    return per_origin
-
-
-def auto_pairs(product: str, product_class: ProductClass, names: dict[str, None],
-               candidates: dict[str, Candidate], windows: dict[tuple[str, str], Windows],
-               wanted: list[int], k: int, policy: CandidatePolicy
-               ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]] | None:
-    """`auto`'s choice for one product at origin k: (open-day mask, (actual, forecast));
-    None when a candidate lacks a window."""
-    own = policy.intermittent if product_class is ProductClass.INTERMITTENT \
-        else policy.regular
-    backtests = [b for name in own if (b := backtest_of(
-        candidates[name], windows[(name, product)], wanted)) is not None]
-    target = {name: windows[(name, product)].get(k) for name in names}
-    if not backtests or any(target[b.candidate.name] is None for b in backtests):
-        return None
-    choice = choose(backtests, combine_top=3, prefer=policy.preferred_for(product_class))
-    first = target[choice.members[0][0].name]
-    assert first is not None
-    mask = ~first[CLOSED].to_numpy()
-    forecast = np.zeros(len(first))
-    for member, weight in choice.members:
-        frame = target[member.name]
-        assert frame is not None
-        forecast += weight * frame[YHAT].to_numpy(dtype=float)
-    return mask, (first[Y].to_numpy()[mask], forecast[mask])
+DEFAULT_ORIGINS = "0,2,4,6,8,10,12"
+DEFAULT_METHODS = f"{AUTO},lightgbm (global),{ORIGINAL}"
+KEY = ["date", "product"]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("directory", type=Path)
-    parser.add_argument("--country")
-    parser.add_argument("--subdivision")
-    parser.add_argument("--origins", type=int, default=12)
-    parser.add_argument("--extra", default="", help="more families, scored as fixed only")
-    parser.add_argument("--workers", type=int, default=2)
+    parser = dataset_parser(__doc__)
+    parser.add_argument("--origins", default=DEFAULT_ORIGINS)
+    parser.add_argument("--methods", default=DEFAULT_METHODS,
+                        help=f"comma-separated labels of: {', '.join(METHODS)}")
+    parser.add_argument("--regressors", choices=REGRESSOR_MODES, default="oracle")
+    parser.add_argument("--reference", type=Path, default=None)
+    parser.add_argument("--csv", type=Path, default=None,
+                        help="write every method's score per origin here")
     args = parser.parse_args()
+    chosen = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in chosen if m not in METHODS]
+    if unknown:
+        parser.error(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
     console = Console(width=160)
-    plan, policy = BacktestPlan(), CandidatePolicy()
-    seasonal_back = SEASONAL_LAG_DAYS // HORIZON
-    n = max(args.origins + plan.n_windows, args.origins + seasonal_back) + 1
+    dataset = read_dataset_dir(args.dataset)
+    sales = read_sales(args.dataset)
+    grid = origins(dataset.last_date, [int(k) for k in args.origins.split(",")])
 
-    long = load(args.directory, args.country, args.subdivision)
-    defaults = Settings()
-    report = validate_sales(long, min_days=defaults.min_training_data_days,
-                            recommended_days=defaults.recommended_training_data_days)
-    regressors = tuple(c for c in long.columns if c not in (PRODUCT, DATE, Y, CLOSED))
-    histories = {str(p): h.drop(columns=[PRODUCT]).reset_index(drop=True)
-                 for p, h in long.groupby(PRODUCT) if not report.errors_for(str(p))}
-    classes = {p: report.products[p].product_class for p in histories}
-    names = dict.fromkeys([*policy.regular, *policy.intermittent,
-                           *(e for e in args.extra.split(",") if e)])
-    candidates = {name: resolve_candidate(name).with_context(
-        regressors=regressors, params=({"country": args.country,
-                                        "subdivision": args.subdivision}
-                                       if resolve_candidate(name).family == "prophet"
-                                       else None)) for name in names}
+    rows: list[dict[str, object]] = []
+    seconds: dict[str, float] = dict.fromkeys(chosen, 0.0)
+    auto_pairs: list[pd.DataFrame] = []
+    with tempfile.TemporaryDirectory(prefix="ovencast-origins-") as tmp:
+        configure_logging(log_file=Path(tmp) / "bench.log", stderr_level="ERROR")
+        for origin in grid:
+            products = scored_products(sales, origin)
+            forecasts: dict[str, pd.DataFrame] = {}
+            for index, label in enumerate(chosen):
+                settings = fresh_settings(Path(tmp), f"o{origin.index:02d}-{index}")
+                import_cut(settings, cut(dataset, origin.until, regressors=args.regressors),
+                           country=args.country, subdivision=args.subdivision)
+                result = train_and_forecast(settings, METHODS[label], origin)
+                forecasts[label] = result.forecast
+                seconds[label] += result.seconds
+                console.print(f"origin {origin.index:2d} {label}: trained in "
+                              f"{result.seconds:.0f} s", highlight=False, markup=False)
+            for method, label in REFERENCES.items():
+                found = reference_forecast(args.reference, args.dataset, method, origin)
+                if found is not None:
+                    forecasts[label] = found
+            common = _common_product_days(forecasts, sales, products, origin)
+            for label, forecast in forecasts.items():
+                pairs = pair(forecast, sales, products, origin).merge(common, on=KEY)
+                found_score = score(pairs)
+                rows.append({"origin": origin.index, "method": label, "wape": found_score.wape,
+                             "bias": found_score.bias, "coverage": found_score.coverage,
+                             "product_days": found_score.product_days,
+                             "products": int(pairs["product"].nunique())})
+                if label == AUTO:
+                    auto_pairs.append(pairs)
+            console.print(f"origin {origin.index:2d} ({origin.window_start}..{origin.window_end}"
+                          f"): {len(common)} product-days of {len(products)} products, "
+                          + ", ".join(f"{r['method']} {r['wape']:.3f}" for r in rows
+                                      if r["origin"] == origin.index),
+                          highlight=False, markup=False)
+    if args.csv is not None:
+        with args.csv.open("w", newline="", encoding="utf-8") as out:
+            writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    report(console, args.dataset, args.regressors, grid, rows, seconds, auto_pairs)
 
-    started = time.perf_counter()
-    windows: dict[tuple[str, str], Windows] = {}
-    gbm, gbm_seconds = lightgbm_windows(histories, regressors, n, args.workers)
-    windows.update({(LIGHTGBM, p): w for p, w in gbm.items()})
-    jobs = [(c, p) for c in candidates.values() if c.family != LIGHTGBM for p in histories]
-    with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        results = pool.map(fit_windows, [(c, histories[p], n) for c, p in jobs])
-        for (candidate, product), result in zip(jobs, results, strict=True):
-            windows[(candidate.name, product)] = result
-    console.print(f"{len(histories)} products, {n} windows each: fitted in "
-                  f"{time.perf_counter() - started:.0f} s (LightGBM stage {gbm_seconds:.0f} s)")
 
-    methods = [AUTO, *names]
-    per_origin = score_origins(methods, names, histories, classes, candidates, windows,
-                               origins=args.origins, plan=plan, policy=policy,
-                               seasonal_back=seasonal_back)
+def _common_product_days(forecasts: dict[str, pd.DataFrame], sales: pd.DataFrame,
+                         products: Sequence[str], origin: Origin) -> pd.DataFrame:
+    """The (date, product) pairs every method forecast."""
+    common: pd.DataFrame | None = None
+    for forecast in forecasts.values():
+        keys = pair(forecast, sales, products, origin)[KEY]
+        common = keys if common is None else common.merge(keys, on=KEY)
+    assert common is not None
+    return common
 
-    table = Table(title=f"bench/origins.py {args.directory}: pooled WAPE", title_justify="left")
-    for column in ("method", f"mean, origins 1-{args.origins}", "best at",
-                   "holdout (origin 0)", "per origin 1..N"):
-        table.add_column(column)
-    development = {m: per_origin[m][1:] for m in methods}
+
+def report(console: Console, dataset: Path, mode: str, grid: Sequence[Origin],
+           rows: list[dict[str, object]], seconds: dict[str, float],
+           auto_pairs: list[pd.DataFrame]) -> None:
+    frame = pd.DataFrame(rows)
+    wide = frame.pivot(index="method", columns="origin", values="wape")
+    methods = list(dict.fromkeys(frame["method"]))
+    table = Table(title=f"bench/origins.py {dataset}, regressors: {mode}: pooled WAPE",
+                  title_justify="left")
+    table.add_column("method")
+    for k in wide.columns:
+        table.add_column(f"o{int(k):02d}", justify="right")
+    table.add_column("mean", justify="right")
+    table.add_column("train s", justify="right")
+    means = {m: float(wide.loc[m].mean()) for m in methods}
     for method in methods:
-        values = development[method]
-        best_at = sum(1 for i in range(args.origins)
-                      if values[i] <= min(development[m][i] for m in methods
-                                          if not np.isnan(development[m][i])))
-        table.add_row(method, f"{np.nanmean(values):.3f}", str(best_at),
-                      f"{per_origin[method][0]:.3f}",
-                      " ".join(f"{v:.2f}" for v in values))
+        table.add_row(method, *(f"{v:.3f}" for v in wide.loc[method]), f"{means[method]:.3f}",
+                      f"{seconds[method]:.0f}" if method in seconds else "-")
     console.print(table)
-    best = min((m for m in methods if m != AUTO), key=lambda m: float(np.nanmean(development[m])))
-    ratios = [a / b for a, b in zip(development[AUTO], development[best], strict=True)]
-    console.print(f"auto / best fixed family ({best}) over origins 1-{args.origins}: "
-                  f"{np.nanmean(development[AUTO]) / np.nanmean(development[best]):.2f}x "
-                  f"(median per origin {statistics.median(ratios):.2f}x)")
+    if AUTO in means and ORIGINAL in means:
+        console.print(f"auto / original: mean WAPE {means[AUTO] / means[ORIGINAL]:.2f}x, "
+                      f"per origin {_ratios(wide, AUTO, ORIGINAL)}; training time "
+                      f"{seconds[AUTO] / seconds[ORIGINAL]:.2f}x", highlight=False,
+                      markup=False)
+    singles = [m for m in seconds if m not in (AUTO, ORIGINAL)]
+    if AUTO in means and singles:
+        best = min(singles, key=lambda m: means[m])
+        console.print(f"auto / best single family ({best}): mean WAPE "
+                      f"{means[AUTO] / means[best]:.2f}x", highlight=False, markup=False)
+    if auto_pairs:
+        pooled = score(pd.concat(auto_pairs, ignore_index=True))
+        console.print(f"auto P10-P90 coverage, pooled over the origins: "
+                      f"{pooled.coverage:.0%}", highlight=False, markup=False)
+    console.print(f"machine: {platform.machine()}, {os.cpu_count()} cores, "
+                  f"{platform.python_implementation()} {platform.python_version()}")
+
+
+def _ratios(wide: pd.DataFrame, a: str, b: str) -> str:
+    ratios = (wide.loc[a] / wide.loc[b]).to_numpy(dtype=float)
+    return f"{np.nanmin(ratios):.2f}x-{np.nanmax(ratios):.2f}x"
 
 
 if __name__ == "__main__":

@@ -32,6 +32,23 @@ from ovencast.tenants import service as tenants_service
 from ovencast.training.embedded import TrainedJob, train_tenant
 from ovencast.training.pool import stop_workers
 
+# (label, --models): every single family, the original approach, and auto.
+METHODS: dict[str, list[str]] = {
+    "seasonal_naive": ["seasonal_naive"],
+    "auto_ets": ["auto_ets"],
+    "mstl": ["mstl"],
+    "mstl_weekly": ["mstl_weekly"],
+    "croston": ["croston"],
+    "tsb": ["tsb"],
+    "lightgbm (global)": ["lightgbm"],
+    "prophet (defaults)": ["prophet_holidays"],
+    "original: prophet + optuna": ["prophet"],
+    "auto": ["auto"],
+}
+ORIGINAL, AUTO = "original: prophet + optuna", "auto"
+# The reference methods of ../shared/reference: file name part -> label.
+REFERENCES = {"original": "reference: original", "plain_lightgbm": "reference: plain LightGBM"}
+
 TENANT = "bench"
 HORIZON = 28
 MIN_HISTORY_DAYS = 365

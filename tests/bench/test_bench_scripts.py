@@ -46,12 +46,29 @@ def test_accuracy_prints_each_method_and_the_ratios() -> None:
     assert "regressors: fallback" in out
 
 
-def test_origins_replays_auto_and_prints_every_candidate() -> None:
-    out = _bench("origins.py", [str(KIEL), "--country", "DE", "--subdivision", "SH",
-                                "--origins", "1"])
+def test_replay_replays_auto_and_prints_every_candidate() -> None:
+    out = _bench("replay.py", [str(KIEL), "--country", "DE", "--subdivision", "SH",
+                               "--origins", "1"])
     for method in ("auto", "lightgbm", "seasonal_naive", "croston", "tsb"):
         assert 0 < _wape_of(out, method) < 1
     assert "auto / best fixed family" in out
+
+
+def test_origins_trains_every_method_at_every_origin_and_scores_the_same_days() -> None:
+    out = _bench("origins.py", [str(KIEL), "--country", "DE", "--subdivision", "SH",
+                                "--origins", "0,2", "--methods", "seasonal_naive,auto",
+                                "--reference", str(REPO_ROOT.parent / "shared" / "reference")])
+    # One line per origin: the same product-days for every method and reference.
+    days = re.findall(r"^origin +(\d+) \(.*\): (\d+) product-days of (\d+) products",
+                      out, flags=re.MULTILINE)
+    assert [d[0] for d in days] == ["0", "2"]
+    assert all(int(n) > 0 for _, n, _ in days)
+    for method in ("auto", "seasonal_naive", "reference: original",
+                   "reference: plain LightGBM"):
+        assert 0 < _wape_of(out, method) < 1
+    assert re.search(r"auto / best single family \(seasonal_naive\): mean WAPE 0\.\d\dx",
+                     out)
+    assert re.search(r"auto P10-P90 coverage, pooled over the origins: \d+%", out)
 
 
 def test_import_memory_prints_the_peak_per_row() -> None:

@@ -13,9 +13,11 @@ import pytest
 from ovencast.forecasting.families import lightgbm_global
 from ovencast.forecasting.families.base import FitContext
 from ovencast.forecasting.families.global_fits import GlobalFits
-from ovencast.forecasting.families.lightgbm_global import LOCAL_PRODUCT
+from ovencast.forecasting.families.lightgbm_global import LOCAL_PRODUCT, LightGBMModel
+from ovencast.forecasting.families.registry import load_model
 from ovencast.forecasting.frame import CLOSED, DATE, Y
 from ovencast.forecasting.global_stage import (
+    HORIZON_WEIGHTS,
     cutoffs_of,
     needs_global_stage,
     train_tenant_models,
@@ -115,6 +117,60 @@ def test_tenant_models_cover_every_products_cutoffs(make_history: HistoryFactory
     assert only_cake.products == ("bread", "cake")
 
 
+# -- the two members and their weight -------------------------------------------------------
+def test_the_horizon_members_weight_is_the_best_on_the_pooled_backtests(
+        make_history: HistoryFactory) -> None:
+    holdout, backtest = HoldoutSplit(), BacktestPlan()
+    histories = _histories(make_history)
+    fits = train_tenant_models(histories, (), holdout=holdout, backtest=backtest)
+    assert fits.horizon is not None
+    evidence = fits.horizon.evidence
+    assert set(evidence) == {f"{w:g}" for w in HORIZON_WEIGHTS}
+    assert evidence[f"{fits.horizon.weight:g}"] == min(evidence.values())
+
+    # Recomputed independently: every product's backtest windows, pooled, each member
+    # alone (weight 0: the level member; weight 1: the horizon member).
+    y, by_weight = [], {0.0: [], 1.0: []}
+    for weight, forecasts in by_weight.items():
+        weighed = fits.with_horizon_weight(weight, {})
+        for product, history in histories.items():
+            train, _ = holdout.split(history)
+            for window in backtest.windows(train):
+                test = window.test.loc[~window.test[CLOSED]]
+                model = LightGBMModel().fit(window.train, context=FitContext(
+                    product=product, global_fits=weighed))
+                assert model.adopted
+                assert model.horizon_weight == weight
+                forecasts.append(model.predict(test))
+                if weight == 0.0:
+                    y.append(test[Y].to_numpy())
+    actual = np.concatenate(y)
+    for weight, forecasts in by_weight.items():
+        pooled = np.abs(actual - np.concatenate(forecasts)).sum() / actual.sum()
+        assert evidence[f"{weight:g}"] == pytest.approx(pooled)
+
+
+def test_a_blended_model_forecasts_the_weighted_members(make_history: HistoryFactory) -> None:
+    histories = _histories(make_history)
+    history = histories["bread"]
+    train, test = history.iloc[:-28], history.iloc[-28:]
+    fits = train_tenant_models({p: h.iloc[:-28] for p, h in histories.items()}, ()
+                               ).with_horizon_weight(0.25, {})
+    model = LightGBMModel().fit(train, context=FitContext(product="bread", global_fits=fits))
+    level, horizon = model.member_forecasts(test)
+    assert horizon is not None
+    assert not np.allclose(level, horizon)
+    expected = np.where(test[CLOSED], 0.0, 0.75 * level + 0.25 * horizon)
+    np.testing.assert_allclose(model.predict(test), expected)
+    # Stored and loaded, it forecasts the same; a weight-0 model stores no second member.
+    restored = load_model(model.to_bytes())
+    np.testing.assert_allclose(restored.predict(test), model.predict(test))
+    alone = LightGBMModel().fit(train, context=FitContext(
+        product="bread", global_fits=fits.with_horizon_weight(0.0, {})))
+    assert b'"horizon":null' in alone.to_bytes()
+    np.testing.assert_allclose(alone.predict(test), np.where(test[CLOSED], 0.0, level))
+
+
 # -- the key property, with the tenant stage: selection never sees the holdout ------------------
 PRODUCTS = {"bread": (1.0, 5), "cake": (0.4, 6), "rolls": (2.5, 7)}
 STAGE_CLOSED = (50, 200, 443, 471, 480)  # 480: inside the holdout
@@ -181,6 +237,11 @@ def test_selection_never_looks_at_the_holdout_with_the_global_stage(
         c: t for c, t in second_fits.boosters.items() if c != final}
     assert all(pd.Timestamp(c) < holdout.cutoff(histories["bread"])
                for c in first_fits.boosters if c != final)
+    # The members were weighed on the backtest windows only: same weight, same evidence.
+    assert first_fits.horizon is not None
+    assert second_fits.horizon is not None
+    assert first_fits.horizon.evidence == second_fits.horizon.evidence
+    assert first_fits.horizon.weight == second_fits.horizon.weight
 
     for product in PRODUCTS:
         before, after = first[product], second[product]

@@ -47,7 +47,12 @@ async def test_auto_job_stores_the_tenant_models_and_hands_them_to_every_task(
     record = result.job.global_models
     assert record is not None
     assert set(record) == {"family", "products", "cutoffs", "seconds", "key", "sha256",
-                           "retired"}
+                           "retired", "horizon_weight", "horizon_evidence"}
+    # The horizon member was weighed on the products' pooled backtests: the weight
+    # recorded is the one with the lowest pooled WAPE among the candidates.
+    evidence = record["horizon_evidence"]
+    assert set(evidence) == {"0", "0.25", "0.5", "0.75", "1"}
+    assert evidence[f"{record['horizon_weight']:g}"] == min(evidence.values())
     assert (record["family"], record["products"]) == ("lightgbm", len(PRODUCTS))
     assert record["seconds"] >= 0
     assert GLOBAL_MODELS_KEY in record["key"]
@@ -60,6 +65,8 @@ async def test_auto_job_stores_the_tenant_models_and_hands_them_to_every_task(
     fits = GlobalFits.from_bytes(payload)
     assert fits.products == PRODUCTS
     assert sorted(fits.boosters) == record["cutoffs"]
+    assert fits.horizon is not None
+    assert sorted(fits.horizon.boosters) == record["cutoffs"]
     assert len(record["cutoffs"]) >= 3  # backtest windows, holdout, final fit
     # The job has ended: the product artifacts hold their boosters, the job's copy is gone.
     assert record["retired"] is True

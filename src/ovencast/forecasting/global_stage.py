@@ -7,19 +7,32 @@ backtest window's (`selection.BacktestPlan.windows` of its history minus the hol
 the holdout's (history minus holdout) and the final fit's (the whole history). Nothing
 after a cut-off is used by the booster of that cut-off, so the holdout stays unseen by
 selection exactly as for the per-product families.
+
+The stage also weighs the global model's two members (`lightgbm_global`): on the
+backtest windows of the tenant's products, pooled (one weight per tenant: a product's
+own 7 windows are too few to tell two close models apart), the weight of the horizon
+member among `HORIZON_WEIGHTS` with the lowest pooled WAPE; ties go to the smaller weight.
+docs/decisions/008-global-lightgbm-members.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
+from ovencast.forecasting.families.base import FitContext
 from ovencast.forecasting.families.global_fits import LIGHTGBM, GlobalFits
-from ovencast.forecasting.families.lightgbm_global import train_global
-from ovencast.forecasting.frame import CLOSED, DATE
+from ovencast.forecasting.families.lightgbm_global import LightGBMModel, train_global
+from ovencast.forecasting.frame import CLOSED, DATE, Y
 from ovencast.forecasting.holdout import HoldoutSplit
 from ovencast.forecasting.selection import AUTO, BacktestPlan, resolve_candidate
+
+HORIZON_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+# Products whose backtests weigh the members: the largest by volume (the pooled WAPE is
+# dominated by them anyway), so that the cost stays flat for a chain's thousands.
+MAX_WEIGHING_PRODUCTS = 200
 
 
 def needs_global_stage(families: Sequence[str]) -> bool:
@@ -63,4 +76,54 @@ def train_tenant_models(histories: Mapping[str, pd.DataFrame], regressors: Seque
             continue
         cutoffs |= cutoffs_of(history.sort_values(DATE).reset_index(drop=True),
                               holdout=holdout, backtest=backtest)
-    return train_global(histories, regressors, sorted(cutoffs), workers=workers)
+    fits = train_global(histories, regressors, sorted(cutoffs), workers=workers)
+    return weigh_members(fits, {p: h for p, h in histories.items() if p in wanted},
+                         holdout=holdout, backtest=backtest)
+
+
+def weigh_members(fits: GlobalFits, histories: Mapping[str, pd.DataFrame], *,
+                  holdout: HoldoutSplit, backtest: BacktestPlan) -> GlobalFits:
+    """`fits` with the horizon member's weight chosen on the products' backtest windows
+    (module docstring). Without a horizon member, or without any window: unchanged
+    (weight 0, the level member alone)."""
+    if fits.horizon is None:
+        return fits
+    y_parts: list[np.ndarray] = []
+    level_parts: list[np.ndarray] = []
+    horizon_parts: list[np.ndarray] = []
+    for product, history in _largest(histories, MAX_WEIGHING_PRODUCTS).items():
+        train, _ = holdout.split(history.sort_values(DATE).reset_index(drop=True))
+        context = FitContext(product=product, global_fits=fits)
+        for window in backtest.windows(train):
+            test = window.test.loc[~window.test[CLOSED].astype(bool)]
+            if test.empty:
+                continue
+            try:
+                model = LightGBMModel(regressors=fits.regressors).fit(window.train,
+                                                                     context=context)
+            except ValueError:  # no open day before the window
+                continue
+            level, horizon = model.member_forecasts(test)
+            if horizon is None or not model.adopted:
+                continue
+            y_parts.append(test[Y].to_numpy(dtype=float))
+            level_parts.append(np.clip(level, 0.0, None))
+            horizon_parts.append(np.clip(horizon, 0.0, None))
+    if not y_parts:
+        return fits
+    y = np.concatenate(y_parts)
+    level, horizon = np.concatenate(level_parts), np.concatenate(horizon_parts)
+    total = float(np.abs(y).sum())
+    if total == 0:
+        return fits
+    evidence = {f"{w:g}": float(np.abs(y - ((1 - w) * level + w * horizon)).sum()) / total
+                for w in HORIZON_WEIGHTS}
+    best = min(HORIZON_WEIGHTS, key=lambda w: (round(evidence[f"{w:g}"], 6), w))
+    return fits.with_horizon_weight(best, evidence)
+
+
+def _largest(histories: Mapping[str, pd.DataFrame], n: int) -> dict[str, pd.DataFrame]:
+    if len(histories) <= n:
+        return dict(histories)
+    volume = {p: float(h[Y].sum()) for p, h in histories.items()}
+    return {p: histories[p] for p in sorted(histories, key=lambda p: -volume[p])[:n]}

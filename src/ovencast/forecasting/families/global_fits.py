@@ -1,12 +1,14 @@
-"""The tenant stage's global LightGBM boosters as data: one booster per training cut-off
-(LightGBM's text format, never pickle), the product category order they were trained
-with, and what they cost. `lightgbm_global` trains and reads them; `base.FitContext`
-carries them to a product's fit."""
+"""The tenant stage's global LightGBM boosters as data: per training cut-off one booster of
+each member (LightGBM's text format, never pickle), the product category order they were
+trained with, the blend weight of the horizon-lag member, and what they cost.
+`lightgbm_global` trains and reads them; `base.FitContext` carries them to a product's
+fit. Members: docs/decisions/008-global-lightgbm-members.md."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 LIGHTGBM = "lightgbm"
@@ -17,39 +19,87 @@ LEGACY_SALES_FEATURES = ("lag_28", "lag_35", "lag_42", "lag_49", "lag_56", "lag_
 
 
 @dataclass(frozen=True)
+class HorizonMember:
+    """The second member: boosters reading sales lags at and beyond the horizon (ISO
+    cut-off date -> model text), its sales features, and its weight in the blend (0: the
+    level member alone; chosen by the tenant's pooled backtests, `global_stage`)."""
+
+    boosters: dict[str, str]
+    sales_features: tuple[str, ...]
+    weight: float = 0.0
+    # Pooled backtest WAPE per candidate weight (as text keys, JSON-safe): the evidence.
+    evidence: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"boosters": dict(self.boosters), "sales_features": list(self.sales_features),
+                "weight": self.weight, "evidence": dict(self.evidence)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> HorizonMember:
+        return cls(boosters=dict(data["boosters"]),
+                   sales_features=tuple(data["sales_features"]),
+                   weight=float(data.get("weight", 0.0)),
+                   evidence={str(k): float(v) for k, v in data.get("evidence", {}).items()})
+
+
+@dataclass(frozen=True)
 class GlobalFits:
-    """The tenant's boosters (ISO cut-off date -> LightGBM model text), the products in
-    category order, the regressor columns and sales features they read, and the seconds
-    they took to train."""
+    """The tenant's boosters (ISO cut-off date -> LightGBM model text) of the level
+    member, the products in category order, the regressor columns and sales features
+    they read, the horizon member (None: the level member alone, as artifacts stored
+    before it), and the seconds they all took to train."""
 
     products: tuple[str, ...]
     regressors: tuple[str, ...]
     boosters: dict[str, str]
     seconds: float
     sales_features: tuple[str, ...]
+    horizon: HorizonMember | None = None
 
     def to_bytes(self) -> bytes:
         return json.dumps({"products": list(self.products),
                            "regressors": list(self.regressors),
                            "sales_features": list(self.sales_features),
                            "boosters": dict(self.boosters),
+                           "horizon": None if self.horizon is None else self.horizon.to_dict(),
                            "seconds": self.seconds}).encode()
 
     @classmethod
     def from_bytes(cls, payload: bytes) -> GlobalFits:
         data = json.loads(payload)
+        horizon = data.get("horizon")
         return cls(products=tuple(data["products"]), regressors=tuple(data["regressors"]),
                    boosters=dict(data["boosters"]), seconds=float(data["seconds"]),
-                   sales_features=tuple(data.get("sales_features", LEGACY_SALES_FEATURES)))
+                   sales_features=tuple(data.get("sales_features", LEGACY_SALES_FEATURES)),
+                   horizon=None if horizon is None else HorizonMember.from_dict(horizon))
 
     def summary(self) -> dict[str, Any]:
-        return {"family": LIGHTGBM, "products": len(self.products),
-                "cutoffs": sorted(self.boosters), "seconds": round(self.seconds, 3)}
+        found: dict[str, Any] = {"family": LIGHTGBM, "products": len(self.products),
+                                 "cutoffs": sorted(self.boosters),
+                                 "seconds": round(self.seconds, 3)}
+        if self.horizon is not None:
+            found["horizon_weight"] = self.horizon.weight
+            found["horizon_evidence"] = dict(self.horizon.evidence)
+        return found
+
+    def adoptable(self, product: str, regressors: tuple[str, ...]) -> bool:
+        return product in self.products and tuple(self.regressors) == tuple(regressors)
 
     def booster_for(self, product: str, regressors: tuple[str, ...], cutoff: str
                     ) -> str | None:
-        """The booster text trained up to `cutoff` (ISO date) that a model of `product`
-        reading `regressors` can adopt; None when there is none."""
-        if product not in self.products or tuple(self.regressors) != tuple(regressors):
+        """The level booster text trained up to `cutoff` (ISO date) that a model of
+        `product` reading `regressors` can adopt; None when there is none."""
+        if not self.adoptable(product, regressors):
             return None
         return self.boosters.get(cutoff)
+
+    def with_horizon_weight(self, weight: float, evidence: Mapping[str, float]
+                            ) -> GlobalFits:
+        if self.horizon is None:
+            raise ValueError("no horizon member to weigh")
+        horizon = HorizonMember(boosters=self.horizon.boosters,
+                                sales_features=self.horizon.sales_features, weight=weight,
+                                evidence=dict(evidence))
+        return GlobalFits(products=self.products, regressors=self.regressors,
+                          boosters=self.boosters, seconds=self.seconds,
+                          sales_features=self.sales_features, horizon=horizon)

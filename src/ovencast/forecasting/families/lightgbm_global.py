@@ -29,6 +29,14 @@ docs/decisions/004-lightgbm-sales-features.md. Artifacts store the feature list 
 trained with (`sales_features`), so a model trained with an earlier list keeps
 forecasting with it. The target is the scaled sales; forecasts are multiplied back.
 
+Two members: the tenant stage trains, beside the booster above (the *level* member), a
+*horizon* member per cut-off that reads the sales lags of 28, 35, 42 and 49 days and the
+7- and 28-day means of the 28-day lag (`HORIZON_FEATURES`, 500 rounds at learning rate
+0.05), and blends the two with one weight per tenant, chosen on the tenant's backtest
+windows pooled over its products (`global_stage.choose_horizon_weight`). The level
+member carries the season, the horizon member the recent weeks: which matters more
+differs by tenant. docs/decisions/008-global-lightgbm-members.md.
+
 Training once per tenant: `train_global` fits one booster per training cut-off date that
 the tenant's products need (each product's backtest windows, its holdout and its final
 fit; products of a tenant share them, so a job fits about nine boosters in all) on every
@@ -65,6 +73,7 @@ from ovencast.forecasting.families.global_fits import (
     LEGACY_SALES_FEATURES,
     LIGHTGBM,
     GlobalFits,
+    HorizonMember,
 )
 from ovencast.forecasting.frame import CLOSED, DATE, Y
 
@@ -87,6 +96,10 @@ BOOSTER_PARAMS: Mapping[str, Any] = {
     "num_threads": 1,
 }
 N_ROUNDS = 150
+HORIZON_FEATURES = ("lag_28", "lag_35", "lag_42", "lag_49", "mean_7", "mean_28")
+HORIZON_PARAMS: Mapping[str, Any] = {**BOOSTER_PARAMS, "learning_rate": 0.05,
+                                     "lambda_l2": 0.1}
+HORIZON_ROUNDS = 500
 LOCAL_PRODUCT = "_product"
 """The product name of a model trained on one product alone (no tenant stage)."""
 
@@ -143,6 +156,19 @@ def _features(sales: pd.Series, regressors: pd.DataFrame, *, scale: float, code:
     return pd.DataFrame(columns, index=index)[list(names)]
 
 
+@dataclass(frozen=True, eq=False)  # eq=False: hashed by identity (params is a dict)
+class _Member:
+    """How one member's boosters are trained: its sales features and parameters."""
+
+    sales_features: tuple[str, ...]
+    params: Mapping[str, Any]
+    rounds: int
+
+
+LEVEL = _Member(SALES_FEATURES, BOOSTER_PARAMS, N_ROUNDS)
+HORIZON = _Member(HORIZON_FEATURES, HORIZON_PARAMS, HORIZON_ROUNDS)
+
+
 def _scale(sales: pd.Series) -> float:
     value = float(sales.mean()) if sales.notna().any() else 0.0
     return value if value > 0 else 1.0
@@ -157,8 +183,8 @@ class _Rows:
 
     dates: pd.DatetimeIndex
     sales: pd.Series
-    features: pd.DataFrame  # sales features unscaled
-    sales_features: tuple[str, ...]
+    features: pd.DataFrame  # product, calendar, regressors, every member's sales features
+    sales_features: tuple[str, ...]  # every member's, unscaled in `features`
 
 
 def _rows(histories: Mapping[str, pd.DataFrame], regressors: Sequence[str],
@@ -177,7 +203,8 @@ def _rows(histories: Mapping[str, pd.DataFrame], regressors: Sequence[str],
     return found
 
 
-def _booster_at(rows: Sequence[_Rows], cutoff: pd.Timestamp) -> Any:
+def _booster_at(rows: Sequence[_Rows], cutoff: pd.Timestamp, member: _Member = LEVEL
+                ) -> Any:
     import lightgbm as lgb  # 1-2 s import: only where a model is trained or served
 
     parts, targets = [], []
@@ -188,15 +215,16 @@ def _booster_at(rows: Sequence[_Rows], cutoff: pd.Timestamp) -> Any:
         if not observed.any():
             continue
         scale = _scale(sales)
-        features = product.features.loc[before].loc[observed].copy()
-        features[list(product.sales_features)] /= scale
+        others = [f for f in product.sales_features if f not in member.sales_features]
+        features = product.features.loc[before].loc[observed].drop(columns=others)
+        features[list(member.sales_features)] /= scale
         parts.append(features)
         targets.append(sales.to_numpy()[observed] / scale)
     if not parts:
         raise ValueError(f"no observed sales up to {cutoff.date()} to train on")
     data = lgb.Dataset(pd.concat(parts, ignore_index=True), np.concatenate(targets),
                        categorical_feature=[PRODUCT_FEATURE], free_raw_data=True)
-    return lgb.train(dict(BOOSTER_PARAMS), data, num_boost_round=N_ROUNDS)
+    return lgb.train(dict(member.params), data, num_boost_round=member.rounds)
 
 
 def fit_booster(histories: Mapping[str, pd.DataFrame], regressors: Sequence[str], *,
@@ -205,33 +233,46 @@ def fit_booster(histories: Mapping[str, pd.DataFrame], regressors: Sequence[str]
     """One booster on every product's rows up to `cutoff` (inclusive). `products` is the
     category order (the product feature's codes). Raises ValueError when no product has
     an observed open day up to the cutoff."""
-    return _booster_at(_rows(histories, regressors, products, sales_features), cutoff)
+    member = _Member(tuple(sales_features), BOOSTER_PARAMS, N_ROUNDS)
+    return _booster_at(_rows(histories, regressors, products, sales_features), cutoff,
+                       member)
 
 
 # -- the tenant stage's boosters, and adopting them ---------------------------------------
 def train_global(histories: Mapping[str, pd.DataFrame], regressors: Sequence[str],
-                 cutoffs: Sequence[pd.Timestamp], *, workers: int = 1) -> GlobalFits:
-    """Fit one booster per distinct cut-off on all `histories` (product -> history
-    frame) up to it, `workers` boosters at a time (threads: LightGBM trains without the
-    GIL; each booster uses one OpenMP thread). A cut-off without any observed sale before
-    it is skipped."""
+                 cutoffs: Sequence[pd.Timestamp], *, workers: int = 1,
+                 horizon: bool = True) -> GlobalFits:
+    """Fit one booster of each member (the level member; the horizon member too when
+    `horizon`, weight 0 until `global_stage` weighs it) per distinct cut-off on all
+    `histories` (product -> history frame) up to it, `workers` boosters at a time
+    (threads: LightGBM trains without the GIL; each booster uses one OpenMP thread). A
+    cut-off without any observed sale before it is skipped."""
     started = time.monotonic()
     products = tuple(sorted(histories))
     ordered = sorted({pd.Timestamp(c).normalize() for c in cutoffs})
-    rows = _rows(histories, regressors, products)
+    members = [LEVEL, HORIZON] if horizon else [LEVEL]
+    rows = _rows(histories, regressors, products,
+                 tuple(dict.fromkeys(f for m in members for f in m.sales_features)))
 
-    def fit(cutoff: pd.Timestamp) -> str | None:
+    def fit(job: tuple[_Member, pd.Timestamp]) -> str | None:
         try:
-            return str(_booster_at(rows, cutoff).model_to_string())
+            return str(_booster_at(rows, job[1], job[0]).model_to_string())
         except ValueError:
             return None
 
+    jobs = [(member, cutoff) for member in members for cutoff in ordered]
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        texts = list(pool.map(fit, ordered))
-    boosters = {cutoff.date().isoformat(): text
-                for cutoff, text in zip(ordered, texts, strict=True) if text is not None}
-    return GlobalFits(products=products, regressors=tuple(regressors), boosters=boosters,
-                      seconds=time.monotonic() - started, sales_features=SALES_FEATURES)
+        texts = dict(zip(jobs, pool.map(fit, jobs), strict=True))
+
+    def boosters_of(member: _Member) -> dict[str, str]:
+        return {cutoff.date().isoformat(): text for cutoff in ordered
+                if (text := texts[(member, cutoff)]) is not None}
+
+    return GlobalFits(products=products, regressors=tuple(regressors),
+                      boosters=boosters_of(LEVEL), seconds=time.monotonic() - started,
+                      sales_features=SALES_FEATURES,
+                      horizon=HorizonMember(boosters_of(HORIZON), HORIZON_FEATURES)
+                      if horizon else None)
 
 
 @functools.lru_cache(maxsize=16)
@@ -262,6 +303,10 @@ class LightGBMModel(ForecastModel):
         self._product = LOCAL_PRODUCT
         self._scale = 1.0
         self._sales_features: tuple[str, ...] = SALES_FEATURES
+        # The adopted horizon member: its booster text, sales features and weight (a
+        # model without one, or with weight 0, forecasts with the level member alone).
+        self._horizon: tuple[str, tuple[str, ...], float] | None = None
+        self._horizon_booster: Any = None
         self._tail = pd.Series(dtype=float)
         self.adopted = False
 
@@ -270,10 +315,16 @@ class LightGBMModel(ForecastModel):
         fits = context.global_fits
         text = None if fits is None else fits.booster_for(
             context.product, self.regressors, cutoff.date().isoformat())
+        self._horizon = None
         if text is not None and fits is not None:
             self._products, self._product = fits.products, context.product
             self._booster_text, self.adopted = text, True
             self._sales_features = tuple(fits.sales_features)
+            member = fits.horizon
+            horizon_text = None if member is None else member.boosters.get(
+                cutoff.date().isoformat())
+            if member is not None and horizon_text is not None:
+                self._horizon = (horizon_text, member.sales_features, member.weight)
         else:
             self._products, self._product = (LOCAL_PRODUCT,), LOCAL_PRODUCT
             self._sales_features = SALES_FEATURES
@@ -283,9 +334,28 @@ class LightGBMModel(ForecastModel):
         sales, _ = _daily(history, ())
         self._scale = _scale(sales)
         self._tail = sales.iloc[-TAIL_DAYS:]
-        self._booster = None
+        self._booster = self._horizon_booster = None
+
+    @property
+    def horizon_weight(self) -> float:
+        return 0.0 if self._horizon is None else self._horizon[2]
+
+    def member_forecasts(self, future: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+        """Each member's raw forecast of `future`'s dates within the first 28 days after
+        the fit (the level member's, the horizon member's or None), unblended: the
+        evidence the tenant stage weighs the members on. Closed days are not zeroed."""
+        future = future.reset_index(drop=True)
+        level = self._blocks(future, weight=0.0)
+        if self._horizon is None:
+            return level, None
+        return level, self._blocks(future, weight=1.0)
 
     def _predict(self, future: pd.DataFrame) -> np.ndarray:
+        return self._blocks(future, weight=self.horizon_weight)
+
+    def _blocks(self, future: pd.DataFrame, *, weight: float) -> np.ndarray:
+        """Forecast in 28-day blocks, each block's (blended) forecasts standing in for
+        the sales the next block's lags read. `weight`: the horizon member's share."""
         dates = pd.DatetimeIndex(future[DATE]).normalize()
         last = self._tail.index.max()
         if len(dates) == 0:
@@ -301,20 +371,37 @@ class LightGBMModel(ForecastModel):
         # missing days are in training, so the answer for a date never depends on which
         # other dates were asked for.
         wanted = ~given[CLOSED].astype(bool).reindex(index, fill_value=True).to_numpy()
-        names = feature_names(self.regressors, self._sales_features)
+        members = self._members(weight)
         code = self._products.index(self._product)
-        booster = self._load_booster()
         start = last + pd.Timedelta(days=1)
         while start <= dates.max():
             end = min(start + pd.Timedelta(days=MIN_LAG_DAYS - 1), dates.max())
             block = np.asarray((index >= start) & (index <= end) & wanted)
             if block.any():
-                features = _features(sales, exog, scale=self._scale, code=code, names=names)
-                predicted = booster.predict(features.loc[block], num_threads=1)
+                predicted = np.zeros(int(block.sum()))
+                for booster, names, share in members:
+                    features = _features(sales, exog, scale=self._scale, code=code,
+                                         names=names)
+                    predicted += share * np.clip(booster.predict(features.loc[block],
+                                                                 num_threads=1), 0.0, None)
                 # The block's forecasts are the next block's lags.
-                sales.loc[block] = np.clip(predicted, 0.0, None) * self._scale
+                sales.loc[block] = predicted * self._scale
             start = end + pd.Timedelta(days=1)
         return sales.reindex(dates).fillna(0.0).to_numpy(dtype=float)
+
+    def _members(self, weight: float) -> list[tuple[Any, list[str], float]]:
+        """(booster, feature names, share) of the members with a share > 0."""
+        found = []
+        if weight < 1.0 or self._horizon is None:
+            found.append((self._load_booster(),
+                          feature_names(self.regressors, self._sales_features),
+                          1.0 - weight if self._horizon is not None else 1.0))
+        if self._horizon is not None and weight > 0.0:
+            if self._horizon_booster is None:
+                self._horizon_booster = _parsed_booster(self._horizon[0])
+            found.append((self._horizon_booster,
+                          feature_names(self.regressors, self._horizon[1]), weight))
+        return found
 
     def _load_booster(self) -> Any:
         if self._booster is None:
@@ -328,6 +415,10 @@ class LightGBMModel(ForecastModel):
             "sales_features": list(self._sales_features),
             "tail_start": self._tail.index.min().date().isoformat(),
             "tail": [None if np.isnan(v) else float(v) for v in self._tail.to_numpy()],
+            # Only a member that forecasts is stored (weight 0: the level member alone).
+            "horizon": None if self.horizon_weight == 0.0 or self._horizon is None else {
+                "booster": self._horizon[0], "sales_features": list(self._horizon[1]),
+                "weight": self._horizon[2]},
         }
 
     def _restore(self, state: Mapping[str, Any]) -> None:
@@ -340,6 +431,11 @@ class LightGBMModel(ForecastModel):
         self._scale = float(state["scale"])
         self.adopted = bool(state.get("adopted", False))
         self._sales_features = tuple(state.get("sales_features", LEGACY_SALES_FEATURES))
+        horizon = state.get("horizon")
+        self._horizon = None if not horizon else (
+            str(horizon["booster"]), tuple(horizon["sales_features"]),
+            float(horizon["weight"]))
+        self._horizon_booster = None
         values = [np.nan if v is None else float(v) for v in state["tail"]]
         self._tail = pd.Series(values, index=pd.date_range(state["tail_start"],
                                                            periods=len(values), freq="D"))
