@@ -91,6 +91,15 @@ class Settings(BaseSettings):
     # before another worker retries them (procrastinate's stalled-job handling).
     worker_heartbeat_seconds: float = Field(default=10.0, gt=0)
     worker_stalled_after_seconds: float = Field(default=30.0, gt=0)
+    # Each `ovencast worker` serves /metrics and /health on WORKER_METRICS_HOST:PORT
+    # (observability/worker_server.py); 0: not served. Containers set 0.0.0.0 and a port.
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
+
+    # Tracing (OpenTelemetry, observability/tracing.py): off unless the OTLP/HTTP endpoint
+    # is set (e.g. http://otel-collector:4318); spans name the service OTEL_SERVICE_NAME.
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_service_name: str = "ovencast"
 
     # Access to the API (service shape; docs/SECURITY.md). Browser origins allowed by
     # CORS and on the job-events WebSocket: comma-separated, exact (`https://app.example`),

@@ -9,6 +9,10 @@ tenant and role (api/dependencies.py, docs/SECURITY.md); each tenant's requests 
 limited (api/rate_limit.py). CORS answers only the origins in ALLOWED_ORIGINS (none by
 default: no CORS headers at all).
 
+Every request is timed and counted by route template and status (observability/
+http_metrics.py); with OTEL_EXPORTER_OTLP_ENDPOINT set, every request but the probes is
+traced (observability/tracing.py).
+
 Run it with `ovencast serve`, or `uvicorn --factory ovencast.api.app:create_app`.
 """
 
@@ -33,6 +37,8 @@ from ovencast.errors import OvencastError
 from ovencast.forecasts import endpoints as forecasts_endpoints
 from ovencast.jobs import endpoints as jobs_endpoints
 from ovencast.models import endpoints as models_endpoints
+from ovencast.observability import tracing
+from ovencast.observability.http_metrics import HttpMetrics
 from ovencast.observability.logs import get_logger
 from ovencast.settings import Settings, get_settings
 from ovencast.tenants import endpoints as tenants_endpoints
@@ -57,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = Database.open(settings)
+        tracing.instrument_engine(database.engine)
         try:
             revision = await database.ready()
         except OvencastError as exc:
@@ -107,6 +114,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(UploadGate)
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes,
                        max_upload_bytes=settings.max_upload_bytes)
+    # Outermost of ours: every request is counted, those refused by the others too.
+    app.add_middleware(HttpMetrics)
+    tracing.configure_tracing(settings, component="api")
+    tracing.instrument_app(app)
     app.include_router(health.router)
     app.include_router(health.api_router, prefix=API_PREFIX)
     for router in (tenants_endpoints.router, datasets_endpoints.router,

@@ -26,9 +26,11 @@ from ovencast.api.errors import (
 )
 from ovencast.db import migrate
 from ovencast.errors import OvencastError
+from ovencast.jobs.service import PREPARE_TASK, TRAIN_TASK
 from ovencast.keys.roles import Role
 from ovencast.observability.logs import get_logger
 from ovencast.observability.metrics import observe_db_pool
+from ovencast.observability.queue_depth import observe_queue_depth
 from ovencast.sources.breakers import circuit_breaker_states, process_breakers
 from ovencast.store import store_for
 from ovencast.store.probe import StoreCheck, StoreProbe
@@ -123,6 +125,7 @@ async def _check_store(request: Request) -> StoreCheck:
                              "description": "Prometheus text exposition format"}})
 async def metrics(database: DatabaseDep) -> Response:
     observe_db_pool(database.engine.pool)
+    await observe_queue_depth(database.engine, tasks=(PREPARE_TASK, TRAIN_TASK))
     return Response(content=generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -21,6 +21,7 @@ from ovencast.events.publish import notify_in_transaction
 from ovencast.forecasting.selection import AUTO, resolve_candidate
 from ovencast.jobs import repository
 from ovencast.jobs.states import JobStatus, RunStatus
+from ovencast.observability import tracing
 from ovencast.observability.logs import get_logger
 from ovencast.observability.metrics import TRAINING_JOB_DURATION
 from ovencast.sources.base import DataSource
@@ -187,9 +188,11 @@ async def cancel_job(session: AsyncSession, job_id: int) -> TrainingJob:
 # -- the service shape's queue ---------------------------------------------------------------
 async def defer(session: AsyncSession, task: str, *, lock: str | None = None,
                 **kwargs: Any) -> int:
-    """Enqueue `task(**kwargs)` inside the session's transaction."""
+    """Enqueue `task(**kwargs)` inside the session's transaction. The current trace
+    context (tracing on) travels with it: observability/tracing.py."""
     job_id = await session.scalar(_DEFER_SQL, {"queue": QUEUE, "task": task, "lock": lock,
-                                               "args": json.dumps(kwargs)})
+                                               "args": json.dumps({**kwargs,
+                                                                   **tracing.carrier()})})
     assert job_id is not None
     return int(job_id)
 
@@ -210,9 +213,11 @@ async def defer_many(session: AsyncSession, task: str, arguments: Sequence[dict[
                      ) -> None:
     """Enqueue `task` once per set of `arguments`, inside the session's transaction, a few
     thousand per statement (a job of 100,000 products is 20 statements, not 100,000)."""
+    trace_context = tracing.carrier()
     for batch in batches(arguments, DEFERRED_PER_STATEMENT):
         await session.execute(_DEFER_MANY_SQL, {"queue": QUEUE, "task": task,
-                                                "args": [json.dumps(a) for a in batch]})
+                                                "args": [json.dumps({**a, **trace_context})
+                                                         for a in batch]})
 
 
 async def fan_out(session: AsyncSession, job: TrainingJob, runs: Sequence[TrainingRun]) -> None:

@@ -12,6 +12,10 @@ Three rules keep logging from hurting the service:
 - **No secrets.** Every string of every event, the traceback included, passes
   `redact`: passwords in URLs (`postgresql://user:secret@host` -> `user:***@`),
   `password=...`-style pairs (libpq connection strings) and API keys (`ovk_...`).
+
+While a span is current (tracing on, observability/tracing.py), an event carries its
+`trace_id` and `span_id` (hex, as trace backends show them), so that a log line leads to
+its trace and back.
 """
 
 from __future__ import annotations
@@ -64,6 +68,21 @@ def _format_exception(exc_info: Any) -> str:
     return "".join(traceback.format_exception(kind, value, tb, limit=-TRACEBACK_FRAMES))
 
 
+def add_trace_ids(_: Any, __: str, event: MutableMapping[str, Any]
+                  ) -> MutableMapping[str, Any]:
+    """At the call, in the caller's context: the current span's trace and span ids, if
+    any (stdlib records, formatted in the listener thread, get none). Nothing
+    is imported for it: without OpenTelemetry's trace API loaded there is no span."""
+    otel_trace = sys.modules.get("opentelemetry.trace")
+    if otel_trace is None:
+        return event
+    context = otel_trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event["trace_id"] = format(context.trace_id, "032x")
+        event["span_id"] = format(context.span_id, "016x")
+    return event
+
+
 def _capture_exc_info(_: Any, __: str, event: MutableMapping[str, Any]
                       ) -> MutableMapping[str, Any]:
     """In the logging thread: `exc_info=True` becomes the exception itself (cheap), to be
@@ -108,7 +127,7 @@ def configure_logging(*, level: str = "INFO", json_to_stderr: bool = False,
         timestamper,
     ]
     structlog.configure(
-        processors=[*shared, _capture_exc_info,
+        processors=[*shared, add_trace_ids, _capture_exc_info,
                     structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,

@@ -6,6 +6,7 @@ pool starts its processes as the embedded shape does: forks of a preloaded fork 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from ovencast.db.runtime import Database
 from ovencast.db.urls import libpq_conninfo
 from ovencast.events.progress import EventSink, ProductEvent
 from ovencast.events.publish import EventPublisher
+from ovencast.observability import tracing
+from ovencast.observability.metrics import FIT_DURATION
 from ovencast.settings import Settings
 from ovencast.training.plan import FitPlan, FitResult, PriorFit
 from ovencast.training.pool import EventPump, fit_in_child, start_workers_early, worker_context
@@ -55,19 +58,26 @@ class WorkerRuntime:
 
     async def fit(self, task: ProductTask, plan: FitPlan, prior: PriorFit | None,
                   emit: EventSink) -> FitResult:
-        """Fit in a child process; past MAX_TRAINING_TIME_MINUTES pebble kills it."""
+        """Fit in a child process; past MAX_TRAINING_TIME_MINUTES pebble kills it. The
+        fit's span and duration are this process's (the child traces and counts nothing
+        that anyone would see)."""
         key = (task.job_id, task.product)
         self.sinks[key] = emit
+        started = time.monotonic()
         try:
-            future = self.pool.schedule(
-                fit_in_child, args=(task.history, plan, prior),
-                timeout=self.settings.max_training_time_seconds)
-            try:
-                result: FitResult = await asyncio.wrap_future(future)
-            except FutureTimeout:
-                raise ProductTimedOut() from None
-            except ProcessExpired as exc:
-                raise RuntimeError(f"fit process died (exit code {exc.exitcode})") from None
+            with tracing.span("fit", product=task.product, job_id=task.job_id) as span:
+                future = self.pool.schedule(
+                    fit_in_child, args=(task.history, plan, prior),
+                    timeout=self.settings.max_training_time_seconds)
+                try:
+                    result: FitResult = await asyncio.wrap_future(future)
+                except FutureTimeout:
+                    raise ProductTimedOut() from None
+                except ProcessExpired as exc:
+                    raise RuntimeError(
+                        f"fit process died (exit code {exc.exitcode})") from None
+                span.set_attribute("ovencast.family", result.best.family)
+            FIT_DURATION.labels(family=result.best.family).observe(time.monotonic() - started)
             return result
         finally:
             self.sinks.pop(key, None)

@@ -25,6 +25,7 @@ from ovencast.jobs import service as jobs_service
 from ovencast.jobs.service import QUEUE
 from ovencast.jobs.states import JobStatus, RunStatus
 from ovencast.observability.logs import get_logger
+from ovencast.observability.metrics import product_ended
 from ovencast.queue.runtime import WorkerRuntime
 from ovencast.sources.service import open_data_source
 from ovencast.training import tenant_stage
@@ -112,6 +113,7 @@ async def train_product(context: JobContext, job_id: int, run_id: int) -> None:
                           product=run.product, exc_info=exc)
                 run.status, run.reason = RunStatus.FAILED, failure_reason(exc)
                 run.finished_at = utcnow()
+                product_ended(run.status, family=None, asked=tuple(job.models))
                 await notify_in_transaction(session, Failed(
                     job_id=job_id, product=run.product, reason=run.reason))
     if task is not None:

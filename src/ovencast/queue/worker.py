@@ -10,6 +10,10 @@ the dead worker went away with its connection.
 A task that gave up (its retries of a database error spent) leaves its run or job open:
 the same loop fails those with the reason (`jobs.service.reap_orphans`), so every job
 ends.
+
+With WORKER_METRICS_PORT set the worker serves /metrics and /health
+(observability/worker_server.py); with OTEL_EXPORTER_OTLP_ENDPOINT set it traces each
+task, continuing the trace of whoever queued it (observability/tracing.py).
 """
 
 from __future__ import annotations
@@ -22,7 +26,10 @@ from ovencast.db import migrate
 from ovencast.db.session import unit_of_work
 from ovencast.jobs import service as jobs_service
 from ovencast.jobs.service import QUEUE
+from ovencast.observability import tracing
 from ovencast.observability.logs import get_logger
+from ovencast.observability.metrics import FIT_POOL_PROCESSES, observe_db_pool
+from ovencast.observability.worker_server import WorkerEndpoints
 from ovencast.queue.app import make_app
 from ovencast.queue.runtime import WorkerRuntime
 from ovencast.settings import Settings
@@ -32,11 +39,21 @@ log = get_logger(__name__)
 
 
 async def run_worker(settings: Settings, *, name: str | None = None,
-                     preload: Sequence[str] = ()) -> None:
-    """Serve the queue until stopped. `preload`: the entry point's module, imported once
-    by the fit pool's fork server (training/pool.py)."""
+                     preload: Sequence[str] = (), install_signal_handlers: bool = True
+                     ) -> None:
+    """Serve the queue until stopped (SIGTERM/SIGINT, or cancelled). `preload`: the entry
+    point's module, imported once by the fit pool's fork server (training/pool.py).
+    `install_signal_handlers=False`: a worker inside another program (tests)."""
+    traced_here = not tracing.enabled() and tracing.configure_tracing(
+        settings, component="worker")
     runtime = WorkerRuntime.start(settings, preload=preload)
+    endpoints: WorkerEndpoints | None = None
     try:
+        tracing.instrument_engine(runtime.database.engine)
+        if settings.worker_metrics_port:
+            endpoints = WorkerEndpoints(
+                settings.worker_metrics_host, settings.worker_metrics_port,
+                loop=asyncio.get_running_loop(), collect=lambda: _collect(runtime)).start()
         await migrate.check_schema(runtime.database.engine)
         app = make_app(settings)
         async with app.open_async():
@@ -50,13 +67,25 @@ async def run_worker(settings: Settings, *, name: str | None = None,
                     additional_context={"runtime": runtime},
                     update_heartbeat_interval=settings.worker_heartbeat_seconds,
                     stalled_worker_timeout=settings.worker_stalled_after_seconds,
-                    install_signal_handlers=True)
+                    install_signal_handlers=install_signal_handlers,
+                    worker_middleware=[tracing.trace_job])
             finally:
                 recovery.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await recovery
     finally:
+        if endpoints is not None:
+            endpoints.stop()
         await runtime.close()
+        if traced_here:
+            tracing.shutdown_tracing()
+
+
+def _collect(runtime: WorkerRuntime) -> None:
+    """Gauges a worker sets at each scrape: its database pool and its fit pool."""
+    observe_db_pool(runtime.database.engine.pool)
+    FIT_POOL_PROCESSES.labels(state="size").set(runtime.settings.max_concurrent_training_jobs)
+    FIT_POOL_PROCESSES.labels(state="busy").set(len(runtime.sinks))
 
 
 async def _recover_stalled(app: object, runtime: WorkerRuntime) -> None:

@@ -15,6 +15,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from ovencast.observability.logs import get_logger
+from ovencast.observability.metrics import observe_upstream
 from ovencast.settings import Settings
 from ovencast.sources import contract
 from ovencast.sources.breakers import BreakerRegistry
@@ -67,7 +68,7 @@ class ServiceClient:
                   ) -> PageT:
         """One logical GET: retried, through the breaker, the body validated."""
         async for attempt in self._retry.retrying(self.service):
-            with attempt:
+            with attempt, observe_upstream(self.service):
                 return await self._breakers.call(
                     self.service, lambda: self._get_once(path, params, model, tenant))
         raise AssertionError("unreachable: tenacity re-raises the last error")

@@ -16,6 +16,7 @@ from tenacity import (
 )
 
 from ovencast.observability.logs import get_logger
+from ovencast.observability.metrics import UPSTREAM_RETRIES
 from ovencast.settings import Settings
 from ovencast.sources.errors import CircuitOpen, UpstreamUnavailable
 
@@ -58,6 +59,7 @@ class RetryPolicy:
 
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
+            UPSTREAM_RETRIES.labels(service=service).inc()
             log.info("upstream.retry", service=service, attempt=state.attempt_number,
                      sleep_s=round(state.upcoming_sleep, 3), cause=str(exc))
 

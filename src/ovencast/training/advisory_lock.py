@@ -19,7 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ovencast.errors import TrainingInProgress
 from ovencast.observability.logs import get_logger
-from ovencast.observability.metrics import LOCK_CONTENTIONS, LOCK_WAIT_TIMEOUTS
+from ovencast.observability.metrics import (
+    LOCK_CONTENTIONS,
+    LOCK_WAIT_SECONDS,
+    LOCK_WAIT_TIMEOUTS,
+)
 
 log = get_logger(__name__)
 
@@ -62,6 +66,7 @@ async def advisory_lock(engine: AsyncEngine, tenant_id: int, product: str, *,
             finally:
                 await connection.execute(text("SET lock_timeout = 0"))
         waited = time.monotonic() - started
+        LOCK_WAIT_SECONDS.observe(waited)
         log.info("lock.acquired", tenant_id=tenant_id, product=product, key=key,
                  waited_s=round(waited, 3))
         try:

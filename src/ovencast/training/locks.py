@@ -17,7 +17,11 @@ from filelock import FileLock, Timeout
 
 from ovencast.errors import TrainingInProgress
 from ovencast.observability.logs import get_logger
-from ovencast.observability.metrics import LOCK_CONTENTIONS, LOCK_WAIT_TIMEOUTS
+from ovencast.observability.metrics import (
+    LOCK_CONTENTIONS,
+    LOCK_WAIT_SECONDS,
+    LOCK_WAIT_TIMEOUTS,
+)
 
 log = get_logger(__name__)
 
@@ -52,6 +56,7 @@ def product_lock(lock_dir: Path, tenant_id: int, product: str, *, timeout_s: flo
                 f"product {product!r} is being trained by another process; gave up after "
                 f"waiting {timeout_s:g} s for its lock") from None
     waited = time.monotonic() - started
+    LOCK_WAIT_SECONDS.observe(waited)
     log.info("lock.acquired", tenant_id=tenant_id, product=product, waited_s=round(waited, 3))
     try:
         yield waited

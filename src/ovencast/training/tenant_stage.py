@@ -12,11 +12,12 @@ from typing import Any
 import pandas as pd
 
 from ovencast.db.tables import Tenant, TrainingJob
-from ovencast.errors import OvencastError
+from ovencast.errors import ChecksumMismatch, OvencastError
 from ovencast.forecasting.families.global_fits import LIGHTGBM
 from ovencast.forecasting.frame import CLOSED, DATE, PRODUCT, Y
 from ovencast.forecasting.global_stage import needs_global_stage, train_tenant_models
 from ovencast.observability.logs import get_logger
+from ovencast.observability.metrics import CHECKSUM_FAILURES
 from ovencast.settings import Settings
 from ovencast.sources.base import DataSource
 from ovencast.store import artifact_key, store_for, unique_key
@@ -101,6 +102,8 @@ def load_global_models(job: TrainingJob, settings: Settings) -> bytes | None:
     try:
         return store_for(settings).load(record["key"], expected_sha256=record["sha256"])
     except (OvencastError, ValueError) as exc:  # ValueError: not a key of this store
+        if isinstance(exc, ChecksumMismatch):
+            CHECKSUM_FAILURES.inc()
         log.warning("training.global.unavailable", job_id=job.id, reason=str(exc))
         return None
 

@@ -35,7 +35,7 @@ from ovencast.jobs.states import JobStatus, RunStatus
 from ovencast.models import repository as models_repository
 from ovencast.models.service import NewVersion, load_verified, record_version
 from ovencast.observability.logs import configure_logging, get_logger
-from ovencast.observability.metrics import PRODUCT_TRAINING_DURATION
+from ovencast.observability.metrics import PRODUCT_TRAINING_DURATION, product_ended
 from ovencast.settings import Settings
 from ovencast.store import StoredArtifact, artifact_key, store_for, unique_key
 from ovencast.training import channel
@@ -153,6 +153,7 @@ async def train_one(task: ProductTask, sessions: async_sessionmaker[AsyncSession
                        duration_s=outcome.duration_s)
             PRODUCT_TRAINING_DURATION.labels(family=outcome.family or "").observe(
                 outcome.duration_s or 0.0)
+            product_ended(RunStatus.TRAINED, family=outcome.family, asked=task.families)
             emit(Finished(job_id=task.job_id, product=task.product, family=outcome.family,
                           version=outcome.version, metrics=outcome.metrics,
                           model=(outcome.details.get("selection") or {}).get("chosen")))
@@ -174,6 +175,7 @@ async def train_one(task: ProductTask, sessions: async_sessionmaker[AsyncSession
             run.status, run.reason = status, reason
             run.finished_at, run.duration_s = utcnow(), duration
     emit(run_ended(task.job_id, task.product, status, reason))
+    product_ended(status, family=None, asked=task.families)
     return ProductOutcome(product=task.product, run_id=task.run_id, status=status,
                           reason=reason, duration_s=duration)
 
