@@ -100,6 +100,10 @@ class JobNotFound(NotFound):
     pass
 
 
+class ForecastRunNotFound(NotFound):
+    """No saved forecast run of that id (or not the caller's tenant's)."""
+
+
 class TenantExists(Conflict):
     """A tenant of that name is already registered."""
 

@@ -116,6 +116,27 @@ class Settings(BaseSettings):
     # CPU work under the GIL, so a few; more requests wait their turn.
     forecast_threads: int = Field(default=2, ge=1, le=64)
 
+    # Model governance (docs/decisions/008-model-governance.md). A new version becomes
+    # active only if its WAPE on the last PROMOTION_WINDOWS 28-day windows of the new data
+    # is at most the active version's (refitted there) times 1 + PROMOTION_TOLERANCE;
+    # otherwise it is kept as a challenger (training/promotion.py).
+    promotion_tolerance: float = Field(default=0.02, ge=0, lt=1)
+    promotion_windows: int = Field(default=3, ge=1, le=12)
+    # Realised accuracy (accuracy/): a product's drift warning when its realised WAPE
+    # over the last 4 weeks exceeds its backtest WAPE times DRIFT_FACTOR.
+    drift_factor: float = Field(default=1.5, gt=1)
+    # Champion vs challenger (accuracy/comparison.py): a difference is significant at
+    # this level; a challenger that wins significantly over the last
+    # AUTO_PROMOTE_AFTER_WEEKS weeks of shadow forecasts is promoted by the scheduled
+    # work (none: only `ovencast compare --promote` promotes).
+    comparison_alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    auto_promote_after_weeks: int | None = Field(default=None, ge=1, le=52)
+    # Scheduled work (schedules/, service shape): how often the workers look for tenants
+    # whose schedule is due (a procrastinate periodic task; cron, a 6th field for
+    # seconds), and how often a scheduled run checks whether its training has ended.
+    schedule_check_cron: str = "* * * * *"
+    schedule_poll_seconds: float = Field(default=15.0, gt=0, le=3600)
+
     # Request bodies (service shape), checked while they stream in (api/body_limit.py):
     # a dataset upload (all its files together) and any other body.
     max_upload_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)

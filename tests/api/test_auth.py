@@ -89,6 +89,18 @@ ROUTES: dict[tuple[str, str], RouteCase] = {
     ("GET", "/api/v1/tenants/{tenant}/forecasts"): RouteCase(
         "tenant", Role.READ, 200, params={"product": "bread", "days": 3}),
     ("WS", "/api/v1/training-jobs/{job_id}/events"): RouteCase("job", Role.READ, 0),
+    ("POST", "/api/v1/tenants/{tenant}/forecast-runs"): RouteCase(
+        "tenant", Role.TRAIN, 201, json={"products": ["bread"], "days": 3}),
+    ("GET", "/api/v1/tenants/{tenant}/forecast-runs"): RouteCase("tenant", Role.READ, 200),
+    ("GET", "/api/v1/tenants/{tenant}/forecast-runs/{run_id}"): RouteCase(
+        "tenant", Role.READ, 200, params={"shadow": "true"}),
+    ("GET", "/api/v1/tenants/{tenant}/accuracy"): RouteCase("tenant", Role.READ, 200),
+    ("GET", "/api/v1/tenants/{tenant}/comparisons"): RouteCase("tenant", Role.READ, 200),
+    ("POST", "/api/v1/tenants/{tenant}/comparisons/promote"): RouteCase(
+        "tenant", Role.TRAIN, 200),
+    ("GET", "/api/v1/tenants/{tenant}/schedule"): RouteCase("tenant", Role.READ, 200),
+    ("POST", "/api/v1/tenants/{tenant}/schedule"): RouteCase(
+        "tenant", Role.TRAIN, 200, json={"cron": "0 3 * * *"}),
 }
 HTTP_ROUTES = sorted(key for key in ROUTES if key[0] != "WS")
 WRITING_ROUTES = [key for key in HTTP_ROUTES if ROUTES[key].writes]
@@ -98,20 +110,22 @@ ROUTE_IDS = [f"{method} {path}" for method, path in HTTP_ROUTES]
 # Tables whose content a refused request must leave as it was (api_keys: their ids and
 # revocations; last_used_at records the attempts).
 TABLES = ("tenants", "sales_observations", "regressor_observations", "dataset_imports",
-          "training_jobs", "training_runs", "model_versions", "procrastinate_jobs")
+          "training_jobs", "training_runs", "model_versions", "procrastinate_jobs",
+          "forecast_runs", "forecast_rows", "tenant_schedules")
 
 
 @dataclass(frozen=True)
 class World:
     """The victim tenant (data, two versions of bread with version 2 active, a queued
-    job), an intruder tenant, and keys."""
+    job, a saved forecast run), an intruder tenant, and keys."""
 
     job_id: int
     keys: dict[str, str]
+    run_id: int = 0
 
     def path(self, template: str, *, tenant: str = VICTIM, job_id: int | None = None) -> str:
         return template.format(tenant=tenant, job_id=self.job_id if job_id is None
-                               else job_id, product="bread", version=1)
+                               else job_id, product="bread", version=1, run_id=self.run_id)
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +150,8 @@ def world(client: httpx.Client, api_settings: Settings, issue_key: Callable[...,
         assert trained.every_accepted_product_trained
     job = client.post(f"/api/v1/tenants/{VICTIM}/training-jobs", json={})
     assert job.status_code == 202, job.text
+    run = client.post(f"/api/v1/tenants/{VICTIM}/forecast-runs", json={"days": 3})
+    assert run.status_code == 201, run.text
     keys = {
         "victim_read": issue_key(VICTIM, Role.READ),
         "victim_train": issue_key(VICTIM, Role.TRAIN),
@@ -144,7 +160,7 @@ def world(client: httpx.Client, api_settings: Settings, issue_key: Callable[...,
         "global_read": issue_key(None, Role.READ),
     }
     revoke(api_settings, keys["victim_revoked"])
-    return World(job_id=job.json()["id"], keys=keys)
+    return World(job_id=job.json()["id"], keys=keys, run_id=run.json()["id"])
 
 
 def revoke(settings: Settings, key: str) -> None:

@@ -25,6 +25,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from ovencast import __version__
+from ovencast.accuracy import endpoints as accuracy_endpoints
 from ovencast.api import health
 from ovencast.api.body_limit import BodyLimit
 from ovencast.api.errors import install_error_handlers
@@ -34,12 +35,14 @@ from ovencast.api.upload_gate import UploadGate
 from ovencast.datasets import endpoints as datasets_endpoints
 from ovencast.db.runtime import Database
 from ovencast.errors import OvencastError
+from ovencast.forecast_runs import endpoints as forecast_runs_endpoints
 from ovencast.forecasts import endpoints as forecasts_endpoints
 from ovencast.jobs import endpoints as jobs_endpoints
 from ovencast.models import endpoints as models_endpoints
 from ovencast.observability import tracing
 from ovencast.observability.http_metrics import HttpMetrics
 from ovencast.observability.logs import get_logger
+from ovencast.schedules import endpoints as schedules_endpoints
 from ovencast.settings import Settings, get_settings
 from ovencast.tenants import endpoints as tenants_endpoints
 
@@ -53,6 +56,11 @@ OPENAPI_TAGS = [
     {"name": "training-jobs", "description": "Queue, follow and cancel training."},
     {"name": "models", "description": "Model versions, metrics, activation and roll-back."},
     {"name": "forecasts", "description": "Forecasts from the active, checksum-verified models."},
+    {"name": "forecast-runs", "description": "Saved forecasts (champions, challengers in "
+                                             "shadow), to be scored later."},
+    {"name": "accuracy", "description": "Realised accuracy of saved forecasts; champion "
+                                        "against challenger."},
+    {"name": "schedules", "description": "A tenant's scheduled fetch, retrain and forecast."},
     {"name": "operations", "description": "Liveness, readiness, metrics, circuit breakers."},
 ]
 
@@ -123,5 +131,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (tenants_endpoints.router, datasets_endpoints.router,
                    jobs_endpoints.router, models_endpoints.router,
                    forecasts_endpoints.router):
+        app.include_router(router, prefix=API_PREFIX)
+    # Model governance (docs/decisions/008-model-governance.md).
+    for router in (forecast_runs_endpoints.router, accuracy_endpoints.router,
+                   schedules_endpoints.router):
         app.include_router(router, prefix=API_PREFIX)
     return app

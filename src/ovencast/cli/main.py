@@ -23,12 +23,14 @@ from rich.console import Console
 from ovencast.datasets.history import ImportMode
 from ovencast.errors import InvalidRequest, NotFound, OvencastError
 from ovencast.keys.roles import Role
+from ovencast.models.states import ActivationPolicy
 from ovencast.observability.logs import configure_logging, flush_before_signal_exit
 from ovencast.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from ovencast.datasets.service import ImportSummary
     from ovencast.db.runtime import Database
+    from ovencast.forecast_runs.service import SavedRun
     from ovencast.forecasts.service import TenantForecast
     from ovencast.keys.service import IssuedKey, KeyListing, Revocation
 
@@ -340,11 +342,16 @@ def train(
         help="auto (default: backtest the product class's candidates), or "
              "comma-separated families to select among, e.g. mstl,auto_ets; "
              "prophet alone runs the Optuna search")] = None,
+    activation: Annotated[ActivationPolicy, typer.Option(
+        "--activate", help="if-better: a new version becomes active only if not worse "
+        "than the active one on the same backtest windows of the new data (else it is "
+        "kept as a challenger); always; never (kept as a challenger)")
+                          ] = ActivationPolicy.IF_BETTER,
 ) -> None:
     """Train every (or the given) product of a tenant. Exit 0 when every product that
     passed the data rules trained (refused ones are listed), 1 when one of them failed or
     timed out (or none could train), 2 on a usage error."""
-    from ovencast.cli import render
+    from ovencast.cli import governance, render
     from ovencast.training.embedded import train_tenant
 
     settings = settings_for_cli()
@@ -352,8 +359,9 @@ def train(
         trained = train_tenant(settings, tenant, until=_parse_date(until, "--until"),
                                products=parse_products(products),
                                models=parse_products(models), observer=view,
-                               preload=(ENTRY_MODULE,))
+                               preload=(ENTRY_MODULE,), activation=activation)
     render.training_result(console, trained.job, trained.runs)
+    governance.promotions(console, trained.outcomes)
     if not trained.every_accepted_product_trained:
         raise typer.Exit(code=1)
 
@@ -368,15 +376,25 @@ def forecast(
                      "(default: the day after the tenant's last sales date)")] = None,
     products: Annotated[str | None, typer.Option(help="comma-separated products")] = None,
     output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.table,
+    save: Annotated[bool, typer.Option("--save", help="store the forecast (a forecast run, "
+                    "with the challengers' forecasts in shadow) to score it once the "
+                    "sales of its dates arrive: `ovencast accuracy`")] = False,
 ) -> None:
     """Forecast every product from its active model (checksum verified before loading),
     all on the same dates. Exit 0 when every trained product got its forecast, 1 when one
     was refused, 2 on a usage error."""
-    from ovencast.cli import render
+    from ovencast.cli import governance, render
 
-    result = _forecast(tenant, days=days, start=_parse_date(from_, "--from"),
-                       products=parse_products(products))
+    start = _parse_date(from_, "--from")
+    if save:
+        saved = _save_forecast(tenant, days=days, start=start,
+                               products=parse_products(products))
+        result = saved.forecast
+    else:
+        result = _forecast(tenant, days=days, start=start, products=parse_products(products))
     render.forecasts(console, err_console, result, output.value)
+    if save:
+        governance.saved_run(err_console, saved)
     if result.refused:
         raise typer.Exit(code=1)
 
@@ -425,17 +443,38 @@ def _forecast(tenant: str, *, days: int, start: date | None, products: list[str]
     return with_database(body)
 
 
+def _save_forecast(tenant: str, *, days: int, start: date | None,
+                   products: list[str] | None) -> SavedRun:
+    from ovencast.db.session import unit_of_work
+    from ovencast.forecast_runs import service as runs_service
+    from ovencast.models.states import RunTrigger
+    from ovencast.sources.service import open_data_source
+    from ovencast.tenants import service as tenants_service
+
+    async def body(database: Database) -> SavedRun:
+        async with unit_of_work(database.sessions) as session, \
+                open_data_source(session, settings=database.settings) as source:
+            row = await tenants_service.get_tenant(session, tenant)
+            return await runs_service.save_run(
+                session, row, settings=database.settings, days=days, start=start,
+                products=products, source=source, trigger=RunTrigger.CLI)
+
+    return with_database(body)
+
+
 # ----------------------------------------------------------------------------- models
 @app.command()
 @clean_errors
 def models(
     tenant: Annotated[str, typer.Option()],
     product: Annotated[str | None, typer.Option()] = None,
-    all_versions: Annotated[bool, typer.Option("--all", help="include inactive versions")
+    all_versions: Annotated[bool, typer.Option("--all", help="include retired versions")
                             ] = False,
+    output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.table,
 ) -> None:
-    """List model versions with their holdout metrics."""
-    from ovencast.cli import render
+    """List model versions with their holdout metrics: the active ones and the
+    challengers, with the promotion gate's comparison (`--all`: every version)."""
+    from ovencast.cli import governance
     from ovencast.db.session import unit_of_work
     from ovencast.models import service as models_service
     from ovencast.tenants import service as tenants_service
@@ -445,8 +484,9 @@ def models(
             row = await tenants_service.get_tenant(session, tenant)
             return await models_service.list_versions(session, row, product=product)
 
-    versions = [v for v in with_database(body) if all_versions or v.is_active]
-    render.model_versions(console, versions)
+    versions = [v for v in with_database(body)
+                if all_versions or v.is_active or v.is_challenger]
+    governance.model_versions(console, versions, output.value)
 
 
 @app.command()
@@ -455,10 +495,11 @@ def jobs(
     tenant: Annotated[str, typer.Option()],
     job: Annotated[int | None, typer.Option(help="one job: its products' outcome")] = None,
     limit: Annotated[int, typer.Option(min=1, help="how many recent jobs")] = 20,
+    output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.table,
 ) -> None:
     """The tenant's recent training jobs, or one job's products with their outcome and
     reason (why a product failed or timed out)."""
-    from ovencast.cli import render
+    from ovencast.cli import governance, render
     from ovencast.db.session import unit_of_work
     from ovencast.jobs import repository as jobs_repository
     from ovencast.jobs import service as jobs_service
@@ -478,9 +519,16 @@ def jobs(
 
     if job is None:
         found, counts = with_database(body)
+        if output is not OutputFormat.table:
+            governance.records(console, governance.job_records(found, counts),
+                               output.value, title="")
+            return
         render.training_jobs(console, tenant, found, counts)
         return
     one, runs = with_database(body)
+    if output is not OutputFormat.table:
+        governance.records(console, governance.run_records(runs), output.value, title="")
+        return
     render.training_result(console, one, runs)
     if one.error:
         console.print(f"error: {one.error}", highlight=False)
@@ -507,6 +555,157 @@ def activate(
 
     row = with_database(body)
     console.print(f"{row.product}: version {row.version} ({row.family}) is now active")
+
+
+# ------------------------------------------------------------------ model governance
+@app.command()
+@clean_errors
+def accuracy(
+    tenant: Annotated[str, typer.Option()],
+    product: Annotated[str | None, typer.Option(help="only this product")] = None,
+    since: Annotated[str | None, typer.Option(help="only forecast dates from this day")
+                     ] = None,
+    output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.table,
+) -> None:
+    """Realised accuracy of the saved forecasts (`forecast --save`) now that sales of their
+    dates are known: WAPE, bias and P10-P90 coverage per product, model version and lead
+    time (1-7, 8-14, 15-28 days), beside the seasonal naive forecast of the same days;
+    a drift warning when a product's last 4 weeks are far worse than its backtest."""
+    from ovencast.accuracy import service as accuracy_service
+    from ovencast.cli import governance
+    from ovencast.db.session import unit_of_work
+    from ovencast.sources.service import open_data_source
+    from ovencast.tenants import service as tenants_service
+
+    since_date = _parse_date(since, "--since")
+
+    async def body(database: Database) -> Any:
+        async with unit_of_work(database.sessions) as session, \
+                open_data_source(session, settings=database.settings) as source:
+            row = await tenants_service.get_tenant(session, tenant)
+            return await accuracy_service.realised_accuracy(
+                session, row, settings=database.settings, product=product,
+                since=since_date, source=source)
+
+    governance.accuracy(console, err_console, with_database(body), output.value)
+
+
+@app.command()
+@clean_errors
+def compare(
+    tenant: Annotated[str, typer.Option()],
+    product: Annotated[str | None, typer.Option(help="only this product")] = None,
+    promote: Annotated[bool, typer.Option("--promote", help="activate, per product, the "
+                       "challenger that beats the champion significantly")] = False,
+    weeks: Annotated[int | None, typer.Option(min=1, help="only the last N weeks of "
+                     "days both forecast (with --promote: and only if they span N weeks)")
+                     ] = None,
+    output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.table,
+) -> None:
+    """Champion against each challenger on the days both forecast (saved runs, sales
+    known): days, WAPE of each, and a paired test on the daily absolute errors
+    (Diebold-Mariano) saying whether the difference is significant."""
+    from ovencast.accuracy import service as accuracy_service
+    from ovencast.cli import governance
+    from ovencast.db.session import unit_of_work
+    from ovencast.sources.service import open_data_source
+    from ovencast.tenants import service as tenants_service
+
+    async def body(database: Database) -> Any:
+        async with unit_of_work(database.sessions) as session, \
+                open_data_source(session, settings=database.settings) as source:
+            row = await tenants_service.get_tenant(session, tenant)
+            if promote:
+                return await accuracy_service.promote_winners(
+                    session, row, settings=database.settings, product=product,
+                    weeks=weeks, source=source)
+            return await accuracy_service.compare_challengers(
+                session, row, settings=database.settings, product=product, weeks=weeks,
+                source=source), []
+
+    found, promoted = with_database(body)
+    governance.comparisons(console, found, promoted, output.value, tenant=tenant)
+    if promote and not promoted:
+        err_console.print("nothing promoted: no challenger beats its champion "
+                          "significantly", highlight=False)
+
+
+@app.command("run")
+@clean_errors
+def run_scheduled(
+    tenant: Annotated[str, typer.Option()],
+    directory: Annotated[Path | None, typer.Option(
+        "--dir", help="import this dataset directory first (merge); without it the data "
+        "is what was imported, or what the upstream services have (SALES_SERVICE_URL)")
+                         ] = None,
+    days: Annotated[int, typer.Option(min=1, help="days to forecast and save")] = 28,
+    models: Annotated[str | None, typer.Option(help="as `train --models`")] = None,
+    products: Annotated[str | None, typer.Option(help="comma-separated products")] = None,
+    activation: Annotated[ActivationPolicy, typer.Option("--activate", help="as `train "
+                          "--activate`")] = ActivationPolicy.IF_BETTER,
+    country: Annotated[str | None, typer.Option(help="with --dir, as `import`")] = None,
+    subdivision: Annotated[str | None, typer.Option(help="with --dir, as `import`")
+                           ] = None,
+) -> None:
+    """Scheduled work once (embedded shape; for cron or a systemd timer): import (or
+    fetch), retrain, save a forecast run (champions, challengers in shadow), and promote
+    by policy (AUTO_PROMOTE_AFTER_WEEKS). Exit 0 when every product that passed the data
+    rules trained and the forecast was saved, 1 otherwise."""
+    from ovencast.cli import governance, render
+    from ovencast.schedules.run import run_once
+
+    settings = settings_for_cli()
+    with render.TrainingView(console) as view:
+        done = run_once(settings, tenant, directory=directory, country=country,
+                        subdivision=subdivision, days=days, models=parse_products(models),
+                        products=parse_products(products), activation=activation,
+                        observer=view, preload=(ENTRY_MODULE,))
+    if done.imported is not None:
+        console.print(f"imported {done.imported.sales_rows} sales rows up to "
+                      f"{done.imported.last_date}", highlight=False)
+    render.training_result(console, done.trained.job, done.trained.runs)
+    governance.promotions(console, done.trained.outcomes)
+    governance.saved_run(console, done.outcome.saved)
+    for promoted in done.outcome.promoted:
+        console.print(f"promoted {promoted.product}: version {promoted.version} "
+                      f"({promoted.comparison.test.verdict})", highlight=False)
+    if not done.trained.every_accepted_product_trained or done.outcome.saved.forecast.refused:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+@clean_errors
+def schedule(
+    tenant: Annotated[str, typer.Option()],
+    cron: Annotated[str | None, typer.Option(help="when (service shape: the workers run "
+                    "it), e.g. '0 3 * * *' for 03:00 every day in the tenant's time zone")
+                    ] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="remove the schedule")] = False,
+    days: Annotated[int, typer.Option(min=1, help="days each run forecasts")] = 28,
+    models: Annotated[str | None, typer.Option(help="as `train --models`")] = None,
+    activation: Annotated[ActivationPolicy, typer.Option("--activate", help="as `train "
+                          "--activate`")] = ActivationPolicy.IF_BETTER,
+) -> None:
+    """Show, set (--cron) or remove (--clear) the tenant's scheduled work: fetch, retrain,
+    save a forecast run (`ovencast worker` runs it; embedded: `ovencast run` from cron)."""
+    from ovencast.cli import governance
+    from ovencast.db.session import unit_of_work
+    from ovencast.schedules import service as schedules_service
+    from ovencast.tenants import service as tenants_service
+
+    if cron is not None and clear:
+        raise typer.BadParameter("give --cron or --clear, not both", param_hint="--cron")
+
+    async def body(database: Database) -> Any:
+        async with unit_of_work(database.sessions) as session:
+            row = await tenants_service.get_tenant(session, tenant)
+            if cron is None and not clear:
+                return await schedules_service.get_schedule(session, row)
+            return await schedules_service.set_schedule(
+                session, row, cron=cron, days=days, models=parse_products(models),
+                activation=activation)
+
+    governance.schedule(console, tenant, with_database(body))
 
 
 # ------------------------------------------------------------------------------- demo

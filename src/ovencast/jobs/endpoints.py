@@ -77,7 +77,8 @@ def links(job_id: int) -> JobLinks:
 def _job_out(job: TrainingJob, tenant: str) -> TrainingJobOut:
     return TrainingJobOut(
         id=job.id, tenant=tenant, status=job.status, products=job.products,
-        models=job.models, until=job.until, error=job.error, warnings=job.warnings or [],
+        models=job.models, until=job.until, activation=job.activation, error=job.error,
+        warnings=job.warnings or [],
         created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
         links=links(job.id))
 
@@ -116,7 +117,7 @@ async def submit_training_job(tenant: str, body: TrainingJobCreate, session: Ses
         row = await resolve_tenant(session, source, tenant)
         job = await jobs_service.submit_job(session, row, products=body.products,
                                             until=body.until, models=body.models,
-                                            source=source)
+                                            source=source, activation=body.activation)
     return TrainingJobAccepted(id=job.id, status=job.status, links=links(job.id))
 
 

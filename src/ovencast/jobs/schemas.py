@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ovencast.db.base import MAX_ROW_ID
 from ovencast.jobs.states import JobStatus, RunStatus
+from ovencast.models.states import ActivationPolicy
 
 # A job id in a path: out of range (0, 2^63...) is a 422, never a driver error.
 JobId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="the training job's id")]
@@ -26,6 +27,12 @@ class TrainingJobCreate(BaseModel):
                                      description="model families to select among by a "
                                                  "backtest, or [\"auto\"] (the default: "
                                                  "the product class's candidates)")
+    activation: ActivationPolicy = Field(
+        default=ActivationPolicy.IF_BETTER,
+        description="what becomes of each new version: if-better (active only when not "
+                    "worse than the active version on the same backtest windows of the new "
+                    "data, beyond PROMOTION_TOLERANCE; else kept as a challenger), always, "
+                    "never (kept as a challenger)")
 
 
 class JobLinks(BaseModel):
@@ -64,6 +71,7 @@ class TrainingJobOut(BaseModel):
     products: list[str] | None
     models: list[str]
     until: date | None
+    activation: ActivationPolicy = ActivationPolicy.IF_BETTER
     error: str | None
     warnings: list[str]
     created_at: datetime

@@ -21,6 +21,7 @@ from ovencast.events.publish import notify_in_transaction
 from ovencast.forecasting.selection import AUTO, resolve_candidate
 from ovencast.jobs import repository
 from ovencast.jobs.states import JobStatus, RunStatus
+from ovencast.models.states import ActivationPolicy
 from ovencast.observability import tracing
 from ovencast.observability.logs import get_logger
 from ovencast.observability.metrics import TRAINING_JOB_DURATION
@@ -77,10 +78,11 @@ def parse_families(models: Sequence[str] | None) -> tuple[str, ...]:
 
 async def new_job(session: AsyncSession, tenant: Tenant, *,
                   products: Sequence[str] | None = None, until: date | None = None,
-                  models: Sequence[str] | None = None, source: DataSource | None = None
-                  ) -> TrainingJob:
+                  models: Sequence[str] | None = None, source: DataSource | None = None,
+                  activation: ActivationPolicy = ActivationPolicy.IF_BETTER) -> TrainingJob:
     """Check the request (families, products) and record a queued job. `source`: where
-    the data comes from (default: imported data; see sources.service.open_data_source)."""
+    the data comes from (default: imported data; see sources.service.open_data_source);
+    `activation`: what becomes of each new version (training/promotion.py)."""
     families = parse_families(models)
     known = await (source or DatabaseSource(session)).list_products(tenant.name)
     if not known:
@@ -91,7 +93,8 @@ async def new_job(session: AsyncSession, tenant: Tenant, *,
         raise InvalidDataset(f"unknown product(s) {unknown} for tenant {tenant.name!r}; "
                              f"known: {', '.join(known)}")
     job = TrainingJob(tenant_id=tenant.id, status=JobStatus.QUEUED, products=selected,
-                      models=list(families), until=until, warnings=[])
+                      models=list(families), until=until, warnings=[],
+                      activation=activation)
     session.add(job)
     await session.flush()
     return job
@@ -200,10 +203,12 @@ async def defer(session: AsyncSession, task: str, *, lock: str | None = None,
 async def submit_job(session: AsyncSession, tenant: Tenant, *,
                      products: Sequence[str] | None = None, until: date | None = None,
                      models: Sequence[str] | None = None,
-                     source: DataSource | None = None) -> TrainingJob:
+                     source: DataSource | None = None,
+                     activation: ActivationPolicy = ActivationPolicy.IF_BETTER
+                     ) -> TrainingJob:
     """Record a queued job and enqueue its preparation, atomically."""
     job = await new_job(session, tenant, products=products, until=until, models=models,
-                        source=source)
+                        source=source, activation=activation)
     await defer(session, PREPARE_TASK, job_id=job.id)
     log.info("training.job.submitted", job_id=job.id, tenant=tenant.name)
     return job

@@ -21,18 +21,19 @@ router = APIRouter(prefix="/tenants/{tenant}/models", tags=["models"],
 
 
 @router.get("", response_model=list[ModelVersionOut],
-            summary="Model versions with their holdout metrics",
+            summary="Model versions with their holdout metrics and standing",
             responses=error_responses(404), dependencies=[tenant_access(Role.READ)])
 async def list_models(
     tenant: str,
     session: Session,
     product: Annotated[LookupName | None, Query(description="only this product")] = None,
-    all_versions: Annotated[bool, Query(alias="all",
-                                        description="include inactive versions")] = False,
+    all_versions: Annotated[bool, Query(alias="all", description="include retired "
+                                        "versions (default: active and challengers)")
+                            ] = False,
 ) -> Sequence[ModelVersion]:
     row = await tenants_service.get_tenant(session, tenant)
     versions = await service.list_versions(session, row, product=product)
-    return [v for v in versions if all_versions or v.is_active]
+    return [v for v in versions if all_versions or v.is_active or v.is_challenger]
 
 
 @router.post("/{product}/versions/{version}/activate", response_model=ModelVersionOut,

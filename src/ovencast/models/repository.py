@@ -34,6 +34,21 @@ async def list_active(session: AsyncSession, tenant_id: int) -> Sequence[ModelVe
     ).order_by(ModelVersion.product))).all()
 
 
+async def list_challengers(session: AsyncSession, tenant_id: int, *,
+                           products: Sequence[str] | None = None) -> Sequence[ModelVersion]:
+    """The challengers of a tenant (of `products` when given), by product, newest first."""
+    query = select(ModelVersion).where(ModelVersion.tenant_id == tenant_id,
+                                       ModelVersion.is_challenger.is_(True))
+    if products is None:
+        found = list((await session.scalars(query)).all())
+    else:
+        found = []
+        for batch in batches(list(products), IDS_PER_QUERY):
+            found += (await session.scalars(query.where(ModelVersion.product.in_(batch)))
+                      ).all()
+    return sorted(found, key=lambda v: (v.product, -v.version))
+
+
 async def list_versions(session: AsyncSession, tenant_id: int, *, product: str | None = None
                         ) -> Sequence[ModelVersion]:
     query = select(ModelVersion).where(ModelVersion.tenant_id == tenant_id)

@@ -42,11 +42,20 @@ class NewVersion:
     training_job_id: int | None
 
 
+MAX_CHALLENGERS = 2
+"""Challengers kept per product: a newer one retires the oldest (each forecasts in shadow
+in every saved run, so each costs a forecast per run)."""
+
+
 async def record_version(session: AsyncSession, tenant: Tenant, new: NewVersion,
                          artifact: StoredArtifact, *, version: int,
-                         versioning_enabled: bool, activate: bool = True) -> ModelVersion:
+                         versioning_enabled: bool, activate: bool = True,
+                         challenger: bool = False,
+                         promotion: dict[str, Any] | None = None) -> ModelVersion:
     """Record `new` and make it the active version of its product (`activate`), or keep
-    it beside the active one (a cancelled job's late product).
+    it beside the active one: as a `challenger` (the promotion gate found it worse, or
+    the job said never to activate), or retired (a cancelled job's late product).
+    `promotion`: how the gate decided (training/promotion.py), stored with it.
 
     With versioning enabled a new row is added and the previous active one deactivated
     (kept for roll-back). With versioning disabled the active row is overwritten in place
@@ -56,12 +65,16 @@ async def record_version(session: AsyncSession, tenant: Tenant, new: NewVersion,
         baseline_metrics=new.baseline_metrics, details=new.details,
         regressors=new.regressors, artifact_key=artifact.key, sha256=artifact.sha256,
         size_bytes=artifact.size_bytes, data_start=new.data_start, data_end=new.data_end,
-        library_versions=new.library_versions, training_job_id=new.training_job_id)
+        library_versions=new.library_versions, training_job_id=new.training_job_id,
+        promotion=promotion)
     await repository.lock_product(session, tenant.id, new.product)
     if not activate:
-        return await repository.add(session, ModelVersion(
+        row = await repository.add(session, ModelVersion(
             tenant_id=tenant.id, product=new.product, version=version, is_active=False,
-            **fields))
+            is_challenger=challenger, **fields))
+        if challenger:
+            await _retire_old_challengers(session, tenant, new.product)
+        return row
     if not versioning_enabled:
         current = await repository.get_version(session, tenant.id, new.product, version)
         if current is not None:
@@ -93,13 +106,28 @@ async def activate(session: AsyncSession, tenant: Tenant, product: str, version:
                             f"{tenant.name!r}")
     try:
         await repository.deactivate_all(session, tenant.id, product)
-        row.is_active = True
+        row.is_active, row.is_challenger = True, False
         await session.flush()
     except IntegrityError:
         raise Conflict(f"{product!r} is being activated by another request; try again"
                        ) from None
     log.info("model.activated", tenant=tenant.name, product=product, version=version)
     return row
+
+
+async def _retire_old_challengers(session: AsyncSession, tenant: Tenant, product: str
+                                  ) -> None:
+    challengers = await repository.list_challengers(session, tenant.id, products=[product])
+    for old in challengers[MAX_CHALLENGERS:]:
+        old.is_challenger = False
+        log.info("model.challenger_retired", tenant=tenant.name, product=product,
+                 version=old.version)
+    await session.flush()
+
+
+async def list_challengers(session: AsyncSession, tenant: Tenant, *,
+                           products: Sequence[str] | None = None) -> Sequence[ModelVersion]:
+    return await repository.list_challengers(session, tenant.id, products=products)
 
 
 # Deserialised models by the SHA-256 of their artifact: a forecast request re-reads and

@@ -12,8 +12,12 @@ from ovencast.settings import Settings
 
 def make_app(settings: Settings) -> App:
     from ovencast.queue.tasks import blueprint
+    from ovencast.schedules import tasks as schedule_tasks
 
     connector = PsycopgConnector(conninfo=libpq_conninfo(settings.resolved_database_url))
     app = App(connector=connector)
     app.add_tasks_from(blueprint, namespace="ovencast")
+    # Scheduled work (schedules/tasks.py): its tasks and the periodic check of due tenants.
+    app.add_tasks_from(schedule_tasks.blueprint, namespace="ovencast")
+    schedule_tasks.register_periodic(app, settings)
     return app

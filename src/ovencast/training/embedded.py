@@ -17,6 +17,7 @@ from ovencast.events.progress import ProductEvent
 from ovencast.jobs import repository as jobs_repository
 from ovencast.jobs import service as jobs_service
 from ovencast.jobs.states import RunStatus
+from ovencast.models.states import ActivationPolicy
 from ovencast.settings import Settings
 from ovencast.sources.service import open_data_source, resolve_tenant
 from ovencast.training import pool, tenant_stage
@@ -55,7 +56,9 @@ class TrainedJob:
 
 async def prepare_training(database: Database, tenant: str, *, until: date | None = None,
                            products: Sequence[str] | None = None,
-                           models: Sequence[str] | None = None) -> PreparedJob:
+                           models: Sequence[str] | None = None,
+                           activation: ActivationPolicy = ActivationPolicy.IF_BETTER
+                           ) -> PreparedJob:
     """Record the job (its row commits first, so that a job whose data cannot be had is
     still recorded, as failed with the reason), load its data (a read-only unit of
     work), plan it (the tenant stage: no transaction open meanwhile) and record the plan
@@ -65,7 +68,8 @@ async def prepare_training(database: Database, tenant: str, *, until: date | Non
             open_data_source(session, settings=settings) as source:
         row = await resolve_tenant(session, source, tenant)
         job = await jobs_service.new_job(session, row, products=products, until=until,
-                                         models=models, source=source)
+                                         models=models, source=source,
+                                         activation=activation)
     try:
         async with unit_of_work(database.sessions) as session, \
                 open_data_source(session, settings=settings) as source:
@@ -92,13 +96,15 @@ async def finish_training(database: Database, job_id: int,
 
 def train_tenant(settings: Settings, tenant: str, *, until: date | None = None,
                  products: Sequence[str] | None = None, models: Sequence[str] | None = None,
-                 observer: TrainingObserver | None = None, preload: Sequence[str] = ()
-                 ) -> TrainedJob:
+                 observer: TrainingObserver | None = None, preload: Sequence[str] = (),
+                 activation: ActivationPolicy = ActivationPolicy.IF_BETTER) -> TrainedJob:
     """prepare -> process pool -> finish. `preload`: the caller's entry-point module,
-    imported once by the pool's fork server (training/pool.py)."""
+    imported once by the pool's fork server (training/pool.py); `activation`: what
+    becomes of each new version (training/promotion.py)."""
     pool.start_workers_early(preload)
     prepared = run_with_database(settings, lambda database: prepare_training(
-        database, tenant, until=until, products=products, models=models))
+        database, tenant, until=until, products=products, models=models,
+        activation=activation))
     if observer is not None:
         observer.prepared(prepared)
     try:

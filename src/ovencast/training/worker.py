@@ -42,6 +42,7 @@ from ovencast.training import channel
 from ovencast.training.fitting import fit_product
 from ovencast.training.locks import product_lock
 from ovencast.training.plan import FitPlan, FitResult, PriorFit
+from ovencast.training.promotion import Promotion, decide
 from ovencast.training.task import ProductOutcome, ProductTask, time_limit_reason
 
 log = get_logger(__name__)
@@ -145,8 +146,11 @@ async def train_one(task: ProductTask, sessions: async_sessionmaker[AsyncSession
             emit(Started(job_id=task.job_id, product=task.product))
             bound.info("training.product.started", families=list(task.families))
             prior = await _prior_fit(task, sessions)
-            result = await fit(task, fit_plan(task), prior, emit)
-            outcome = await _store_and_record(task, sessions, result,
+            plan = fit_plan(task)
+            result = await fit(task, plan, prior, emit)
+            # Active, challenger or kept: the promotion gate (training/promotion.py).
+            promotion = await decide(task, sessions, result, plan)
+            outcome = await _store_and_record(task, sessions, result, promotion,
                                               time.monotonic() - started)
             bound.info("training.product.finished", family=outcome.family,
                        version=outcome.version, wape=outcome.metrics.get("wape"),
@@ -202,7 +206,7 @@ async def _prior_fit(task: ProductTask, sessions: Any) -> PriorFit | None:
 
 
 async def _store_and_record(task: ProductTask, sessions: Any, result: FitResult,
-                            elapsed: float) -> ProductOutcome:
+                            promotion: Promotion, elapsed: float) -> ProductOutcome:
     """Write the artifact under a key of its own, then record it in one transaction.
 
     The new artifact never overwrites anything, so until the transaction commits the
@@ -224,7 +228,9 @@ async def _store_and_record(task: ProductTask, sessions: Any, result: FitResult,
             assert tenant is not None
             job = await jobs_repository.get_job(session, task.job_id)
             # A product of a cancelled job that finishes anyway is kept, not made active.
-            activate = job is not None and job.status is not JobStatus.CANCELLED
+            if job is None or job.status is JobStatus.CANCELLED:
+                promotion = promotion.as_cancelled()
+            activate = promotion.activate
             active = await models_repository.get_active(session, tenant.id, task.product)
             if settings.model_versioning_enabled or active is None or not activate:
                 version = await models_repository.next_version(session, tenant.id,
@@ -241,7 +247,8 @@ async def _store_and_record(task: ProductTask, sessions: Any, result: FitResult,
                 data_start=history_dates.min().date(), data_end=history_dates.max().date(),
                 library_versions=library_versions(), training_job_id=task.job_id,
             ), artifact, version=version, versioning_enabled=settings.model_versioning_enabled,
-                activate=activate)
+                activate=activate, challenger=promotion.challenger,
+                promotion=promotion.to_dict())
             run = await jobs_repository.get_run(session, task.run_id)
             assert run is not None
             run.status, run.model_version_id = RunStatus.TRAINED, row.id
@@ -257,4 +264,5 @@ async def _store_and_record(task: ProductTask, sessions: Any, result: FitResult,
         product=task.product, run_id=task.run_id, status=RunStatus.TRAINED, family=best.family,
         version=version, metrics=best.metrics.to_dict(),
         baseline_metrics=best.baseline_metrics.to_dict(), duration_s=elapsed,
-        peak_rss_mb=peak_rss_mb(), details=result.details)
+        peak_rss_mb=peak_rss_mb(), details={**result.details,
+                                            "promotion": promotion.to_dict()})

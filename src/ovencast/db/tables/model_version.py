@@ -7,6 +7,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Date,
     ForeignKey,
     Index,
@@ -18,13 +19,16 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ovencast.db.base import Base, UTCDateTime, utcnow
+from ovencast.models.states import Standing
 
 
 class ModelVersion(Base):
     """One trained model of one product: what it is, how good it was on the holdout, where
     its artifact lies and the SHA-256 the artifact must match when loaded.
 
-    At most one version per (tenant, product) is active (partial unique index)."""
+    At most one version per (tenant, product) is active (partial unique index); an
+    inactive one may be a challenger (forecast in shadow and compared with the active
+    one), never both."""
 
     __tablename__ = "model_versions"
     __table_args__ = (
@@ -37,6 +41,7 @@ class ModelVersion(Base):
             sqlite_where=text("is_active"),
             postgresql_where=text("is_active"),
         ),
+        CheckConstraint("NOT (is_active AND is_challenger)", name="not_active_challenger"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -58,7 +63,18 @@ class ModelVersion(Base):
     data_end: Mapped[date] = mapped_column(Date)
     library_versions: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     is_active: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_challenger: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                server_default=text("false"))
+    # How the promotion gate decided (training/promotion.py): verdict, policy, the
+    # comparison with the version that was active on the same windows of the new data.
+    promotion: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     training_job_id: Mapped[int | None] = mapped_column(
         ForeignKey("training_jobs.id", ondelete="SET NULL")
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    @property
+    def standing(self) -> Standing:
+        if self.is_active:
+            return Standing.ACTIVE
+        return Standing.CHALLENGER if self.is_challenger else Standing.RETIRED

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from ovencast.db.base import Base, UTCDateTime, state_enum, utcnow
 from ovencast.jobs.states import JobStatus
+from ovencast.models.states import ActivationPolicy
 
 
 class TrainingJob(Base):
@@ -23,6 +24,10 @@ class TrainingJob(Base):
     products: Mapped[list[str] | None] = mapped_column(JSON)
     models: Mapped[list[str]] = mapped_column(JSON)
     until: Mapped[date | None] = mapped_column(Date)
+    # What becomes of each new version (training/promotion.py).
+    activation: Mapped[ActivationPolicy] = mapped_column(
+        state_enum(ActivationPolicy, name="activation"), default=ActivationPolicy.IF_BETTER,
+        server_default=ActivationPolicy.IF_BETTER.value)
     validation_report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     alignment_report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     warnings: Mapped[list[str]] = mapped_column(JSON, default=list)
