@@ -22,9 +22,8 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ovencast.forecasting.families.base import FitContext
 from ovencast.forecasting.families.global_fits import LIGHTGBM, GlobalFits
-from ovencast.forecasting.families.lightgbm_global import LightGBMModel, train_global
+from ovencast.forecasting.families.lightgbm_global import member_backtests, train_global
 from ovencast.forecasting.frame import CLOSED, DATE, Y
 from ovencast.forecasting.holdout import HoldoutSplit
 from ovencast.forecasting.selection import AUTO, BacktestPlan, resolve_candidate
@@ -88,31 +87,20 @@ def weigh_members(fits: GlobalFits, histories: Mapping[str, pd.DataFrame], *,
     (weight 0, the level member alone)."""
     if fits.horizon is None:
         return fits
-    y_parts: list[np.ndarray] = []
-    level_parts: list[np.ndarray] = []
-    horizon_parts: list[np.ndarray] = []
-    for product, history in _largest(histories, MAX_WEIGHING_PRODUCTS).items():
+    windows: dict[str, list[tuple[pd.Timestamp, pd.DatetimeIndex]]] = {}
+    chosen = _largest(histories, MAX_WEIGHING_PRODUCTS)
+    for product, history in chosen.items():
         train, _ = holdout.split(history.sort_values(DATE).reset_index(drop=True))
-        context = FitContext(product=product, global_fits=fits)
         for window in backtest.windows(train):
+            before = window.train.loc[~window.train[CLOSED].astype(bool)]
             test = window.test.loc[~window.test[CLOSED].astype(bool)]
-            if test.empty:
-                continue
-            try:
-                model = LightGBMModel(regressors=fits.regressors).fit(window.train,
-                                                                     context=context)
-            except ValueError:  # no open day before the window
-                continue
-            level, horizon = model.member_forecasts(test)
-            if horizon is None or not model.adopted:
-                continue
-            y_parts.append(test[Y].to_numpy(dtype=float))
-            level_parts.append(np.clip(level, 0.0, None))
-            horizon_parts.append(np.clip(horizon, 0.0, None))
-    if not y_parts:
+            if not before.empty and not test.empty:
+                windows.setdefault(product, []).append(
+                    (pd.Timestamp(before[DATE].max()).normalize(),
+                     pd.DatetimeIndex(test[DATE]).normalize()))
+    y, level, horizon = member_backtests(fits, chosen, windows)
+    if not len(y):
         return fits
-    y = np.concatenate(y_parts)
-    level, horizon = np.concatenate(level_parts), np.concatenate(horizon_parts)
     total = float(np.abs(y).sum())
     if total == 0:
         return fits

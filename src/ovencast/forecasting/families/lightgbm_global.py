@@ -275,6 +275,55 @@ def train_global(histories: Mapping[str, pd.DataFrame], regressors: Sequence[str
                       if horizon else None)
 
 
+def member_backtests(fits: GlobalFits, histories: Mapping[str, pd.DataFrame],
+                     windows: Mapping[str, Sequence[tuple[pd.Timestamp, pd.DatetimeIndex]]]
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What sold and each member's forecast (level, horizon; unblended, >= 0) on the
+    open days of every product's backtest windows: `windows` maps a product to its
+    (cut-off, days) pairs, each day within the 28 days after its cut-off. The features of
+    such a day read only sales up to the cut-off (every sales feature looks back 28 days
+    or more), so they are computed once over each history and scaled per cut-off, as a
+    model adopting that cut-off's boosters computes them; one prediction per member and
+    cut-off for all products."""
+    if fits.horizon is None:
+        raise ValueError("no horizon member")
+    members = ((fits.sales_features, fits.boosters),
+               (fits.horizon.sales_features, fits.horizon.boosters))
+    union = tuple(dict.fromkeys(f for features, _ in members for f in features))
+    wanted = {p: h for p, h in histories.items() if windows.get(p)}
+    rows = dict(zip(wanted, _rows(wanted, fits.regressors, fits.products, union),
+                    strict=True))
+    parts: dict[pd.Timestamp, list[tuple[pd.DataFrame, np.ndarray, float]]] = {}
+    for product, product_windows in windows.items():
+        found = rows.get(product)
+        if found is None:
+            continue
+        for cutoff, days in product_windows:
+            scale = _scale(found.sales.loc[np.asarray(found.dates <= cutoff)])
+            inside = np.asarray(found.dates.isin(days)) & found.sales.notna().to_numpy()
+            if inside.any():
+                parts.setdefault(cutoff, []).append(
+                    (found.features.loc[inside], found.sales.to_numpy()[inside], scale))
+    y: list[np.ndarray] = []
+    forecasts: list[list[np.ndarray]] = [[], []]
+    for cutoff, chunks in parts.items():
+        key = cutoff.date().isoformat()
+        if any(key not in boosters for _, boosters in members):
+            continue
+        scales = np.concatenate([np.full(len(c[1]), c[2]) for c in chunks])
+        features = pd.concat([c[0] for c in chunks])
+        y.append(np.concatenate([c[1] for c in chunks]))
+        for index, (names, boosters) in enumerate(members):
+            scaled = features[feature_names(fits.regressors, names)].copy()
+            scaled[list(names)] = scaled[list(names)].to_numpy() / scales[:, None]
+            predicted = _parsed_booster(boosters[key]).predict(scaled, num_threads=1)
+            forecasts[index].append(np.clip(predicted, 0.0, None) * scales)
+    if not y:
+        empty = np.zeros(0)
+        return empty, empty, empty
+    return (np.concatenate(y), np.concatenate(forecasts[0]), np.concatenate(forecasts[1]))
+
+
 @functools.lru_cache(maxsize=16)
 def _parsed_booster(text: str) -> Any:
     """A booster parsed from its model text, kept for the next model that holds the same
