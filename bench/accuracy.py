@@ -97,7 +97,8 @@ def main() -> None:
 
 def report(console: Console, dataset: Path, mode: str, rows: dict[str, dict[str, float]]
            ) -> None:
-    table = Table(title=f"bench/accuracy.py {dataset}, regressors: {mode}",
+    # The directory's name only: a long path would wrap the title on an 80-column log.
+    table = Table(title=f"{dataset.name}, regressors: {mode}",
                   title_justify="left")
     for column in ("method", "products", "WAPE", "bias", "P10-P90 cover", "train s"):
         table.add_column(column, justify="left" if column == "method" else "right")

@@ -11,6 +11,12 @@ A task that gave up (its retries of a database error spent) leaves its run or jo
 the same loop fails those with the reason (`jobs.service.reap_orphans`), so every job
 ends.
 
+procrastinate (3.10) stops its worker when a side task fails, and its LISTEN side task
+fails when it cannot reconnect while the database is down. A database outage is not a
+reason for a worker to exit: `_serve` starts procrastinate's worker again (after
+WORKER_HEARTBEAT_SECONDS) until this process is asked to stop (SIGTERM/SIGINT:
+procrastinate's graceful stop, the running products finish; a second signal aborts them).
+
 With WORKER_METRICS_PORT set the worker serves /metrics and /health
 (observability/worker_server.py); with OTEL_EXPORTER_OTLP_ENDPOINT set it traces each
 task, continuing the trace of whoever queued it (observability/tracing.py).
@@ -20,7 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+import signal
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from ovencast.db import migrate
 from ovencast.db.session import unit_of_work
@@ -61,14 +69,16 @@ async def run_worker(settings: Settings, *, name: str | None = None,
             try:
                 log.info("worker.started", name=name,
                          concurrency=settings.max_concurrent_training_jobs)
-                await app.run_worker_async(
+                await _serve(app, dict(
                     queues=[QUEUE], name=name or "ovencast-worker",
                     concurrency=settings.max_concurrent_training_jobs,
                     additional_context={"runtime": runtime},
                     update_heartbeat_interval=settings.worker_heartbeat_seconds,
                     stalled_worker_timeout=settings.worker_stalled_after_seconds,
-                    install_signal_handlers=install_signal_handlers,
-                    worker_middleware=[tracing.trace_job])
+                    install_signal_handlers=False,
+                    worker_middleware=[tracing.trace_job]),
+                    restart_after=settings.worker_heartbeat_seconds,
+                    handle_signals=install_signal_handlers)
             finally:
                 recovery.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -79,6 +89,69 @@ async def run_worker(settings: Settings, *, name: str | None = None,
         await runtime.close()
         if traced_here:
             tracing.shutdown_tracing()
+
+
+class _Stop:
+    """Asked to stop: the first SIGTERM/SIGINT stops procrastinate's worker gracefully
+    (the running products finish), a second aborts them."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.current: asyncio.Task[None] | None = None
+
+    def __call__(self) -> None:
+        if self.event.is_set():
+            log.warning("worker.aborting")
+        self.event.set()
+        if self.current is not None:
+            self.current.cancel()  # procrastinate's graceful stop; a second cancel aborts
+
+    @contextlib.contextmanager
+    def on_signals(self, enabled: bool) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        numbers = (signal.SIGTERM, signal.SIGINT) if enabled else ()
+        for number in numbers:
+            loop.add_signal_handler(number, self)
+        try:
+            yield
+        finally:
+            for number in numbers:
+                loop.remove_signal_handler(number)
+
+
+async def _serve(app: Any, options: dict[str, Any], *, restart_after: float,
+                 handle_signals: bool) -> None:
+    """Run procrastinate's worker until a signal (or this coroutine's cancellation) stops
+    it; when it stops on its own (a side task lost the database), start it again."""
+    stop = _Stop()
+    with stop.on_signals(handle_signals):
+        while not stop.event.is_set():
+            stop.current = asyncio.create_task(app.run_worker_async(**options))
+            try:
+                await asyncio.shield(stop.current)
+            except asyncio.CancelledError:
+                await _stopped(stop)
+                return
+            except Exception as exc:  # the database is still down: try again
+                log.warning("worker.queue_unavailable", error=str(exc) or type(exc).__name__,
+                            retry_in_s=restart_after)
+            else:
+                log.warning("worker.queue_stopped", restart_in_s=restart_after)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.event.wait(), restart_after)
+
+
+async def _stopped(stop: _Stop) -> None:
+    """After a cancellation: by a signal (procrastinate's worker is stopping), or from
+    outside (stop it as a signal would, then go on being cancelled)."""
+    signalled = stop.event.is_set()
+    if not signalled and stop.current is not None:
+        stop.current.cancel()
+    if stop.current is not None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await stop.current
+    if not signalled:
+        raise asyncio.CancelledError
 
 
 def _collect(runtime: WorkerRuntime) -> None:
