@@ -12,7 +12,7 @@ The stage also weighs the global model's two members (`lightgbm_global`): on the
 backtest windows of the tenant's products, pooled (one weight per tenant: a product's
 own 7 windows are too few to tell two close models apart), the weight of the horizon
 member among `HORIZON_WEIGHTS` with the lowest pooled WAPE; ties go to the smaller weight.
-docs/decisions/008-global-lightgbm-members.md.
+docs/decisions/009-global-lightgbm-members.md.
 """
 
 from __future__ import annotations

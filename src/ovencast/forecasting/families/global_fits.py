@@ -2,7 +2,7 @@
 each member (LightGBM's text format, never pickle), the product category order they were
 trained with, the blend weight of the horizon-lag member, and what they cost.
 `lightgbm_global` trains and reads them; `base.FitContext` carries them to a product's
-fit. Members: docs/decisions/008-global-lightgbm-members.md."""
+fit. Members: docs/decisions/009-global-lightgbm-members.md."""
 
 from __future__ import annotations
 

@@ -33,9 +33,9 @@ Two members: the tenant stage trains, beside the booster above (the *level* memb
 *horizon* member per cut-off that reads the sales lags of 28, 35, 42 and 49 days and the
 7- and 28-day means of the 28-day lag (`HORIZON_FEATURES`, 500 rounds at learning rate
 0.05), and blends the two with one weight per tenant, chosen on the tenant's backtest
-windows pooled over its products (`global_stage.choose_horizon_weight`). The level
+windows pooled over its products (`global_stage.weigh_members`). The level
 member carries the season, the horizon member the recent weeks: which matters more
-differs by tenant. docs/decisions/008-global-lightgbm-members.md.
+differs by tenant. docs/decisions/009-global-lightgbm-members.md.
 
 Training once per tenant: `train_global` fits one booster per training cut-off date that
 the tenant's products need (each product's backtest windows, its holdout and its final
