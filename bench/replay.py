@@ -1,7 +1,7 @@
 """`auto`'s selection rule replayed over many forecast origins: is it right on average, not
 only on the one 28-day holdout of bench/accuracy.py? Prints numbers, asserts nothing.
 
-    python bench/origins.py DATASET_DIR [--country DE --subdivision SH] [--origins 12]
+    python bench/replay.py DATASET_DIR [--country DE --subdivision SH] [--origins 12]
         [--extra prophet_holidays,auto_ets]
 
 For every product that passes validation, each candidate of its class (plus `--extra`,

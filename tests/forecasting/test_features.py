@@ -193,6 +193,17 @@ def test_public_holiday_from_the_calendar_replaces_the_uploaded_column() -> None
     assert holidays_found == [date(2024, 3, 29), date(2024, 4, 1)]
     assert report.used_regressors == ("public_holiday",)
     assert any("public_holiday" in note for note in report.notes)
+    assert report.computed_regressors == ()  # the tenant's file had the column
+
+
+def test_a_holiday_column_no_file_supplied_is_marked_computed() -> None:
+    n = 40
+    sales = sales_frame({"bread": [float(10 + i % 7) for i in range(n)]})
+    regressors = pd.DataFrame({DATE: days(n), "temperature": [float(i % 9) for i in range(n)]})
+    _, report = build_tenant_frame(sales, regressors, country="DE", subdivision="SH")
+    assert set(report.used_regressors) == {"public_holiday", "temperature"}
+    assert report.computed_regressors == ("public_holiday",)
+    assert AlignmentReport.from_dict(report.to_dict()) == report
 
 
 def test_duplicate_sales_rows_are_refused() -> None:

@@ -6,10 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
+from conftest import import_directory, make_settings, write_tiny_dataset
+from ovencast.db.runtime import Database
 from ovencast.forecasting.features import AlignmentReport
 from ovencast.forecasting.validation import ValidationReport
 from ovencast.settings import Settings
+from ovencast.training.embedded import prepare_training
 from ovencast.training.prepare import PreparedJob
 from ovencast.training.task import ProductTask
 
@@ -32,3 +36,24 @@ def test_tasks_and_prepared_jobs_have_short_reprs(tmp_path: Path) -> None:
     assert repr(task) == ("ProductTask(job_id=7, run_id=3, tenant='kiel', product='bread', "
                           "rows=2000, families=('auto',))")
     assert repr(prepared) == "PreparedJob(job_id=7, tasks=20, rejected=['cake'])"
+
+
+@pytest.mark.parametrize(("models", "with_holiday"), [(["prophet"], False), (["auto"], True)])
+async def test_the_original_fits_the_tenants_columns_not_a_computed_holiday(
+        tmp_path: Path, models: list[str], with_holiday: bool) -> None:
+    """The original system had no holiday calendar (docs/decisions/007): where no file has
+    a `public_holiday` column, the one the tenant frame computes from the country is not
+    among the original's regressors; every other model choice reads it."""
+    database = Database.open(make_settings(tmp_path / "home"))
+    await database.ready()
+    try:
+        await import_directory(database, "t", write_tiny_dataset(
+            tmp_path / "data", ["bread"], days=120, weather=True), country="DE",
+            subdivision="NI")
+        prepared = await prepare_training(database, "t", models=models)
+    finally:
+        await database.close()
+    [task] = prepared.tasks
+    assert "public_holiday" in prepared.alignment.computed_regressors
+    assert ("public_holiday" in task.regressors) is with_holiday
+    assert len(task.regressors) > 0  # the weather file's columns stay

@@ -188,6 +188,9 @@ class AlignmentReport:
     closed_days_added: dict[str, int] = field(default_factory=dict)
     """Product -> closed dates inside its span that had no sales row (added, y = 0)."""
     notes: tuple[str, ...] = ()
+    computed_regressors: tuple[str, ...] = ()
+    """Used regressors that no uploaded column supplied: computed from the tenant's
+    country (`public_holiday` where the calendar file has none)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -199,6 +202,7 @@ class AlignmentReport:
             "clipped": {p: c.to_dict() for p, c in self.clipped.items()},
             "closed_days_added": dict(self.closed_days_added),
             "notes": list(self.notes),
+            "computed_regressors": list(self.computed_regressors),
         }
 
     @classmethod
@@ -213,6 +217,7 @@ class AlignmentReport:
             clipped={p: ClippedDays.from_dict(c) for p, c in value["clipped"].items()},
             closed_days_added={k: int(v) for k, v in value["closed_days_added"].items()},
             notes=tuple(value["notes"]),
+            computed_regressors=tuple(value.get("computed_regressors", ())),
         )
 
 
@@ -269,6 +274,7 @@ def build_tenant_frame(
             f"{PUBLIC_HOLIDAY} is taken from the holiday calendar of {country}"
             f"{'/' + subdivision if subdivision else ''}, not from the uploaded column"
         )
+    computed = [c for c in calendar.columns if c not in candidates]
     candidates = [c for c in candidates if c not in calendar.columns]
 
     # Missing share is judged on raw values, on the dates that will be fitted.
@@ -285,6 +291,7 @@ def build_tenant_frame(
         sales_start=start.date(),
         sales_end=end.date(),
         used_regressors=tuple(used),
+        computed_regressors=tuple(c for c in used if c in computed),
         dropped_regressors=dropped,
         interpolated=interpolated,
         clipped=clipped,

@@ -47,7 +47,7 @@ from ovencast.forecasting.selection import (
     resolve_candidate,
     select,
 )
-from ovencast.training.original import fit_original
+from ovencast.training.original import fit_original, is_original
 from ovencast.training.plan import FitPlan, FitResult, PriorFit, Progress, json_number
 
 
@@ -67,7 +67,7 @@ def _fit_product(history: pd.DataFrame, plan: FitPlan, prior: PriorFit | None,
     history = history.sort_values(DATE, kind="stable").reset_index(drop=True)
     details: dict[str, Any] = {"product_class": plan.product_class,
                                "holdout_days": plan.holdout.days}
-    if plan.families == ("prophet",):
+    if is_original(plan.families):
         return fit_original(history, plan, prior, sink, details)
     candidates = plan_candidates(plan)
     train, _ = plan.holdout.split(history)

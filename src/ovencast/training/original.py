@@ -12,6 +12,7 @@ from ovencast.errors import ModelFitFailed
 from ovencast.forecasting.classes import SearchClassRule
 from ovencast.forecasting.evaluation import Evaluation, evaluate_family
 from ovencast.forecasting.families.prophet import ProphetModel
+from ovencast.forecasting.features import AlignmentReport
 from ovencast.forecasting.frame import ZERO_SALES, Y, closed_days_as_zero_sales
 from ovencast.forecasting.quantiles import holdout_calibration
 from ovencast.forecasting.search import SearchSpec, search_prophet
@@ -27,6 +28,19 @@ RETRAIN_TRIAL_FRACTION = 0.2
 # Per-trial hard limit: never more than this, and small enough that the whole budget fits
 # in the product's time limit.
 MAX_TRIAL_TIMEOUT_S = 30.0
+
+
+def is_original(families: tuple[str, ...]) -> bool:
+    """Whether a job's model choice is the original approach (`--models prophet`)."""
+    return families == ("prophet",)
+
+
+def original_regressors(alignment: AlignmentReport) -> tuple[str, ...]:
+    """The regressors the original approach fits: every column of the tenant's files,
+    nothing computed (the original system had no holiday calendar; a `public_holiday`
+    the tenant frame computed from the country, where no file has one, is left out)."""
+    computed = set(alignment.computed_regressors)
+    return tuple(r for r in alignment.used_regressors if r not in computed)
 
 
 def fit_original(history: pd.DataFrame, plan: FitPlan, prior: PriorFit | None,

@@ -25,6 +25,7 @@ from ovencast.sources.base import DataSource
 from ovencast.sources.database import DatabaseSource
 from ovencast.training import tenant_stage
 from ovencast.training.data import TenantData, load_and_validate
+from ovencast.training.original import is_original, original_regressors
 from ovencast.training.task import ProductTask
 
 log = get_logger(__name__)
@@ -186,7 +187,9 @@ def _task(settings: Settings, tenant: Tenant, job: TrainingJob, run: TrainingRun
         settings=settings, job_id=job.id, run_id=run.id, tenant_id=tenant.id,
         tenant_name=tenant.name, product=run.product,
         product_class=run.product_class or "", history=history.reset_index(drop=True),
-        regressors=tuple(alignment.used_regressors), families=tuple(job.models),
+        regressors=(original_regressors(alignment) if is_original(tuple(job.models))
+                    else tuple(alignment.used_regressors)),
+        families=tuple(job.models),
         country=tenant.country, subdivision=tenant.subdivision)
 
 
