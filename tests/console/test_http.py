@@ -10,10 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.routing import APIRoute
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from api.conftest import RunningServer, create_key
+from ovencast.console import endpoints as console_endpoints
 from ovencast.console.session import COOKIE
 from ovencast.jobs import repository as jobs_repository
 from ovencast.keys import service as keys_service
@@ -52,12 +54,45 @@ def active_version(settings: Settings, product: str) -> int:
     return int(db_run(settings, active))
 
 
-@pytest.mark.parametrize("path", ["/", f"/tenants/{KIEL}", f"/tenants/{KIEL}/products/rolls",
-                                  f"/tenants/{KIEL}/models", f"/tenants/{KIEL}/jobs/1"])
-def test_pages_send_a_stranger_to_the_sign_in(console_server: RunningServer,
-                                              path: str) -> None:
-    answer = httpx.get(console_server.base_url + path)
+# Every route of the console, from its router: a new one is tried here without asking.
+ROUTES = sorted((method, route.path) for route in console_endpoints.router.routes
+                if isinstance(route, APIRoute) for method in route.methods)
+OPEN = {("GET", "/sign-in"), ("POST", "/sign-in")}
+TENANT_ROUTES = [r for r in ROUTES if r[1].startswith("/tenants/{tenant}")]
+
+
+def fill(template: str, *, job_id: int) -> str:
+    return template.format(tenant=KIEL, product="rolls", version=1, job_id=job_id)
+
+
+def test_the_routes_are_the_ones_tried() -> None:
+    assert len(ROUTES) == 16
+    assert {r[1] for r in ROUTES} - {r[1] for r in TENANT_ROUTES} == {
+        "/", "/sign-in", "/sign-out"}
+
+
+@pytest.mark.parametrize("route", [r for r in ROUTES if r not in OPEN], ids=str)
+def test_every_route_sends_a_stranger_to_the_sign_in(
+        console_server: RunningServer, console_settings: Settings,
+        route: tuple[str, str]) -> None:
+    method, template = route
+    answer = httpx.request(method, console_server.base_url + fill(
+        template, job_id=kiel_job_id(console_settings)))
     assert (answer.status_code, answer.headers["location"]) == (303, "/sign-in")
+
+
+@pytest.mark.parametrize("route", TENANT_ROUTES, ids=str)
+def test_every_tenant_route_is_404_to_another_tenant(
+        signed_in: SignedIn, keys: Keys, console_settings: Settings,
+        route: tuple[str, str]) -> None:
+    method, template = route
+    other = signed_in(keys.tiny_train)
+    token = csrf_of(other.get(f"/tenants/{TINY}").text)
+    answer = other.request(method, fill(template, job_id=kiel_job_id(console_settings)),
+                           data={"csrf_token": token} if method == "POST" else None)
+    assert answer.status_code == 404
+    assert alert(answer.text) == f"tenant &#39;{KIEL}&#39; does not exist (import a " \
+        f"dataset first: `ovencast import DIR --tenant {KIEL}`)"
 
 
 def test_sign_in_sets_a_strict_http_only_cookie_without_the_key(

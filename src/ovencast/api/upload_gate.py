@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import re
 
-from starlette.requests import HTTPConnection
-from starlette.responses import RedirectResponse
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ovencast.api.errors import ovencast_error_response
+from ovencast.console import endpoints as console_endpoints
 from ovencast.console.session import session_caller
 from ovencast.db.session import DATABASE_ERRORS, unit_of_work
 from ovencast.errors import OvencastError, Unauthenticated
@@ -55,17 +56,21 @@ class UploadGate:
             return
         try:
             await _check(HTTPConnection(scope), match["tenant"], console=console is not None)
-        except Unauthenticated as exc:
-            answer = (RedirectResponse("/sign-in", status_code=303) if console
-                      else ovencast_error_response(exc))
-            await answer(scope, receive, send)
-            return
         except OvencastError as exc:
-            await ovencast_error_response(exc)(scope, receive, send)
+            await _refusal(scope, exc, console=console is not None)(scope, receive, send)
             return
         except DATABASE_ERRORS:
             pass  # the route's own check reports it (503)
         await self.app(scope, receive, send)
+
+
+def _refusal(scope: Scope, exc: OvencastError, *, console: bool) -> Response:
+    """The API's error answer; the console's page (or, not signed in, its sign-in)."""
+    if not console:
+        return ovencast_error_response(exc)
+    if isinstance(exc, Unauthenticated):
+        return console_endpoints.to_sign_in()
+    return console_endpoints.error_page(Request(scope), exc)
 
 
 async def _check(connection: HTTPConnection, tenant: str, *, console: bool) -> None:

@@ -162,6 +162,8 @@ async def tenant_request(request: Request, tenant: str, role: Role, work: Work, 
             return await work(session, row, seen)
     except OvencastError as exc:
         return seen.error(exc)
+    finally:
+        await request.close()  # an upload's spooled files
 
 
 # -- sign-in -------------------------------------------------------------------------------

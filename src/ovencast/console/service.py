@@ -11,6 +11,7 @@ from datetime import date, datetime, timedelta
 from typing import IO, Any
 
 import holidays
+import pandas as pd
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ovencast.accuracy import service as accuracy_service
@@ -21,6 +22,7 @@ from ovencast.datasets.history import ImportMode
 from ovencast.datasets.reader import DataLimits, ParsedDataset, parse_dataset_files
 from ovencast.db.tables import DatasetImport, ModelVersion, Tenant, TrainingJob, TrainingRun
 from ovencast.errors import ForecastUnavailable, ModelNotFound
+from ovencast.forecasting.features import ClosedDayRule
 from ovencast.forecasting.frame import CLOSED, DATE, PRODUCT, YHAT
 from ovencast.forecasting.validation import Issue, ProductStats, ValidationReport
 from ovencast.forecasts import service as forecasts_service
@@ -100,7 +102,12 @@ class ForecastDay:
     forecast: float
     p10: float | None
     p90: float | None
-    note: str
+    note: str  # closed, off-season, or the fallback inputs (forecasts/service._note)
+
+    @property
+    def short_note(self) -> str:
+        """The note for the page's table: the fallback inputs are named once above it."""
+        return "estimated inputs" if self.note.startswith("fallback") else self.note
 
 
 @dataclass(frozen=True)
@@ -131,6 +138,18 @@ def holiday_marks(tenant: Tenant, first: date, last: date) -> list[DayMark]:
             if first <= day <= last]
 
 
+def closed_marks(regressors: pd.DataFrame, first: date, last: date) -> list[DayMark]:
+    """The days `first`..`last` the tenant's calendar says the shop was closed, by the
+    rule training uses (forecasting/features.ClosedDayRule)."""
+    if regressors.empty:
+        return []
+    days = pd.to_datetime(regressors[DATE]).dt.date
+    shut = ClosedDayRule().closed(regressors).to_numpy(dtype=bool)
+    return [DayMark(day, "closed", "closed")
+            for day, closed in zip(days, shut, strict=True)
+            if closed and first <= day <= last]
+
+
 async def product_page(session: AsyncSession, tenant: Tenant, product: str, *,
                        settings: Settings) -> ProductPage:
     """The next FORECAST_DAYS days of `product` from its active model (the tenant's
@@ -140,6 +159,7 @@ async def product_page(session: AsyncSession, tenant: Tenant, product: str, *,
         forecast = await forecasts_service.forecast_tenant(
             session, tenant, settings=settings, days=FORECAST_DAYS, products=[product],
             source=source, with_history=True)
+        calendar = (await source.regressors(tenant.name)).regressors
     result = forecast.results[0]
     if result.frame is None:
         raise (result.error_kind or ForecastUnavailable)(
@@ -154,8 +174,9 @@ async def product_page(session: AsyncSession, tenant: Tenant, product: str, *,
         for r in history.loc[history[PRODUCT] == product].to_dict(orient="records")]
     first = rows[0].day - timedelta(days=HISTORY_DAYS)
     last = rows[-1].day
-    closed = [DayMark(r[DATE], "closed", "closed")
-              for r in frame.to_dict(orient="records") if bool(r[CLOSED])]
+    closed = [*closed_marks(calendar, first, rows[0].day - timedelta(days=1)),
+              *(DayMark(r[DATE], "closed", "closed")
+                for r in frame.to_dict(orient="records") if bool(r[CLOSED]))]
     marks = sorted([*closed, *holiday_marks(tenant, first, last)], key=lambda m: m.day)
     chart = build_chart(sold, [Forecast(r.day, r.forecast, r.p10, r.p90) for r in rows],
                         marks, first=first, last=last)
@@ -163,8 +184,18 @@ async def product_page(session: AsyncSession, tenant: Tenant, product: str, *,
         tenant=tenant, product=product, version=int(result.version or 0),
         model=result.model or str(result.family), rows=rows, sold=sold, marks=marks,
         chart=chart, notes=[*result.notes, *forecast.notes],
-        fallbacks=[f"{span['regressor']}: {span['source']} on {', '.join(span['dates'])}"
-                   for span in forecast.fallbacks])
+        fallbacks=fallback_lines(forecast.fallbacks))
+
+
+def fallback_lines(spans: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The inputs that were fallbacks (`TenantForecast.fallbacks`), one line per span of
+    dates: "on 2023-11-01..2023-11-14: cloud_cover_pct (climatology), guests (...)"."""
+    by_dates: dict[str, list[str]] = {}
+    for span in spans:
+        source = str(span["source"]).replace("_", " ")
+        by_dates.setdefault(", ".join(span["dates"]), []).append(
+            f"{span['regressor']} ({source})")
+    return [f"on {dates}: {', '.join(columns)}" for dates, columns in by_dates.items()]
 
 
 def _as_date(value: Any) -> date:
