@@ -1,10 +1,11 @@
 """Fixtures of the web console's tests: one PostgreSQL database and one real uvicorn
 server for the package (tests/api/conftest.start_server), with two tenants:
 
-- `kiel`: the real Kiel data, imported up to 3 July 2018 and trained (seasonal naive, the
-  fast baseline), a forecast run saved, then the rest of July imported and trained again:
-  every product has two versions and a month of realised accuracy, as a bakery would
-  after a month of use;
+- `kiel`: the real Kiel data, imported up to 3 July 2018 and trained (version 1: seasonal
+  naive, the fast baseline; version 2: Croston, kept as a challenger), a forecast run
+  saved (the challenger in shadow), then the rest of July imported and trained again
+  (version 3, active): every product has a month of realised accuracy and a champion /
+  challenger comparison on real sales, as a bakery would after a month of use;
 - `tiny`: a small generated dataset, for the jobs the browser starts.
 
 Keys: `keys.admin` (global), `keys.kiel_train`, `keys.kiel_read`, `keys.tiny_train`.
@@ -39,9 +40,11 @@ from ovencast.db.runtime import Database
 from ovencast.db.session import unit_of_work
 from ovencast.forecast_runs import service as forecast_runs_service
 from ovencast.keys.roles import Role
-from ovencast.models.states import RunTrigger
+from ovencast.models.states import ActivationPolicy, RunTrigger
 from ovencast.settings import Settings
 from ovencast.tenants import service as tenants_service
+from ovencast.training import pool
+from ovencast.training.embedded import finish_training, prepare_training
 
 CHROMIUM = os.environ.get("OVENCAST_TEST_CHROMIUM", "/usr/bin/chromium")
 KIEL, TINY = "kiel", "tiny"
@@ -66,12 +69,23 @@ def _kiel_until(source: Path, target: Path, until: date) -> Path:
     return target
 
 
+async def train_challengers(database: Database, tenant: str, *, models: tuple[str, ...]
+                            ) -> None:
+    """A training whose versions are kept as challengers (`activation=never`)."""
+    prepared = await prepare_training(database, tenant, models=models,
+                                      activation=ActivationPolicy.NEVER)
+    outcomes = await asyncio.to_thread(pool.run_tasks, list(prepared.tasks),
+                                       settings=database.settings)
+    await finish_training(database, prepared.job_id, outcomes)
+
+
 async def _seed(settings: Settings, kiel_dir: Path, work: Path) -> None:
     database = Database.open(settings)
     try:
         early = _kiel_until(kiel_dir, work / "kiel-early", FIRST_CUTOFF)
         await import_directory(database, KIEL, early, country="DE", subdivision="SH")
         await train_in_process(database, KIEL, models=("seasonal_naive",))
+        await train_challengers(database, KIEL, models=("croston",))
         async with unit_of_work(database.sessions) as session:
             tenant = await tenants_service.get_tenant(session, KIEL)
             await forecast_runs_service.save_run(session, tenant, settings=settings,

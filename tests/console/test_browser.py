@@ -62,6 +62,14 @@ class Session:
             base_url=server.base_url, viewport={"width": 1024, "height": 768})
         self.page: Page = self.context.new_page()
         self.screenshots = screenshots
+        # Nothing may come from anywhere but the server (no CDN: a bakery may be offline),
+        # and nothing may be refused by the pages' Content-Security-Policy.
+        self.elsewhere: list[str] = []
+        self.refused: list[str] = []
+        self.page.on("request", lambda request: None if request.url.startswith(
+            (server.base_url, "data:")) else self.elsewhere.append(request.url))
+        self.page.on("console", lambda message: self.refused.append(message.text)
+                     if "Content Security Policy" in message.text else None)
         self.page.goto("/")
         expect(self.page).to_have_url(f"{server.base_url}/sign-in")
         self.page.get_by_label("API key").fill(key)
@@ -86,6 +94,8 @@ def open_session(browser: Browser, console_server: RunningServer,
     yield make
     for session in sessions:
         session.context.close()
+    assert [s.elsewhere for s in sessions] == [[] for _ in sessions]
+    assert [s.refused for s in sessions] == [[] for _ in sessions]
 
 
 def test_sign_in_and_the_tenant_overview(open_session: OpenSession, keys: Keys) -> None:
@@ -97,7 +107,8 @@ def test_sign_in_and_the_tenant_overview(open_session: OpenSession, keys: Keys) 
     rows = admin.page.locator("table.products tbody tr")
     expect(rows).to_have_count(6)
     rolls = admin.page.locator('tr[data-product="rolls"]')
-    expect(rolls).to_contain_text("version 2")
+    expect(rolls).to_contain_text("version 3")
+    expect(rolls.locator("td").nth(3)).to_have_text("1")  # the Croston challenger
     # The expected accuracy from the backtest, the realised one from the saved forecast
     # of July scored against July's sales, in plain words.
     expect(rolls.locator("td").nth(1)).to_contain_text("typically off by")
@@ -140,13 +151,14 @@ def test_roll_back_a_version_and_see_it_active(open_session: OpenSession, keys: 
     page = operator.page
     page.get_by_role("link", name="Models").click()
     versions = page.locator('table.versions[data-product="rolls"]')
-    active = versions.locator("tr.standing-active")
-    expect(active).to_have_count(1)
-    current = int(active.get_attribute("data-version") or 0)
-    other = 1 if current == 2 else 2
+    expect(versions.locator("tr.standing-active")).to_have_attribute("data-version", "3")
+    expect(versions.locator('tr[data-version="2"] .standing')).to_have_text("challenger")
+    # Champion against the challenger on the days both forecast and sales came in.
+    expect(page.locator("#product-rolls .comparison")).to_contain_text(
+        "Champion against challenger version 2 on 28 days of real sales")
+    current, other = 3, 1
     operator.shot("models")
-    versions.locator(f'tr[data-version="{other}"]').get_by_role(
-        "link", name="Make active").click()
+    page.get_by_role("link", name=f"Make version {other} of rolls active").click()
     expect(page.get_by_role("heading", name=f"Make version {other} of rolls active?")
            ).to_be_visible()
     operator.shot("activate")
@@ -228,6 +240,7 @@ def test_a_job_cancelled_and_a_job_followed_live(open_session: OpenSession, keys
     expect(page.locator("#job-status")).to_have_text("cancelled")
     start_job(page, "rolls")
     expect(page.locator("#live")).to_contain_text("Following job")
+    expect(page.locator("#runs tr.empty")).to_have_count(1)
     page.evaluate("window.sameDocument = true")
     operator.shot("job-queued")
     worker = Worker(console_settings, tmp_path / "worker.log")
@@ -239,6 +252,7 @@ def test_a_job_cancelled_and_a_job_followed_live(open_session: OpenSession, keys
         raise
     finally:
         worker.stop()
+    expect(page.locator("#runs tr.empty")).to_have_count(0)
     run = page.locator('#runs tr[data-product="rolls"]')
     expect(run.locator(".run-status")).to_have_text("trained")
     expect(run.locator(".run-progress")).to_contain_text("version 1")

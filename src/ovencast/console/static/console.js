@@ -26,6 +26,7 @@
         cell.className = cls;
         found.append(cell);
       }
+      runs.querySelector("tr.empty")?.remove();
       runs.append(found);
     }
     return found;
