@@ -26,6 +26,8 @@ from .test_http import kiel_job_id
 pytestmark = pytest.mark.postgres
 
 JOB_TIMEOUT_MS = 180_000
+# Pages that forecast or score compute on a 2-core machine shared with other work.
+expect.set_options(timeout=20_000)
 BAD_SALES = b"date,product,quantity\n2024-03-01,bread,12\n2024-03-02,bread,lots\n"
 
 
@@ -38,9 +40,10 @@ def browser() -> Iterator[Browser]:
             pytest.fail(f"the console's browser tests need chromium in CI: {reason}")
         pytest.skip(reason)
     with sync_playwright() as playwright:
-        # --no-sandbox: CI runs as root in a container, where chromium's sandbox cannot start.
-        launched = playwright.chromium.launch(executable_path=CHROMIUM,
-                                              args=["--no-sandbox"])
+        # CI runs as root in a container: chromium's sandbox cannot start there, and
+        # /dev/shm may be small.
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"])
         yield launched
         launched.close()
 
@@ -114,6 +117,9 @@ def test_sign_in_and_the_tenant_overview(open_session: OpenSession, keys: Keys) 
     expect(rolls.locator("td").nth(1)).to_contain_text("typically off by")
     expect(rolls.locator("td").nth(2)).to_contain_text("typically off by")
     expect(admin.page.locator(".last-job")).to_contain_text("succeeded")
+    drifting = admin.page.locator(".warnings li.drift")
+    expect(drifting.first).to_contain_text("times its backtest WAPE")
+    assert drifting.count() == admin.page.locator("table.products .badge.warn").count()
     admin.shot("overview")
 
 

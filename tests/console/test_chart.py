@@ -83,7 +83,8 @@ def test_holidays_come_from_the_tenants_country() -> None:
 
 
 @pytest.mark.parametrize(("wape", "words"), [
-    (0.123, "typically off by 12 %"), (0.0, "typically off by 0 %"),
+    (0.123, "typically off by 12\N{NO-BREAK SPACE}%"),
+    (0.0, "typically off by 0\N{NO-BREAK SPACE}%"),
     (None, "not measured yet"), (float("nan"), "not measured yet")])
 def test_accuracy_in_plain_words(wape: float | None, words: str) -> None:
     assert off_by(wape) == words

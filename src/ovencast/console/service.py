@@ -44,7 +44,7 @@ def off_by(wape: float | None) -> str:
     """A WAPE in plain words."""
     if wape is None or math.isnan(wape):
         return "not measured yet"
-    return f"typically off by {wape * 100:.0f} %"
+    return f"typically off by {wape * 100:.0f}\N{NO-BREAK SPACE}%"  # "12 %" stays whole
 
 
 def chosen_model(version: ModelVersion) -> str:
