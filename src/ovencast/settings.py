@@ -114,7 +114,7 @@ class Settings(BaseSettings):
     # The web console (console/, docs/SECURITY.md): the secret its session cookies are
     # signed with (none: a random one per process; sessions then end when it restarts and
     # are not shared between API processes) and how long a session lasts.
-    console_session_secret: SecretStr | None = None
+    console_session_secret: SecretStr | None = Field(default=None, min_length=16)
     console_session_hours: float = Field(default=8.0, gt=0, le=24 * 30)
 
     # Threads that compute forecasts off the API's event loop (forecasts/service.py):

@@ -107,7 +107,7 @@ def console_settings(pg_server_url: str, kiel_dir: Path,
         # DRIFT_FACTOR 1.2 (default 1.5): some Kiel products' July is enough worse than
         # their backtest for a drift warning on the overview.
         settings = make_settings(tmp_path_factory.mktemp("console-home"), url,
-                                 console_session_secret="console tests", drift_factor=1.2)
+                                 console_session_secret="console tests: a secret", drift_factor=1.2)
         run_async(lambda: _seed(settings, kiel_dir, tmp_path_factory.mktemp("console-data")))
         yield settings
     finally:
