@@ -270,6 +270,10 @@ def test_a_job_cancelled_and_a_job_followed_live(open_session: OpenSession, keys
     expect(page.locator("table.jobs tbody tr")).to_have_count(2)
     expect(page.locator("table.jobs tbody tr").nth(1)).to_contain_text("cancelled by request")
     operator.shot("jobs")
+    # The ended job's page, opened afresh, has the data checks the job stored.
+    page.locator("table.jobs tbody tr").first.get_by_role("link").click()
+    expect(page.locator("ul.issues")).to_contain_text("recommended 90+")
+    expect(page.locator("#live")).to_have_text("This job has ended.")
 
 
 def test_another_tenants_data_cannot_be_seen(open_session: OpenSession, keys: Keys,
