@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -111,6 +111,11 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=600, ge=0)
     rate_limit_storage_url: str | None = None
     rate_limit_key_prefix: str = "ovencast"
+    # The web console (console/, docs/SECURITY.md): the secret its session cookies are
+    # signed with (none: a random one per process; sessions then end when it restarts and
+    # are not shared between API processes) and how long a session lasts.
+    console_session_secret: SecretStr | None = Field(default=None, min_length=16)
+    console_session_hours: float = Field(default=8.0, gt=0, le=24 * 30)
 
     # Threads that compute forecasts off the API's event loop (forecasts/service.py):
     # CPU work under the GIL, so a few; more requests wait their turn.

@@ -25,7 +25,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from conftest import make_settings, run_async, write_tiny_dataset
-from ovencast.api.app import create_app
+from ovencast.api.app import CONSOLE_STATIC, create_app
+from ovencast.console import endpoints as console_endpoints
 from ovencast.db.runtime import Database
 from ovencast.db.session import unit_of_work
 from ovencast.keys import service as keys_service
@@ -51,6 +52,11 @@ TWO_ROWS = {"sales": ("sales.csv", b"date,product,quantity\n2024-01-10,bread,1\n
 # Routes that answer without a key (probes, the Prometheus scraper) and the documentation.
 PUBLIC = {("GET", "/health"), ("GET", "/ready"), ("GET", "/metrics")}
 DOCUMENTATION = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+# The web console's pages and its static files: not the API, signed in with a session
+# instead of a key; tried route by route in tests/console/test_http.py.
+CONSOLE = {(method, route.path) for route in console_endpoints.router.routes
+           if isinstance(route, APIRoute) for method in route.methods} | {
+    ("Mount", CONSOLE_STATIC)}
 
 
 @dataclass(frozen=True)
@@ -221,7 +227,7 @@ def _app_routes(app: Any) -> set[tuple[str, str]]:
 
 
 def test_every_route_of_the_app_is_tried(api_server: RunningServer) -> None:
-    assert _app_routes(api_server.app) == set(ROUTES) | PUBLIC
+    assert _app_routes(api_server.app) == set(ROUTES) | PUBLIC | CONSOLE
 
 
 def test_probes_answer_without_a_key(anonymous: httpx.Client) -> None:

@@ -23,6 +23,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 
 from ovencast import __version__
 from ovencast.accuracy import endpoints as accuracy_endpoints
@@ -32,6 +33,8 @@ from ovencast.api.errors import install_error_handlers
 from ovencast.api.openapi import install_openapi
 from ovencast.api.rate_limit import TenantRateLimiter
 from ovencast.api.upload_gate import UploadGate
+from ovencast.console import endpoints as console_endpoints
+from ovencast.console.session import SessionCookies
 from ovencast.datasets import endpoints as datasets_endpoints
 from ovencast.db.runtime import Database
 from ovencast.errors import OvencastError
@@ -49,6 +52,7 @@ from ovencast.tenants import endpoints as tenants_endpoints
 log = get_logger(__name__)
 
 API_PREFIX = "/api/v1"
+CONSOLE_STATIC = "/static"
 
 OPENAPI_TAGS = [
     {"name": "tenants", "description": "Bakery businesses and their locale."},
@@ -136,4 +140,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (forecast_runs_endpoints.router, accuracy_endpoints.router,
                    schedules_endpoints.router):
         app.include_router(router, prefix=API_PREFIX)
+    # The web console at / (docs/decisions/011-web-console.md): HTML pages, not in the
+    # API's schema; its stylesheet and script ship in the package.
+    app.state.console_sessions = SessionCookies.from_settings(settings)
+    app.include_router(console_endpoints.router)
+    app.mount(CONSOLE_STATIC, StaticFiles(packages=[("ovencast.console", "static")]),
+              name="console-static")
     return app

@@ -15,7 +15,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ovencast.api.errors import error_body
-from ovencast.api.upload_gate import UPLOAD_PATH
+from ovencast.api.upload_gate import is_upload
 
 
 class BodyLimit:
@@ -25,7 +25,7 @@ class BodyLimit:
         self.max_upload_bytes = max_upload_bytes
 
     def limit_for(self, path: str) -> int:
-        return self.max_upload_bytes if UPLOAD_PATH.match(path) else self.max_body_bytes
+        return self.max_upload_bytes if is_upload(path) else self.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

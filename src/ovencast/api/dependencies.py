@@ -23,6 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
 from ovencast.api.rate_limit import TenantRateLimiter
+from ovencast.console import session as console_session
+from ovencast.console.session import same_origin
 from ovencast.db.runtime import Database
 from ovencast.db.session import unit_of_work
 from ovencast.errors import Forbidden
@@ -127,12 +129,24 @@ def global_access(role: Role) -> Any:  # fastapi.Depends(...) is typed Any
 
 def websocket_origin_allowed(connection: HTTPConnection) -> None:
     """A browser sends `Origin` with every WebSocket handshake (and CORS does not apply to
-    WebSockets): one that is not in ALLOWED_ORIGINS is `Forbidden`. No `Origin`: not a
-    browser, nothing to check."""
+    WebSockets): one that is neither this server's own (the console's pages) nor in
+    ALLOWED_ORIGINS is `Forbidden`. No `Origin`: not a browser, nothing to check."""
     origin = connection.headers.get("origin")
     if origin is not None and origin.rstrip("/") not in (
-            get_settings(connection).allowed_origin_list):
+            get_settings(connection).allowed_origin_list) and not same_origin(
+            connection, origin):
         raise Forbidden(f"origin {origin!r} is not allowed (ALLOWED_ORIGINS)")
+
+
+async def identify_websocket(connection: HTTPConnection) -> Caller:
+    """The caller of a WebSocket: its key (`websocket_key`), else the console session
+    whose page opened it (the cookie; its `Origin` was checked to be ours or allowed)."""
+    key = websocket_key(connection)
+    if key is not None or console_session.COOKIE not in connection.cookies:
+        return await identify(connection, key)
+    caller, _ = await console_session.session_caller(connection, get_database(connection))
+    await get_rate_limiter(connection).hit(caller.rate_limit_bucket)
+    return caller
 
 
 def websocket_key(connection: HTTPConnection) -> str | None:

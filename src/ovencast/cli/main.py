@@ -730,8 +730,9 @@ def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
 ) -> None:
-    """Run the HTTP API (service shape) against DATABASE_URL. Refuses to start, exit 1,
-    when the schema is missing or behind (run `ovencast db upgrade`)."""
+    """Run the HTTP API (service shape) and the web console (at /) against DATABASE_URL.
+    Refuses to start, exit 1, when the schema is missing or behind (run `ovencast db
+    upgrade`)."""
     import uvicorn
 
     from ovencast.api.app import create_app

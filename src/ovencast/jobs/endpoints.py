@@ -24,10 +24,9 @@ from ovencast.api.dependencies import (
     Session,
     SettingsDep,
     get_database,
-    identify,
+    identify_websocket,
     job_access,
     tenant_access,
-    websocket_key,
     websocket_origin_allowed,
 )
 from ovencast.api.errors import ACCESS_ERRORS, error_code, error_responses, status_for
@@ -161,7 +160,8 @@ async def training_job_events(websocket: WebSocket, job_id: JobId,
     family_failed|finished|failed|timed_out, ...}` and finally `{"type": "job",
     "status"}`, after which the server closes (1000). Refused: `{"type": "error", ...}`
     and close code 4000 + its HTTP status (4403 an `Origin` not in ALLOWED_ORIGINS, 4401
-    no or bad key, given as `?token=` or `Authorization: Bearer`, 4429 rate limit, 4404
+    no or bad key, given as `?token=` or `Authorization: Bearer` or, from the console's
+    pages, its session cookie, 4429 rate limit, 4404
     no such job, or another tenant's)."""
     database = get_database(websocket)
     await websocket.accept()
@@ -193,7 +193,7 @@ async def training_job_events(websocket: WebSocket, job_id: JobId,
 async def _check_access(websocket: WebSocket, job_id: int) -> Caller:
     """What `job_access(Role.READ)` checks for HTTP, plus the browser's `Origin`."""
     websocket_origin_allowed(websocket)
-    caller = await identify(websocket, websocket_key(websocket))
+    caller = await identify_websocket(websocket)
     async with unit_of_work(get_database(websocket).sessions) as session:
         await jobs_service.get_job(session, job_id, tenant_id=caller.tenant_id)
     caller.require_role(Role.READ)

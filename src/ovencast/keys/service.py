@@ -3,6 +3,7 @@ and `authenticate`: a presented key -> the `Caller` the API checks."""
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,6 +27,10 @@ MAX_NAME_LENGTH = 100
 
 MISSING_KEY = "an API key is required: send `Authorization: Bearer <key>`"
 INVALID_KEY = "the API key is not valid (unknown or revoked)"
+SESSION_ENDED = "the console session has ended (signed out, expired or key revoked)"
+# A console session names its key by id and these first characters of the key's stored
+# hash: a forged session would need the database's hash as well as the server's secret.
+FINGERPRINT_CHARS = 16
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,41 @@ async def authenticate(session: AsyncSession, presented: str | None) -> Caller:
     row, tenant = found
     if not tokens.secret_matches(parsed.secret, row.secret_sha256) or row.revoked_at:
         raise Unauthenticated(INVALID_KEY)
+    return await _used(session, row, tenant)
+
+
+async def _used(session: AsyncSession, row: ApiKey, tenant: str | None) -> Caller:
     now = utcnow()
     await repository.touch(session, row.id, now=now, older_than=now - LAST_USED_RESOLUTION)
     return Caller(key_id=row.id, role=row.role, tenant_id=row.tenant_id, tenant=tenant)
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """A key presented at the console's sign-in: the caller, and the fingerprint its
+    session carries (console/session.py)."""
+
+    caller: Caller
+    fingerprint: str
+
+
+async def sign_in(session: AsyncSession, presented: str | None) -> SignedIn:
+    """`authenticate`, for a console session: also the key's fingerprint."""
+    caller = await authenticate(session, presented)
+    row = await repository.get(session, caller.key_id)
+    assert row is not None  # authenticate just found it
+    return SignedIn(caller=caller, fingerprint=row.secret_sha256[:FINGERPRINT_CHARS])
+
+
+async def resume(session: AsyncSession, key_id: int, fingerprint: str) -> Caller:
+    """The caller of a console session (its signature already checked): the key must
+    still exist, be unrevoked and match the fingerprint; else `Unauthenticated`. A key
+    revoked ends its sessions at their next request."""
+    found = await repository.get_with_tenant(session, key_id)
+    if found is None:
+        raise Unauthenticated(SESSION_ENDED)
+    row, tenant = found
+    if row.revoked_at or not hmac.compare_digest(
+            row.secret_sha256[:FINGERPRINT_CHARS], fingerprint):
+        raise Unauthenticated(SESSION_ENDED)
+    return await _used(session, row, tenant)
