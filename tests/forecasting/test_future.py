@@ -91,6 +91,11 @@ def test_supplied_values_win_and_a_supplied_closure_closes() -> None:
     assert set(future.sources["temperature_c"][5:]) == {ValueSource.CLIMATOLOGY}
     assert list(future.closed[:5]) == [False, False, True, False, False]
     assert not future.closed[5:].any()
+    # The supplied closure's 0 hours are what a model reading opening_hours sees (the
+    # original approach forecasts closed days from it); unsupplied days get open hours.
+    assert list(future.values["opening_hours"][:5]) == [8.0, 8.0, 0.0, 8.0, 8.0]
+    assert set(future.sources["opening_hours"][:5]) == {ValueSource.SUPPLIED}
+    assert (future.values["opening_hours"][5:] == 8.0).all()
     # No country: no holiday column can be computed; the uploaded-style flag has none.
     assert set(future.sources["public_holiday"]) == {ValueSource.DEFAULT}
     fallbacks = future.fallbacks_of(["temperature_c", "guests"])

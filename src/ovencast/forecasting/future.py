@@ -148,9 +148,14 @@ def future_regressors(dates: Sequence[object] | pd.DatetimeIndex, regressors: pd
             continue
         history = table[name] if name in table.columns else pd.Series(
             dtype=float, index=pd.DatetimeIndex([], name=DATE))
-        if name == rule.opening_hours_column:  # assumed open: the hours of open days
-            history = history.where(history > 0)
-        values[name], sources[name] = _column(history, days, _kind(name, kinds, history))
+        # A supplied 0 (closed) stays 0: the original approach reads it (closed days are
+        # its zero-sales days). A date not supplied is assumed open: its fallback comes
+        # from the hours of open days.
+        fallback_from = history.where(history > 0) if name == rule.opening_hours_column \
+            else history
+        values[name], sources[name] = _column(history, days,
+                                              _kind(name, kinds, fallback_from),
+                                              fallback_from=fallback_from)
     notes: tuple[str, ...] = ()
     unknown_hours = [c for c in columns if c in closed_columns
                      and any(ValueSource(s).is_fallback for s in sources.get(c, ()))]
@@ -180,10 +185,10 @@ def _kind(name: str, kinds: Mapping[str, str], history: pd.Series) -> str:
     return WEATHER if kind == WEATHER else TRAFFIC
 
 
-def _column(history: pd.Series, days: pd.DatetimeIndex, kind: str
-            ) -> tuple[np.ndarray, list[str]]:
+def _column(history: pd.Series, days: pd.DatetimeIndex, kind: str, *,
+            fallback_from: pd.Series | None = None) -> tuple[np.ndarray, list[str]]:
     """One column's values on `days`: supplied (or interpolated) first, else its
-    fallback."""
+    fallback, learnt from `fallback_from` (default: `history`)."""
     known = history.dropna()
     out = np.full(len(days), np.nan)
     origin: list[str] = [ValueSource.DEFAULT] * len(days)
@@ -201,7 +206,8 @@ def _column(history: pd.Series, days: pd.DatetimeIndex, kind: str
         return out, origin
     fallback = {"flag": _last_year, WEATHER: _climatology}.get(kind, _seasonal_profile)
     start = days[missing].min()
-    past = known.loc[known.index < start]
+    learnt = known if fallback_from is None else fallback_from.dropna()
+    past = learnt.loc[learnt.index < start]
     for position in np.flatnonzero(missing).tolist():
         out[position], origin[position] = fallback(past, days[position])
     return out, origin
