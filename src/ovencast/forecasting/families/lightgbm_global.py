@@ -63,7 +63,7 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -251,29 +251,38 @@ def _matrix(histories: Mapping[str, pd.DataFrame], regressors: Sequence[str],
                    sales=sales, days=days, codes=codes, bounds=bounds)
 
 
-def _training_set(matrix: _Matrix, cutoff: pd.Timestamp, member: _Member,
-                  regressors: Sequence[str]) -> Any:
-    """The LightGBM dataset of `member` at `cutoff`: every product's observed days up to
-    it, features and target divided by the product's scale there. Nothing but the
-    dataset refers to its arrays, so they are freed once LightGBM has binned them."""
-    import lightgbm as lgb  # 1-2 s import: only where a model is trained or served
-
+def _training_rows(matrix: _Matrix, cutoff: pd.Timestamp, member: _Member,
+                   regressors: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The features and target of `member` at `cutoff`: every product's observed days up
+    to it, divided by the product's scale there."""
     rows, scale = matrix.scales_at(cutoff)
     if not len(rows):
         raise ValueError(f"no observed sales up to {cutoff.date()} to train on")
     scales = scale[matrix.codes[rows]]
-    return lgb.Dataset(matrix.features(rows, scales, member.sales_features, regressors),
-                       matrix.sales[rows] / scales,
-                       feature_name=feature_names(regressors, member.sales_features),
-                       categorical_feature=[PRODUCT_FEATURE], free_raw_data=True)
+    return (matrix.features(rows, scales, member.sales_features, regressors),
+            matrix.sales[rows] / scales)
 
 
 def _booster_at(matrix: _Matrix, cutoff: pd.Timestamp, member: _Member,
                 regressors: Sequence[str]) -> Any:
-    import lightgbm as lgb
+    import lightgbm as lgb  # 1-2 s import: only where a model is trained or served
 
-    return lgb.train(dict(member.params), _training_set(matrix, cutoff, member, regressors),
-                     num_boost_round=member.rounds)
+    # Nothing but the dataset refers to the rows, so they are freed once LightGBM has
+    # binned them (free_raw_data), before the rounds.
+    data = lgb.Dataset(*_training_rows(matrix, cutoff, member, regressors),
+                       feature_name=feature_names(regressors, member.sales_features),
+                       categorical_feature=[PRODUCT_FEATURE], free_raw_data=True)
+    return lgb.train(dict(member.params), data, num_boost_round=member.rounds)
+
+
+class BoosterTrainer(Protocol):
+    """Trains one booster elsewhere (another engine: `training/dask_stage.py`) and
+    returns its model text (LightGBM's text format). `features`: float32 rows in
+    `feature_names` order, the first column the product's code (categorical)."""
+
+    def __call__(self, features: np.ndarray, target: np.ndarray, *,
+                 feature_names: Sequence[str], params: Mapping[str, Any], rounds: int
+                 ) -> str: ...
 
 
 def fit_booster(histories: Mapping[str, pd.DataFrame], regressors: Sequence[str], *,
@@ -290,12 +299,14 @@ def fit_booster(histories: Mapping[str, pd.DataFrame], regressors: Sequence[str]
 # -- the tenant stage's boosters, and adopting them ---------------------------------------
 def train_global(histories: Mapping[str, pd.DataFrame], regressors: Sequence[str],
                  cutoffs: Sequence[pd.Timestamp], *, workers: int = 1,
-                 horizon: bool = True) -> GlobalFits:
+                 horizon: bool = True, trainer: BoosterTrainer | None = None
+                 ) -> GlobalFits:
     """Fit one booster of each member (the level member; the horizon member too when
     `horizon`, weight 0 until `global_stage` weighs it) per distinct cut-off on all
     `histories` (product -> history frame) up to it, `workers` boosters at a time
-    (threads: LightGBM trains without the GIL; each booster uses one OpenMP thread). A
-    cut-off without any observed sale before it is skipped."""
+    (threads: LightGBM trains without the GIL; each booster uses one OpenMP thread), or
+    one at a time by `trainer` (another engine, e.g. a Dask cluster). A cut-off without
+    any observed sale before it is skipped."""
     started = time.monotonic()
     products = tuple(sorted(histories))
     ordered = sorted({pd.Timestamp(c).normalize() for c in cutoffs})
@@ -304,13 +315,19 @@ def train_global(histories: Mapping[str, pd.DataFrame], regressors: Sequence[str
                      tuple(dict.fromkeys(f for m in members for f in m.sales_features)))
 
     def fit(job: tuple[_Member, pd.Timestamp]) -> str | None:
+        member, cutoff = job
         try:
-            return str(_booster_at(matrix, job[1], job[0], regressors).model_to_string())
+            if trainer is None:
+                return str(_booster_at(matrix, cutoff, member, regressors).model_to_string())
+            return trainer(*_training_rows(matrix, cutoff, member, regressors),
+                           feature_names=feature_names(regressors, member.sales_features),
+                           params=member.params, rounds=member.rounds)
         except ValueError:
             return None
 
     jobs = [(member, cutoff) for member in members for cutoff in ordered]
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    # Another engine trains one booster at a time on all its workers.
+    with ThreadPoolExecutor(max_workers=1 if trainer else max(1, workers)) as pool:
         texts = dict(zip(jobs, pool.map(fit, jobs), strict=True))
 
     def boosters_of(member: _Member) -> dict[str, str]:
