@@ -321,12 +321,12 @@ def main() -> None:
         for n in args.products:
             runs.append(measure(n, args, Path(tmp)))
             print(line(runs[-1]), flush=True)
+            if args.json:  # after every N: a long series stopped early keeps its figures
+                args.json.write_text(json.dumps([asdict(r) for r in runs], indent=1))
     print(table(runs))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, "
           f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GB, "
           f"Python {platform.python_version()}")
-    if args.json:
-        args.json.write_text(json.dumps([asdict(r) for r in runs], indent=1))
     if args.plot:
         plot(runs, args.plot)
 

@@ -7,6 +7,7 @@ product artifact embeds the booster it adopted)."""
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import pandas as pd
@@ -81,10 +82,12 @@ def _train(histories: dict[str, pd.DataFrame], regressors: tuple[str, ...],
            cutoffs_for: list[str], settings: Settings) -> GlobalFits:
     """The stage's boosters: on the Dask cluster of DASK_SCHEDULER_ADDRESS when set
     (training/dask_stage.py), else in threads of this process."""
+    # Threads beyond the cores add no speed (one OpenMP thread per booster), only the
+    # memory of one more booster's dataset.
+    threads = min(settings.max_concurrent_training_jobs, os.cpu_count() or 1)
     with dask_trainer(settings.dask_scheduler_address) as trainer:
         return train_tenant_models(histories, regressors, cutoffs_for=cutoffs_for,
-                                   workers=settings.max_concurrent_training_jobs,
-                                   trainer=trainer)
+                                   workers=threads, trainer=trainer)
 
 
 def _tenant_histories(histories: dict[str, pd.DataFrame], regressors: tuple[str, ...],
