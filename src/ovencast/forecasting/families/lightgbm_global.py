@@ -182,8 +182,8 @@ class _Matrix:
     regressors, every member's sales features) in float32 with the sales features
     unscaled. A row's sales features read only days at least 28 days earlier, so they are
     the same whatever later data exists; only the product's scale (and so the division
-    in `rows_at`) depends on the cut-off. float32: LightGBM bins every feature (255 bins)
-    and keeps its labels in float32 itself; half the memory of float64 for a chain's
+    in `_training_rows`) depends on the cut-off. float32: LightGBM bins every feature (255
+    bins) and keeps its labels in float32 itself; half the memory of float64 for a chain's
     millions of rows. docs/decisions/012-scale.md."""
 
     names: tuple[str, ...]
