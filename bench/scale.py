@@ -282,11 +282,14 @@ def plot(runs: list[ScaleRun], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     n = [r.products for r in runs]
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(n, [r.train_s / 60 for r in runs], "o-", label="train")
-    left.plot(n, [r.prepare_s / 60 for r in runs], "s--", label="prepare (tenant stage)")
+    left.plot(n, [r.train_s / 60 for r in runs], "o-", label="train (wall)")
+    left.plot(n, [r.cpu_s / 60 / (os.cpu_count() or 1) for r in runs], "s--",
+              label="train CPU / cores")
+    left.plot(n, [r.prepare_s / 60 for r in runs], "d-.", label="prepare (tenant stage)")
     left.plot(n, [r.import_s / 60 for r in runs], "^:", label="import")
     left.set(xscale="log", yscale="log", xlabel="products", ylabel="minutes",
              title="time")
@@ -295,7 +298,13 @@ def plot(runs: list[ScaleRun], path: Path) -> None:
     right.plot(n, [r.tree_mb / 1024 for r in runs], "^:", label="whole tree")
     right.set(xscale="log", yscale="log", xlabel="products", ylabel="GB",
               title="peak RSS")
+    low, high = right.get_ylim()
+    right.set_yticks([t for t in (0.25, 0.5, 1, 2, 4, 8, 16, 32) if low <= t <= high])
     for axis in (left, right):
+        axis.set_xticks(n, [f"{v:,}" for v in n])
+        axis.xaxis.set_minor_formatter(NullFormatter())
+        axis.yaxis.set_major_formatter(ScalarFormatter())
+        axis.yaxis.set_minor_formatter(NullFormatter())
         axis.grid(True, which="both", alpha=0.3)
         axis.legend()
     figure.suptitle(f"bench/scale.py, embedded shape, {os.cpu_count()} cores")
