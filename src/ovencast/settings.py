@@ -117,6 +117,13 @@ class Settings(BaseSettings):
     console_session_secret: SecretStr | None = Field(default=None, min_length=16)
     console_session_hours: float = Field(default=8.0, gt=0, le=24 * 30)
 
+    # A Dask scheduler (`tcp://scheduler:8786`) that trains the tenant stage's global
+    # LightGBM boosters with LightGBM's Dask interface, for tenants whose stage outgrows
+    # one machine (training/dask_stage.py, docs/decisions/012-scale.md); per-product work
+    # stays on the pool / procrastinate workers. Unset: the boosters train in the
+    # preparing process.
+    dask_scheduler_address: str | None = None
+
     # Threads that compute forecasts off the API's event loop (forecasts/service.py):
     # CPU work under the GIL, so a few; more requests wait their turn.
     forecast_threads: int = Field(default=2, ge=1, le=64)

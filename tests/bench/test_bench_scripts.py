@@ -1,13 +1,16 @@
-"""The benchmark scripts still run and print their figures (on the bundled Kiel data, in
-short configurations); their numbers are checked by reading them, not here."""
+"""The benchmark scripts still run and print their figures (on the bundled Kiel data, or
+the shared North Sea data for bench/scale.py, in short configurations); their numbers are
+checked by reading them, not here."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from conftest import BUNDLED_DATA, CLI_TIMEOUT_S, REPO_ROOT, SETTINGS_ENV_VARS
 
@@ -79,3 +82,22 @@ def test_import_memory_prints_the_peak_per_row() -> None:
     assert re.search(r"^same again: [0-9.]+ s \(\+0 ~0 -0\)$", out, flags=re.MULTILINE)
     assert re.search(r"^every row changed: [0-9.]+ s \(\+0 ~2000 -0\)$", out,
                      flags=re.MULTILINE)
+
+
+def test_scale_prints_time_and_memory_per_product_count(tmp_path: Path) -> None:
+    figures = tmp_path / "scale.json"
+    out = _bench("scale.py", ["3", "--workers", "1", "--json", str(figures),
+                              "--plot", str(tmp_path / "scale.png")])
+    found = re.search(r"^N=3: import ([0-9.]+) s, train ([0-9.]+) s .* ([0-9.]+) products/min"
+                      r".* trained (\d+) refused (\d+) failed 0, peak RSS MB main (\d+) "
+                      r"worker (\d+) tree (\d+)$", out, flags=re.MULTILINE)
+    assert found, out
+    assert int(found.group(4)) + int(found.group(5)) == 3
+    assert int(found.group(4)) > 0
+    # The pool processes are told from the main process, and the tree holds both.
+    main, worker, tree = (int(found.group(i)) for i in (6, 7, 8))
+    assert 0 < worker < tree
+    assert 0 < main < tree
+    assert "| products | sales rows | import s | train s |" in out
+    assert json.loads(figures.read_text())[0]["products"] == 3
+    assert (tmp_path / "scale.png").stat().st_size > 0

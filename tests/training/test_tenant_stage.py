@@ -47,7 +47,8 @@ async def test_auto_job_stores_the_tenant_models_and_hands_them_to_every_task(
     record = result.job.global_models
     assert record is not None
     assert set(record) == {"family", "products", "cutoffs", "seconds", "key", "sha256",
-                           "retired", "horizon_weight", "horizon_evidence"}
+                           "retired", "horizon_weight", "horizon_evidence", "engine"}
+    assert record["engine"] == "local"  # no DASK_SCHEDULER_ADDRESS
     # The horizon member was weighed on the products' pooled backtests: the weight
     # recorded is the one with the lowest pooled WAPE among the candidates.
     evidence = record["horizon_evidence"]

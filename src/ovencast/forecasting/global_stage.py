@@ -23,7 +23,11 @@ import numpy as np
 import pandas as pd
 
 from ovencast.forecasting.families.global_fits import LIGHTGBM, GlobalFits
-from ovencast.forecasting.families.lightgbm_global import member_backtests, train_global
+from ovencast.forecasting.families.lightgbm_global import (
+    BoosterTrainer,
+    member_backtests,
+    train_global,
+)
 from ovencast.forecasting.frame import CLOSED, DATE, Y
 from ovencast.forecasting.holdout import HoldoutSplit
 from ovencast.forecasting.selection import AUTO, BacktestPlan, resolve_candidate
@@ -63,10 +67,11 @@ def cutoffs_of(history: pd.DataFrame, *, holdout: HoldoutSplit,
 def train_tenant_models(histories: Mapping[str, pd.DataFrame], regressors: Sequence[str],
                         *, cutoffs_for: Iterable[str] | None = None,
                         holdout: HoldoutSplit | None = None,
-                        backtest: BacktestPlan | None = None, workers: int = 1
-                        ) -> GlobalFits:
+                        backtest: BacktestPlan | None = None, workers: int = 1,
+                        trainer: BoosterTrainer | None = None) -> GlobalFits:
     """The tenant's global boosters, trained on all `histories`, for every cut-off that
-    the products `cutoffs_for` (default: all of them; a job's products) need."""
+    the products `cutoffs_for` (default: all of them; a job's products) need; by
+    `trainer` when given (another engine, `lightgbm_global.BoosterTrainer`)."""
     holdout, backtest = holdout or HoldoutSplit(), backtest or BacktestPlan()
     wanted = set(histories) if cutoffs_for is None else set(cutoffs_for)
     cutoffs: set[pd.Timestamp] = set()
@@ -75,7 +80,8 @@ def train_tenant_models(histories: Mapping[str, pd.DataFrame], regressors: Seque
             continue
         cutoffs |= cutoffs_of(history.sort_values(DATE).reset_index(drop=True),
                               holdout=holdout, backtest=backtest)
-    fits = train_global(histories, regressors, sorted(cutoffs), workers=workers)
+    fits = train_global(histories, regressors, sorted(cutoffs), workers=workers,
+                        trainer=trainer)
     return weigh_members(fits, {p: h for p, h in histories.items() if p in wanted},
                          holdout=holdout, backtest=backtest)
 

@@ -7,13 +7,14 @@ product artifact embeds the booster it adopted)."""
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import pandas as pd
 
 from ovencast.db.tables import Tenant, TrainingJob
 from ovencast.errors import ChecksumMismatch, OvencastError
-from ovencast.forecasting.families.global_fits import LIGHTGBM
+from ovencast.forecasting.families.global_fits import LIGHTGBM, GlobalFits
 from ovencast.forecasting.frame import CLOSED, DATE, PRODUCT, Y
 from ovencast.forecasting.global_stage import needs_global_stage, train_tenant_models
 from ovencast.observability.logs import get_logger
@@ -21,6 +22,7 @@ from ovencast.observability.metrics import CHECKSUM_FAILURES
 from ovencast.settings import Settings
 from ovencast.sources.base import DataSource
 from ovencast.store import artifact_key, store_for, unique_key
+from ovencast.training.dask_stage import dask_trainer
 from ovencast.training.data import TenantData, load_and_validate
 
 log = get_logger(__name__)
@@ -59,9 +61,8 @@ async def train_global_models(tenant: Tenant, job: TrainingJob,
         return None
     try:
         tenant_histories = _tenant_histories(histories, regressors, tenant_data)
-        fits = await asyncio.to_thread(
-            train_tenant_models, tenant_histories, regressors, cutoffs_for=list(histories),
-            workers=settings.max_concurrent_training_jobs)
+        fits = await asyncio.to_thread(_train, tenant_histories, regressors,
+                                       list(histories), settings)
         payload = fits.to_bytes()
         artifact = store_for(settings).save(unique_key(artifact_key(
             tenant.name, GLOBAL_MODELS_KEY, LIGHTGBM, job.id)), payload)
@@ -70,9 +71,23 @@ async def train_global_models(tenant: Tenant, job: TrainingJob,
         log.warning("training.global.failed", job_id=job.id, reason=reason)
         return (f"the tenant's global model could not be trained or stored ({reason}); "
                 "lightgbm was fitted per product instead")
+    engine = "dask" if settings.dask_scheduler_address else "local"
     log.info("training.global.finished", job_id=job.id, products=len(tenant_histories),
-             boosters=len(fits.boosters), seconds=round(fits.seconds, 2))
-    return payload, {**fits.summary(), "key": artifact.key, "sha256": artifact.sha256}
+             boosters=len(fits.boosters), seconds=round(fits.seconds, 2), engine=engine)
+    return payload, {**fits.summary(), "engine": engine, "key": artifact.key,
+                     "sha256": artifact.sha256}
+
+
+def _train(histories: dict[str, pd.DataFrame], regressors: tuple[str, ...],
+           cutoffs_for: list[str], settings: Settings) -> GlobalFits:
+    """The stage's boosters: on the Dask cluster of DASK_SCHEDULER_ADDRESS when set
+    (training/dask_stage.py), else in threads of this process."""
+    # Threads beyond the cores add no speed (one OpenMP thread per booster), only the
+    # memory of one more booster's dataset.
+    threads = min(settings.max_concurrent_training_jobs, os.cpu_count() or 1)
+    with dask_trainer(settings.dask_scheduler_address) as trainer:
+        return train_tenant_models(histories, regressors, cutoffs_for=cutoffs_for,
+                                   workers=threads, trainer=trainer)
 
 
 def _tenant_histories(histories: dict[str, pd.DataFrame], regressors: tuple[str, ...],

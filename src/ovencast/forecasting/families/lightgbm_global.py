@@ -63,7 +63,7 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -175,56 +175,114 @@ def _scale(sales: pd.Series) -> float:
 
 
 @dataclass(frozen=True)
-class _Rows:
-    """One product's training rows over its whole history, computed once for every
-    cut-off: the sales features of a day read only days at least 28 days earlier, so a
-    row's features are the same whatever later data exists; only the scale (and so the
-    division below) depends on the cut-off."""
+class _Matrix:
+    """The training rows of a tenant's products, built once and shared by every cut-off
+    and member: one row per product and observed open day (grouped by product, in the
+    order of the histories given, then by date), the columns `names` (product, calendar,
+    regressors, every member's sales features) in float32 with the sales features
+    unscaled. A row's sales features read only days at least 28 days earlier, so they are
+    the same whatever later data exists; only the product's scale (and so the division
+    in `_training_rows`) depends on the cut-off. float32: LightGBM bins every feature (255
+    bins) and keeps its labels in float32 itself; half the memory of float64 for a chain's
+    millions of rows. docs/decisions/012-scale.md."""
 
-    dates: pd.DatetimeIndex
-    sales: pd.Series
-    features: pd.DataFrame  # product, calendar, regressors, every member's sales features
-    sales_features: tuple[str, ...]  # every member's, unscaled in `features`
+    names: tuple[str, ...]
+    sales_features: tuple[str, ...]  # every member's, unscaled in `values`
+    values: np.ndarray  # float32 (rows, names)
+    sales: np.ndarray  # float64 (rows,): what sold
+    days: np.ndarray  # datetime64[D] (rows,)
+    codes: np.ndarray  # int32 (rows,): the row's product in the category order
+    bounds: dict[int, tuple[int, int]]  # product code -> its rows [start, end)
+
+    def scales_at(self, cutoff: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
+        """The rows up to `cutoff` (their indexes) and the scale of each product (by
+        code) there: its mean sales on its observed days up to the cut-off (1 when not
+        positive), as `_scale` computes it."""
+        rows = np.flatnonzero(self.days <= np.datetime64(cutoff.date(), "D"))
+        codes = self.codes[rows]
+        size = int(self.codes.max()) + 1 if len(self.codes) else 0
+        counts = np.bincount(codes, minlength=size)
+        sums = np.bincount(codes, weights=self.sales[rows], minlength=size)
+        means = np.divide(sums, counts, out=np.zeros(size), where=counts > 0)
+        return rows, np.where(means > 0, means, 1.0)
+
+    def features(self, rows: np.ndarray, scales: np.ndarray, sales_features: Sequence[str],
+                 regressors: Sequence[str]) -> np.ndarray:
+        """float32 features of `rows` as a member reads them (`feature_names` order), the
+        sales features divided by each row's scale: a fresh array, the matrix unchanged."""
+        names = feature_names(regressors, sales_features)
+        columns = np.array([self.names.index(name) for name in names])
+        values: np.ndarray = self.values[rows[:, None], columns]
+        scaled = [names.index(name) for name in sales_features]
+        values[:, scaled] /= scales[:, None]
+        return values
 
 
-def _rows(histories: Mapping[str, pd.DataFrame], regressors: Sequence[str],
-          products: Sequence[str], sales_features: Sequence[str] = SALES_FEATURES
-          ) -> list[_Rows]:
-    """Every non-empty history's rows; `products` gives the product feature's codes."""
-    found = []
+def _matrix(histories: Mapping[str, pd.DataFrame], regressors: Sequence[str],
+            products: Sequence[str], sales_features: Sequence[str] = SALES_FEATURES
+            ) -> _Matrix:
+    """The `_Matrix` of every non-empty history; `products` gives the product feature's
+    codes. Filled in place (one allocation), product by product."""
+    names = tuple(feature_names(regressors, sales_features))
+    total = sum(int((~h[CLOSED].astype(bool) & h[Y].notna()).sum())
+                for h in histories.values())
+    values = np.empty((total, len(names)), dtype=np.float32)
+    sales = np.empty(total)
+    days = np.empty(total, dtype="datetime64[D]")
+    codes = np.empty(total, dtype=np.int32)
+    bounds: dict[int, tuple[int, int]] = {}
+    filled = 0
     for product, history in histories.items():
         if history.empty:
             continue
-        sales, exog = _daily(history, regressors)
-        features = _features(sales, exog, scale=1.0, code=products.index(product),
-                             names=feature_names(regressors, sales_features))
-        found.append(_Rows(dates=pd.DatetimeIndex(sales.index), sales=sales,
-                           features=features, sales_features=tuple(sales_features)))
-    return found
+        daily, exog = _daily(history, regressors)
+        code = products.index(product)
+        observed = daily.notna().to_numpy()
+        end = filled + int(observed.sum())
+        values[filled:end] = _features(daily, exog, scale=1.0, code=code,
+                                       names=names).to_numpy(dtype=np.float32)[observed]
+        sales[filled:end] = daily.to_numpy()[observed]
+        days[filled:end] = daily.index.to_numpy()[observed].astype("datetime64[D]")
+        codes[filled:end] = code
+        bounds[code] = (filled, end)
+        filled = end
+    assert filled == total, "one row per product and date"
+    return _Matrix(names=names, sales_features=tuple(sales_features), values=values,
+                   sales=sales, days=days, codes=codes, bounds=bounds)
 
 
-def _booster_at(rows: Sequence[_Rows], cutoff: pd.Timestamp, member: _Member = LEVEL
-                ) -> Any:
+def _training_rows(matrix: _Matrix, cutoff: pd.Timestamp, member: _Member,
+                   regressors: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The features and target of `member` at `cutoff`: every product's observed days up
+    to it, divided by the product's scale there."""
+    rows, scale = matrix.scales_at(cutoff)
+    if not len(rows):
+        raise ValueError(f"no observed sales up to {cutoff.date()} to train on")
+    scales = scale[matrix.codes[rows]]
+    return (matrix.features(rows, scales, member.sales_features, regressors),
+            matrix.sales[rows] / scales)
+
+
+def _booster_at(matrix: _Matrix, cutoff: pd.Timestamp, member: _Member,
+                regressors: Sequence[str]) -> Any:
     import lightgbm as lgb  # 1-2 s import: only where a model is trained or served
 
-    parts, targets = [], []
-    for product in rows:
-        before = np.asarray(product.dates <= cutoff)
-        sales = product.sales.loc[before]
-        observed = sales.notna().to_numpy()
-        if not observed.any():
-            continue
-        scale = _scale(sales)
-        others = [f for f in product.sales_features if f not in member.sales_features]
-        features = product.features.loc[before].loc[observed].drop(columns=others)
-        features[list(member.sales_features)] /= scale
-        parts.append(features)
-        targets.append(sales.to_numpy()[observed] / scale)
-    if not parts:
-        raise ValueError(f"no observed sales up to {cutoff.date()} to train on")
-    data = lgb.Dataset(pd.concat(parts, ignore_index=True), np.concatenate(targets),
+    # Nothing but the dataset refers to the rows, so they are freed once LightGBM has
+    # binned them (free_raw_data), before the rounds.
+    data = lgb.Dataset(*_training_rows(matrix, cutoff, member, regressors),
+                       feature_name=feature_names(regressors, member.sales_features),
                        categorical_feature=[PRODUCT_FEATURE], free_raw_data=True)
     return lgb.train(dict(member.params), data, num_boost_round=member.rounds)
+
+
+class BoosterTrainer(Protocol):
+    """Trains one booster elsewhere (another engine: `training/dask_stage.py`) and
+    returns its model text (LightGBM's text format). `features`: float32 rows in
+    `feature_names` order, the first column the product's code (categorical)."""
+
+    def __call__(self, features: np.ndarray, target: np.ndarray, *,
+                 feature_names: Sequence[str], params: Mapping[str, Any], rounds: int
+                 ) -> str: ...
 
 
 def fit_booster(histories: Mapping[str, pd.DataFrame], regressors: Sequence[str], *,
@@ -234,34 +292,42 @@ def fit_booster(histories: Mapping[str, pd.DataFrame], regressors: Sequence[str]
     category order (the product feature's codes). Raises ValueError when no product has
     an observed open day up to the cutoff."""
     member = _Member(tuple(sales_features), BOOSTER_PARAMS, N_ROUNDS)
-    return _booster_at(_rows(histories, regressors, products, sales_features), cutoff,
-                       member)
+    return _booster_at(_matrix(histories, regressors, products, sales_features), cutoff,
+                       member, regressors)
 
 
 # -- the tenant stage's boosters, and adopting them ---------------------------------------
 def train_global(histories: Mapping[str, pd.DataFrame], regressors: Sequence[str],
                  cutoffs: Sequence[pd.Timestamp], *, workers: int = 1,
-                 horizon: bool = True) -> GlobalFits:
+                 horizon: bool = True, trainer: BoosterTrainer | None = None
+                 ) -> GlobalFits:
     """Fit one booster of each member (the level member; the horizon member too when
     `horizon`, weight 0 until `global_stage` weighs it) per distinct cut-off on all
     `histories` (product -> history frame) up to it, `workers` boosters at a time
-    (threads: LightGBM trains without the GIL; each booster uses one OpenMP thread). A
-    cut-off without any observed sale before it is skipped."""
+    (threads: LightGBM trains without the GIL; each booster uses one OpenMP thread), or
+    one at a time by `trainer` (another engine, e.g. a Dask cluster). A cut-off without
+    any observed sale before it is skipped."""
     started = time.monotonic()
     products = tuple(sorted(histories))
     ordered = sorted({pd.Timestamp(c).normalize() for c in cutoffs})
     members = [LEVEL, HORIZON] if horizon else [LEVEL]
-    rows = _rows(histories, regressors, products,
-                 tuple(dict.fromkeys(f for m in members for f in m.sales_features)))
+    matrix = _matrix(histories, regressors, products,
+                     tuple(dict.fromkeys(f for m in members for f in m.sales_features)))
 
     def fit(job: tuple[_Member, pd.Timestamp]) -> str | None:
+        member, cutoff = job
         try:
-            return str(_booster_at(rows, job[1], job[0]).model_to_string())
+            if trainer is None:
+                return str(_booster_at(matrix, cutoff, member, regressors).model_to_string())
+            return trainer(*_training_rows(matrix, cutoff, member, regressors),
+                           feature_names=feature_names(regressors, member.sales_features),
+                           params=member.params, rounds=member.rounds)
         except ValueError:
             return None
 
     jobs = [(member, cutoff) for member in members for cutoff in ordered]
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    # Another engine trains one booster at a time on all its workers.
+    with ThreadPoolExecutor(max_workers=1 if trainer else max(1, workers)) as pool:
         texts = dict(zip(jobs, pool.map(fit, jobs), strict=True))
 
     def boosters_of(member: _Member) -> dict[str, str]:
@@ -291,33 +357,31 @@ def member_backtests(fits: GlobalFits, histories: Mapping[str, pd.DataFrame],
                (fits.horizon.sales_features, fits.horizon.boosters))
     union = tuple(dict.fromkeys(f for features, _ in members for f in features))
     wanted = {p: h for p, h in histories.items() if windows.get(p)}
-    rows = dict(zip(wanted, _rows(wanted, fits.regressors, fits.products, union),
-                    strict=True))
-    parts: dict[pd.Timestamp, list[tuple[pd.DataFrame, np.ndarray, float]]] = {}
+    matrix = _matrix(wanted, fits.regressors, fits.products, union)
+    parts: dict[pd.Timestamp, list[np.ndarray]] = {}
     for product, product_windows in windows.items():
-        found = rows.get(product)
-        if found is None:
+        bounds = matrix.bounds.get(fits.products.index(product)) if product in wanted \
+            and product in fits.products else None
+        if bounds is None:
             continue
-        for cutoff, days in product_windows:
-            scale = _scale(found.sales.loc[np.asarray(found.dates <= cutoff)])
-            inside = np.asarray(found.dates.isin(days)) & found.sales.notna().to_numpy()
+        days = matrix.days[bounds[0]:bounds[1]]
+        for cutoff, window_days in product_windows:
+            inside = np.isin(days, window_days.to_numpy().astype("datetime64[D]"))
             if inside.any():
-                parts.setdefault(cutoff, []).append(
-                    (found.features.loc[inside], found.sales.to_numpy()[inside], scale))
+                parts.setdefault(cutoff, []).append(bounds[0] + np.flatnonzero(inside))
     y: list[np.ndarray] = []
     forecasts: list[list[np.ndarray]] = [[], []]
     for cutoff, chunks in parts.items():
         key = cutoff.date().isoformat()
         if any(key not in boosters for _, boosters in members):
             continue
-        scales = np.concatenate([np.full(len(c[1]), c[2]) for c in chunks])
-        features = pd.concat([c[0] for c in chunks])
-        y.append(np.concatenate([c[1] for c in chunks]))
+        rows = np.concatenate(chunks)
+        row_scales = matrix.scales_at(cutoff)[1][matrix.codes[rows]]
+        y.append(matrix.sales[rows])
         for index, (names, boosters) in enumerate(members):
-            scaled = features[feature_names(fits.regressors, names)].copy()
-            scaled[list(names)] = scaled[list(names)].to_numpy() / scales[:, None]
-            predicted = _parsed_booster(boosters[key]).predict(scaled, num_threads=1)
-            forecasts[index].append(np.clip(predicted, 0.0, None) * scales)
+            features = matrix.features(rows, row_scales, names, fits.regressors)
+            predicted = _parsed_booster(boosters[key]).predict(features, num_threads=1)
+            forecasts[index].append(np.clip(predicted, 0.0, None) * row_scales)
     if not y:
         empty = np.zeros(0)
         return empty, empty, empty
