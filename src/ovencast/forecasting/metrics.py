@@ -1,4 +1,5 @@
-"""Forecast accuracy metrics.
+"""Forecast accuracy metrics (numpy; not utilsforecast's losses, which are slower per call
+and pair MASE's naive error by position: docs/decisions/010-mlforecast-utilsforecast.md).
 
 Definitions (y = actual, ŷ = forecast, sums over the evaluated days):
 

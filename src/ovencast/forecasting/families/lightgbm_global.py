@@ -35,7 +35,9 @@ Two members: the tenant stage trains, beside the booster above (the *level* memb
 0.05), and blends the two with one weight per tenant, chosen on the tenant's backtest
 windows pooled over its products (`global_stage.weigh_members`). The level
 member carries the season, the horizon member the recent weeks: which matters more
-differs by tenant. docs/decisions/009-global-lightgbm-members.md.
+differs by tenant. docs/decisions/009-global-lightgbm-members.md. The feature rows are
+hand-written rather than mlforecast's (lags by date over gappy series, no pickle):
+docs/decisions/010-mlforecast-utilsforecast.md.
 
 Training once per tenant: `train_global` fits one booster per training cut-off date that
 the tenant's products need (each product's backtest windows, its holdout and its final
