@@ -153,6 +153,11 @@ class Settings(BaseSettings):
     # a dataset upload (all its files together) and any other body.
     max_upload_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # A client's request headers must arrive within this many seconds of the connection
+    # (or of the request's first byte), and its body may pause no longer than this
+    # between two reads: 408 / closed (api/server_protocol.py, `ovencast serve`).
+    request_header_timeout_seconds: float = Field(default=15.0, gt=0)
+    request_body_timeout_seconds: float = Field(default=30.0, gt=0)
 
     log_level: str = "INFO"
     log_json: bool = False

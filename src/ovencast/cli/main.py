@@ -736,6 +736,7 @@ def serve(
     import uvicorn
 
     from ovencast.api.app import create_app
+    from ovencast.api.server_protocol import guarded_protocol
     from ovencast.db.runtime import Database
 
     settings = get_settings()
@@ -757,9 +758,12 @@ def serve(
     except OvencastError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(code=1) from None
-    # log_config=None: uvicorn's loggers go through the structlog set-up above.
+    # log_config=None: uvicorn's loggers go through the structlog set-up above. The
+    # protocol adds the header and body timeouts uvicorn lacks (api/server_protocol.py).
+    protocol = guarded_protocol(header_timeout_s=settings.request_header_timeout_seconds,
+                                body_timeout_s=settings.request_body_timeout_seconds)
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port,
-                                           log_config=None))
+                                           log_config=None, http=protocol))
     server.run()
     if not server.started:
         raise typer.Exit(code=1)
