@@ -66,8 +66,12 @@ class WorkerRuntime:
         started = time.monotonic()
         try:
             with tracing.span("fit", product=task.product, job_id=task.job_id) as span:
-                future = self.pool.schedule(
-                    fit_in_child, args=(task.history, plan, prior),
+                # In a thread: pebble starts its processes on the first call, and a
+                # start waits for the fork server's preload (seconds), which would
+                # stall this loop and procrastinate's heartbeats with it (another worker
+                # would then take the job as stalled and train the product again).
+                future = await asyncio.to_thread(
+                    self.pool.schedule, fit_in_child, args=(task.history, plan, prior),
                     timeout=self.settings.max_training_time_seconds)
                 try:
                     result: FitResult = await asyncio.wrap_future(future)
