@@ -152,7 +152,8 @@ async def test_service_shape_task_reloads_the_verified_tenant_models(
     async with unit_of_work(database.sessions) as session:
         tenant = await tenants_service.get_tenant(session, "t1")
         job = await jobs_service.new_job(session, tenant, models=("auto",))
-        prepared = await prepare_job(session, tenant, job, settings=settings)
+        prepared = await prepare_job(session, tenant, job, settings=settings,
+                                     store_histories=True)
     payload = prepared.tasks[0].global_fits
     assert payload is not None
 
@@ -162,7 +163,7 @@ async def test_service_shape_task_reloads_the_verified_tenant_models(
             job = await jobs_service.get_job(session, prepared.job_id)
             run = (await session.scalars(select(TrainingRun).where(
                 TrainingRun.job_id == job.id, TrainingRun.product == product))).one()
-            task = await product_task(session, tenant, job, run, settings=settings)
+            task = await product_task(tenant, job, run, settings=settings)
         assert task.product == product
         return task.global_fits
 

@@ -98,6 +98,7 @@ async def job_detail(session: AsyncSession, job_id: int) -> TrainingJobDetail:
     return TrainingJobDetail(
         **out.model_dump(), validation_report=job.validation_report,
         alignment_report=job.alignment_report, global_models=job.global_models,
+        data_version=(job.data_snapshot or {}).get("data_version"),
         runs=[TrainingRunOut(
             product=r.product, status=r.status, reason=r.reason,
             product_class=r.product_class, started_at=r.started_at,

@@ -88,3 +88,7 @@ class TrainingJobDetail(TrainingJobOut):
         default=None, description="the tenant-level models the job trained before its "
         "products (family, products, cutoffs, seconds, artifact uri and sha256); null when "
         "its model choice uses none")
+    data_version: int | None = Field(
+        default=None, description="the tenant's data version (its newest import) the job "
+        "validated and trained on; null before it was prepared, or for data from upstream "
+        "services")

@@ -146,7 +146,7 @@ async def conclude_job(session: AsyncSession, job: TrainingJob, runs: Sequence[T
                        ) -> None:
     """Every run has ended: succeeded (all trained), partial, or failed (none)."""
     trained = sum(1 for run in runs if run.status is RunStatus.TRAINED)
-    mark_global_models_retired(job)
+    mark_job_artifacts_retired(job)
     job.status = (JobStatus.SUCCEEDED if trained == len(runs)
                   else JobStatus.PARTIAL if trained else JobStatus.FAILED)
     if not trained:
@@ -159,15 +159,19 @@ async def conclude_job(session: AsyncSession, job: TrainingJob, runs: Sequence[T
              products=len(runs))
 
 
-def mark_global_models_retired(job: TrainingJob) -> bool:
-    """Record that the job's global-models artifact is no longer read (every product
-    artifact holds its booster; the record stays); `training.tenant_stage.retire` deletes
-    it once this has committed. False when the job has none or it was already retired."""
-    record = job.global_models or {}
-    if not record.get("key") or record.get("retired"):
-        return False
-    job.global_models = {**record, "retired": True}
-    return True
+def mark_job_artifacts_retired(job: TrainingJob) -> bool:
+    """Record that the job's global-models artifact and its data snapshot are no longer
+    read (every product artifact holds its booster; the records stay);
+    `training.job_artifacts.retire` deletes them once this has committed. False when the
+    job has neither or they were already retired."""
+    changed = False
+    models = job.global_models or {}
+    if models.get("key") and not models.get("retired"):
+        job.global_models, changed = {**models, "retired": True}, True
+    snapshot = job.data_snapshot or {}
+    if snapshot.get("prefix") and not snapshot.get("retired"):
+        job.data_snapshot, changed = {**snapshot, "retired": True}, True
+    return changed
 
 
 async def cancel_job(session: AsyncSession, job_id: int) -> TrainingJob:
@@ -241,11 +245,11 @@ async def close_job_if_done(session: AsyncSession, job_id: int) -> TrainingJob |
     """Fan-in. Under a row lock on the job, so that exactly one finishing task closes it:
     when every run has ended, set the job's final status and announce it. Returns the
     job when this call closed it or retired its global models (the caller then deletes
-    their artifact once this commits: `training.tenant_stage.retire`), else None.
+    their artifacts once this commits: `training.job_artifacts.retire`), else None.
 
     A cancelled job is already closed, but runs that were training when it was cancelled
-    go on and read its global-models artifact; the task that sees the last of them end
-    retires it."""
+    go on and read its global-models artifact and data snapshot; the task that sees
+    the last of them end retires them."""
     job = await _locked_job(session, job_id)
     if job.status.ended and job.status is not JobStatus.CANCELLED:
         return None
@@ -253,7 +257,7 @@ async def close_job_if_done(session: AsyncSession, job_id: int) -> TrainingJob |
     if any(not run.status.ended for run in runs):
         return None
     if job.status is JobStatus.CANCELLED:
-        if not mark_global_models_retired(job):
+        if not mark_job_artifacts_retired(job):
             return None
         await session.flush()
         return job

@@ -1,7 +1,10 @@
 """Queue tasks: thin edges that open units of work and call services.
 
-prepare_training_job(job_id)   validate, record runs, fan out one train_product per run
-train_product(job_id, run_id)  advisory lock, fit in a child process, store, record, and
+prepare_training_job(job_id)   validate, store the products' validated histories (the
+                               job's data snapshot), record runs, fan out one
+                               train_product per run
+train_product(job_id, run_id)  read the product's history from the snapshot, advisory
+                               lock, fit in a child process, store, record, and
                                fan in: the last run to end closes the job
 Both are idempotent, so a task retried after its worker died, or after a database
 error, does the right thing. Every other failure ends the job or run `failed` with the
@@ -28,9 +31,15 @@ from ovencast.observability.logs import get_logger
 from ovencast.observability.metrics import product_ended
 from ovencast.queue.runtime import WorkerRuntime
 from ovencast.sources.service import open_data_source
-from ovencast.training import tenant_stage
+from ovencast.training import job_artifacts, snapshot
 from ovencast.training.advisory_lock import advisory_lock
-from ovencast.training.prepare import load_job_data, plan_job, product_task, record_plan
+from ovencast.training.prepare import (
+    load_job_data,
+    plan_job,
+    product_task,
+    record_plan,
+    store_snapshot,
+)
 from ovencast.training.worker import train_one
 
 log = get_logger(__name__)
@@ -59,6 +68,7 @@ def _is_database_error(exc: BaseException) -> bool:
 async def prepare_training_job(context: JobContext, job_id: int) -> None:
     runtime = _runtime(context)
     settings, sessions = runtime.settings, runtime.database.sessions
+    tenant: Tenant | None = None
     try:
         async with unit_of_work(sessions) as session, \
                 open_data_source(session, settings=settings) as source:
@@ -68,11 +78,13 @@ async def prepare_training_job(context: JobContext, job_id: int) -> None:
             tenant = await session.get(Tenant, job.tenant_id)
             assert tenant is not None
             loaded = await load_job_data(source, tenant, job, settings=settings)
-        # The tenant stage runs with no transaction open.
+        # The tenant stage and the snapshot's writes run with no transaction open.
         plan = await plan_job(loaded, tenant, job, settings=settings)
+        plan = await store_snapshot(plan, tenant, job, settings=settings)
         async with unit_of_work(sessions) as session:
             job = await jobs_service.lock_job(session, job_id)
             if job.status is not JobStatus.QUEUED:  # cancelled while it was planned
+                snapshot.discard(settings, tenant.name, job_id)
                 return
             prepared = await record_plan(session, tenant, job, plan, settings=settings)
             runs = await jobs_repository.runs_of(session, job.id)
@@ -83,6 +95,8 @@ async def prepare_training_job(context: JobContext, job_id: int) -> None:
         if _is_database_error(exc):
             raise  # retried; the reaper fails the job if it never gets through
         log.error("training.job.prepare_failed", job_id=job_id, exc_info=exc)
+        if tenant is not None:
+            snapshot.discard(settings, tenant.name, job_id)
         async with unit_of_work(sessions) as session:
             job = await jobs_service.fail_job(session, job_id, failure_reason(exc))
             await notify_in_transaction(session, jobs_service.job_event(job))
@@ -103,9 +117,7 @@ async def train_product(context: JobContext, job_id: int, run_id: int) -> None:
             tenant = await session.get(Tenant, job.tenant_id)
             assert tenant is not None
             try:
-                async with open_data_source(session, settings=settings) as source:
-                    task = await product_task(session, tenant, job, run,
-                                              settings=settings, source=source)
+                task = await product_task(tenant, job, run, settings=settings)
             except Exception as exc:
                 if _is_database_error(exc):
                     raise
@@ -127,4 +139,4 @@ async def train_product(context: JobContext, job_id: int, run_id: int) -> None:
     async with unit_of_work(sessions) as session:
         closed = await jobs_service.close_job_if_done(session, job_id)
     if closed is not None:
-        tenant_stage.retire(closed, settings)
+        job_artifacts.retire(closed, settings)

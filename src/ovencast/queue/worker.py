@@ -41,7 +41,7 @@ from ovencast.observability.worker_server import WorkerEndpoints
 from ovencast.queue.app import make_app
 from ovencast.queue.runtime import WorkerRuntime
 from ovencast.settings import Settings
-from ovencast.training import tenant_stage
+from ovencast.training import job_artifacts
 
 log = get_logger(__name__)
 
@@ -170,7 +170,7 @@ async def _recover_stalled(app: object, runtime: WorkerRuntime) -> None:
             async with unit_of_work(runtime.database.sessions) as session:
                 closed = await jobs_service.reap_orphans(session)
             for job in closed:
-                tenant_stage.retire(job, settings)
+                job_artifacts.retire(job, settings)
         except Exception as exc:  # recovery must never take the worker down
             log.error("worker.reaper_failed", error=str(exc))
         try:

@@ -96,6 +96,12 @@ class DataSource(abc.ABC):
         """The tenant's last day with a sales row (None: no sales): where its forecasts
         start by default."""
 
+    async def data_version(self, tenant_name: str) -> int | None:
+        """What names the tenant's data as it is now (the database source: its newest
+        import), recorded on a job; None where the source has no such version (upstream
+        services)."""
+        return None
+
     async def aclose(self) -> None:  # noqa: B027 - nothing to release by default
         """Release connections."""
 

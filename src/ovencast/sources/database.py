@@ -58,6 +58,11 @@ class DatabaseSource(DataSource):
         return TenantProfile(name=tenant.name, products=products, country=tenant.country,
                              subdivision=tenant.subdivision, time_zone=tenant.time_zone)
 
+    async def data_version(self, tenant_name: str) -> int | None:
+        tenant = await tenants_service.get_tenant(self._session, tenant_name)
+        version = await datasets_repository.data_version(self._session, tenant.id)
+        return None if version is None else version[0]
+
     async def list_products(self, tenant_name: str) -> list[str]:
         tenant = await tenants_service.get_tenant(self._session, tenant_name)
         return await datasets_repository.list_products(self._session, tenant.id)

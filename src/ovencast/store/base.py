@@ -147,6 +147,24 @@ def artifact_key(
     return validate_key(f"{tenant_part}/{product_part}/{family}/v{version:06d}.{extension}")
 
 
+JOB_DATA = "job-data"
+"""The second component of a job's data-snapshot keys (never a product's: product
+components end in a digest or start with '_')."""
+
+
+def job_data_prefix(tenant: str, job_id: int) -> str:
+    """`<tenant>/job-data/v<job id, 6 digits>/`: the prefix of one job's data snapshot."""
+    if isinstance(job_id, bool) or not isinstance(job_id, int) or job_id < 1:
+        raise ValueError(f"job id must be an integer >= 1, got {job_id!r}")
+    return validate_prefix(f"{_name_component(tenant)}/{JOB_DATA}/v{job_id:06d}/")
+
+
+def job_data_key(tenant: str, job_id: int, product: str) -> str:
+    """`<tenant>/job-data/v<job id>/<product>.parquet`: one product's history as the job
+    validated it (training/snapshot.py)."""
+    return validate_key(f"{job_data_prefix(tenant, job_id)}{_name_component(product)}.parquet")
+
+
 def unique_key(key: str) -> str:
     """`.../v000003.json` -> `.../v000003-<random>.json`: every save gets a fresh key, so
     a save never overwrites the artifact a database row still points at."""

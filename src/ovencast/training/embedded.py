@@ -20,7 +20,7 @@ from ovencast.jobs.states import RunStatus
 from ovencast.models.states import ActivationPolicy
 from ovencast.settings import Settings
 from ovencast.sources.service import open_data_source, resolve_tenant
-from ovencast.training import pool, tenant_stage
+from ovencast.training import job_artifacts, pool
 from ovencast.training.prepare import PreparedJob, load_job_data, plan_job, record_plan
 from ovencast.training.task import ProductOutcome
 
@@ -90,7 +90,7 @@ async def finish_training(database: Database, job_id: int,
     async with unit_of_work(database.sessions) as session:
         job = await jobs_service.finish_job(session, job_id, outcomes)
         runs = list(await jobs_repository.runs_of(session, job.id))
-    tenant_stage.retire(job, database.settings)
+    job_artifacts.retire(job, database.settings)
     return TrainedJob(job=job, runs=runs, outcomes=list(outcomes))
 
 

@@ -1,9 +1,12 @@
 """Preparing a job: validate the tenant's data, train the tenant stage, record the
 reports and one run per product, and build each trainable product's task. The service
-shape's workers rebuild one product's task from the database (`product_task`)."""
+shape stores each product's validated history (`store_snapshot`, training/snapshot.py)
+and its workers rebuild one product's task from it (`product_task`): a job trains on the
+data it validated, whatever is uploaded meanwhile."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
@@ -13,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ovencast.db.base import utcnow
 from ovencast.db.tables import Tenant, TrainingJob, TrainingRun
-from ovencast.errors import InvalidDataset
+from ovencast.errors import Conflict, InvalidDataset
 from ovencast.forecasting.classes import ClassThresholds
 from ovencast.forecasting.features import AlignmentReport
 from ovencast.forecasting.frame import CLOSED, PRODUCT, Y
@@ -23,12 +26,13 @@ from ovencast.observability.logs import get_logger
 from ovencast.settings import Settings
 from ovencast.sources.base import DataSource
 from ovencast.sources.database import DatabaseSource
-from ovencast.training import tenant_stage
+from ovencast.training import snapshot, tenant_stage
 from ovencast.training.data import TenantData, load_and_validate
 from ovencast.training.original import is_original, original_regressors
 from ovencast.training.task import ProductTask
 
 log = get_logger(__name__)
+READ_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, repr=False)
@@ -55,6 +59,7 @@ class JobData:
     selected: list[str]
     data: TenantData
     tenant_data: TenantData | None = None
+    data_version: int | None = None  # the source's version of what was read
 
     def __repr__(self) -> str:
         return f"JobData(products={len(self.selected)})"
@@ -71,6 +76,8 @@ class JobPlan:
     histories: dict[str, pd.DataFrame]
     global_models: tuple[bytes, dict[str, Any]] | None
     warnings: list[str]
+    data_version: int | None = None
+    snapshots: dict[str, dict[str, str]] | None = None  # product -> stored history
 
     def __repr__(self) -> str:
         return f"JobPlan(products={len(self.verdicts)}, trainable={len(self.histories)})"
@@ -80,13 +87,23 @@ async def load_job_data(source: DataSource, tenant: Tenant, job: TrainingJob, *,
                         settings: Settings) -> JobData:
     """Everything preparing `job` reads (inside the caller's short read-only unit of
     work when the source is the database). Sales the source cannot deliver raise (an
-    `UpstreamError`: "sales service unavailable: ...")."""
-    selected = job.products or await source.list_products(tenant.name)
-    data = await load_and_validate(source, tenant, settings=settings, until=job.until,
-                                   products=selected)
-    tenant_data = await tenant_stage.load_tenant_data(source, tenant, job,
-                                                      settings=settings)
-    return JobData(selected=list(selected), data=data, tenant_data=tenant_data)
+    `UpstreamError`: "sales service unavailable: ...").
+
+    The data version is read before and after: an import that commits in between (the
+    unit of work reads committed data statement by statement) makes it read again, so
+    the version recorded names what was read."""
+    for _ in range(READ_ATTEMPTS):
+        version = await source.data_version(tenant.name)
+        selected = job.products or await source.list_products(tenant.name)
+        data = await load_and_validate(source, tenant, settings=settings, until=job.until,
+                                       products=selected)
+        tenant_data = await tenant_stage.load_tenant_data(source, tenant, job,
+                                                          settings=settings)
+        if await source.data_version(tenant.name) == version:
+            return JobData(selected=list(selected), data=data, tenant_data=tenant_data,
+                           data_version=version)
+    raise Conflict(f"the tenant's data changed each of the {READ_ATTEMPTS} times the "
+                        "job read it (imports in progress); submit the job again")
 
 
 async def plan_job(loaded: JobData, tenant: Tenant, job: TrainingJob, *,
@@ -115,7 +132,16 @@ async def plan_job(loaded: JobData, tenant: Tenant, job: TrainingJob, *,
         warnings.append(stage)
     return JobPlan(data=data, verdicts=verdicts, histories=histories,
                    global_models=stage if isinstance(stage, tuple) else None,
-                   warnings=warnings)
+                   warnings=warnings, data_version=loaded.data_version)
+
+
+async def store_snapshot(plan: JobPlan, tenant: Tenant, job: TrainingJob, *,
+                         settings: Settings) -> JobPlan:
+    """The service shape: store each trainable product's history for the workers (no
+    transaction open meanwhile); `record_plan` then records where."""
+    records = await asyncio.to_thread(snapshot.save_histories, settings, tenant.name,
+                                      job.id, plan.histories)
+    return replace(plan, snapshots=records)
 
 
 async def record_plan(session: AsyncSession, tenant: Tenant, job: TrainingJob, plan: JobPlan,
@@ -126,9 +152,13 @@ async def record_plan(session: AsyncSession, tenant: Tenant, job: TrainingJob, p
     job.status, job.started_at = JobStatus.RUNNING, utcnow()
     job.validation_report, job.alignment_report = report.to_dict(), alignment.to_dict()
     job.warnings = [*job.warnings, *plan.warnings]
+    job.data_snapshot = snapshot.record(tenant.name, job.id, plan.data_version,
+                                        stored=plan.snapshots is not None)
+    stored = plan.snapshots or {}
     runs = [TrainingRun(job_id=job.id, product=product, product_class=product_class,
                         status=RunStatus.REFUSED if reason else RunStatus.PENDING,
-                        reason=reason, finished_at=utcnow() if reason else None)
+                        reason=reason, finished_at=utcnow() if reason else None,
+                        data_snapshot=None if reason else stored.get(product))
             for product, reason, product_class in plan.verdicts]
     session.add_all(runs)
     if plan.global_models is not None:
@@ -147,38 +177,35 @@ async def record_plan(session: AsyncSession, tenant: Tenant, job: TrainingJob, p
 
 
 async def prepare_job(session: AsyncSession, tenant: Tenant, job: TrainingJob, *,
-                      settings: Settings, source: DataSource | None = None) -> PreparedJob:
-    """Load, plan and record in one session: for callers that need no split (tests,
-    small jobs). The embedded flow and the queue task split the steps so that no
-    transaction is open during the tenant stage."""
+                      settings: Settings, source: DataSource | None = None,
+                      store_histories: bool = False) -> PreparedJob:
+    """Load, plan (`store_histories`: and store the snapshot, as the service shape does)
+    and record in one session: for callers that need no split (tests, small jobs). The
+    embedded flow and the queue task split the steps so that no transaction is open
+    during the tenant stage."""
     loaded = await load_job_data(source or DatabaseSource(session), tenant, job,
                                  settings=settings)
     plan = await plan_job(loaded, tenant, job, settings=settings)
+    if store_histories:
+        plan = await store_snapshot(plan, tenant, job, settings=settings)
     return await record_plan(session, tenant, job, plan, settings=settings)
 
 
-async def product_task(session: AsyncSession, tenant: Tenant, job: TrainingJob,
-                       run: TrainingRun, *, settings: Settings,
-                       source: DataSource | None = None) -> ProductTask:
-    """Rebuild one run's task from the database (the service shape's worker task gets ids
-    only). The frame is built exactly as `prepare_job` built it: same products, same
-    cut-off, hence the same regressor selection."""
-    source = source or DatabaseSource(session)
-    selected = job.products or await source.list_products(tenant.name)
-    data = await load_and_validate(source, tenant, settings=settings, until=job.until,
-                                   products=selected)
-    used = list(data.alignment.used_regressors)
-    prepared_with = list((job.alignment_report or {}).get("used_regressors", []))
-    if prepared_with and used != prepared_with:
+async def product_task(tenant: Tenant, job: TrainingJob, run: TrainingRun, *,
+                       settings: Settings) -> ProductTask:
+    """Rebuild one run's task (the service shape's worker task gets ids only) from the
+    history the job stored when it validated the data (checksum verified) and the
+    regressors it chose then: the same task `record_plan` built, whatever was uploaded
+    since."""
+    if not run.data_snapshot:
         raise InvalidDataset(
-            f"the regressors available now ({', '.join(used) or 'none'}) differ from those "
-            f"the job was prepared with ({', '.join(prepared_with)}); an upstream service "
-            "may have gone down meanwhile")
-    history = data.frame.loc[data.frame[PRODUCT] == run.product].drop(columns=[PRODUCT])
-    if history.empty:
-        raise InvalidDataset(f"no data left for {run.product!r}")
-    return replace(_task(settings, tenant, job, run, history, data.alignment),
-                   global_fits=tenant_stage.load_global_models(job, settings))
+            f"the job stored no data for {run.product!r} (it was prepared by an older "
+            "version of ovencast); submit the job again")
+    history = await asyncio.to_thread(snapshot.load_history, settings, run.data_snapshot)
+    alignment = AlignmentReport.from_dict(job.alignment_report or {})
+    global_fits = await asyncio.to_thread(tenant_stage.load_global_models, job, settings)
+    return replace(_task(settings, tenant, job, run, history, alignment),
+                   global_fits=global_fits)
 
 
 def _task(settings: Settings, tenant: Tenant, job: TrainingJob, run: TrainingRun,

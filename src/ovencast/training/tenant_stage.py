@@ -124,7 +124,7 @@ def load_global_models(job: TrainingJob, settings: Settings) -> bytes | None:
 
 
 def retire(job: TrainingJob, settings: Settings) -> None:
-    """After the job's end has committed (`jobs.service.mark_global_models_retired`):
+    """After the job's end has committed (`jobs.service.mark_job_artifacts_retired`):
     delete its global-models artifact. Idempotent; a failure only leaves the file behind
     (logged)."""
     record = job.global_models or {}

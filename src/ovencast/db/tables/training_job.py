@@ -34,6 +34,10 @@ class TrainingJob(Base):
     # The tenant-level models trained for this job (artifact uri, sha256, cut-offs, cost);
     # None when its model choice uses none. See forecasting/global_stage.py.
     global_models: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The data the job validated: `data_version` (the tenant's newest import then) and,
+    # in the service shape, the store prefix of its products' histories
+    # (training/snapshot.py).
+    data_snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -26,6 +26,8 @@ class TrainingRun(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     product_class: Mapped[str | None] = mapped_column(String(20))
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Service shape: the product's history as the job validated it (key, sha256).
+    data_snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
