@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import date, datetime
 from typing import Any, cast
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import (
     Date,
@@ -52,6 +53,7 @@ BATCH_ROWS = 5_000
 KEYS_PER_QUERY = 4_000
 # Names per `IN (...)` list.
 NAMES_PER_QUERY = 1_000
+SALES_CHUNK_ROWS = 100_000
 
 Observation = type[SalesObservation] | type[RegressorObservation]
 
@@ -269,17 +271,40 @@ async def load_sales(session: AsyncSession, tenant_id: int, *, until: date | Non
     if until is not None:
         query = query.where(SalesObservation.date <= until)
     query = query.order_by(SalesObservation.product, SalesObservation.date)
-    rows: list[Any] = []
-    if products:  # batched: a tenant may have 100,000 products
-        for batch in batches(sorted(set(products)), NAMES_PER_QUERY):
-            result = await session.execute(query.where(SalesObservation.product.in_(batch)))
-            rows.extend(result.all())
-    else:
-        rows = list((await session.execute(query)).all())
-    frame = pd.DataFrame(rows, columns=["product", "date", "quantity"])
-    frame["date"] = pd.to_datetime(frame["date"])
-    frame["quantity"] = frame["quantity"].astype(float)
-    return frame
+    queries = ([query.where(SalesObservation.product.in_(batch))  # a tenant may have
+                for batch in batches(sorted(set(products)), NAMES_PER_QUERY)]  # 100,000
+               if products else [query])
+    names: dict[str, str] = {}
+    chunks = []
+    for each in queries:
+        # Streamed in chunks of typed columns: a chain's millions of rows are never all
+        # Python row objects at once, and each product name is one object, not one per
+        # row (decision 012).
+        # On the session's connection (Core rows): the ORM's per-row loading doubled the
+        # time for plain columns.
+        result = await (await session.connection()).stream(each)
+        async for rows in result.partitions(SALES_CHUNK_ROWS):
+            product, day, quantity = zip(*rows, strict=True)
+            chunks.append(pd.DataFrame({
+                "product": [names.setdefault(name, name) for name in product],
+                "date": _days(day),
+                "quantity": np.fromiter(quantity, dtype=float, count=len(quantity))}))
+    if not chunks:
+        return pd.DataFrame({"product": pd.Series([], dtype=object),
+                             "date": pd.Series([], dtype="datetime64[ns]"),
+                             "quantity": pd.Series([], dtype=float)})
+    return pd.concat(chunks, ignore_index=True)
+
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+def _days(days: Sequence[date]) -> np.ndarray:
+    """datetime64[ns] of dates: via their ordinals, 10x faster than numpy's or pandas'
+    conversion of date objects."""
+    ordinals = np.fromiter((day.toordinal() for day in days), dtype=np.int64,
+                           count=len(days))
+    return (ordinals - _EPOCH_ORDINAL).astype("datetime64[D]").astype("datetime64[ns]")
 
 
 async def last_sales_date(session: AsyncSession, tenant_id: int) -> date | None:

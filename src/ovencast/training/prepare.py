@@ -53,11 +53,14 @@ class PreparedJob:
 
 @dataclass(frozen=True, repr=False)
 class JobData:
-    """A job's data as loaded: its products' frame and reports, and for the tenant stage
-    of a job of some products only, every product of the tenant (`tenant_frame`)."""
+    """A job's data as loaded: its products' histories and reports (`data.frame` is
+    empty: the long frame is split into `histories` and released, so that a chain's data
+    is held once), and for the tenant stage of a job of some products only, every
+    product of the tenant (`tenant_data`)."""
 
     selected: list[str]
     data: TenantData
+    histories: dict[str, pd.DataFrame]  # product -> its rows (no product column)
     tenant_data: TenantData | None = None
     data_version: int | None = None  # the source's version of what was read
 
@@ -100,8 +103,10 @@ async def load_job_data(source: DataSource, tenant: Tenant, job: TrainingJob, *,
         tenant_data = await tenant_stage.load_tenant_data(source, tenant, job,
                                                           settings=settings)
         if await source.data_version(tenant.name) == version:
-            return JobData(selected=list(selected), data=data, tenant_data=tenant_data,
-                           data_version=version)
+            histories = _split(data.frame)
+            return JobData(selected=list(selected), histories=histories,
+                           data=replace(data, frame=data.frame.iloc[0:0]),
+                           tenant_data=tenant_data, data_version=version)
     raise Conflict(f"the tenant's data changed each of the {READ_ATTEMPTS} times the "
                         "job read it (imports in progress); submit the job again")
 
@@ -113,15 +118,13 @@ async def plan_job(loaded: JobData, tenant: Tenant, job: TrainingJob, *,
     data = loaded.data
     verdicts: list[tuple[str, str | None, str]] = []
     histories: dict[str, pd.DataFrame] = {}  # the products that will train
-    by_product = dict(iter(data.frame.groupby(PRODUCT, sort=False)))
+    nothing = data.frame.drop(columns=[PRODUCT])
     for product in loaded.selected:
-        rows = by_product.get(product)
-        history = (rows.drop(columns=[PRODUCT]) if rows is not None
-                   else data.frame.iloc[0:0].drop(columns=[PRODUCT]))
+        history = loaded.histories.get(product, nothing)
         reason = _rejection(product, history, data.report, data.alignment, job.until)
         verdicts.append((product, reason, _product_class(product, history, data.report)))
         if not reason:
-            histories[product] = history.reset_index(drop=True)
+            histories[product] = history
     stage = await tenant_stage.train_global_models(
         tenant, job, histories, tuple(data.alignment.used_regressors), settings,
         loaded.tenant_data)
@@ -208,12 +211,19 @@ async def product_task(tenant: Tenant, job: TrainingJob, run: TrainingRun, *,
                    global_fits=global_fits)
 
 
+def _split(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """product -> its rows, each a copy (no product column, index from 0), so that the
+    long frame can be released."""
+    return {str(product): rows.drop(columns=[PRODUCT]).reset_index(drop=True)
+            for product, rows in frame.groupby(PRODUCT, sort=False)}
+
+
 def _task(settings: Settings, tenant: Tenant, job: TrainingJob, run: TrainingRun,
           history: pd.DataFrame, alignment: AlignmentReport) -> ProductTask:
     return ProductTask(
         settings=settings, job_id=job.id, run_id=run.id, tenant_id=tenant.id,
         tenant_name=tenant.name, product=run.product,
-        product_class=run.product_class or "", history=history.reset_index(drop=True),
+        product_class=run.product_class or "", history=history,
         regressors=(original_regressors(alignment) if is_original(tuple(job.models))
                     else tuple(alignment.used_regressors)),
         families=tuple(job.models),
