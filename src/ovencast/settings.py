@@ -123,6 +123,10 @@ class Settings(BaseSettings):
     # stays on the pool / procrastinate workers. Unset: the boosters train in the
     # preparing process.
     dask_scheduler_address: str | None = None
+    # The tenant stage's boosters learn from at most this many rows (product-days): a
+    # larger tenant's products each keep the same share of their days, drawn uniformly
+    # (decision 012). 0: every row.
+    global_model_max_rows: int = Field(default=1_000_000, ge=0)
 
     # Threads that compute forecasts off the API's event loop (forecasts/service.py):
     # CPU work under the GIL, so a few; more requests wait their turn.

@@ -68,10 +68,12 @@ def train_tenant_models(histories: Mapping[str, pd.DataFrame], regressors: Seque
                         *, cutoffs_for: Iterable[str] | None = None,
                         holdout: HoldoutSplit | None = None,
                         backtest: BacktestPlan | None = None, workers: int = 1,
-                        trainer: BoosterTrainer | None = None) -> GlobalFits:
+                        trainer: BoosterTrainer | None = None,
+                        max_rows: int | None = None) -> GlobalFits:
     """The tenant's global boosters, trained on all `histories`, for every cut-off that
     the products `cutoffs_for` (default: all of them; a job's products) need; by
-    `trainer` when given (another engine, `lightgbm_global.BoosterTrainer`)."""
+    `trainer` when given (another engine, `lightgbm_global.BoosterTrainer`); on at most
+    `max_rows` rows (a uniform share of every product's days, `lightgbm_global._matrix`)."""
     holdout, backtest = holdout or HoldoutSplit(), backtest or BacktestPlan()
     wanted = set(histories) if cutoffs_for is None else set(cutoffs_for)
     cutoffs: set[pd.Timestamp] = set()
@@ -81,7 +83,7 @@ def train_tenant_models(histories: Mapping[str, pd.DataFrame], regressors: Seque
         cutoffs |= cutoffs_of(history.sort_values(DATE).reset_index(drop=True),
                               holdout=holdout, backtest=backtest)
     fits = train_global(histories, regressors, sorted(cutoffs), workers=workers,
-                        trainer=trainer)
+                        trainer=trainer, max_rows=max_rows)
     return weigh_members(fits, {p: h for p, h in histories.items() if p in wanted},
                          holdout=holdout, backtest=backtest)
 

@@ -87,7 +87,8 @@ def _train(histories: dict[str, pd.DataFrame], regressors: tuple[str, ...],
     threads = min(settings.max_concurrent_training_jobs, os.cpu_count() or 1)
     with dask_trainer(settings.dask_scheduler_address) as trainer:
         return train_tenant_models(histories, regressors, cutoffs_for=cutoffs_for,
-                                   workers=threads, trainer=trainer)
+                                   workers=threads, trainer=trainer,
+                                   max_rows=settings.global_model_max_rows or None)
 
 
 def _tenant_histories(histories: dict[str, pd.DataFrame], regressors: tuple[str, ...],

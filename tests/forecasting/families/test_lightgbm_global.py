@@ -274,3 +274,31 @@ def test_cutoff_without_sales_is_skipped(tenant: dict[str, pd.DataFrame]) -> Non
     assert fits.boosters == {}
     with pytest.raises(ValueError, match="no observed sales"):
         lightgbm.fit_booster(tenant, REGRESSORS, products=("A", "B"), cutoff=before)
+
+
+def test_a_bound_on_rows_keeps_the_same_share_of_every_product(
+        tenant: dict[str, pd.DataFrame]) -> None:
+    """A chain's boosters learn from at most `max_rows` rows (decision 012): every
+    product keeps the same share of its observed days, the same rows each time, with
+    the features of the whole history (lags and means as without the bound)."""
+    products = tuple(sorted(tenant))
+    full = lightgbm._matrix(tenant, [], products)
+    bound = len(full.sales) // 3
+    capped = lightgbm._matrix(tenant, [], products, max_rows=bound)
+    again = lightgbm._matrix(tenant, [], products, max_rows=bound)
+
+    assert abs(len(capped.sales) - bound) <= len(products)
+    np.testing.assert_array_equal(capped.values, again.values)  # seeded
+    for code in range(len(products)):
+        start, end = full.bounds[code]
+        kept_start, kept_end = capped.bounds[code]
+        share = (kept_end - kept_start) / (end - start)
+        assert share == pytest.approx(1 / 3, abs=0.01), products[code]
+        # The kept rows are rows of the full matrix, features and all.
+        full_rows = {day: i for i, day in enumerate(full.days[start:end], start)}
+        for i in range(kept_start, kept_end):
+            j = full_rows[capped.days[i]]
+            np.testing.assert_array_equal(capped.values[i], full.values[j])
+            assert capped.sales[i] == full.sales[j]
+    assert len(lightgbm._matrix(tenant, [], products, max_rows=10 ** 9).sales) == len(
+        full.sales)  # under the bound: every row

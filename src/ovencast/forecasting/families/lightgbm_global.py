@@ -102,6 +102,8 @@ HORIZON_FEATURES = ("lag_28", "lag_35", "lag_42", "lag_49", "mean_7", "mean_28")
 HORIZON_PARAMS: Mapping[str, Any] = {**BOOSTER_PARAMS, "learning_rate": 0.05,
                                      "lambda_l2": 0.1}
 HORIZON_ROUNDS = 500
+ROW_SAMPLE_SEED = 0
+"""The draw of a large tenant's rows when they exceed the stage's bound (`_matrix`)."""
 LOCAL_PRODUCT = "_product"
 """The product name of a model trained on one product alone (no tenant stage)."""
 
@@ -221,13 +223,32 @@ class _Matrix:
 
 
 def _matrix(histories: Mapping[str, pd.DataFrame], regressors: Sequence[str],
-            products: Sequence[str], sales_features: Sequence[str] = SALES_FEATURES
-            ) -> _Matrix:
+            products: Sequence[str], sales_features: Sequence[str] = SALES_FEATURES,
+            *, max_rows: int | None = None) -> _Matrix:
     """The `_Matrix` of every non-empty history; `products` gives the product feature's
-    codes. Filled in place (one allocation), product by product."""
+    codes. Filled in place (one allocation), product by product.
+
+    `max_rows`: when the observed days of all products exceed it, each product keeps the
+    same share of its observed days, drawn uniformly (seeded: the same rows every run),
+    so that a chain's boosters cost a bounded time and memory whatever its size and
+    every product, every season and every weekday stays represented (decision 012). The
+    features are computed on the whole history first: lags and rolling means are exact."""
     names = tuple(feature_names(regressors, sales_features))
-    total = sum(int((~h[CLOSED].astype(bool) & h[Y].notna()).sum())
-                for h in histories.values())
+    observed_days = {product: int((~h[CLOSED].astype(bool) & h[Y].notna()).sum())
+                     for product, h in histories.items()}
+    share = 1.0
+    if max_rows is not None and sum(observed_days.values()) > max_rows:
+        share = max_rows / sum(observed_days.values())
+    rng = np.random.default_rng(ROW_SAMPLE_SEED)
+    kept: dict[str, np.ndarray | None] = {}  # product -> its kept observed rows (None: all)
+    total = 0
+    for product, count in observed_days.items():
+        sample = None
+        if share < 1.0 and count:
+            sample = np.sort(rng.choice(count, size=max(1, round(count * share)),
+                                        replace=False))
+        kept[product] = sample
+        total += count if sample is None else len(sample)
     values = np.empty((total, len(names)), dtype=np.float32)
     sales = np.empty(total)
     days = np.empty(total, dtype="datetime64[D]")
@@ -239,8 +260,11 @@ def _matrix(histories: Mapping[str, pd.DataFrame], regressors: Sequence[str],
             continue
         daily, exog = _daily(history, regressors)
         code = products.index(product)
-        observed = daily.notna().to_numpy()
-        end = filled + int(observed.sum())
+        observed = np.flatnonzero(daily.notna().to_numpy())
+        sample = kept[product]
+        if sample is not None:
+            observed = observed[sample]
+        end = filled + len(observed)
         values[filled:end] = _features(daily, exog, scale=1.0, code=code,
                                        names=names).to_numpy(dtype=np.float32)[observed]
         sales[filled:end] = daily.to_numpy()[observed]
@@ -301,20 +325,22 @@ def fit_booster(histories: Mapping[str, pd.DataFrame], regressors: Sequence[str]
 # -- the tenant stage's boosters, and adopting them ---------------------------------------
 def train_global(histories: Mapping[str, pd.DataFrame], regressors: Sequence[str],
                  cutoffs: Sequence[pd.Timestamp], *, workers: int = 1,
-                 horizon: bool = True, trainer: BoosterTrainer | None = None
-                 ) -> GlobalFits:
+                 horizon: bool = True, trainer: BoosterTrainer | None = None,
+                 max_rows: int | None = None) -> GlobalFits:
     """Fit one booster of each member (the level member; the horizon member too when
     `horizon`, weight 0 until `global_stage` weighs it) per distinct cut-off on all
     `histories` (product -> history frame) up to it, `workers` boosters at a time
     (threads: LightGBM trains without the GIL; each booster uses one OpenMP thread), or
     one at a time by `trainer` (another engine, e.g. a Dask cluster). A cut-off without
-    any observed sale before it is skipped."""
+    any observed sale before it is skipped. `max_rows`: a bound on the rows the boosters
+    learn from (`_matrix`)."""
     started = time.monotonic()
     products = tuple(sorted(histories))
     ordered = sorted({pd.Timestamp(c).normalize() for c in cutoffs})
     members = [LEVEL, HORIZON] if horizon else [LEVEL]
     matrix = _matrix(histories, regressors, products,
-                     tuple(dict.fromkeys(f for m in members for f in m.sales_features)))
+                     tuple(dict.fromkeys(f for m in members for f in m.sales_features)),
+                     max_rows=max_rows)
 
     def fit(job: tuple[_Member, pd.Timestamp]) -> str | None:
         member, cutoff = job
