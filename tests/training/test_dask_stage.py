@@ -5,6 +5,7 @@ the single-machine stage, and a whole job trains its products with them."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -138,3 +139,24 @@ async def test_a_job_trains_its_tenant_stage_on_the_cluster(
         # Fitted in a pool worker, on a booster the cluster's two workers trained.
         assert model.adopted is True, version.product
         assert "[num_machines: 2]" in model.to_bytes().decode()
+
+
+async def test_an_unreachable_scheduler_leaves_the_job_to_fit_lightgbm_per_product(
+        tmp_path: Path, sqlite_url: str, tiny_dataset: Callable[..., Any]) -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{sock.getsockname()[1]}"
+    settings = make_settings(tmp_path / "home", sqlite_url, dask_scheduler_address=address)
+    database = Database.open(settings)
+    await database.ready()
+    try:
+        await import_directory(database, "t1", tiny_dataset(("bread", "rolls"), days=120))
+        result = await train_in_process(database, "t1", models=("lightgbm",))
+    finally:
+        await database.close()
+
+    assert result.job.status == "succeeded", result.job.error
+    assert result.job.global_models is None
+    [warning] = [w for w in result.job.warnings if "global model" in w]
+    assert "could not be trained or stored" in warning
+    assert "lightgbm was fitted per product instead" in warning

@@ -62,6 +62,11 @@ class DaskBoosterTrainer:
         return str(model.booster_.model_to_string())
 
 
+CONNECT_TIMEOUT_S = 10
+"""How long the stage waits for the scheduler; unreachable, the stage fails (the job
+goes on with lightgbm fitted per product, and says so)."""
+
+
 @contextmanager
 def dask_trainer(address: str | None) -> Iterator[DaskBoosterTrainer | None]:
     """A trainer connected to the scheduler at `address` while the block runs; None (the
@@ -73,5 +78,5 @@ def dask_trainer(address: str | None) -> Iterator[DaskBoosterTrainer | None]:
 
     # The process's default client while the stage trains: LightGBM's Dask interface
     # waits on its parts through the default client, whatever client it was given.
-    with client_class(address) as client:
+    with client_class(address, timeout=CONNECT_TIMEOUT_S) as client:
         yield DaskBoosterTrainer(client)
