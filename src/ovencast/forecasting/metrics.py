@@ -95,9 +95,6 @@ def compute_metrics(
     )
 
 
-_NS_PER_DAY = 86_400 * 10**9
-
-
 def seasonal_naive_scale(history: pd.DataFrame, *, season_days: int = SEASON_DAYS) -> float:
     """In-sample MAE of the seasonal naive forecast y[d] ≈ y[d - season_days].
 
@@ -106,12 +103,15 @@ def seasonal_naive_scale(history: pd.DataFrame, *, season_days: int = SEASON_DAY
     NaN when there is no such pair.
     """
     is_open = ~history[CLOSED].to_numpy(dtype=bool)
-    days = pd.DatetimeIndex(history[DATE].to_numpy()[is_open]).normalize()
+    # numpy rather than a pandas join or DatetimeIndex.normalize() (which infers a
+    # frequency): this runs for every backtest window of every candidate.
+    day_numbers = history[DATE].to_numpy(dtype="datetime64[ns]")[is_open].astype(
+        "datetime64[D]").astype(np.int64)
     values = history[Y].to_numpy(dtype=float)[is_open]
-    keep = ~days.duplicated(keep="last")
-    # numpy rather than a pandas join: this runs for every backtest window of every
-    # candidate (a third of a product's selection time with the join).
-    day_numbers = days[keep].asi8 // _NS_PER_DAY
+    # The last row of a day that appears twice: unique over the reversed days.
+    _, last = np.unique(day_numbers[::-1], return_index=True)
+    keep = np.sort(len(day_numbers) - 1 - last)
+    day_numbers = day_numbers[keep]
     values = values[keep]
     order = np.argsort(day_numbers, kind="stable")
     day_numbers, values = day_numbers[order], values[order]

@@ -103,10 +103,13 @@ ARIMA_APPROXIMATION_MIN_DAYS = 150
 def steps_after(last_fitted: pd.Timestamp, dates: pd.Series | pd.DatetimeIndex) -> np.ndarray:
     """Days from `last_fitted` to each of `dates` (1 = the next day). Raises ValueError
     when a date is on or before `last_fitted`."""
-    days = pd.DatetimeIndex(pd.to_datetime(dates)).normalize()
-    steps = np.asarray((days - last_fitted).days, dtype=int)
+    # Whole days in numpy: DatetimeIndex.normalize() infers a frequency on every call,
+    # and this runs for every backtest window of every candidate.
+    days = pd.DatetimeIndex(pd.to_datetime(dates)).to_numpy().astype("datetime64[D]")
+    last = np.datetime64(pd.Timestamp(last_fitted).date(), "D")
+    steps = (days - last).astype(int)
     if steps.size and steps.min() < 1:
-        first = days[int(np.argmin(steps))].date().isoformat()
+        first = str(days[int(np.argmin(steps))])
         raise ValueError(
             f"can only forecast dates after the fitted history, which ends "
             f"{last_fitted.date().isoformat()}; got {first}"
