@@ -22,8 +22,11 @@ Contract:
   fits at every retraining and k times the artifact. Ties go to the simpler model.
 - Under `auto`, a regular product keeps the tenant's global model (LightGBM) unless the
   choice above backtests more than `GLOBAL_PREFERENCE` (10 %) better than it
-  (docs/decisions/001-global-model-preference.md). Intermittent products and lists of
-  named families are decided by the lowest WAPE alone (`CandidatePolicy.preferred_for`).
+  (docs/decisions/001-global-model-preference.md) and has the lower WAPE in more than
+  `PREFER_WINDOW_SHARE` (half) of the windows (`windows_won`; a pooled lead that one
+  window carries is no evidence: docs/decisions/013-preference-by-windows.md).
+  Intermittent products and lists of named families are decided by the lowest WAPE
+  alone (`CandidatePolicy.preferred_for`).
 - A candidate that raises in any window is left out (its error is kept for the
   leaderboard); `select` raises `NoCandidate` when none is left, `NoBacktestWindow` when
   the plan gives no window at all (too short a history).
@@ -79,6 +82,10 @@ GLOBAL_PREFERENCE = 0.10
 """For a regular product under `auto`, a candidate (or combination) replaces the tenant's
 global model only when its backtest WAPE is more than this share (10 %) below the global
 model's (docs/decisions/001-global-model-preference.md)."""
+PREFER_WINDOW_SHARE = 0.5
+"""... and only when it also has the lower WAPE than the global model in more than this
+share (half) of the backtest windows: a pooled lead that one window carries (a closure,
+a reopening) is no evidence (docs/decisions/013-preference-by-windows.md)."""
 
 Weighting = Literal["single", "inverse_wape", "equal"]
 BacktestCallback = Callable[[str, int, int], None]
@@ -352,8 +359,10 @@ class Selection:
     actual: np.ndarray
     predicted: np.ndarray
     # When `choose` kept the preferred candidate over a lower backtest WAPE
-    # (`GLOBAL_PREFERENCE`): (preferred, the choice it overruled, that choice's WAPE).
+    # (`GLOBAL_PREFERENCE`, `PREFER_WINDOW_SHARE`): (preferred, the choice it overruled,
+    # that choice's WAPE), and (windows where that choice was better, windows scored).
     kept_preferred: tuple[str, str, float] | None = None
+    windows_won: tuple[int, int] | None = None
 
     @property
     def chosen(self) -> str:
@@ -412,7 +421,10 @@ class Selection:
             **({"kept_preferred": {"family": self.kept_preferred[0],
                                    "over": self.kept_preferred[1],
                                    "over_wape": _json_float(self.kept_preferred[2]),
-                                   "margin": GLOBAL_PREFERENCE}}
+                                   "margin": GLOBAL_PREFERENCE,
+                                   **({"windows_won": list(self.windows_won),
+                                       "window_share": PREFER_WINDOW_SHARE}
+                                      if self.windows_won else {})}}
                if self.kept_preferred else {}),
         }
 
@@ -450,7 +462,8 @@ def select(history: pd.DataFrame, candidates: Sequence[Candidate], plan: Backtes
         members=choice.members, weighting=choice.weighting, wape=choice.wape,
         backtests=choice.ranked, errors=errors, plan=plan,
         windows=tuple((w.start.date().isoformat(), w.end.date().isoformat()) for w in windows),
-        actual=choice.actual, predicted=choice.predicted, kept_preferred=choice.kept_preferred)
+        actual=choice.actual, predicted=choice.predicted, kept_preferred=choice.kept_preferred,
+        windows_won=choice.windows_won)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -464,16 +477,19 @@ class Choice:
     actual: np.ndarray
     predicted: np.ndarray
     kept_preferred: tuple[str, str, float] | None = None
+    windows_won: tuple[int, int] | None = None
 
 
 def choose(results: Sequence[FamilyBacktest], *, combine_top: int = DEFAULT_COMBINE_TOP,
            min_gain: float = ENSEMBLE_MIN_GAIN, prefer: str | None = None,
-           prefer_margin: float = GLOBAL_PREFERENCE) -> Choice:
+           prefer_margin: float = GLOBAL_PREFERENCE,
+           prefer_windows: float = PREFER_WINDOW_SHARE) -> Choice:
     """The selection rule on finished backtests (all over the same windows): the lowest
     WAPE, or a combination of the best few that beats it by more than `min_gain`
     (module docstring). Then, with `prefer` (a candidate's name) among the results: the
     preferred candidate alone unless that choice's WAPE is more than `prefer_margin`
-    below its own. bench/origins.py replays this rule on stored backtests."""
+    below its own and it wins more than `prefer_windows` of the windows (`windows_won`).
+    bench/replay.py replays this rule on stored backtests."""
     if not results:
         raise ValueError("no backtests to choose from")
     ranked = sorted(results, key=lambda b: _rank(b.wape))
@@ -497,17 +513,41 @@ def choose(results: Sequence[FamilyBacktest], *, combine_top: int = DEFAULT_COMB
                 chosen = tuple((b.candidate, w) for b, w in zip(top, weights, strict=True))
                 weighting, chosen_wape, chosen_forecast = scheme, wape, forecast
     kept: tuple[str, str, float] | None = None
+    won: tuple[int, int] | None = None
     preferred = next((b for b in finite if b.candidate.name == prefer), None)
-    if (preferred is not None and chosen != ((preferred.candidate, 1.0),)
-            and chosen_wape > preferred.wape * (1.0 - prefer_margin)):
-        kept = (preferred.candidate.name, _label(chosen, weighting), chosen_wape)
-        chosen, weighting = ((preferred.candidate, 1.0),), "single"
-        chosen_wape = preferred.wape
-        chosen_forecast = preferred.predictions[YHAT].to_numpy(dtype=float)
+    if preferred is not None and chosen != ((preferred.candidate, 1.0),):
+        won = windows_won(best.predictions, chosen_forecast,
+                          preferred.predictions[YHAT].to_numpy(dtype=float))
+        if (chosen_wape > preferred.wape * (1.0 - prefer_margin)
+                or won[0] <= prefer_windows * won[1]):
+            kept = (preferred.candidate.name, _label(chosen, weighting), chosen_wape)
+            chosen, weighting = ((preferred.candidate, 1.0),), "single"
+            chosen_wape = preferred.wape
+            chosen_forecast = preferred.predictions[YHAT].to_numpy(dtype=float)
     actual, predicted = _open_pairs(best.predictions, chosen_forecast)
     return Choice(members=chosen, weighting=weighting, wape=chosen_wape,
                   ranked=tuple(ranked), actual=actual, predicted=predicted,
-                  kept_preferred=kept)
+                  kept_preferred=kept, windows_won=won if kept else None)
+
+
+def windows_won(predictions: pd.DataFrame, forecast: np.ndarray, other: np.ndarray
+                ) -> tuple[int, int]:
+    """(windows where `forecast` has the lower WAPE than `other`, windows scored): each
+    window of `predictions` (a backtest's, `WINDOW` column) scored on its own open days;
+    a window without sales on them scores neither and is not counted."""
+    is_open = ~predictions[CLOSED].to_numpy(dtype=bool)
+    y = predictions[Y].to_numpy(dtype=float)[is_open]
+    f = np.asarray(forecast, dtype=float)[is_open]
+    g = np.asarray(other, dtype=float)[is_open]
+    window = predictions[WINDOW].to_numpy()[is_open]
+    won = scored = 0
+    for index in np.unique(window):
+        at = window == index
+        if float(np.sum(np.abs(y[at]))) <= 0:
+            continue
+        scored += 1
+        won += int(np.sum(np.abs(y[at] - f[at])) < np.sum(np.abs(y[at] - g[at])))
+    return won, scored
 
 
 # -- internals ----------------------------------------------------------------------------
