@@ -20,6 +20,7 @@ from ovencast.forecasting.frame import CLOSED, DATE, YHAT, Y
 from ovencast.forecasting.holdout import HoldoutSplit
 from ovencast.forecasting.selection import (
     AUTO,
+    BLEND_FAIL_RATIO,
     INTERMITTENT_CANDIDATES,
     REGULAR_CANDIDATES,
     SEASONAL_LAG_DAYS,
@@ -186,7 +187,7 @@ def test_plan_rejects_nonsense(kwargs: dict[str, Any]) -> None:
 def test_candidate_sets_per_class() -> None:
     policy = CandidatePolicy()
     regular = [c.name for c in policy.for_class(ProductClass.HIGH_VOLUME)]
-    assert regular == list(REGULAR_CANDIDATES)
+    assert regular == [*REGULAR_CANDIDATES, "prophet_holidays"]  # + the blend partner
     assert regular[0] == "seasonal_naive"  # the fallback without a backtest window
     assert "lightgbm" in regular
     assert "auto_arima" not in regular
@@ -420,6 +421,46 @@ def test_the_preferred_candidate_is_kept_unless_beaten_in_most_windows(
     assert windows_won(other.predictions, other.predictions[YHAT].to_numpy(),
                        preferred.predictions[YHAT].to_numpy()) == (
         won or (2, 3))
+
+
+def test_the_preferred_candidate_is_blended_with_the_yearly_family() -> None:
+    actual = [[100.0] * 10, [50.0] * 10, [80.0] * 10]
+    # The global model 10 % high, the partner 20 % low: the blend is better than either.
+    preferred = _backtest("lightgbm", actual, [[v * 1.1 for v in w] for w in actual])
+    partner = _backtest("yearly", actual, [[v * 0.8 for v in w] for w in actual])
+    choice = choose([partner, preferred], prefer="lightgbm", blend="yearly")
+    assert choice.weighting == "blend"
+    inverse = (1 / 0.2) / (1 / 0.2 + 1 / 0.1)
+    weight = 0.5 * inverse + 0.25  # shrunk halfway toward equal weights
+    assert [(c.name, w) for c, w in choice.members] == [
+        ("lightgbm", pytest.approx(1 - weight)), ("yearly", pytest.approx(weight))]
+    assert choice.wape == pytest.approx(abs((1 - weight) * 0.1 - weight * 0.2))
+    assert choice.kept_preferred is None
+    # Without a preference (intermittent products, named families) there is no blend.
+    assert choose([partner, preferred], blend="yearly").weighting != "blend"
+
+
+def test_the_blend_partner_is_never_chosen_alone_and_loses_its_weight_when_it_fails(
+        ) -> None:
+    actual = [[100.0] * 10, [50.0] * 10, [80.0] * 10]
+    preferred = _backtest("lightgbm", actual, [[v * 1.1 for v in w] for w in actual])
+    # Far better than the preferred one: still only a blend member.
+    good = _backtest("yearly", actual, [[v * 0.99 for v in w] for w in actual])
+    assert choose([good, preferred], prefer="lightgbm", blend="yearly").weighting == "blend"
+    # Pooled WAPE more than BLEND_FAIL_RATIO (2) times the preferred one's: weight 0.
+    bad = _backtest("yearly", actual, [[v * 0.75 for v in w] for w in actual])
+    assert bad.wape > BLEND_FAIL_RATIO * preferred.wape
+    choice = choose([bad, preferred], prefer="lightgbm", blend="yearly")
+    assert (choice.weighting, choice.members[0][0].name) == ("single", "lightgbm")
+
+
+def test_regular_products_backtest_the_blend_partner() -> None:
+    policy = CandidatePolicy()
+    assert [c.name for c in policy.for_class("high_volume")][-1] == "prophet_holidays"
+    assert policy.blend_for("high_volume") == "prophet_holidays"
+    assert policy.blend_for(ProductClass.INTERMITTENT) is None
+    assert "prophet_holidays" not in [c.name for c in policy.for_class("intermittent")]
+    assert CandidatePolicy(blend_regular=None).blend_for("high_volume") is None
 
 
 def test_only_regular_products_prefer_the_global_model() -> None:
