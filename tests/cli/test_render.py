@@ -61,6 +61,11 @@ def test_the_leaderboard_line_says_why_the_global_model_was_kept() -> None:
     assert render.leaderboard_top(details) == (
         "croston .201, tsb .205, seasonal_naive .210, *lightgbm .215 "
         "(lightgbm kept over croston .201: not more than 10% better)")
+    # Beaten by more than the margin but in too few windows (PREFER_WINDOW_SHARE).
+    details["selection"]["kept_preferred"] |= {"windows_won": [3, 7], "window_share": 0.5}
+    assert render.leaderboard_top(details).endswith(
+        "(lightgbm kept over croston .201: needs more than 10% better and most windows; "
+        "better in 3 of 7)")
     plain = {"selection": {"basis": "backtest", "chosen": "croston"},
              "leaderboard": [{"family": "croston", "wape": 0.1, "chosen": True},
                              {"family": "lightgbm", "wape": 0.2}]}

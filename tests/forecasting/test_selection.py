@@ -16,21 +16,26 @@ from ovencast.forecasting.classes import ProductClass
 from ovencast.forecasting.families.base import FitContext, ForecastModel
 from ovencast.forecasting.families.ensemble import EnsembleModel
 from ovencast.forecasting.families.registry import FAMILY_CLASSES
-from ovencast.forecasting.frame import CLOSED, DATE, Y
+from ovencast.forecasting.frame import CLOSED, DATE, YHAT, Y
 from ovencast.forecasting.holdout import HoldoutSplit
 from ovencast.forecasting.selection import (
     AUTO,
+    BLEND_FAIL_RATIO,
     INTERMITTENT_CANDIDATES,
     REGULAR_CANDIDATES,
     SEASONAL_LAG_DAYS,
+    WINDOW,
     BacktestPlan,
     Candidate,
     CandidatePolicy,
+    FamilyBacktest,
     NoBacktestWindow,
     NoCandidate,
     backtest_family,
+    choose,
     resolve_candidate,
     select,
+    windows_won,
 )
 from ovencast.training.fitting import fit_product, plan_candidates
 from ovencast.training.plan import FitPlan
@@ -182,7 +187,7 @@ def test_plan_rejects_nonsense(kwargs: dict[str, Any]) -> None:
 def test_candidate_sets_per_class() -> None:
     policy = CandidatePolicy()
     regular = [c.name for c in policy.for_class(ProductClass.HIGH_VOLUME)]
-    assert regular == list(REGULAR_CANDIDATES)
+    assert regular == [*REGULAR_CANDIDATES, "prophet_holidays"]  # + the blend partner
     assert regular[0] == "seasonal_naive"  # the fallback without a backtest window
     assert "lightgbm" in regular
     assert "auto_arima" not in regular
@@ -375,6 +380,87 @@ def test_a_clearly_better_combination_beats_the_preferred_candidate(
     assert selection.weighting != "single"
     assert selection.kept_preferred is None
     assert selection.wape < 0.05 * (1 - 0.10)
+
+
+def _backtest(name: str, actual: list[list[float]], forecast: list[list[float]]
+              ) -> FamilyBacktest:
+    """A finished backtest of one candidate: window i has days actual[i], forecast[i]."""
+    parts = [pd.DataFrame({WINDOW: index, DATE: pd.date_range("2024-01-01", periods=len(y)),
+                           Y: y, CLOSED: False, YHAT: f})
+             for index, (y, f) in enumerate(zip(actual, forecast, strict=True))]
+    predictions = pd.concat(parts, ignore_index=True)
+    y_all = predictions[Y].to_numpy(dtype=float)
+    wape = float(np.abs(y_all - predictions[YHAT]).sum() / y_all.sum())
+    return FamilyBacktest(candidate=Candidate(name, "seasonal_naive"), wape=wape,
+                          window_metrics=(), predictions=predictions, seconds=0.0)
+
+
+@pytest.mark.parametrize(
+    ("other_errors", "chosen", "won"),
+    [
+        # Exact in the big window only, worse in the two others: its pooled WAPE (40 /
+        # 1200) is far below the preferred one's (0.10), yet it wins 1 window of 3.
+        ([0.0, 0.2, 0.2], "pref", (1, 3)),
+        # Better in 2 of 3 windows and pooled: clear evidence.
+        ([0.0, 0.05, 0.2], "other", None),
+    ],
+)
+def test_the_preferred_candidate_is_kept_unless_beaten_in_most_windows(
+        other_errors: list[float], chosen: str, won: tuple[int, int] | None) -> None:
+    actual = [[100.0] * 10, [10.0] * 10, [10.0] * 10]
+    preferred = _backtest("pref", actual, [[v * 1.1 for v in w] for w in actual])
+    other = _backtest("other", actual, [[v * (1 + e) for v in w]
+                                        for w, e in zip(actual, other_errors, strict=True)])
+    assert other.wape < preferred.wape * (1 - 0.10)
+    choice = choose([other, preferred], combine_top=1, prefer="pref")
+    assert choice.members[0][0].name == chosen
+    assert choice.windows_won == won
+    assert (choice.kept_preferred is not None) == (won is not None)
+    # Without a preference the lowest pooled WAPE decides, as before.
+    assert choose([other, preferred], combine_top=1).members[0][0].name == "other"
+    assert windows_won(other.predictions, other.predictions[YHAT].to_numpy(),
+                       preferred.predictions[YHAT].to_numpy()) == (
+        won or (2, 3))
+
+
+def test_the_preferred_candidate_is_blended_with_the_yearly_family() -> None:
+    actual = [[100.0] * 10, [50.0] * 10, [80.0] * 10]
+    # The global model 10 % high, the partner 20 % low: the blend is better than either.
+    preferred = _backtest("lightgbm", actual, [[v * 1.1 for v in w] for w in actual])
+    partner = _backtest("yearly", actual, [[v * 0.8 for v in w] for w in actual])
+    choice = choose([partner, preferred], prefer="lightgbm", blend="yearly")
+    assert choice.weighting == "blend"
+    inverse = (1 / 0.2) / (1 / 0.2 + 1 / 0.1)
+    weight = 0.5 * inverse + 0.25  # shrunk halfway toward equal weights
+    assert [(c.name, w) for c, w in choice.members] == [
+        ("lightgbm", pytest.approx(1 - weight)), ("yearly", pytest.approx(weight))]
+    assert choice.wape == pytest.approx(abs((1 - weight) * 0.1 - weight * 0.2))
+    assert choice.kept_preferred is None
+    # Without a preference (intermittent products, named families) there is no blend.
+    assert choose([partner, preferred], blend="yearly").weighting != "blend"
+
+
+def test_the_blend_partner_is_never_chosen_alone_and_loses_its_weight_when_it_fails(
+        ) -> None:
+    actual = [[100.0] * 10, [50.0] * 10, [80.0] * 10]
+    preferred = _backtest("lightgbm", actual, [[v * 1.1 for v in w] for w in actual])
+    # Far better than the preferred one: still only a blend member.
+    good = _backtest("yearly", actual, [[v * 0.99 for v in w] for w in actual])
+    assert choose([good, preferred], prefer="lightgbm", blend="yearly").weighting == "blend"
+    # Pooled WAPE more than BLEND_FAIL_RATIO (2) times the preferred one's: weight 0.
+    bad = _backtest("yearly", actual, [[v * 0.75 for v in w] for w in actual])
+    assert bad.wape > BLEND_FAIL_RATIO * preferred.wape
+    choice = choose([bad, preferred], prefer="lightgbm", blend="yearly")
+    assert (choice.weighting, choice.members[0][0].name) == ("single", "lightgbm")
+
+
+def test_regular_products_backtest_the_blend_partner() -> None:
+    policy = CandidatePolicy()
+    assert [c.name for c in policy.for_class("high_volume")][-1] == "prophet_holidays"
+    assert policy.blend_for("high_volume") == "prophet_holidays"
+    assert policy.blend_for(ProductClass.INTERMITTENT) is None
+    assert "prophet_holidays" not in [c.name for c in policy.for_class("intermittent")]
+    assert CandidatePolicy(blend_regular=None).blend_for("high_volume") is None
 
 
 def test_only_regular_products_prefer_the_global_model() -> None:

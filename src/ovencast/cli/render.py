@@ -269,9 +269,12 @@ def leaderboard_top(details: dict[str, Any], n: int = 3) -> str:
                      f"{fmt(r['wape']).removeprefix('0')}" for r in rows) or "-"
     kept = selection.get("kept_preferred")
     if kept:  # selection.GLOBAL_PREFERENCE: why the chosen one is not the lowest
+        won = kept.get("windows_won")  # selection.PREFER_WINDOW_SHARE
+        why = (f"not more than {float(kept['margin']):.0%} better" if not won else
+               f"needs more than {float(kept['margin']):.0%} better and most windows; "
+               f"better in {won[0]} of {won[1]}")
         text += (f" ({kept['family']} kept over {kept['over']} "
-                 f"{fmt(kept['over_wape']).removeprefix('0')}: not more than "
-                 f"{float(kept['margin']):.0%} better)")
+                 f"{fmt(kept['over_wape']).removeprefix('0')}: {why})")
     return text
 
 

@@ -22,8 +22,18 @@ Contract:
   fits at every retraining and k times the artifact. Ties go to the simpler model.
 - Under `auto`, a regular product keeps the tenant's global model (LightGBM) unless the
   choice above backtests more than `GLOBAL_PREFERENCE` (10 %) better than it
-  (docs/decisions/001-global-model-preference.md). Intermittent products and lists of
-  named families are decided by the lowest WAPE alone (`CandidatePolicy.preferred_for`).
+  (docs/decisions/001-global-model-preference.md) and has the lower WAPE in more than
+  `PREFER_WINDOW_SHARE` (half) of the windows (`windows_won`; a pooled lead that one
+  window carries is no evidence: docs/decisions/013-window-evidence-and-yearly-blend.md).
+  Intermittent products and lists of named families are decided by the lowest WAPE
+  alone (`CandidatePolicy.preferred_for`).
+- Under `auto`, what a regular product keeps is the global model *blended* with a
+  yearly-seasonal family (`CandidatePolicy.blend_regular`, Prophet with default
+  parameters and the country's holidays): the partner's weight is its inverse backtest
+  WAPE weight shrunk halfway toward equal weights, 0 when its pooled backtest WAPE is
+  more than `BLEND_FAIL_RATIO` times the global model's (`_blended`). The partner is
+  backtested beside the other candidates but never chosen on its own or in the top-k
+  combinations. docs/decisions/013-window-evidence-and-yearly-blend.md.
 - A candidate that raises in any window is left out (its error is kept for the
   leaderboard); `select` raises `NoCandidate` when none is left, `NoBacktestWindow` when
   the plan gives no window at all (too short a history).
@@ -32,10 +42,12 @@ Candidate sets (`CandidatePolicy`, a policy value) name the candidates per produ
 Regular products: seasonal naive, the tenant's global LightGBM model
 (`families.lightgbm_global`: trained once per tenant by the job's tenant stage, so it
 costs no per-product fit), and Croston / TSB (smoothed-level forecasts; on products whose
-level drifts they are hard to beat). Intermittent products: Croston, TSB, ADIDA, IMAPA,
-seasonal naive, LightGBM. Every candidate fits in milliseconds or is adopted.
-Why these candidates and not MSTL, AutoETS, Prophet or AutoARIMA (each can be forced with
-`--models`): docs/decisions/002-auto-candidates.md.
+level drifts they are hard to beat), and the blend partner (Prophet with default
+parameters, about 0.5 s a fit: the one candidate that is neither cheap nor adopted).
+Intermittent products: Croston, TSB, ADIDA, IMAPA, seasonal naive, LightGBM.
+Why these candidates and not MSTL, AutoETS or AutoARIMA (each can be forced with
+`--models`): docs/decisions/002-auto-candidates.md; why Prophet as a blend partner:
+docs/decisions/013-window-evidence-and-yearly-blend.md.
 
 The plan (`BacktestPlan`): the 6 latest 28-day windows and, besides them, the 28 days that
 a forecast made a year earlier (52 weeks: same weekdays) covered (`seasonal`), because
@@ -79,8 +91,16 @@ GLOBAL_PREFERENCE = 0.10
 """For a regular product under `auto`, a candidate (or combination) replaces the tenant's
 global model only when its backtest WAPE is more than this share (10 %) below the global
 model's (docs/decisions/001-global-model-preference.md)."""
+BLEND_FAIL_RATIO = 2.0
+"""The blend partner of the global model (`CandidatePolicy.blend_regular`) loses its
+weight when its pooled backtest WAPE is more than this many times the global model's
+(docs/decisions/013-window-evidence-and-yearly-blend.md)."""
+PREFER_WINDOW_SHARE = 0.5
+"""... and only when it also has the lower WAPE than the global model in more than this
+share (half) of the backtest windows: a pooled lead that one window carries (a closure,
+a reopening) is no evidence (docs/decisions/013-window-evidence-and-yearly-blend.md)."""
 
-Weighting = Literal["single", "inverse_wape", "equal"]
+Weighting = Literal["single", "inverse_wape", "equal", "blend"]
 BacktestCallback = Callable[[str, int, int], None]
 """`on_backtest(candidate_name, n, total)`, called before candidate n (1-based) of total."""
 
@@ -168,6 +188,9 @@ class CandidatePolicy:
     # The regular products' preferred candidate (`choose`'s `prefer`): the tenant's
     # global model. None: the lowest backtest WAPE alone decides.
     prefer_regular: str | None = "lightgbm"
+    # A yearly-seasonal family blended into the preferred candidate (`choose`'s
+    # `blend`); backtested for regular products only, never chosen on its own.
+    blend_regular: str | None = "prophet_holidays"
 
     def __post_init__(self) -> None:
         for names in (self.regular, self.intermittent):
@@ -180,6 +203,9 @@ class CandidatePolicy:
         """The candidates of a class (enum or its value; an unknown or empty class is
         treated as regular)."""
         names = self.intermittent if _is_intermittent(product_class) else self.regular
+        if not _is_intermittent(product_class) and self.blend_regular \
+                and self.blend_regular not in names:
+            names = (*names, self.blend_regular)
         return tuple(resolve_candidate(name) for name in names)
 
     def preferred_for(self, product_class: ProductClass | str) -> str | None:
@@ -187,6 +213,11 @@ class CandidatePolicy:
         (`GLOBAL_PREFERENCE`): `prefer_regular` for regular classes, None for
         intermittent ones."""
         return None if _is_intermittent(product_class) else self.prefer_regular
+
+    def blend_for(self, product_class: ProductClass | str) -> str | None:
+        """The candidate blended into the preferred one (`choose`'s `blend`):
+        `blend_regular` for regular classes, None for intermittent ones."""
+        return None if _is_intermittent(product_class) else self.blend_regular
 
 
 def _is_intermittent(product_class: ProductClass | str) -> bool:
@@ -352,8 +383,10 @@ class Selection:
     actual: np.ndarray
     predicted: np.ndarray
     # When `choose` kept the preferred candidate over a lower backtest WAPE
-    # (`GLOBAL_PREFERENCE`): (preferred, the choice it overruled, that choice's WAPE).
+    # (`GLOBAL_PREFERENCE`, `PREFER_WINDOW_SHARE`): (preferred, the choice it overruled,
+    # that choice's WAPE), and (windows where that choice was better, windows scored).
     kept_preferred: tuple[str, str, float] | None = None
+    windows_won: tuple[int, int] | None = None
 
     @property
     def chosen(self) -> str:
@@ -412,14 +445,18 @@ class Selection:
             **({"kept_preferred": {"family": self.kept_preferred[0],
                                    "over": self.kept_preferred[1],
                                    "over_wape": _json_float(self.kept_preferred[2]),
-                                   "margin": GLOBAL_PREFERENCE}}
+                                   "margin": GLOBAL_PREFERENCE,
+                                   **({"windows_won": list(self.windows_won),
+                                       "window_share": PREFER_WINDOW_SHARE}
+                                      if self.windows_won else {})}}
                if self.kept_preferred else {}),
         }
 
 
 def select(history: pd.DataFrame, candidates: Sequence[Candidate], plan: BacktestPlan, *,
            combine_top: int = DEFAULT_COMBINE_TOP, min_gain: float = ENSEMBLE_MIN_GAIN,
-           prefer: str | None = None, context: FitContext = NO_CONTEXT,
+           prefer: str | None = None, blend: str | None = None,
+           context: FitContext = NO_CONTEXT,
            on_backtest: BacktestCallback | None = None) -> Selection:
     """Backtest every candidate on `history` (the training part only; see the module
     docstring) and choose the best single candidate or combination (`choose`; `prefer`
@@ -445,12 +482,14 @@ def select(history: pd.DataFrame, candidates: Sequence[Candidate], plan: Backtes
     if not results:
         raise NoCandidate("every candidate failed: " + "; ".join(
             f"{name}: {error}" for name, error in errors.items()), errors)
-    choice = choose(results, combine_top=combine_top, min_gain=min_gain, prefer=prefer)
+    choice = choose(results, combine_top=combine_top, min_gain=min_gain, prefer=prefer,
+                    blend=blend)
     return Selection(
         members=choice.members, weighting=choice.weighting, wape=choice.wape,
         backtests=choice.ranked, errors=errors, plan=plan,
         windows=tuple((w.start.date().isoformat(), w.end.date().isoformat()) for w in windows),
-        actual=choice.actual, predicted=choice.predicted, kept_preferred=choice.kept_preferred)
+        actual=choice.actual, predicted=choice.predicted, kept_preferred=choice.kept_preferred,
+        windows_won=choice.windows_won)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -464,25 +503,32 @@ class Choice:
     actual: np.ndarray
     predicted: np.ndarray
     kept_preferred: tuple[str, str, float] | None = None
+    windows_won: tuple[int, int] | None = None
 
 
 def choose(results: Sequence[FamilyBacktest], *, combine_top: int = DEFAULT_COMBINE_TOP,
            min_gain: float = ENSEMBLE_MIN_GAIN, prefer: str | None = None,
-           prefer_margin: float = GLOBAL_PREFERENCE) -> Choice:
+           prefer_margin: float = GLOBAL_PREFERENCE,
+           prefer_windows: float = PREFER_WINDOW_SHARE, blend: str | None = None
+           ) -> Choice:
     """The selection rule on finished backtests (all over the same windows): the lowest
     WAPE, or a combination of the best few that beats it by more than `min_gain`
     (module docstring). Then, with `prefer` (a candidate's name) among the results: the
     preferred candidate alone unless that choice's WAPE is more than `prefer_margin`
-    below its own. bench/origins.py replays this rule on stored backtests."""
+    below its own and it wins more than `prefer_windows` of the windows (`windows_won`).
+    bench/replay.py replays this rule on stored backtests."""
     if not results:
         raise ValueError("no backtests to choose from")
     ranked = sorted(results, key=lambda b: _rank(b.wape))
-    best = ranked[0]
+    partner = next((b for b in ranked if b.candidate.name == blend
+                    and math.isfinite(b.wape)), None) if prefer else None
+    pool = [b for b in ranked if b.candidate.name != blend] if prefer else ranked
+    best = (pool or ranked)[0]
     chosen: tuple[tuple[Candidate, float], ...] = ((best.candidate, 1.0),)
     weighting: Weighting = "single"
     chosen_wape = best.wape
     chosen_forecast = best.predictions[YHAT].to_numpy(dtype=float)
-    finite = [b for b in ranked if math.isfinite(b.wape)]
+    finite = [b for b in (pool or ranked) if math.isfinite(b.wape)]
     if math.isfinite(best.wape) and best.wape > 0:
         schemes: tuple[Weighting, ...] = ("inverse_wape", "equal")
         for k, scheme in cartesian(range(2, min(combine_top, len(finite)) + 1), schemes):
@@ -497,17 +543,66 @@ def choose(results: Sequence[FamilyBacktest], *, combine_top: int = DEFAULT_COMB
                 chosen = tuple((b.candidate, w) for b, w in zip(top, weights, strict=True))
                 weighting, chosen_wape, chosen_forecast = scheme, wape, forecast
     kept: tuple[str, str, float] | None = None
+    won: tuple[int, int] | None = None
     preferred = next((b for b in finite if b.candidate.name == prefer), None)
-    if (preferred is not None and chosen != ((preferred.candidate, 1.0),)
-            and chosen_wape > preferred.wape * (1.0 - prefer_margin)):
-        kept = (preferred.candidate.name, _label(chosen, weighting), chosen_wape)
-        chosen, weighting = ((preferred.candidate, 1.0),), "single"
-        chosen_wape = preferred.wape
-        chosen_forecast = preferred.predictions[YHAT].to_numpy(dtype=float)
+    if preferred is not None:
+        own, own_wape, own_forecast = _blended(preferred, partner)
+        own_weighting: Weighting = "blend" if len(own) > 1 else "single"
+        if chosen == ((preferred.candidate, 1.0),):
+            chosen, weighting = own, own_weighting
+            chosen_wape, chosen_forecast = own_wape, own_forecast
+        else:
+            won = windows_won(best.predictions, chosen_forecast, own_forecast)
+            if (chosen_wape > own_wape * (1.0 - prefer_margin)
+                    or won[0] <= prefer_windows * won[1]):
+                kept = (_label(own, own_weighting), _label(chosen, weighting), chosen_wape)
+                chosen, weighting = own, own_weighting
+                chosen_wape, chosen_forecast = own_wape, own_forecast
     actual, predicted = _open_pairs(best.predictions, chosen_forecast)
     return Choice(members=chosen, weighting=weighting, wape=chosen_wape,
                   ranked=tuple(ranked), actual=actual, predicted=predicted,
-                  kept_preferred=kept)
+                  kept_preferred=kept, windows_won=won if kept else None)
+
+
+def _blended(preferred: FamilyBacktest, partner: FamilyBacktest | None
+             ) -> tuple[tuple[tuple[Candidate, float], ...], float, np.ndarray]:
+    """The preferred candidate blended with `partner` (members, backtest WAPE, backtest
+    forecast): the partner's weight is its inverse-WAPE weight (pooled over the windows)
+    shrunk halfway toward equal weights; 0 when its pooled backtest WAPE is more than
+    `BLEND_FAIL_RATIO` times the preferred one's, or not finite (it failed)."""
+    own = preferred.predictions[YHAT].to_numpy(dtype=float)
+    alone = ((preferred.candidate, 1.0),), preferred.wape, own
+    if (partner is None or not preferred.wape > 0 or not math.isfinite(partner.wape)
+            or partner.wape > BLEND_FAIL_RATIO * preferred.wape):
+        return alone
+    if partner.wape == 0:
+        weight = 0.75
+    else:
+        inverse = (1.0 / partner.wape) / (1.0 / partner.wape + 1.0 / preferred.wape)
+        weight = 0.5 * inverse + 0.25
+    forecast = (1.0 - weight) * own + weight * partner.predictions[YHAT].to_numpy(dtype=float)
+    return (((preferred.candidate, 1.0 - weight), (partner.candidate, weight)),
+            _wape(preferred.predictions, forecast), forecast)
+
+
+def windows_won(predictions: pd.DataFrame, forecast: np.ndarray, other: np.ndarray
+                ) -> tuple[int, int]:
+    """(windows where `forecast` has the lower WAPE than `other`, windows scored): each
+    window of `predictions` (a backtest's, `WINDOW` column) scored on its own open days;
+    a window without sales on them scores neither and is not counted."""
+    is_open = ~predictions[CLOSED].to_numpy(dtype=bool)
+    y = predictions[Y].to_numpy(dtype=float)[is_open]
+    f = np.asarray(forecast, dtype=float)[is_open]
+    g = np.asarray(other, dtype=float)[is_open]
+    window = predictions[WINDOW].to_numpy()[is_open]
+    won = scored = 0
+    for index in np.unique(window):
+        at = window == index
+        if float(np.sum(np.abs(y[at]))) <= 0:
+            continue
+        scored += 1
+        won += int(np.sum(np.abs(y[at] - f[at])) < np.sum(np.abs(y[at] - g[at])))
+    return won, scored
 
 
 # -- internals ----------------------------------------------------------------------------

@@ -73,7 +73,8 @@ def _fit_product(history: pd.DataFrame, plan: FitPlan, prior: PriorFit | None,
     train, _ = plan.holdout.split(history)
     try:
         selection = select(train, candidates, plan.backtest, prefer=_preferred(plan),
-                           context=plan.context, on_backtest=sink.backtest)
+                           blend=_blend(plan), context=plan.context,
+                           on_backtest=sink.backtest)
     except NoBacktestWindow as exc:
         return _fit_without_backtest(history, plan, candidates, str(exc), sink, details)
     except NoCandidate as exc:
@@ -100,6 +101,13 @@ def _preferred(plan: FitPlan) -> str | None:
     candidate beats it clearly (selection.GLOBAL_PREFERENCE); a list of named families is
     decided by the lowest backtest WAPE alone."""
     return plan.candidates.preferred_for(plan.product_class) if plan.families == (AUTO,) \
+        else None
+
+
+def _blend(plan: FitPlan) -> str | None:
+    """`auto` blends a yearly-seasonal family into the preferred global model for a
+    regular product (selection.CandidatePolicy.blend_regular)."""
+    return plan.candidates.blend_for(plan.product_class) if plan.families == (AUTO,) \
         else None
 
 
