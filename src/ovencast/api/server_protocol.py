@@ -35,7 +35,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._timer: asyncio.TimerHandle | None = None
-        self._in_body = False
 
     # The headers' deadline: from the connection, and from each new request's first byte.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -50,7 +49,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     # The body's idle limit: from the end of the headers, again after every chunk read.
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
-        self._in_body = True
         self._arm(self.body_timeout_s, self._body_timed_out)
 
     def on_body(self, body: bytes) -> None:
@@ -59,7 +57,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
-        self._in_body = False
         self._disarm()
 
     def handle_websocket_upgrade(self) -> None:
@@ -92,7 +89,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def _body_timed_out(self) -> None:
         self._timer = None
-        if self.transport.is_closing() or not self._in_body:
+        if self.transport.is_closing():
             return
         if self.flow is not None and self.flow.read_paused:
             # We stopped reading (the application is behind): not the client's delay.
