@@ -41,13 +41,13 @@ def from_bytes(payload: bytes) -> pd.DataFrame:
 def save_histories(settings: Settings, tenant: str, job_id: int,
                    histories: dict[str, pd.DataFrame]) -> dict[str, dict[str, str]]:
     """Store each product's history; product -> {"key", "sha256"} (recorded on its run).
-    A retried preparation writes the same keys again (nothing recorded them yet)."""
+    What a retried preparation stored before is unreferenced: deleted first, so that the
+    saves back nothing up."""
+    discard(settings, tenant, job_id)
     store = store_for(settings)
     records: dict[str, dict[str, str]] = {}
     for product, history in histories.items():
-        key = job_data_key(tenant, job_id, product)
-        store.delete(key)  # a retried preparation's file: unreferenced, no backup of it
-        stored = store.save(key, to_bytes(history))
+        stored = store.save(job_data_key(tenant, job_id, product), to_bytes(history))
         records[product] = {"key": stored.key, "sha256": stored.sha256}
     return records
 
