@@ -160,23 +160,29 @@ def test_serve_refuses_an_empty_database_with_one_line(empty_database_url: str,
     assert "Traceback" not in result.stderr
 
 
+def start_serve(env: dict[str, str], port: int) -> subprocess.Popen[str]:
+    """`ovencast serve` on `port`, once its /health answers (fails after 60 s)."""
+    process = subprocess.Popen(cli_command(["serve", "--port", str(port)]), env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while True:
+        assert process.poll() is None, process.communicate()[0]
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"ovencast serve did not answer in 60 s:\n{process.communicate()[0]}")
+        time.sleep(0.2)
+
+
 def test_serve_runs_the_api(api_settings: Settings) -> None:
     port = free_port()
-    process = subprocess.Popen(cli_command(["serve", "--port", str(port)]),
-                               env=settings_env(api_settings), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    process = start_serve(settings_env(api_settings), port)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, process.communicate()[0]
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "ovencast serve did not answer in 60 s"
-            time.sleep(0.2)
         assert httpx.get(f"{base}/ready", timeout=10).json()["status"] == "ready"
     finally:
         process.terminate()

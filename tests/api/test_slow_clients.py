@@ -6,17 +6,16 @@ server answers other clients meanwhile (api/server_protocol.py)."""
 from __future__ import annotations
 
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from conftest import cli_command, settings_env
+from conftest import settings_env
 from ovencast.settings import Settings
 
-from .test_operations import free_port
+from .test_operations import free_port, start_serve
 
 pytestmark = pytest.mark.postgres
 
@@ -28,19 +27,8 @@ def server(api_settings: Settings) -> Iterator[tuple[str, int]]:
     port = free_port()
     env = settings_env(api_settings, REQUEST_HEADER_TIMEOUT_SECONDS=str(TIMEOUT_S),
                        REQUEST_BODY_TIMEOUT_SECONDS=str(TIMEOUT_S))
-    process = subprocess.Popen(cli_command(["serve", "--port", str(port)]), env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = start_serve(env, port)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, process.communicate()[0]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "ovencast serve did not answer in 60 s"
-            time.sleep(0.2)
         yield "127.0.0.1", port
     finally:
         process.terminate()
