@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from conftest import import_directory
 from ovencast.db.runtime import Database
@@ -51,8 +52,8 @@ async def rebuild(database: Database, settings: Settings, job_id: int, product: 
         return await product_task(tenant, job, run, settings=settings)
 
 
-async def run_of(session: object, job_id: int, product: str) -> TrainingRun:
-    found = await session.scalars(select(TrainingRun).where(  # type: ignore[attr-defined]
+async def run_of(session: AsyncSession, job_id: int, product: str) -> TrainingRun:
+    found = await session.scalars(select(TrainingRun).where(
         TrainingRun.job_id == job_id, TrainingRun.product == product))
     run: TrainingRun = found.one()
     return run
@@ -141,8 +142,8 @@ class _ImportingMeanwhile(DatabaseSource):
     """The real database source, with an import committing between each two reads of
     the data version (what a concurrent upload does)."""
 
-    def __init__(self, session: object, *, changes: int) -> None:
-        super().__init__(session)  # type: ignore[arg-type]
+    def __init__(self, session: AsyncSession, *, changes: int) -> None:
+        super().__init__(session)
         self.changes, self.calls = changes, 0
 
     async def data_version(self, tenant_name: str) -> int | None:
