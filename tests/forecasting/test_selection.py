@@ -33,6 +33,7 @@ from ovencast.forecasting.selection import (
     NoCandidate,
     backtest_family,
     choose,
+    partner_windows,
     resolve_candidate,
     select,
     windows_won,
@@ -155,6 +156,8 @@ def test_seasonal_window_needs_training_days(make_history: HistoryFactory, n_day
         assert len(windows) == len(recent) + 1
         assert windows[0].start == pd.Timestamp(day(seasonal_start))
         assert int((~windows[0].train[CLOSED]).sum()) >= BacktestPlan().min_train_days
+    assert [w.seasonal for w in windows] == (
+        [True] * (seasonal_start is not None) + [False] * len(recent))
 
 
 def test_seasonal_window_left_out_when_closed_or_overlapping(
@@ -452,6 +455,50 @@ def test_the_blend_partner_is_never_chosen_alone_and_loses_its_weight_when_it_fa
     assert bad.wape > BLEND_FAIL_RATIO * preferred.wape
     choice = choose([bad, preferred], prefer="lightgbm", blend="yearly")
     assert (choice.weighting, choice.members[0][0].name) == ("single", "lightgbm")
+
+
+def test_the_blend_partner_runs_on_the_seasonal_and_latest_windows_only(
+        make_history: HistoryFactory) -> None:
+    history = make_history(weekly(80, noise=0.1))  # 560 days: the seasonal window too
+    windows = BacktestPlan().windows(history)
+    assert [w.seasonal for w in windows] == [True] + [False] * 6
+    assert partner_windows(windows) == [0, 5, 6]
+    assert partner_windows(BacktestPlan(seasonal=False).windows(history)) == [4, 5]
+    assert partner_windows(windows[-1:]) == [0]
+    selection = select(history, [resolve_candidate("tsb"), resolve_candidate("seasonal_naive")],
+                       BacktestPlan(), prefer="tsb", blend="seasonal_naive")
+    by_name = {b.family: b for b in selection.backtests}
+    assert sorted(by_name["seasonal_naive"].predictions[WINDOW].unique()) == [0, 5, 6]
+    assert sorted(by_name["tsb"].predictions[WINDOW].unique()) == list(range(7))
+    # Without a preference the named family is an ordinary candidate on every window.
+    plain = select(history, [resolve_candidate("tsb"), resolve_candidate("seasonal_naive")],
+                   BacktestPlan(), blend="seasonal_naive")
+    assert all(len(b.predictions[WINDOW].unique()) == 7 for b in plain.backtests)
+
+
+def test_a_blend_weighs_and_calibrates_on_the_partners_windows_only() -> None:
+    actual = [[100.0] * 10, [50.0] * 10, [80.0] * 10]
+    # The preferred one is exact in window 0 and 10 % high in windows 1 and 2, where the
+    # partner ran (20 % low).
+    preferred = _backtest("lightgbm", actual,
+                          [[v * (1.0 if i == 0 else 1.1) for v in w]
+                           for i, w in enumerate(actual)])
+    full = _backtest("yearly", actual, [[v * 0.8 for v in w] for w in actual])
+    rows = full.predictions[WINDOW].isin([1, 2]).to_numpy()
+    partner = dataclasses.replace(full, predictions=full.predictions.loc[rows],
+                                  wape=0.2)
+    choice = choose([partner, preferred], prefer="lightgbm", blend="yearly")
+    inverse = (1 / 0.2) / (1 / 0.2 + 1 / 0.1)  # against the preferred one's 0.1 there
+    weight = 0.5 * inverse + 0.25
+    assert [(c.name, w) for c, w in choice.members] == [
+        ("lightgbm", pytest.approx(1 - weight)), ("yearly", pytest.approx(weight))]
+    # Window 0 keeps the preferred forecast (exact); the others are blended.
+    blended_error = abs((1 - weight) * 0.1 - weight * 0.2)
+    assert choice.wape == pytest.approx(blended_error * 130 / 230)
+    # The quantiles are calibrated on the blended windows' days only.
+    assert len(choice.actual) == 20
+    assert choice.predicted == pytest.approx(
+        np.array([50.0] * 10 + [80.0] * 10) * (1 + (1 - weight) * 0.1 - weight * 0.2))
 
 
 def test_regular_products_backtest_the_blend_partner() -> None:

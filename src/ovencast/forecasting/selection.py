@@ -95,6 +95,11 @@ BLEND_FAIL_RATIO = 2.0
 """The blend partner of the global model (`CandidatePolicy.blend_regular`) loses its
 weight when its pooled backtest WAPE is more than this many times the global model's
 (docs/decisions/013-window-evidence-and-yearly-blend.md)."""
+BLEND_RECENT_WINDOWS = 2
+"""The blend partner is backtested on the plan's seasonal window and this many latest
+windows only, not on all of them: its weight barely moves with more windows (0.46-0.51
+on both shared datasets with 7) and each of its windows is a Prophet fit, the largest
+cost of a regular product (docs/decisions/014-cheaper-blend-partner.md)."""
 PREFER_WINDOW_SHARE = 0.5
 """... and only when it also has the lower WAPE than the global model in more than this
 share (half) of the backtest windows: a pooled lead that one window carries (a closure,
@@ -237,6 +242,7 @@ class BacktestWindow:
     end: pd.Timestamp
     train: pd.DataFrame
     test: pd.DataFrame
+    seasonal: bool = False  # the window a year before the day after the history
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,14 +272,14 @@ class BacktestPlan:
         is_open = ~frame[CLOSED].astype(bool).to_numpy()
         last = dates.max().normalize()
         step = pd.Timedelta(days=self.horizon_days)
-        spans = [(last - back * step - step + pd.Timedelta(days=1), last - back * step)
+        spans = [(last - back * step - step + pd.Timedelta(days=1), last - back * step, False)
                  for back in range(self.n_windows - 1, -1, -1)]
         if self.seasonal:
             start = last + pd.Timedelta(days=1) - pd.Timedelta(days=SEASONAL_LAG_DAYS)
             if start + step <= spans[0][0]:  # never overlaps the recent windows
-                spans.insert(0, (start, start + step - pd.Timedelta(days=1)))
+                spans.insert(0, (start, start + step - pd.Timedelta(days=1), True))
         found: list[BacktestWindow] = []
-        for start, end in spans:
+        for start, end, seasonal in spans:
             before = np.asarray(dates < start)
             inside = np.asarray((dates >= start) & (dates <= end))
             if int((before & is_open).sum()) < self.min_train_days:
@@ -283,7 +289,7 @@ class BacktestPlan:
             found.append(BacktestWindow(
                 start=start, end=end,
                 train=frame.loc[before].reset_index(drop=True),
-                test=frame.loc[inside].reset_index(drop=True)))
+                test=frame.loc[inside].reset_index(drop=True), seasonal=seasonal))
         return found
 
     def to_dict(self) -> dict[str, Any]:
@@ -328,11 +334,13 @@ class FamilyBacktest:
 
 def backtest_family(history: pd.DataFrame, candidate: Candidate, plan: BacktestPlan, *,
                     windows: Sequence[BacktestWindow] | None = None,
-                    context: FitContext = NO_CONTEXT) -> FamilyBacktest:
+                    context: FitContext = NO_CONTEXT,
+                    only: Sequence[int] | None = None) -> FamilyBacktest:
     """Fit `candidate` on every window's training rows (with `context`) and score it on
     the window. `windows`: `plan.windows(history)` when the caller has them already
-    (`select` cuts them once for all candidates). Raises NoBacktestWindow when the plan
-    has no window for `history`; a fit's error propagates."""
+    (`select` cuts them once for all candidates); `only`: the positions of the windows to
+    run (the others are skipped; `WINDOW` keeps the positions). Raises NoBacktestWindow
+    when the plan has no window for `history`; a fit's error propagates."""
     windows = plan.windows(history) if windows is None else windows
     if not windows:
         raise NoBacktestWindow(_no_window_message(history, plan))
@@ -340,6 +348,8 @@ def backtest_family(history: pd.DataFrame, candidate: Candidate, plan: BacktestP
     parts: list[pd.DataFrame] = []
     metrics: list[Metrics] = []
     for index, window in enumerate(windows):
+        if only is not None and index not in only:
+            continue
         model = candidate.build().fit(window.train, context=context)
         test = window.test
         future = test[[DATE, CLOSED, *model.regressors]]
@@ -474,9 +484,10 @@ def select(history: pd.DataFrame, candidates: Sequence[Candidate], plan: Backtes
     for n, candidate in enumerate(candidates, start=1):
         if on_backtest is not None:
             on_backtest(candidate.name, n, len(candidates))
+        only = partner_windows(windows) if prefer and candidate.name == blend else None
         try:
             results.append(backtest_family(history, candidate, plan, windows=windows,
-                                           context=context))
+                                           context=context, only=only))
         except Exception as exc:  # one candidate's failure never hides the others
             errors[candidate.name] = f"{type(exc).__name__}: {exc}"
     if not results:
@@ -544,9 +555,10 @@ def choose(results: Sequence[FamilyBacktest], *, combine_top: int = DEFAULT_COMB
                 weighting, chosen_wape, chosen_forecast = scheme, wape, forecast
     kept: tuple[str, str, float] | None = None
     won: tuple[int, int] | None = None
+    blended_rows: np.ndarray | None = None
     preferred = next((b for b in finite if b.candidate.name == prefer), None)
     if preferred is not None:
-        own, own_wape, own_forecast = _blended(preferred, partner)
+        own, own_wape, own_forecast, blended_rows = _blended(preferred, partner)
         own_weighting: Weighting = "blend" if len(own) > 1 else "single"
         if chosen == ((preferred.candidate, 1.0),):
             chosen, weighting = own, own_weighting
@@ -559,30 +571,51 @@ def choose(results: Sequence[FamilyBacktest], *, combine_top: int = DEFAULT_COMB
                 chosen, weighting = own, own_weighting
                 chosen_wape, chosen_forecast = own_wape, own_forecast
     actual, predicted = _open_pairs(best.predictions, chosen_forecast)
+    if weighting == "blend" and blended_rows is not None:
+        # calibrated on the windows where the blend itself was backtested
+        actual, predicted = _open_pairs(best.predictions.loc[blended_rows],
+                                        chosen_forecast[blended_rows])
     return Choice(members=chosen, weighting=weighting, wape=chosen_wape,
                   ranked=tuple(ranked), actual=actual, predicted=predicted,
                   kept_preferred=kept, windows_won=won if kept else None)
 
 
+def partner_windows(windows: Sequence[BacktestWindow]) -> list[int]:
+    """Positions of the windows the blend partner is backtested on: the seasonal window
+    (if the plan has one) and the `BLEND_RECENT_WINDOWS` latest."""
+    latest = range(max(0, len(windows) - BLEND_RECENT_WINDOWS), len(windows))
+    return sorted({*(i for i, w in enumerate(windows) if w.seasonal), *latest})
+
+
 def _blended(preferred: FamilyBacktest, partner: FamilyBacktest | None
-             ) -> tuple[tuple[tuple[Candidate, float], ...], float, np.ndarray]:
+             ) -> tuple[tuple[tuple[Candidate, float], ...], float, np.ndarray,
+                        np.ndarray | None]:
     """The preferred candidate blended with `partner` (members, backtest WAPE, backtest
-    forecast): the partner's weight is its inverse-WAPE weight (pooled over the windows)
-    shrunk halfway toward equal weights; 0 when its pooled backtest WAPE is more than
-    `BLEND_FAIL_RATIO` times the preferred one's, or not finite (it failed)."""
+    forecast over the preferred one's windows). The partner ran on some of those windows
+    (`partner_windows`): its weight is its inverse-WAPE weight against the preferred
+    one's on the same windows, shrunk halfway toward equal weights; 0 when its WAPE there
+    is more than `BLEND_FAIL_RATIO` times the preferred one's, or not finite (it failed).
+    The blend's backtest forecast is the preferred one's alone on the other windows; the
+    last item marks the rows of the windows the blend really ran on (None: no blend)."""
     own = preferred.predictions[YHAT].to_numpy(dtype=float)
-    alone = ((preferred.candidate, 1.0),), preferred.wape, own
-    if (partner is None or not preferred.wape > 0 or not math.isfinite(partner.wape)
-            or partner.wape > BLEND_FAIL_RATIO * preferred.wape):
+    alone = ((preferred.candidate, 1.0),), preferred.wape, own, None
+    if partner is None or not math.isfinite(partner.wape):
+        return alone
+    shared = preferred.predictions[WINDOW].isin(
+        partner.predictions[WINDOW].unique()).to_numpy()
+    own_wape = _wape(preferred.predictions.loc[shared], own[shared])
+    if not own_wape > 0 or partner.wape > BLEND_FAIL_RATIO * own_wape:
         return alone
     if partner.wape == 0:
         weight = 0.75
     else:
-        inverse = (1.0 / partner.wape) / (1.0 / partner.wape + 1.0 / preferred.wape)
+        inverse = (1.0 / partner.wape) / (1.0 / partner.wape + 1.0 / own_wape)
         weight = 0.5 * inverse + 0.25
-    forecast = (1.0 - weight) * own + weight * partner.predictions[YHAT].to_numpy(dtype=float)
+    forecast = own.copy()
+    forecast[shared] = ((1.0 - weight) * own[shared]
+                        + weight * partner.predictions[YHAT].to_numpy(dtype=float))
     return (((preferred.candidate, 1.0 - weight), (partner.candidate, weight)),
-            _wape(preferred.predictions, forecast), forecast)
+            _wape(preferred.predictions, forecast), forecast, shared)
 
 
 def windows_won(predictions: pd.DataFrame, forecast: np.ndarray, other: np.ndarray
