@@ -263,3 +263,11 @@ def _sleeper_alive(pid: int) -> bool:
         return b"time.sleep(600)" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
+
+
+def test_prophet_fits_write_their_data_with_ujson() -> None:
+    # pyproject.toml's ujson is there for stanio, cmdstanpy's JSON writer, which uses it
+    # when it imports: the data of every Prophet fit is encoded in C, not json's Python.
+    import stanio.json
+
+    assert stanio.json.UJSON_AVAILABLE
