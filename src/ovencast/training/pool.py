@@ -38,9 +38,10 @@ from ovencast.training.worker import run_product_task
 log = get_logger(__name__)
 
 PRELOAD = ("ovencast.training.worker", "ovencast.training.pool", "statsforecast.models",
-           "lightgbm")
-"""What the fork server imports before it forks a worker (about 3 s of imports: pandas,
-SQLAlchemy, statsforecast with statsmodels and scipy, LightGBM)."""
+           "lightgbm", "prophet")
+"""What the fork server imports before it forks a worker (about 4 s of imports: pandas,
+SQLAlchemy, statsforecast with statsmodels and scipy, LightGBM, and Prophet with
+matplotlib, which `auto` fits for every regular product: decision 013)."""
 
 
 def worker_context(preload: Sequence[str] = ()) -> Any:
