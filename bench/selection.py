@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ovencast.forecasting.classes import ClassThresholds
+from ovencast.forecasting.families.base import FitContext
 from ovencast.forecasting.features import build_tenant_frame
 from ovencast.forecasting.frame import CLOSED, PRODUCT, Y
 from ovencast.forecasting.global_stage import needs_global_stage, train_tenant_models
@@ -80,7 +81,7 @@ def main() -> None:
         plan = FitPlan(families=tuple(args.models.split(",")), product_class=product_class,
                        country=args.country, subdivision=args.subdivision,
                        regressors=regressors, time_limit_s=1800.0, candidates=policy,
-                       global_fits=fits, product=product)
+                       context=FitContext(product=product, global_fits=fits))
         started = time.perf_counter()
         result = fit_product(history, plan)
         elapsed = time.perf_counter() - started
