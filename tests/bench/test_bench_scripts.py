@@ -119,3 +119,12 @@ def test_scale_prints_time_and_memory_per_product_count(tmp_path: Path,
     assert "| products | sales rows | import s | train s |" in out
     assert json.loads(figures.read_text())[0]["products"] == 3
     assert (tmp_path / "scale.png").stat().st_size > 0
+
+
+def test_selection_prints_each_products_choice_and_leaderboard() -> None:
+    out = _bench("selection.py", [str(KIEL), "--country", "DE", "--subdivision", "SH",
+                                  "--products", "rolls", "--models", "seasonal_naive,tsb"])
+    assert "rolls" in out and "leaderboard" in out
+    found = re.search(r"mean holdout WAPE ([0-9.]+) \(seasonal naive ([0-9.]+)\)", out)
+    assert found, out
+    assert 0 < float(found.group(1)) <= float(found.group(2)) < 1
