@@ -98,6 +98,8 @@ def trained_kiel(kiel_dir: Path, tmp_path_factory: pytest.TempPathFactory
 def test_train_until_then_forecast_every_product_and_date(trained_kiel: TrainedTenant,
                                                           run_cli: Any) -> None:
     assert "succeeded" in trained_kiel.train.stdout
+    # The workers' fork server preloads Prophet quietly (training.pool.PRELOAD).
+    assert "plotly" not in trained_kiel.train.stdout + trained_kiel.train.stderr
     versions = _versions(trained_kiel.settings)
     assert [(v.product, v.version, v.is_active) for v in versions] == [
         (p, 1, True) for p in PRODUCTS]

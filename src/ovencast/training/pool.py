@@ -38,7 +38,7 @@ from ovencast.training.worker import run_product_task
 log = get_logger(__name__)
 
 PRELOAD = ("ovencast.training.worker", "ovencast.training.pool", "statsforecast.models",
-           "lightgbm", "prophet")
+           "lightgbm", "ovencast.forecasting.families.prophet_preload")
 """What the fork server imports before it forks a worker (about 4 s of imports: pandas,
 SQLAlchemy, statsforecast with statsmodels and scipy, LightGBM, and Prophet with
 matplotlib, which `auto` fits for every regular product: decision 013)."""
