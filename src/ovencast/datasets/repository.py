@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import date, datetime
 from typing import Any, cast
 
+import asyncpg
 import numpy as np
 import pandas as pd
 from sqlalchemy import (
@@ -33,6 +35,7 @@ from sqlalchemy import (
     text,
     true,
 )
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -227,9 +230,11 @@ async def add_changes(session: AsyncSession, changes: Sequence[dict[str, Any]]) 
     if (session.get_bind().dialect.name == "postgresql"
             and len(changes) >= COPY_MIN_ROWS):
         driver = await _copy_connection(session)
-        await driver.copy_records_to_table(
-            DatasetImportChange.__tablename__, columns=_CHANGE_COLUMNS,
-            records=[tuple(change[c] for c in _CHANGE_COLUMNS) for change in changes])
+        table = DatasetImportChange.__tablename__
+        async with _as_sqlalchemy_errors(session, driver, f"COPY {table} FROM STDIN"):
+            await driver.copy_records_to_table(
+                table, columns=_CHANGE_COLUMNS,
+                records=[tuple(change[c] for c in _CHANGE_COLUMNS) for change in changes])
         return
     for batch in batches(changes, BATCH_ROWS):
         await session.execute(insert(_core(DatasetImportChange)), batch)
@@ -273,14 +278,47 @@ async def _copy_upsert(session: AsyncSession, tenant_id: int, kind: SeriesKind,
     # One staging table per transaction, emptied for each call: an import upserts in
     # chunks of KEYS_PER_QUERY. Its columns take the target's types (WITH NO DATA).
     # TRUNCATE, not DELETE: dead rows would make every later INSERT .. SELECT scan them.
-    await driver.execute(
-        f"CREATE TEMP TABLE IF NOT EXISTS {staging} ON COMMIT DROP AS "
-        f"SELECT {columns} FROM {table} WITH NO DATA; TRUNCATE {staging}")
-    await driver.copy_records_to_table(staging, columns=copied, records=records)
-    await driver.execute(
-        f"INSERT INTO {table} (tenant_id, {columns}) "
-        f"SELECT {tenant_id:d}, {columns} FROM {staging} "
-        f"ON CONFLICT (tenant_id, {name}, date) DO UPDATE SET {updated}")
+    statement = (f"CREATE TEMP TABLE IF NOT EXISTS {staging} ON COMMIT DROP AS "
+                 f"SELECT {columns} FROM {table} WITH NO DATA; TRUNCATE {staging}")
+    async with _as_sqlalchemy_errors(session, driver, statement):
+        await driver.execute(statement)
+    async with _as_sqlalchemy_errors(session, driver, f"COPY {staging} FROM STDIN"):
+        await driver.copy_records_to_table(staging, columns=copied, records=records)
+    statement = (f"INSERT INTO {table} (tenant_id, {columns}) "
+                 f"SELECT {tenant_id:d}, {columns} FROM {staging} "
+                 f"ON CONFLICT (tenant_id, {name}, date) DO UPDATE SET {updated}")
+    async with _as_sqlalchemy_errors(session, driver, statement):
+        await driver.execute(statement)
+
+
+@asynccontextmanager
+async def _as_sqlalchemy_errors(session: AsyncSession, driver: Any, statement: str
+                                ) -> AsyncIterator[None]:
+    """asyncpg's errors on the raw connection raised as SQLAlchemy raises them for its own
+    statements (the translation of its asyncpg adapter, then `DBAPIError.instance`):
+    callers tell a database outage from a bad upload by these classes
+    (db/session.DATABASE_ERRORS: a lost connection is an InterfaceError). A closed
+    connection is invalidated, as SQLAlchemy does, so that the rollback does not fail
+    on it in turn."""
+    try:
+        yield
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        if driver.is_closed():
+            await (await session.connection()).invalidate(error)
+        dialect = session.get_bind().dialect
+        dbapi = dialect.loaded_dbapi
+        adapted: type[Exception]
+        if isinstance(error, asyncpg.IntegrityConstraintViolationError):
+            adapted = dbapi.IntegrityError
+        elif isinstance(error, asyncpg.exceptions.SyntaxOrAccessError):
+            adapted = dbapi.ProgrammingError
+        elif isinstance(error, asyncpg.InterfaceError):
+            adapted = dbapi.InterfaceError
+        else:
+            adapted = dbapi.Error
+        raise sa_exc.DBAPIError.instance(
+            statement, None, adapted(str(error), error), dbapi.Error, dialect=dialect,
+            connection_invalidated=driver.is_closed()) from error
 
 
 async def changes_of(session: AsyncSession, import_id: int, *, after_id: int = 0,
