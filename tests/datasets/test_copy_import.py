@@ -4,22 +4,25 @@ later in the unit of work leaves nothing behind. SQLite keeps executemany batche
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import event, select, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
-from conftest import make_settings
+from conftest import PG_HOST, PG_PORT, PG_USER, make_settings
 from ovencast.datasets import repository
 from ovencast.datasets import service as datasets_service
-from ovencast.datasets.history import ChangeCounts, ImportMode
+from ovencast.datasets.history import ChangeCounts, ImportMode, SeriesKind, Target
 from ovencast.datasets.reader import parse_dataset
 from ovencast.db.runtime import Database
-from ovencast.db.session import unit_of_work
+from ovencast.db.session import DATABASE_ERRORS, unit_of_work
 from ovencast.db.tables import (
     DatasetImport,
     DatasetImportChange,
@@ -193,6 +196,49 @@ async def test_a_failure_after_the_copy_leaves_the_tenants_rows_and_history_unto
     # (shift 1 changes every quantity of the days both files have)
     assert again.sales == ChangeCounts(added=PRODUCTS * 500,
                                        changed=PRODUCTS * (DAYS - DAYS // 2))
+
+
+
+@pytest.mark.parametrize("path", ["copy", "executemany"])
+async def test_a_connection_lost_before_a_write_is_a_database_outage(
+        database: Database, monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    """The server ends the session's connection (as a restart would): the write raises
+    what callers retry as an outage (DATABASE_ERRORS), and the rollback does not fail."""
+    if path == "executemany":
+        monkeypatch.setattr(repository, "COPY_MIN_ROWS", 10**9)
+    targets = [Target("bread", START + timedelta(days=d), 1.0) for d in range(DAYS)]
+
+    async def write_after_the_server_ended_the_connection() -> None:
+        async with unit_of_work(database.sessions) as session:
+            tenant = await tenants_service.ensure_tenant(session, "t1")
+            pid = await session.scalar(text("SELECT pg_backend_pid()"))
+            admin = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER,
+                                          database="postgres")
+            try:
+                await admin.execute("SELECT pg_terminate_backend($1)", pid)
+            finally:
+                await admin.close()
+            # Until the client has seen the connection close (racing it, asyncpg says
+            # "another operation is in progress", on either path).
+            raw = await (await session.connection()).get_raw_connection()
+            for _ in range(500):
+                if raw.driver_connection.is_closed():
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                pytest.fail("the client did not see its connection closed within 5 s")
+            await repository.upsert_rows(session, tenant.id, SeriesKind.SALES, targets)
+
+    with pytest.raises(DATABASE_ERRORS) as failed:
+        await write_after_the_server_ended_the_connection()
+    assert isinstance(failed.value, sa_exc.InterfaceError)
+    assert "connection is closed" in str(failed.value)
+    # The write's own error, not one of the rollback on the closed connection.
+    assert failed.value.statement is not None
+    assert failed.value.statement.startswith(
+        "CREATE TEMP TABLE" if path == "copy" else "INSERT INTO sales_observations")
+    # The pool hands out a working connection next.
+    await _import(database, "t1", {"sales.csv": _sales(range(1), range(10), 0)})
 
 
 # ------------------------------------------------------------------------------ SQLite
