@@ -1,11 +1,14 @@
 """Memory and time of reading (and optionally importing) a generated sales file.
 
     python bench/import_memory.py [--products 500] [--days 2000] [--import]
+                                  [--database-url URL]
 
 Prints the file's size, the reader's peak traced memory (tracemalloc: Python objects,
 not the process RSS) and per-row bytes, and with --import the time of a first import, of
-the same import again and of one that changes every row, into a fresh SQLite database
-(merge mode, with the import history). The bound it shows is documented in README
+the same import again and of one that changes every row (merge mode, with the import
+history), into a fresh SQLite database or, with --database-url, into that database (an
+empty one at the head revision: `ovencast db upgrade`; its tenant `bench` must not exist
+yet, so that the first import adds every row). The bound it shows is documented in README
 "Importing data" (IMPORT_MAX_ROWS x about 20 bytes).
 """
 
@@ -54,8 +57,9 @@ def measure_read(directory: Path) -> ParsedDataset:
     return dataset
 
 
-async def measure_imports(home: Path, first: ParsedDataset, changed: ParsedDataset) -> None:
-    database = Database.open(Settings(ovencast_home=home))
+async def measure_imports(home: Path, first: ParsedDataset, changed: ParsedDataset, *,
+                          database_url: str | None) -> None:
+    database = Database.open(Settings(ovencast_home=home, database_url=database_url))
     await database.ready()
     try:
         for label, dataset in (("first import", first), ("same again", first),
@@ -77,6 +81,9 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=2000)
     parser.add_argument("--import", dest="do_import", action="store_true",
                         help="also time imports into a fresh SQLite database")
+    parser.add_argument("--database-url", default=None,
+                        help="import into this database instead (e.g. postgresql+asyncpg://"
+                             "user@host/db, migrated to head, without a tenant `bench`)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
@@ -84,7 +91,8 @@ def main() -> None:
         if args.do_import:
             changed = read_dataset_dir(write_sales(root / "b", args.products, args.days,
                                                    shift=1))
-            asyncio.run(measure_imports(root / "home", dataset, changed))
+            asyncio.run(measure_imports(root / "home", dataset, changed,
+                                        database_url=args.database_url))
 
 
 if __name__ == "__main__":
