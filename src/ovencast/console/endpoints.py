@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
@@ -46,6 +46,7 @@ from ovencast.keys.access import Caller
 from ovencast.keys.roles import Role
 from ovencast.models import service as models_service
 from ovencast.models.schemas import VersionNumber
+from ovencast.settings import Settings
 from ovencast.tenants import service as tenants_service
 
 router = APIRouter(include_in_schema=False)
@@ -130,6 +131,17 @@ async def visit(request: Request) -> Visit:
     return Visit(request, caller, session)
 
 
+async def signed_in(request: Request) -> Visit | Response:
+    """The request's visit, or the answer instead of one: the sign-in page when not signed
+    in, an error page when it is refused otherwise (the rate limit, say)."""
+    try:
+        return await visit(request)
+    except Unauthenticated:
+        return to_sign_in()
+    except OvencastError as exc:
+        return error_page(request, exc)
+
+
 async def reach(session: AsyncSession, caller: Caller, tenant: str, role: Role) -> Tenant:
     """The API's checks (keys/access.py) in the API's order: another tenant is 404 in the
     words of one that does not exist, then the role (403)."""
@@ -148,12 +160,9 @@ async def tenant_request(request: Request, tenant: str, role: Role, work: Work, 
     """One console request about `tenant`: signed in (else to the sign-in page), the form's
     origin and CSRF token checked (`form`), one unit of work (committed when `work`
     returns; an error rolls it back and is shown as a page with the API's status)."""
-    try:
-        seen = await visit(request)
-    except Unauthenticated:
-        return to_sign_in()
-    except OvencastError as exc:
-        return error_page(request, exc)
+    seen = await signed_in(request)
+    if isinstance(seen, Response):
+        return seen
     try:
         if form:
             check_form(request, seen.session, (await request.form()).get(CSRF_FIELD))
@@ -166,15 +175,31 @@ async def tenant_request(request: Request, tenant: str, role: Role, work: Work, 
         await request.close()  # an upload's spooled files
 
 
+class SectionPage(Protocol):
+    """A console page function (console/service.py) that needs only the tenant."""
+
+    def __call__(self, session: AsyncSession, tenant: Tenant, *, settings: Settings
+                 ) -> Awaitable[object]: ...
+
+
+async def section_page(request: Request, tenant: str, template: str, *, section: str,
+                       build: SectionPage, **context: Any) -> Response:
+    """A read-only page of `tenant`: the page `build` returns, rendered with `template`
+    under the navigation's `section`."""
+
+    async def work(session: AsyncSession, row: Tenant, seen: Visit) -> Response:
+        page = await build(session, row, settings=get_settings(request))
+        return seen.page(template, tenant=row, section=section, page=page, **context)
+
+    return await tenant_request(request, tenant, Role.READ, work)
+
+
 # -- sign-in -------------------------------------------------------------------------------
 @router.get("/")
 async def home(request: Request) -> Response:
-    try:
-        seen = await visit(request)
-    except Unauthenticated:
-        return to_sign_in()
-    except OvencastError as exc:
-        return error_page(request, exc)
+    seen = await signed_in(request)
+    if isinstance(seen, Response):
+        return seen
     if seen.caller.tenant is not None:
         return RedirectResponse(tenant_url(seen.caller.tenant), status_code=303)
     async with unit_of_work(get_database(request).sessions) as session:
@@ -222,11 +247,8 @@ async def sign_out(request: Request) -> Response:
 # -- overview and products ----------------------------------------------------------------
 @router.get("/tenants/{tenant}")
 async def overview(request: Request, tenant: str) -> Response:
-    async def work(session: AsyncSession, row: Tenant, seen: Visit) -> Response:
-        page = await service.overview(session, row, settings=get_settings(request))
-        return seen.page("overview.html", tenant=row, section="overview", page=page)
-
-    return await tenant_request(request, tenant, Role.READ, work)
+    return await section_page(request, tenant, "overview.html", section="overview",
+                              build=service.overview)
 
 
 @router.get("/tenants/{tenant}/products/{product}")
@@ -255,12 +277,8 @@ async def product_csv(request: Request, tenant: str, product: str) -> Response:
 # -- jobs --------------------------------------------------------------------------------
 @router.get("/tenants/{tenant}/jobs")
 async def jobs(request: Request, tenant: str) -> Response:
-    async def work(session: AsyncSession, row: Tenant, seen: Visit) -> Response:
-        page = await service.jobs_page(session, row, settings=get_settings(request))
-        return seen.page("jobs.html", tenant=row, section="jobs", page=page,
-                         models=service.MODEL_CHOICES)
-
-    return await tenant_request(request, tenant, Role.READ, work)
+    return await section_page(request, tenant, "jobs.html", section="jobs",
+                              build=service.jobs_page, models=service.MODEL_CHOICES)
 
 
 @router.post("/tenants/{tenant}/jobs")
@@ -299,11 +317,8 @@ async def cancel_job(request: Request, tenant: str, job_id: JobId) -> Response:
 # -- models ------------------------------------------------------------------------------
 @router.get("/tenants/{tenant}/models")
 async def models(request: Request, tenant: str) -> Response:
-    async def work(session: AsyncSession, row: Tenant, seen: Visit) -> Response:
-        page = await service.models_page(session, row, settings=get_settings(request))
-        return seen.page("models.html", tenant=row, section="models", page=page)
-
-    return await tenant_request(request, tenant, Role.READ, work)
+    return await section_page(request, tenant, "models.html", section="models",
+                              build=service.models_page)
 
 
 @router.get("/tenants/{tenant}/models/{product}/versions/{version}/activate")
@@ -333,11 +348,8 @@ async def activate(request: Request, tenant: str, product: str, version: Version
 # -- data --------------------------------------------------------------------------------
 @router.get("/tenants/{tenant}/data")
 async def data(request: Request, tenant: str) -> Response:
-    async def work(session: AsyncSession, row: Tenant, seen: Visit) -> Response:
-        page = await service.data_page(session, row, settings=get_settings(request))
-        return seen.page("data.html", tenant=row, section="data", page=page)
-
-    return await tenant_request(request, tenant, Role.READ, work)
+    return await section_page(request, tenant, "data.html", section="data",
+                              build=service.data_page)
 
 
 def _uploads(form: FormData) -> dict[str, UploadFile]:
