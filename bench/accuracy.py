@@ -30,16 +30,13 @@ from protocol import (
     ORIGINAL,
     REFERENCES,
     REGRESSOR_MODES,
-    cut,
-    fresh_settings,
-    import_cut,
     origins,
     pair,
     read_sales,
     reference_forecast,
+    run_at_origin,
     score,
     scored_products,
-    train_and_forecast,
 )
 from rich.console import Console
 from rich.table import Table
@@ -72,10 +69,9 @@ def main() -> None:
         for mode in modes:
             rows: dict[str, dict[str, float]] = {}
             for index, label in enumerate(chosen):
-                settings = fresh_settings(Path(tmp), f"{mode}-{index}")
-                import_cut(settings, cut(dataset, origin.until, regressors=mode),
-                           country=args.country, subdivision=args.subdivision)
-                result = train_and_forecast(settings, METHODS[label], origin)
+                result = run_at_origin(Path(tmp), f"{mode}-{index}", dataset, METHODS[label],
+                                       origin, regressors=mode, country=args.country,
+                                       subdivision=args.subdivision)
                 pairs = pair(result.forecast, sales, products, origin)
                 found = score(pairs)
                 rows[label] = {"wape": found.wape, "bias": found.bias,

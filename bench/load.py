@@ -21,44 +21,26 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
-import asyncpg
 import httpx
+from protocol import BUNDLED_KIEL, import_dataset_dir, scratch_database
 
-from ovencast.datasets import service as datasets_service
-from ovencast.datasets.reader import read_dataset_dir
-from ovencast.db import migrate
 from ovencast.db.runtime import Database
 from ovencast.db.session import unit_of_work
 from ovencast.keys import service as keys_service
 from ovencast.keys.roles import Role
 from ovencast.settings import Settings
-from ovencast.tenants import service as tenants_service
 from ovencast.training.embedded import train_tenant
 
-BUNDLED_KIEL = Path(__file__).resolve().parents[1] / "src" / "ovencast" / "demo_data" / "kiel"
 TENANT = "kiel"
 HEALTH_EVERY_S = 0.05
-
-
-async def _admin(server: str, statement: str) -> None:
-    connection = await asyncpg.connect(f"{server}/postgres")
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
 
 
 async def _prepare(settings: Settings, directory: Path) -> str:
     database = Database.open(settings)
     try:
-        async with unit_of_work(database.sessions) as session:
-            tenant = await tenants_service.ensure_tenant(session, TENANT, country="DE",
-                                                         subdivision="SH")
-            await datasets_service.import_dataset(session, tenant, read_dataset_dir(directory),
-                                                  source=str(directory))
+        await import_dataset_dir(database, TENANT, directory)
         async with unit_of_work(database.sessions) as session:
             issued = await keys_service.create_key(session, tenant=TENANT, role=Role.READ,
                                                    name="load bench")
@@ -119,38 +101,35 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=7)
     args = parser.parse_args()
 
-    name = f"ovencast_load_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_admin(args.pg, f"CREATE DATABASE {name}"))
-    url = f"{args.pg.replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
-    home = Path(f"/tmp/{name}")
-    settings = Settings(ovencast_home=home, database_url=url, max_concurrent_training_jobs=2)
-    server: subprocess.Popen[bytes] | None = None
-    try:
-        migrate.upgrade(url)
-        key = asyncio.run(_prepare(settings, args.dataset))
-        train_tenant(settings, TENANT)
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        env = {**os.environ, "DATABASE_URL": url, "OVENCAST_HOME": str(home),
-               "RATE_LIMIT_PER_MINUTE": "0", "LOG_LEVEL": "WARNING"}
-        server = subprocess.Popen([sys.executable, "-m", "ovencast", "serve", "--port",
-                                   str(port)], env=env)
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        latencies, health, statuses, wall = asyncio.run(_load(
-            base, key, requests=args.requests, concurrency=args.concurrency, days=args.days))
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=30)
-        asyncio.run(_admin(args.pg, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    with scratch_database(args.pg, "ovencast_load") as (url, home):
+        settings = Settings(ovencast_home=home, database_url=url,
+                            max_concurrent_training_jobs=2)
+        server: subprocess.Popen[bytes] | None = None
+        try:
+            key = asyncio.run(_prepare(settings, args.dataset))
+            train_tenant(settings, TENANT)
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+            env = {**os.environ, "DATABASE_URL": url, "OVENCAST_HOME": str(home),
+                   "RATE_LIMIT_PER_MINUTE": "0", "LOG_LEVEL": "WARNING"}
+            server = subprocess.Popen([sys.executable, "-m", "ovencast", "serve", "--port",
+                                       str(port)], env=env)
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.2)
+            latencies, health, statuses, wall = asyncio.run(_load(
+                base, key, requests=args.requests, concurrency=args.concurrency,
+                days=args.days))
+        finally:
+            if server is not None:
+                server.terminate()
+                server.wait(timeout=30)
     ok = sum(1 for s in statuses if s == 200)
     print(f"{len(latencies)} forecast requests ({args.days} days, {ok} answered 200) at "
           f"concurrency {args.concurrency} in {wall:.1f} s: {len(latencies) / wall:.1f} "

@@ -16,7 +16,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from protocol import METHODS, cut, fresh_settings, import_cut, origins, train_and_forecast
+from protocol import METHODS, origins, run_at_origin
 from speed import dataset_parser
 
 from ovencast.datasets.reader import read_dataset_dir
@@ -37,10 +37,9 @@ def main() -> None:
         configure_logging(log_file=Path(tmp) / "bench.log", stderr_level="ERROR")
         for origin in grid:
             for index, label in enumerate(chosen):
-                settings = fresh_settings(Path(tmp), f"o{origin.index:02d}-{index}")
-                import_cut(settings, cut(dataset, origin.until, regressors="oracle"),
-                           country=args.country, subdivision=args.subdivision)
-                result = train_and_forecast(settings, METHODS[label], origin)
+                result = run_at_origin(Path(tmp), f"o{origin.index:02d}-{index}", dataset,
+                                       METHODS[label], origin, regressors="oracle",
+                                       country=args.country, subdivision=args.subdivision)
                 name = label.split(" ")[0].replace(":", "")
                 result.forecast.to_csv(args.out / f"{name}_o{origin.index:02d}.csv",
                                        index=False)

@@ -39,16 +39,13 @@ from protocol import (
     REFERENCES,
     REGRESSOR_MODES,
     Origin,
-    cut,
-    fresh_settings,
-    import_cut,
     origins,
     pair,
     read_sales,
     reference_forecast,
+    run_at_origin,
     score,
     scored_products,
-    train_and_forecast,
 )
 from rich.console import Console
 from rich.table import Table
@@ -90,10 +87,9 @@ def main() -> None:
             products = scored_products(sales, origin)
             forecasts: dict[str, pd.DataFrame] = {}
             for index, label in enumerate(chosen):
-                settings = fresh_settings(Path(tmp), f"o{origin.index:02d}-{index}")
-                import_cut(settings, cut(dataset, origin.until, regressors=args.regressors),
-                           country=args.country, subdivision=args.subdivision)
-                result = train_and_forecast(settings, METHODS[label], origin)
+                result = run_at_origin(Path(tmp), f"o{origin.index:02d}-{index}", dataset,
+                                       METHODS[label], origin, regressors=args.regressors,
+                                       country=args.country, subdivision=args.subdivision)
                 forecasts[label] = result.forecast
                 seconds[label] += result.seconds
                 console.print(f"origin {origin.index:2d} {label}: trained in "

@@ -9,21 +9,29 @@ Regressors: `oracle` imports every regressor row (the window's measured weather 
 footfall known, as in the reference), `fallback` only those up to the training's end, so
 the forecast fills in the window's values as a bakery forecasting ahead must
 (forecasting/future.py).
+
+The service benchmarks (load.py, worker_latency.py) share the set-up at the end: a
+scratch PostgreSQL database with a dataset imported.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 
+import asyncpg
 import numpy as np
 import pandas as pd
 
 from ovencast.datasets import service as datasets_service
-from ovencast.datasets.reader import ParsedDataset
+from ovencast.datasets.reader import ParsedDataset, read_dataset_dir
+from ovencast.db import migrate
 from ovencast.db.runtime import Database, run_with_database
 from ovencast.db.session import unit_of_work
 from ovencast.forecasts.service import TenantForecast, forecast_tenant
@@ -140,6 +148,17 @@ def train_and_forecast(settings: Settings, models: Sequence[str], origin: Origin
     return Run(trained=trained, forecast=result.forecast, seconds=seconds)
 
 
+def run_at_origin(root: Path, home: str, dataset: ParsedDataset, models: Sequence[str],
+                  origin: Origin, *, regressors: str, country: str | None,
+                  subdivision: str | None) -> Run:
+    """One method at `origin`, in a fresh home `root/home`: the dataset as a user would
+    have it on `origin.until` (`cut`) imported, then trained and forecast."""
+    settings = fresh_settings(root, home)
+    import_cut(settings, cut(dataset, origin.until, regressors=regressors), country=country,
+               subdivision=subdivision)
+    return train_and_forecast(settings, models, origin)
+
+
 @dataclass(frozen=True)
 class Score:
     wape: float
@@ -188,3 +207,40 @@ def reference_forecast(reference: Path | None, dataset: Path, method: str,
 
 def fresh_settings(root: Path, name: str, *, workers: int = 2) -> Settings:
     return Settings(ovencast_home=root / name, max_concurrent_training_jobs=workers)
+
+
+# -- the service benchmarks' set-up ---------------------------------------------------------
+BUNDLED_KIEL = Path(__file__).resolve().parents[1] / "src" / "ovencast" / "demo_data" / "kiel"
+
+
+async def _admin(server: str, statement: str) -> None:
+    connection = await asyncpg.connect(f"{server}/postgres")
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@contextmanager
+def scratch_database(server: str, prefix: str) -> Iterator[tuple[str, Path]]:
+    """A new database `<prefix>_<random>` on `server` (postgresql://user@host:port),
+    migrated: its SQLAlchemy URL and a home directory named after it. Dropped on leaving,
+    whatever happened."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_admin(server, f"CREATE DATABASE {name}"))
+    url = f"{server.replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
+    try:
+        migrate.upgrade(url)
+        yield url, Path(f"/tmp/{name}")
+    finally:
+        asyncio.run(_admin(server, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+async def import_dataset_dir(database: Database, tenant: str, directory: Path) -> None:
+    """Imports the dataset in `directory` into `tenant` (made if new, in Kiel's Germany,
+    Schleswig-Holstein), in one unit of work."""
+    async with unit_of_work(database.sessions) as session:
+        row = await tenants_service.ensure_tenant(session, tenant, country="DE",
+                                                  subdivision="SH")
+        await datasets_service.import_dataset(session, row, read_dataset_dir(directory),
+                                              source=str(directory))

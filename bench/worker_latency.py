@@ -25,15 +25,11 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-import asyncpg
+from protocol import BUNDLED_KIEL, import_dataset_dir, scratch_database
 
-from ovencast.datasets import service as datasets_service
-from ovencast.datasets.reader import read_dataset_dir
-from ovencast.db import migrate
 from ovencast.db.runtime import Database
 from ovencast.db.session import unit_of_work
 from ovencast.jobs import repository as jobs_repository
@@ -41,27 +37,13 @@ from ovencast.jobs import service as jobs_service
 from ovencast.settings import Settings
 from ovencast.tenants import service as tenants_service
 
-BUNDLED_KIEL = Path(__file__).resolve().parents[1] / "src" / "ovencast" / "demo_data" / "kiel"
 TENANT = "latency"
-
-
-async def _admin(server: str, statement: str) -> None:
-    connection = await asyncpg.connect(f"{server}/postgres")
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
 
 
 async def _prepare(settings: Settings, directory: Path) -> None:
     database = Database.open(settings)
     try:
-        async with unit_of_work(database.sessions) as session:
-            tenant = await tenants_service.ensure_tenant(session, TENANT, country="DE",
-                                                         subdivision="SH")
-            await datasets_service.import_dataset(session, tenant,
-                                                  read_dataset_dir(directory),
-                                                  source=str(directory))
+        await import_dataset_dir(database, TENANT, directory)
     finally:
         await database.close()
 
@@ -97,28 +79,23 @@ def main() -> None:
     parser.add_argument("--models", default="auto")
     args = parser.parse_args()
 
-    name = f"ovencast_bench_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_admin(args.pg, f"CREATE DATABASE {name}"))
-    url = f"{args.pg.replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
-    home = Path(f"/tmp/{name}")
-    settings = Settings(ovencast_home=home, database_url=url,
-                        max_concurrent_training_jobs=args.workers)
-    worker: subprocess.Popen[bytes] | None = None
-    try:
-        migrate.upgrade(url)
-        asyncio.run(_prepare(settings, args.dataset))
-        env = {**os.environ, "DATABASE_URL": url, "OVENCAST_HOME": str(home),
-               "MAX_CONCURRENT_TRAINING_JOBS": str(args.workers), "LOG_LEVEL": "WARNING"}
-        started = time.time()
-        worker = subprocess.Popen([sys.executable, "-m", "ovencast", "worker", "--name",
-                                   "bench"], env=env)
-        time.sleep(args.idle)
-        result = asyncio.run(_submit_and_wait(settings, args.models.split(",")))
-    finally:
-        if worker is not None:
-            worker.terminate()
-            worker.wait(timeout=60)
-        asyncio.run(_admin(args.pg, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    with scratch_database(args.pg, "ovencast_bench") as (url, home):
+        settings = Settings(ovencast_home=home, database_url=url,
+                            max_concurrent_training_jobs=args.workers)
+        worker: subprocess.Popen[bytes] | None = None
+        try:
+            asyncio.run(_prepare(settings, args.dataset))
+            env = {**os.environ, "DATABASE_URL": url, "OVENCAST_HOME": str(home),
+                   "MAX_CONCURRENT_TRAINING_JOBS": str(args.workers), "LOG_LEVEL": "WARNING"}
+            started = time.time()
+            worker = subprocess.Popen([sys.executable, "-m", "ovencast", "worker", "--name",
+                                       "bench"], env=env)
+            time.sleep(args.idle)
+            result = asyncio.run(_submit_and_wait(settings, args.models.split(",")))
+        finally:
+            if worker is not None:
+                worker.terminate()
+                worker.wait(timeout=60)
     job, runs = result["job"], result["runs"]
     trained = sorted((r for r in runs if r.finished_at is not None and r.duration_s),
                      key=lambda r: r.finished_at)
