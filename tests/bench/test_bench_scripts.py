@@ -89,14 +89,28 @@ def test_origins_trains_every_method_at_every_origin_and_scores_the_same_days() 
     assert re.search(r"auto P10-P90 coverage, pooled over the origins: \d+%", out)
 
 
-def test_import_memory_prints_the_peak_per_row() -> None:
-    out = _bench("import_memory.py", ["--products", "20", "--days", "100", "--import"])
+def _assert_import_figures(out: str) -> None:
+    """import_memory.py's figures for 20 products x 100 days, imported three times."""
     assert re.search(r"^file: [0-9.]+ MB, 2000 rows$", out, flags=re.MULTILINE)
     assert re.search(r"peak traced memory [0-9.]+ MB \([0-9]+ bytes a row\)", out)
     assert re.search(r"^first import: [0-9.]+ s \(\+2000 ~0 -0\)$", out, flags=re.MULTILINE)
     assert re.search(r"^same again: [0-9.]+ s \(\+0 ~0 -0\)$", out, flags=re.MULTILINE)
     assert re.search(r"^every row changed: [0-9.]+ s \(\+0 ~2000 -0\)$", out,
                      flags=re.MULTILINE)
+
+
+def test_import_memory_prints_the_peak_per_row() -> None:
+    out = _bench("import_memory.py", ["--products", "20", "--days", "100", "--import"])
+    _assert_import_figures(out)
+
+
+@pytest.mark.postgres
+def test_import_memory_imports_into_postgresql(pg_migrated_url: str) -> None:
+    """--database-url: a fresh migrated PostgreSQL database (no tenant `bench` yet); 2,000
+    rows a call, past COPY_MIN_ROWS, so the imports go through COPY."""
+    out = _bench("import_memory.py", ["--products", "20", "--days", "100", "--import",
+                                      "--database-url", pg_migrated_url])
+    _assert_import_figures(out)
 
 
 def test_scale_prints_time_and_memory_per_product_count(tmp_path: Path,
@@ -124,7 +138,8 @@ def test_scale_prints_time_and_memory_per_product_count(tmp_path: Path,
 def test_selection_prints_each_products_choice_and_leaderboard() -> None:
     out = _bench("selection.py", [str(KIEL), "--country", "DE", "--subdivision", "SH",
                                   "--products", "rolls", "--models", "seasonal_naive,tsb"])
-    assert "rolls" in out and "leaderboard" in out
+    assert "rolls" in out
+    assert "leaderboard" in out
     found = re.search(r"mean holdout WAPE ([0-9.]+) \(seasonal naive ([0-9.]+)\)", out)
     assert found, out
     assert 0 < float(found.group(1)) <= float(found.group(2)) < 1
