@@ -58,9 +58,8 @@ KEYS_PER_QUERY = 4_000
 # Names per `IN (...)` list.
 NAMES_PER_QUERY = 1_000
 SALES_CHUNK_ROWS = 100_000
-# Rows from which a PostgreSQL write goes through COPY rather than executemany batches:
-# COPY's fixed cost (staging table, round trips) makes them tie at 100-300 rows; from
-# 1,000 COPY took half to two thirds of the time (PostgreSQL 15, 1,000,000 rows stored).
+# Rows from which a PostgreSQL write goes through COPY rather than executemany batches
+# (docs/decisions/015-bulk-import.md: they tie at 100-300 rows).
 COPY_MIN_ROWS = 500
 
 Observation = type[SalesObservation] | type[RegressorObservation]
