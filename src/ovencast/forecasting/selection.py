@@ -31,9 +31,12 @@ Contract:
   yearly-seasonal family (`CandidatePolicy.blend_regular`, Prophet with default
   parameters and the country's holidays): the partner's weight is its inverse backtest
   WAPE weight shrunk halfway toward equal weights, 0 when its pooled backtest WAPE is
-  more than `BLEND_FAIL_RATIO` times the global model's (`_blended`). The partner is
-  backtested beside the other candidates but never chosen on its own or in the top-k
-  combinations. docs/decisions/013-window-evidence-and-yearly-blend.md.
+  more than `BLEND_FAIL_RATIO` times the global model's on the windows it ran on
+  (`_blended`). The partner is backtested beside the other candidates, on the seasonal
+  window and the `BLEND_RECENT_WINDOWS` latest only (`partner_windows`; the quantiles of
+  a blend are calibrated on those windows), and never chosen on its own or in the top-k
+  combinations. docs/decisions/013-window-evidence-and-yearly-blend.md,
+  docs/decisions/014-cheaper-blend-partner.md.
 - A candidate that raises in any window is left out (its error is kept for the
   leaderboard); `select` raises `NoCandidate` when none is left, `NoBacktestWindow` when
   the plan gives no window at all (too short a history).
@@ -41,9 +44,11 @@ Contract:
 Candidate sets (`CandidatePolicy`, a policy value) name the candidates per product class.
 Regular products: seasonal naive, the tenant's global LightGBM model
 (`families.lightgbm_global`: trained once per tenant by the job's tenant stage, so it
-costs no per-product fit), and Croston / TSB (smoothed-level forecasts; on products whose
-level drifts they are hard to beat), and the blend partner (Prophet with default
-parameters, about 0.5 s a fit: the one candidate that is neither cheap nor adopted).
+costs no per-product fit), and the blend partner (Prophet with default parameters, about
+0.13 s a fit: the one candidate that is neither cheap nor adopted). Croston and TSB, once
+regular candidates too, never changed a regular product's forecast for the better under
+the blend and the window rule, and cost more than the rest of the backtests together
+(docs/decisions/014-cheaper-blend-partner.md); they stay intermittent candidates.
 Intermittent products: Croston, TSB, ADIDA, IMAPA, seasonal naive, LightGBM.
 Why these candidates and not MSTL, AutoETS or AutoARIMA (each can be forced with
 `--models`): docs/decisions/002-auto-candidates.md; why Prophet as a blend partner:
@@ -179,7 +184,7 @@ def resolve_candidate(name: str) -> Candidate:
     return Candidate(name, name)
 
 
-REGULAR_CANDIDATES = ("seasonal_naive", "lightgbm", "croston", "tsb")
+REGULAR_CANDIDATES = ("seasonal_naive", "lightgbm")
 INTERMITTENT_CANDIDATES = ("croston", "tsb", "adida", "imapa", "seasonal_naive", "lightgbm")
 
 
