@@ -46,9 +46,9 @@ Regular products: seasonal naive, the tenant's global LightGBM model
 (`families.lightgbm_global`: trained once per tenant by the job's tenant stage, so it
 costs no per-product fit), and the blend partner (Prophet with default parameters, about
 0.13 s a fit: the one candidate that is neither cheap nor adopted). Croston and TSB, once
-regular candidates too, never changed a regular product's forecast for the better under
-the blend and the window rule, and cost more than the rest of the backtests together
-(docs/decisions/014-cheaper-blend-partner.md); they stay intermittent candidates.
+regular candidates too, no longer improved a regular product under the blend and the
+window rule (docs/decisions/014-cheaper-blend-partner.md); they stay intermittent
+candidates.
 Intermittent products: Croston, TSB, ADIDA, IMAPA, seasonal naive, LightGBM.
 Why these candidates and not MSTL, AutoETS or AutoARIMA (each can be forced with
 `--models`): docs/decisions/002-auto-candidates.md; why Prophet as a blend partner:
