@@ -72,6 +72,17 @@ def test_the_leaderboard_line_says_why_the_global_model_was_kept() -> None:
     assert render.leaderboard_top(plain) == "*croston .100, lightgbm .200"
 
 
+def test_the_leaderboard_line_says_when_a_candidate_ran_on_fewer_windows() -> None:
+    # The blend partner is backtested on 3 of the 7 windows (selection.partner_windows).
+    details = {"selection": {"basis": "backtest", "chosen": "ensemble(lightgbm+p)"},
+               "leaderboard": [
+                   {"family": "ensemble(lightgbm+p)", "wape": 0.183, "chosen": True},
+                   {"family": "p", "wape": 0.189, "windows": [0.2, 0.18, 0.19]},
+                   {"family": "lightgbm", "wape": 0.2, "windows": [0.2] * 7}]}
+    assert render.leaderboard_top(details) == (
+        "*ensemble(lightgbm+p) .183, p .189 (3 of 7 windows), lightgbm .200")
+
+
 def test_model_versions_keep_product_names_and_metrics_whole_on_a_narrow_terminal() -> None:
     versions = [
         ModelVersion(product=name, version=version, family=family, is_active=active,

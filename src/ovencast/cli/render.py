@@ -265,8 +265,16 @@ def leaderboard_top(details: dict[str, Any], n: int = 3) -> str:
         return "-"
     scored = [r for r in details.get("leaderboard") or [] if r.get("wape") is not None]
     rows = scored[:n] + [r for r in scored[n:] if r.get("chosen")]
+    # The blend partner runs on fewer windows than the others (selection.partner_windows):
+    # its WAPE is not comparable with theirs, so its line says on how many.
+    most = max((len(r.get("windows") or ()) for r in scored), default=0)
+
+    def windows_of(row: dict[str, Any]) -> str:
+        count = len(row.get("windows") or ())
+        return f" ({count} of {most} windows)" if 0 < count < most else ""
+
     text = ", ".join(f"{'*' if r.get('chosen') else ''}{r['family']} "
-                     f"{fmt(r['wape']).removeprefix('0')}" for r in rows) or "-"
+                     f"{fmt(r['wape']).removeprefix('0')}{windows_of(r)}" for r in rows) or "-"
     kept = selection.get("kept_preferred")
     if kept:  # selection.GLOBAL_PREFERENCE: why the chosen one is not the lowest
         won = kept.get("windows_won")  # selection.PREFER_WINDOW_SHARE
