@@ -71,7 +71,7 @@ class _DropCmdStanExitCode(logging.Filter):
 
 
 @functools.cache
-def _prophet_library() -> tuple[Any, Any, Any]:
+def prophet_library() -> tuple[Any, Any, Any]:
     """(Prophet, model_from_json, model_to_json), imported on first use: prophet and the
     matplotlib it imports cost about 0.7 s, paid by every worker process that imports the
     family registry even when no Prophet model is fitted or loaded (`auto` has none)."""
@@ -148,7 +148,7 @@ class ProphetModel(ForecastModel):
     # -- ForecastModel ------------------------------------------------------------------
     def _fit(self, history: pd.DataFrame, context: FitContext) -> None:
         span_days = int((history[DATE].iloc[-1] - history[DATE].iloc[0]).days)
-        prophet_class, _, _ = _prophet_library()
+        prophet_class, _, _ = prophet_library()
         model = prophet_class(
             growth="linear",
             yearly_seasonality=self._seasonality(
@@ -204,11 +204,11 @@ class ProphetModel(ForecastModel):
         return forecast["yhat"].to_numpy(dtype=float)
 
     def _state(self) -> dict[str, Any]:
-        model_to_json = _prophet_library()[2]
+        model_to_json = prophet_library()[2]
         return {"prophet": json.loads(model_to_json(self._require_prophet()))}
 
     def _restore(self, state: Mapping[str, Any]) -> None:
-        model_from_json = _prophet_library()[1]
+        model_from_json = prophet_library()[1]
         self._prophet = model_from_json(json.dumps(state["prophet"]))
 
     # -- warm start ---------------------------------------------------------------------
