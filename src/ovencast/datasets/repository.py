@@ -298,7 +298,8 @@ async def _as_sqlalchemy_errors(session: AsyncSession, driver: Any, statement: s
     callers tell a database outage from a bad upload by these classes
     (db/session.DATABASE_ERRORS: a lost connection is an InterfaceError). A closed
     connection is invalidated, as SQLAlchemy does, so that the rollback does not fail
-    on it in turn."""
+    on it in turn. Written here because SQLAlchemy's own translation
+    (`AsyncAdapt_asyncpg_connection._handle_exception`) is private."""
     try:
         yield
     except (asyncpg.PostgresError, asyncpg.InterfaceError) as error:
