@@ -608,6 +608,10 @@ def _blended(preferred: FamilyBacktest, partner: FamilyBacktest | None
         return alone
     shared = preferred.predictions[WINDOW].isin(
         partner.predictions[WINDOW].unique()).to_numpy()
+    if not np.array_equal(preferred.predictions.loc[shared, DATE].to_numpy(),
+                          partner.predictions[DATE].to_numpy()):
+        raise ValueError("the blend partner's backtest days differ from the preferred "
+                         "candidate's on the same windows")
     own_wape = _wape(preferred.predictions.loc[shared], own[shared])
     if not own_wape > 0 or partner.wape > BLEND_FAIL_RATIO * own_wape:
         return alone
