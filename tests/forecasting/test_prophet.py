@@ -271,3 +271,30 @@ def test_prophet_fits_write_their_data_with_ujson() -> None:
     import stanio.json
 
     assert stanio.json.UJSON_AVAILABLE
+
+
+def test_fits_hand_cmdstan_the_same_json_as_prophets_own_backend(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # `_stan_arrays` replaces Prophet's `prepare_data` to spare stanio an element-by-
+    # element walk of nested lists; what it hands over must encode to the same JSON, with
+    # holidays and a regressor (every data key), so that fits stay identical.
+    from prophet.models import CmdStanPyBackend
+    from stanio.json import dump_stan_json
+
+    from ovencast.forecasting.families import prophet as prophet_module
+
+    seen: list[tuple[Any, Any, Any]] = []
+    ours = prophet_module._stan_arrays
+
+    def recorded(init: Any, data: Any) -> Any:
+        handed = ours(init, data)
+        seen.append((init, data, handed))
+        return handed
+
+    monkeypatch.setattr(prophet_module, "_stan_arrays", recorded)
+    ProphetModel(regressors=["temperature_c"], params=PARAMS).fit(kiel_bread(days=800))
+    assert seen, "the fit did not use _stan_arrays"
+    for init, data, (our_init, our_data) in seen:
+        their_init, their_data = CmdStanPyBackend.prepare_data(init, data)
+        assert dump_stan_json(our_data) == dump_stan_json(their_data)
+        assert dump_stan_json(our_init) == dump_stan_json(their_init)
