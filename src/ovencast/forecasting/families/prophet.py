@@ -177,7 +177,7 @@ class ProphetModel(ForecastModel):
             frame[name] = history[name].to_numpy(dtype=float)
 
         if model.stan_backend is not None:  # an instance attribute: this fit's only
-            model.stan_backend.prepare_data = _stan_arrays  # type: ignore[method-assign]
+            model.stan_backend.prepare_data = _stan_arrays
         fit_kwargs: dict[str, Any] = {"seed": OPTIMIZER_SEED}
         init = self._warm_start_init()
         if init is not None:
