@@ -127,6 +127,11 @@ class Settings(BaseSettings):
     # larger tenant's products each keep the same share of their days, drawn uniformly
     # (decision 012). 0: every row.
     global_model_max_rows: int = Field(default=1_000_000, ge=0)
+    # A tenant with at least this many regular products to train under `auto` gets its
+    # blend partner's weight once, from the partner windows of its largest products
+    # (forecasting/global_stage.weigh_partner), instead of each product backtesting the
+    # partner itself: 2 partner fits a product instead of 5 (decision 016).
+    tenant_blend_min_products: int = Field(default=200, ge=1)
 
     # Threads that compute forecasts off the API's event loop (forecasts/service.py):
     # CPU work under the GIL, so a few; more requests wait their turn.

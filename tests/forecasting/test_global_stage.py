@@ -12,7 +12,7 @@ import pytest
 
 from ovencast.forecasting.families import lightgbm_global
 from ovencast.forecasting.families.base import FitContext
-from ovencast.forecasting.families.global_fits import GlobalFits
+from ovencast.forecasting.families.global_fits import GlobalFits, PartnerWeight
 from ovencast.forecasting.families.lightgbm_global import LOCAL_PRODUCT, LightGBMModel
 from ovencast.forecasting.families.registry import load_model
 from ovencast.forecasting.frame import CLOSED, DATE, Y
@@ -21,9 +21,16 @@ from ovencast.forecasting.global_stage import (
     cutoffs_of,
     needs_global_stage,
     train_tenant_models,
+    weigh_partner,
 )
 from ovencast.forecasting.holdout import HoldoutSplit
-from ovencast.forecasting.selection import AUTO, BacktestPlan
+from ovencast.forecasting.selection import (
+    AUTO,
+    BacktestPlan,
+    partner_weight,
+    partner_windows,
+    resolve_candidate,
+)
 from ovencast.training.fitting import fit_product
 from ovencast.training.plan import FitPlan, FitResult
 
@@ -260,3 +267,78 @@ def test_selection_never_looks_at_the_holdout_with_the_global_stage(
         assert before.best.metrics.wape != pytest.approx(after.best.metrics.wape)
         last_window_end = before.details["selection"]["windows"][-1][1]
         assert pd.Timestamp(last_window_end) < holdout.cutoff(histories[product])
+
+
+# -- a large tenant's blend partner, weighed once ---------------------------------------------
+def test_a_tenants_partner_weight_pools_its_products_partner_windows(
+        make_history: HistoryFactory) -> None:
+    holdout, backtest = HoldoutSplit(), BacktestPlan()
+    histories = _histories(make_history)
+    fits = train_tenant_models(histories, (), holdout=holdout, backtest=backtest)
+    preferred, partner = resolve_candidate("lightgbm"), resolve_candidate("prophet_holidays")
+    weighed = weigh_partner(fits, histories, preferred=preferred, partner=partner,
+                            holdout=holdout, backtest=backtest, workers=2)
+    found = weighed.partner
+    assert found is not None
+    assert (found.partner, found.products) == ("prophet_holidays", len(PRODUCTS))
+
+    # Recomputed independently: both models fitted on every product's partner windows
+    # (the seasonal window and the latest ones), open days pooled over the products.
+    y, own, other = [], [], []
+    for product, history in histories.items():
+        train, _ = holdout.split(history)
+        windows = backtest.windows(train)
+        for index in partner_windows(windows):
+            window = windows[index]
+            test = window.test.loc[~window.test[CLOSED]]
+            context = FitContext(product=product, global_fits=fits)
+            own.append(preferred.build().fit(window.train, context=context).predict(test))
+            other.append(partner.build().fit(window.train).predict(test))
+            y.append(test[Y].to_numpy())
+    actual = np.concatenate(y)
+    own_wape = np.abs(actual - np.concatenate(own)).sum() / actual.sum()
+    partner_wape = np.abs(actual - np.concatenate(other)).sum() / actual.sum()
+    assert found.own_wape == pytest.approx(own_wape, abs=1e-6)
+    assert found.partner_wape == pytest.approx(partner_wape, abs=1e-6)
+    assert found.weight == pytest.approx(partner_weight(partner_wape, own_wape), abs=1e-5)
+    assert 0.25 <= found.weight <= 0.75
+    # It travels with the boosters, and the job's record shows it.
+    assert GlobalFits.from_bytes(weighed.to_bytes()).partner == found
+    assert weighed.summary()["partner"] == found.to_dict()
+
+
+def test_a_partner_that_fails_everywhere_leaves_the_products_to_weigh_their_own(
+        make_history: HistoryFactory) -> None:
+    histories = _histories(make_history)
+    fits = train_tenant_models(histories, ())
+    broken = resolve_candidate("prophet_holidays").with_context(
+        regressors=(), params={"seasonality_mode": "neither"})  # every fit raises
+    weighed = weigh_partner(fits, histories, preferred=resolve_candidate("lightgbm"),
+                            partner=broken, holdout=HoldoutSplit(), backtest=BacktestPlan())
+    assert weighed.partner is None
+
+
+@pytest.mark.parametrize("weight", [0.4, 0.0])
+def test_a_product_of_a_large_tenant_blends_at_the_tenants_weight_without_backtesting_it(
+        make_history: HistoryFactory, weight: float) -> None:
+    histories = _histories(make_history)
+    fits = train_tenant_models(histories, ()).with_partner(PartnerWeight(
+        partner="prophet_holidays", weight=weight, products=3, partner_wape=0.2,
+        own_wape=0.18))
+    plan = FitPlan(families=(AUTO,), product_class="high_volume", country=None,
+                   subdivision=None, regressors=(), time_limit_s=600,
+                   context=FitContext(product="bread", global_fits=fits))
+    result = fit_product(histories["bread"], plan)
+
+    selection = result.details["selection"]
+    assert selection["tenant_blend"]["weight"] == weight
+    # The partner was not backtested for this product: not on its leaderboard.
+    assert "prophet_holidays" not in {row["family"] for row in result.leaderboard}
+    members = {m["name"]: m["weight"] for m in selection["members"]}
+    if weight:
+        assert members == {"lightgbm": pytest.approx(1 - weight),
+                           "prophet_holidays": pytest.approx(weight)}
+        assert result.best.family == "ensemble"
+    else:
+        assert members == {"lightgbm": 1.0}
+        assert result.best.family == "lightgbm"

@@ -89,6 +89,32 @@ async def test_auto_job_stores_the_tenant_models_and_hands_them_to_every_task(
     assert detail.global_models == record
 
 
+async def test_a_large_tenants_blend_partner_is_weighed_once_in_the_tenant_stage(
+        database: Database, settings: Settings, tiny_dataset: Callable[..., Path]) -> None:
+    # TENANT_BLEND_MIN_PRODUCTS=2: this two-product tenant counts as large.
+    await import_directory(database, "t1", tiny_dataset(PRODUCTS, days=DAYS, weather=True))
+    large = Database.open(settings.model_copy(update={"tenant_blend_min_products": 2}))
+    try:
+        await large.ready()
+        result = await train_in_process(large, "t1", models=("auto",))
+    finally:
+        await large.close()
+
+    assert {p: r.status for p, r in result.runs.items()} == dict.fromkeys(PRODUCTS, "trained")
+    record = result.job.global_models
+    assert record is not None
+    partner = record["partner"]
+    assert (partner["partner"], partner["products"]) == ("prophet_holidays", len(PRODUCTS))
+    assert partner["weight"] == 0.0 or 0.25 <= partner["weight"] <= 0.75
+    async with unit_of_work(database.sessions) as session:
+        versions = (await session.scalars(select(ModelVersion))).all()
+    assert sorted(v.product for v in versions) == list(PRODUCTS)
+    for version in versions:
+        assert version.details["selection"]["tenant_blend"] == partner
+        families = {row["family"] for row in version.details["leaderboard"]}
+        assert "prophet_holidays" not in families  # no backtest of its own
+
+
 async def test_lightgbm_products_adopt_the_tenant_booster(
         database: Database, settings: Settings, tiny_dataset: Callable[..., Path]) -> None:
     await import_directory(database, "t1", tiny_dataset(PRODUCTS, days=DAYS, weather=True))

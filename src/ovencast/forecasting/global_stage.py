@@ -13,29 +13,49 @@ backtest windows of the tenant's products, pooled (one weight per tenant: a prod
 own 7 windows are too few to tell two close models apart), the weight of the horizon
 member among `HORIZON_WEIGHTS` with the lowest pooled WAPE; ties go to the smaller weight.
 docs/decisions/009-global-lightgbm-members.md.
+
+For a large tenant the stage also weighs the blend partner (`selection`'s yearly-seasonal
+family) once for all its regular products (`weigh_partner`): on the partner windows of
+its largest regular products, pooled, by the rule each product applies to its own
+backtest (`selection.partner_weight`). Each product then fits the partner for its holdout
+and final model only, instead of backtesting it too: docs/decisions/016-tenant-blend-weight.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
 
-from ovencast.forecasting.families.global_fits import LIGHTGBM, GlobalFits
+from ovencast.forecasting.families.base import FitContext
+from ovencast.forecasting.families.global_fits import LIGHTGBM, GlobalFits, PartnerWeight
 from ovencast.forecasting.families.lightgbm_global import (
     BoosterTrainer,
     member_backtests,
     train_global,
 )
-from ovencast.forecasting.frame import CLOSED, DATE, Y
+from ovencast.forecasting.frame import CLOSED, DATE, YHAT, Y
 from ovencast.forecasting.holdout import HoldoutSplit
-from ovencast.forecasting.selection import AUTO, BacktestPlan, resolve_candidate
+from ovencast.forecasting.selection import (
+    AUTO,
+    WINDOW,
+    BacktestPlan,
+    Candidate,
+    backtest_family,
+    partner_weight,
+    partner_windows,
+    resolve_candidate,
+)
 
 HORIZON_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 # Products whose backtests weigh the members: the largest by volume (the pooled WAPE is
 # dominated by them anyway), so that the cost stays flat for a chain's thousands.
 MAX_WEIGHING_PRODUCTS = 200
+# Products whose partner windows weigh a large tenant's blend partner (`weigh_partner`):
+# 3 partner fits each, in the stage, before any product starts.
+MAX_PARTNER_PRODUCTS = 100
 
 
 def needs_global_stage(families: Sequence[str]) -> bool:
@@ -116,6 +136,57 @@ def weigh_members(fits: GlobalFits, histories: Mapping[str, pd.DataFrame], *,
                 for w in HORIZON_WEIGHTS}
     best = min(HORIZON_WEIGHTS, key=lambda w: (round(evidence[f"{w:g}"], 6), w))
     return fits.with_horizon_weight(best, evidence)
+
+
+def weigh_partner(fits: GlobalFits, histories: Mapping[str, pd.DataFrame], *,
+                  preferred: Candidate, partner: Candidate, holdout: HoldoutSplit,
+                  backtest: BacktestPlan, workers: int = 1) -> GlobalFits:
+    """`fits` with the blend partner's tenant-wide weight (module docstring): `preferred`
+    (the global model, adopting `fits`) and `partner` backtested on the partner windows
+    (`selection.partner_windows`) of the `MAX_PARTNER_PRODUCTS` largest of `histories`
+    (the tenant's regular products), `workers` products at a time; their WAPEs pooled
+    over every product's open days give the weight (`selection.partner_weight`). A
+    product whose partner fails is left out of the evidence (a product weighing its own
+    partner would give it weight 0); without evidence, `fits` unchanged."""
+    chosen = _largest(histories, MAX_PARTNER_PRODUCTS)
+
+    def evidence(item: tuple[str, pd.DataFrame]) -> tuple[np.ndarray, ...] | None:
+        product, history = item
+        train, _ = holdout.split(history.sort_values(DATE).reset_index(drop=True))
+        windows = backtest.windows(train)
+        if not windows:
+            return None
+        only = partner_windows(windows)
+        context = FitContext(product=product, global_fits=fits)
+        own = backtest_family(train, preferred, backtest, windows=windows, context=context,
+                              only=only).predictions
+        is_open = ~own[CLOSED].to_numpy(dtype=bool)
+        try:
+            other = backtest_family(train, partner, backtest, windows=windows,
+                                    context=context, only=only).predictions
+        except Exception:  # a failing fit: left out (docstring)
+            return None
+        if not (np.array_equal(other[DATE].to_numpy(), own[DATE].to_numpy())
+                and np.array_equal(other[WINDOW].to_numpy(), own[WINDOW].to_numpy())):
+            raise ValueError("the blend partner's backtest days differ from the global "
+                             "model's on the same windows")
+        return tuple(frame[column].to_numpy(dtype=float)[is_open]
+                     for frame, column in ((own, Y), (own, YHAT), (other, YHAT)))
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        parts = [found for found in pool.map(evidence, chosen.items()) if found is not None]
+    if not parts:
+        return fits
+    y, own_yhat, other_yhat = (np.concatenate(column) for column in zip(*parts, strict=True))
+    total = float(np.abs(y).sum())
+    if total == 0:
+        return fits
+    own_wape = float(np.abs(y - own_yhat).sum()) / total
+    partner_wape = float(np.abs(y - other_yhat).sum()) / total
+    return fits.with_partner(PartnerWeight(
+        partner=partner.name, weight=partner_weight(partner_wape, own_wape),
+        products=len(parts), partner_wape=round(partner_wape, 6),
+        own_wape=round(own_wape, 6)))
 
 
 def _largest(histories: Mapping[str, pd.DataFrame], n: int) -> dict[str, pd.DataFrame]:

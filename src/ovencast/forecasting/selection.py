@@ -35,8 +35,10 @@ Contract:
   (`_blended`). The partner is backtested beside the other candidates, on the seasonal
   window and the `BLEND_RECENT_WINDOWS` latest only (`partner_windows`; the quantiles of
   a blend are calibrated on those windows), and never chosen on its own or in the top-k
-  combinations. docs/decisions/013-window-evidence-and-yearly-blend.md,
-  docs/decisions/014-cheaper-blend-partner.md.
+  combinations. A large tenant's products blend at one weight the tenant stage chose
+  (`tenant_blend`, `global_stage.weigh_partner`) and do not backtest the partner.
+  docs/decisions/013-window-evidence-and-yearly-blend.md,
+  docs/decisions/014-cheaper-blend-partner.md, docs/decisions/016-tenant-blend-weight.md.
 - A candidate that raises in any window is left out (its error is kept for the
   leaderboard); `select` raises `NoCandidate` when none is left, `NoBacktestWindow` when
   the plan gives no window at all (too short a history).
@@ -471,12 +473,14 @@ class Selection:
 def select(history: pd.DataFrame, candidates: Sequence[Candidate], plan: BacktestPlan, *,
            combine_top: int = DEFAULT_COMBINE_TOP, min_gain: float = ENSEMBLE_MIN_GAIN,
            prefer: str | None = None, blend: str | None = None,
+           tenant_blend: tuple[Candidate, float] | None = None,
            context: FitContext = NO_CONTEXT,
            on_backtest: BacktestCallback | None = None) -> Selection:
     """Backtest every candidate on `history` (the training part only; see the module
     docstring) and choose the best single candidate or combination (`choose`; `prefer`
-    names the candidate kept unless another beats it clearly). `context` goes to every
-    candidate's fits."""
+    names the candidate kept unless another beats it clearly; `tenant_blend`: the blend
+    partner and its weight chosen for the whole tenant, not among `candidates`).
+    `context` goes to every candidate's fits."""
     if not candidates:
         raise ValueError("no candidates to select from")
     if combine_top < 1:
@@ -499,7 +503,7 @@ def select(history: pd.DataFrame, candidates: Sequence[Candidate], plan: Backtes
         raise NoCandidate("every candidate failed: " + "; ".join(
             f"{name}: {error}" for name, error in errors.items()), errors)
     choice = choose(results, combine_top=combine_top, min_gain=min_gain, prefer=prefer,
-                    blend=blend)
+                    blend=blend, tenant_blend=tenant_blend)
     return Selection(
         members=choice.members, weighting=choice.weighting, wape=choice.wape,
         backtests=choice.ranked, errors=errors, plan=plan,
@@ -525,13 +529,15 @@ class Choice:
 def choose(results: Sequence[FamilyBacktest], *, combine_top: int = DEFAULT_COMBINE_TOP,
            min_gain: float = ENSEMBLE_MIN_GAIN, prefer: str | None = None,
            prefer_margin: float = GLOBAL_PREFERENCE,
-           prefer_windows: float = PREFER_WINDOW_SHARE, blend: str | None = None
-           ) -> Choice:
+           prefer_windows: float = PREFER_WINDOW_SHARE, blend: str | None = None,
+           tenant_blend: tuple[Candidate, float] | None = None) -> Choice:
     """The selection rule on finished backtests (all over the same windows): the lowest
     WAPE, or a combination of the best few that beats it by more than `min_gain`
     (module docstring). Then, with `prefer` (a candidate's name) among the results: the
     preferred candidate alone unless that choice's WAPE is more than `prefer_margin`
     below its own and it wins more than `prefer_windows` of the windows (`windows_won`).
+    The preferred candidate is blended with `blend`'s backtest (`_blended`), or with
+    `tenant_blend`'s partner at its tenant-wide weight (`_tenant_blended`).
     bench/replay.py replays this rule on stored backtests."""
     if not results:
         raise ValueError("no backtests to choose from")
@@ -563,7 +569,9 @@ def choose(results: Sequence[FamilyBacktest], *, combine_top: int = DEFAULT_COMB
     blended_rows: np.ndarray | None = None
     preferred = next((b for b in finite if b.candidate.name == prefer), None)
     if preferred is not None:
-        own, own_wape, own_forecast, blended_rows = _blended(preferred, partner)
+        own, own_wape, own_forecast, blended_rows = (
+            _tenant_blended(preferred, *tenant_blend) if tenant_blend is not None
+            else _blended(preferred, partner))
         own_weighting: Weighting = "blend" if len(own) > 1 else "single"
         if chosen == ((preferred.candidate, 1.0),):
             chosen, weighting = own, own_weighting
@@ -612,19 +620,40 @@ def _blended(preferred: FamilyBacktest, partner: FamilyBacktest | None
                           partner.predictions[DATE].to_numpy()):
         raise ValueError("the blend partner's backtest days differ from the preferred "
                          "candidate's on the same windows")
-    own_wape = _wape(preferred.predictions.loc[shared], own[shared])
-    if not own_wape > 0 or partner.wape > BLEND_FAIL_RATIO * own_wape:
+    weight = partner_weight(partner.wape, _wape(preferred.predictions.loc[shared], own[shared]))
+    if weight == 0.0:
         return alone
-    if partner.wape == 0:
-        weight = 0.75
-    else:
-        inverse = (1.0 / partner.wape) / (1.0 / partner.wape + 1.0 / own_wape)
-        weight = 0.5 * inverse + 0.25
     forecast = own.copy()
     forecast[shared] = ((1.0 - weight) * own[shared]
                         + weight * partner.predictions[YHAT].to_numpy(dtype=float))
     return (((preferred.candidate, 1.0 - weight), (partner.candidate, weight)),
             _wape(preferred.predictions, forecast), forecast, shared)
+
+
+def partner_weight(partner_wape: float, own_wape: float) -> float:
+    """The blend partner's weight from its backtest WAPE and the preferred candidate's
+    on the same windows and days: the inverse-WAPE weight shrunk halfway toward equal
+    weights (0.25..0.75), 0 when the partner's WAPE is more than `BLEND_FAIL_RATIO` times
+    the other's or either is not a usable number."""
+    if not (math.isfinite(partner_wape) and own_wape > 0) \
+            or partner_wape > BLEND_FAIL_RATIO * own_wape:
+        return 0.0
+    if partner_wape == 0:
+        return 0.75
+    inverse = (1.0 / partner_wape) / (1.0 / partner_wape + 1.0 / own_wape)
+    return 0.5 * inverse + 0.25
+
+
+def _tenant_blended(preferred: FamilyBacktest, partner: Candidate, weight: float
+                    ) -> tuple[tuple[tuple[Candidate, float], ...], float, np.ndarray, None]:
+    """The preferred candidate blended with `partner` at a weight chosen for the whole
+    tenant (`global_stage.weigh_partner`): the partner has no backtest of this product,
+    so the backtest forecast, WAPE and quantile calibration are the preferred one's."""
+    own = preferred.predictions[YHAT].to_numpy(dtype=float)
+    if weight <= 0.0:
+        return ((preferred.candidate, 1.0),), preferred.wape, own, None
+    return (((preferred.candidate, 1.0 - weight), (partner, weight)), preferred.wape, own,
+            None)
 
 
 def windows_won(predictions: pd.DataFrame, forecast: np.ndarray, other: np.ndarray

@@ -70,11 +70,14 @@ def _fit_product(history: pd.DataFrame, plan: FitPlan, prior: PriorFit | None,
     if is_original(plan.families):
         return fit_original(history, plan, prior, sink, details)
     candidates = plan_candidates(plan)
+    tenant_blend = _tenant_blend(plan, candidates)
+    if tenant_blend is not None:  # weighed once for the tenant: no backtest of its own
+        candidates = tuple(c for c in candidates if c.name != tenant_blend[0].name)
     train, _ = plan.holdout.split(history)
     try:
         selection = select(train, candidates, plan.backtest, prefer=_preferred(plan),
-                           blend=_blend(plan), context=plan.context,
-                           on_backtest=sink.backtest)
+                           blend=_blend(plan), tenant_blend=tenant_blend,
+                           context=plan.context, on_backtest=sink.backtest)
     except NoBacktestWindow as exc:
         return _fit_without_backtest(history, plan, candidates, str(exc), sink, details)
     except NoCandidate as exc:
@@ -87,6 +90,9 @@ def _fit_product(history: pd.DataFrame, plan: FitPlan, prior: PriorFit | None,
     calibration = calibrate(selection.actual, selection.predicted, source="backtest")
     leaderboard = selection.leaderboard()
     details["selection"] = selection.to_dict()
+    if tenant_blend is not None and plan.context.global_fits is not None \
+            and plan.context.global_fits.partner is not None:
+        details["selection"]["tenant_blend"] = plan.context.global_fits.partner.to_dict()
     if fallback_errors:  # the chosen spec failed on the full history
         details["selection"]["fitted_instead"] = {
             "family": evaluation.family,
@@ -109,6 +115,19 @@ def _blend(plan: FitPlan) -> str | None:
     regular product (selection.CandidatePolicy.blend_regular)."""
     return plan.candidates.blend_for(plan.product_class) if plan.families == (AUTO,) \
         else None
+
+
+def _tenant_blend(plan: FitPlan, candidates: Sequence[Candidate]
+                  ) -> tuple[Candidate, float] | None:
+    """The blend partner (among `candidates`) and the weight the tenant stage chose for
+    every regular product of a large tenant (`global_stage.weigh_partner`); None when
+    each product weighs its partner on its own backtest."""
+    name = _blend(plan)
+    fits = plan.context.global_fits
+    if name is None or fits is None or fits.partner is None or fits.partner.partner != name:
+        return None
+    partner = next((c for c in candidates if c.name == name), None)
+    return None if partner is None else (partner, fits.partner.weight)
 
 
 def plan_candidates(plan: FitPlan) -> tuple[Candidate, ...]:

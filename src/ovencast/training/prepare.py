@@ -127,7 +127,8 @@ async def plan_job(loaded: JobData, tenant: Tenant, job: TrainingJob, *,
             histories[product] = history
     stage = await tenant_stage.train_global_models(
         tenant, job, histories, tuple(data.alignment.used_regressors), settings,
-        loaded.tenant_data)
+        loaded.tenant_data, classes={product: product_class for product, reason,
+                                     product_class in verdicts if not reason})
     warnings = [*data.warnings,
                 *(f"{issue.product}: {issue.message}" if issue.product else issue.message
                   for issue in data.report.warnings)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -16,7 +17,12 @@ from ovencast.db.tables import Tenant, TrainingJob
 from ovencast.errors import ChecksumMismatch, OvencastError
 from ovencast.forecasting.families.global_fits import LIGHTGBM, GlobalFits
 from ovencast.forecasting.frame import CLOSED, DATE, PRODUCT, Y
-from ovencast.forecasting.global_stage import needs_global_stage, train_tenant_models
+from ovencast.forecasting.global_stage import (
+    needs_global_stage,
+    train_tenant_models,
+    weigh_partner,
+)
+from ovencast.forecasting.selection import AUTO
 from ovencast.observability.logs import get_logger
 from ovencast.observability.metrics import CHECKSUM_FAILURES
 from ovencast.settings import Settings
@@ -24,6 +30,8 @@ from ovencast.sources.base import DataSource
 from ovencast.store import artifact_key, store_for, unique_key
 from ovencast.training.dask_stage import dask_trainer
 from ovencast.training.data import TenantData, load_and_validate
+from ovencast.training.fitting import plan_candidates
+from ovencast.training.plan import FitPlan
 
 log = get_logger(__name__)
 
@@ -50,19 +58,24 @@ async def load_tenant_data(source: DataSource, tenant: Tenant, job: TrainingJob,
 async def train_global_models(tenant: Tenant, job: TrainingJob,
                               histories: dict[str, pd.DataFrame],
                               regressors: tuple[str, ...], settings: Settings,
-                              tenant_data: TenantData | None
+                              tenant_data: TenantData | None,
+                              classes: Mapping[str, str] | None = None
                               ) -> tuple[bytes, dict[str, Any]] | str | None:
     """Train the global models for all trainable products (`histories`, plus the other
-    valid products of `tenant_data`) and store them. Returns the payload (what the tasks
-    carry) and the job's record of it; None when the job's model choice uses no global
-    model; a warning when they could not be trained or stored (the "lightgbm" candidate
-    then trains on each product alone)."""
+    valid products of `tenant_data`) and store them; for a large tenant under `auto`
+    (`classes`: each trainable product's class), weigh the blend partner too
+    (`_weigh_partner`). Returns the payload (what the tasks carry) and the job's record
+    of it; None when the job's model choice uses no global model; a warning when they
+    could not be trained or stored (the "lightgbm" candidate then trains on each product
+    alone)."""
     if not histories or not needs_global_stage(job.models):
         return None
     try:
         tenant_histories = _tenant_histories(histories, regressors, tenant_data)
         fits = await asyncio.to_thread(_train, tenant_histories, regressors,
                                        list(histories), settings)
+        fits = await asyncio.to_thread(_weigh_partner, fits, histories, classes or {},
+                                       tenant, job, regressors, settings)
         payload = fits.to_bytes()
         artifact = store_for(settings).save(unique_key(artifact_key(
             tenant.name, GLOBAL_MODELS_KEY, LIGHTGBM, job.id)), payload)
@@ -89,6 +102,41 @@ def _train(histories: dict[str, pd.DataFrame], regressors: tuple[str, ...],
         return train_tenant_models(histories, regressors, cutoffs_for=cutoffs_for,
                                    workers=threads, trainer=trainer,
                                    max_rows=settings.global_model_max_rows or None)
+
+
+def _weigh_partner(fits: GlobalFits, histories: Mapping[str, pd.DataFrame],
+                   classes: Mapping[str, str], tenant: Tenant, job: TrainingJob,
+                   regressors: tuple[str, ...], settings: Settings) -> GlobalFits:
+    """`fits` with the blend partner's tenant-wide weight when the job trains at least
+    TENANT_BLEND_MIN_PRODUCTS regular products under `auto` (each with a partner to
+    blend); else unchanged. The candidates are those a product's fit would build
+    (`fitting.plan_candidates`: the tenant's regressors, country and holidays)."""
+    if tuple(job.models) != (AUTO,):
+        return fits
+    regular: dict[str, pd.DataFrame] = {}
+    plan: FitPlan | None = None
+    for product, history in histories.items():
+        product_plan = FitPlan(families=(AUTO,), product_class=classes.get(product, ""),
+                               country=tenant.country, subdivision=tenant.subdivision,
+                               regressors=regressors,
+                               time_limit_s=settings.max_training_time_seconds)
+        if product_plan.candidates.blend_for(product_plan.product_class) is not None:
+            regular[product], plan = history, product_plan
+    if plan is None or len(regular) < settings.tenant_blend_min_products:
+        return fits
+    candidates = {c.name: c for c in plan_candidates(plan)}
+    preferred = plan.candidates.preferred_for(plan.product_class)
+    partner = plan.candidates.blend_for(plan.product_class)
+    if preferred not in candidates or partner not in candidates:
+        return fits
+    weighed = weigh_partner(fits, regular, preferred=candidates[preferred],
+                            partner=candidates[partner], holdout=plan.holdout,
+                            backtest=plan.backtest,
+                            workers=min(settings.max_concurrent_training_jobs,
+                                        os.cpu_count() or 1))
+    log.info("training.global.partner", job_id=job.id, regular=len(regular),
+             **(weighed.partner.to_dict() if weighed.partner else {"weight": None}))
+    return weighed
 
 
 def _tenant_histories(histories: dict[str, pd.DataFrame], regressors: tuple[str, ...],

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 LIGHTGBM = "lightgbm"
@@ -43,11 +43,39 @@ class HorizonMember:
 
 
 @dataclass(frozen=True)
+class PartnerWeight:
+    """The blend partner's weight for every regular product of a large tenant, chosen
+    once on the partner windows of its largest products pooled (`global_stage.
+    weigh_partner`) instead of by each product's own backtest: `partner` (a candidate
+    name), `weight` (0: no blend), the products it was weighed on, and the pooled
+    backtest WAPE of the partner and of the global model there (the evidence).
+    docs/decisions/016-tenant-blend-weight.md."""
+
+    partner: str
+    weight: float
+    products: int
+    partner_wape: float
+    own_wape: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"partner": self.partner, "weight": self.weight, "products": self.products,
+                "partner_wape": self.partner_wape, "own_wape": self.own_wape}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PartnerWeight:
+        return cls(partner=str(data["partner"]), weight=float(data["weight"]),
+                   products=int(data["products"]),
+                   partner_wape=float(data["partner_wape"]),
+                   own_wape=float(data["own_wape"]))
+
+
+@dataclass(frozen=True)
 class GlobalFits:
     """The tenant's boosters (ISO cut-off date -> LightGBM model text) of the level
     member, the products in category order, the regressor columns and sales features
     they read, the horizon member (None: the level member alone, as artifacts stored
-    before it), and the seconds they all took to train."""
+    before it), the seconds they all took to train, and for a large tenant the blend
+partner's tenant-wide weight (None: each product weighs its partner itself)."""
 
     products: tuple[str, ...]
     regressors: tuple[str, ...]
@@ -55,6 +83,7 @@ class GlobalFits:
     seconds: float
     sales_features: tuple[str, ...]
     horizon: HorizonMember | None = None
+    partner: PartnerWeight | None = None
 
     def to_bytes(self) -> bytes:
         return json.dumps({"products": list(self.products),
@@ -62,16 +91,18 @@ class GlobalFits:
                            "sales_features": list(self.sales_features),
                            "boosters": dict(self.boosters),
                            "horizon": None if self.horizon is None else self.horizon.to_dict(),
+                           "partner": None if self.partner is None else self.partner.to_dict(),
                            "seconds": self.seconds}).encode()
 
     @classmethod
     def from_bytes(cls, payload: bytes) -> GlobalFits:
         data = json.loads(payload)
-        horizon = data.get("horizon")
+        horizon, partner = data.get("horizon"), data.get("partner")
         return cls(products=tuple(data["products"]), regressors=tuple(data["regressors"]),
                    boosters=dict(data["boosters"]), seconds=float(data["seconds"]),
                    sales_features=tuple(data.get("sales_features", LEGACY_SALES_FEATURES)),
-                   horizon=None if horizon is None else HorizonMember.from_dict(horizon))
+                   horizon=None if horizon is None else HorizonMember.from_dict(horizon),
+                   partner=None if partner is None else PartnerWeight.from_dict(partner))
 
     def summary(self) -> dict[str, Any]:
         found: dict[str, Any] = {"family": LIGHTGBM, "products": len(self.products),
@@ -80,6 +111,8 @@ class GlobalFits:
         if self.horizon is not None:
             found["horizon_weight"] = self.horizon.weight
             found["horizon_evidence"] = dict(self.horizon.evidence)
+        if self.partner is not None:
+            found["partner"] = self.partner.to_dict()
         return found
 
     def adoptable(self, product: str, regressors: tuple[str, ...]) -> bool:
@@ -100,6 +133,7 @@ class GlobalFits:
         horizon = HorizonMember(boosters=self.horizon.boosters,
                                 sales_features=self.horizon.sales_features, weight=weight,
                                 evidence=dict(evidence))
-        return GlobalFits(products=self.products, regressors=self.regressors,
-                          boosters=self.boosters, seconds=self.seconds,
-                          sales_features=self.sales_features, horizon=horizon)
+        return replace(self, horizon=horizon)
+
+    def with_partner(self, partner: PartnerWeight) -> GlobalFits:
+        return replace(self, partner=partner)
