@@ -131,7 +131,7 @@ class Settings(BaseSettings):
     # blend partner's weight once, from the partner windows of its largest products
     # (forecasting/global_stage.weigh_partner), instead of each product backtesting the
     # partner itself: 2 partner fits a product instead of 5 (decision 016).
-    tenant_blend_min_products: int = Field(default=200, ge=1)
+    tenant_blend_min_products: int = Field(default=100, ge=1)
 
     # Threads that compute forecasts off the API's event loop (forecasts/service.py):
     # CPU work under the GIL, so a few; more requests wait their turn.

@@ -54,8 +54,9 @@ HORIZON_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 # dominated by them anyway), so that the cost stays flat for a chain's thousands.
 MAX_WEIGHING_PRODUCTS = 200
 # Products whose partner windows weigh a large tenant's blend partner (`weigh_partner`):
-# 3 partner fits each, in the stage, before any product starts.
-MAX_PARTNER_PRODUCTS = 100
+# 3 partner fits each, in the stage, before any product starts; one weight needs no more
+# than their 4,000-odd product-days.
+MAX_PARTNER_PRODUCTS = 50
 
 
 def needs_global_stage(families: Sequence[str]) -> bool:
