@@ -121,15 +121,17 @@ def test_scale_prints_time_and_memory_per_product_count(tmp_path: Path,
                               "--json", str(figures),
                               "--plot", str(tmp_path / "scale.png")])
     found = re.search(r"^N=3: import ([0-9.]+) s, train ([0-9.]+) s .* ([0-9.]+) products/min"
-                      r".* trained (\d+) refused (\d+) failed 0, peak RSS MB main (\d+) "
-                      r"worker (\d+) tree (\d+)$", out, flags=re.MULTILINE)
+                      r".* trained (\d+) refused (\d+) failed 0, peak RSS MB import (\d+) "
+                      r"main (\d+) worker (\d+) tree (\d+)$", out, flags=re.MULTILINE)
     assert found, out
     assert int(found.group(4)) + int(found.group(5)) == 3
     assert int(found.group(4)) > 0
-    # The pool processes are told from the main process, and the tree holds both.
-    main, worker, tree = (int(found.group(i)) for i in (6, 7, 8))
+    # The pool processes are told from the main process, and the tree holds both; the
+    # import's peak is told from the training's.
+    imported, main, worker, tree = (int(found.group(i)) for i in (6, 7, 8, 9))
     assert 0 < worker < tree
     assert 0 < main < tree
+    assert 0 < imported <= tree
     assert "| products | sales rows | import s | train s |" in out
     assert json.loads(figures.read_text())[0]["products"] == 3
     assert (tmp_path / "scale.png").stat().st_size > 0
