@@ -104,8 +104,9 @@ async def load_job_data(source: DataSource, tenant: Tenant, job: TrainingJob, *,
                                                           settings=settings)
         if await source.data_version(tenant.name) == version:
             histories = _split(data.frame)
+            # .copy(): an empty slice is a view that would keep the long frame alive.
             return JobData(selected=list(selected), histories=histories,
-                           data=replace(data, frame=data.frame.iloc[0:0]),
+                           data=replace(data, frame=data.frame.iloc[0:0].copy()),
                            tenant_data=tenant_data, data_version=version)
     raise Conflict(f"the tenant's data changed each of the {READ_ATTEMPTS} times the "
                         "job read it (imports in progress); submit the job again")
