@@ -30,6 +30,7 @@ from ovencast.store import sha256_hex, store_for
 from ovencast.tenants import service as tenants_service
 from ovencast.training import tenant_stage
 from ovencast.training.prepare import prepare_job, product_task
+from ovencast.training.task import ProductTask
 from ovencast.training.tenant_stage import GLOBAL_MODELS_KEY
 
 PRODUCTS = ("bread", "rolls")
@@ -37,10 +38,27 @@ PRODUCTS = ("bread", "rolls")
 DAYS = 120
 
 
+def _stored(settings: Settings, task: ProductTask) -> bytes:
+    """The global models a task names, checksum verified (while the job runs)."""
+    assert task.global_fits_key is not None
+    key, sha256 = task.global_fits_key
+    return store_for(settings).load(key, expected_sha256=sha256)
+
+
 async def test_auto_job_stores_the_tenant_models_and_hands_them_to_every_task(
         database: Database, settings: Settings, tiny_dataset: Callable[..., Path]) -> None:
     await import_directory(database, "t1", tiny_dataset(PRODUCTS, days=DAYS, weather=True))
-    result = await train_in_process(database, "t1", models=("auto",))
+    stored_payloads: dict[str, bytes] = {}
+
+    def keep_payload(tasks: list[ProductTask]) -> list[ProductTask]:
+        # Before the pool runs (the job's end deletes the stored payload).
+        for task in tasks:
+            assert task.global_fits_key is not None
+            stored_payloads[task.global_fits_key[0]] = _stored(settings, task)
+        return tasks
+
+    result = await train_in_process(database, "t1", models=("auto",),
+                                    adjust_tasks=keep_payload)
 
     assert result.job.status == "succeeded", result.job.error
     assert {p: r.status for p, r in result.runs.items()} == dict.fromkeys(PRODUCTS, "trained")
@@ -57,12 +75,14 @@ async def test_auto_job_stores_the_tenant_models_and_hands_them_to_every_task(
     assert (record["family"], record["products"]) == ("lightgbm", len(PRODUCTS))
     assert record["seconds"] >= 0
     assert GLOBAL_MODELS_KEY in record["key"]
-    # Every task carried the stored payload, whose checksum the job recorded.
+    # Every task named the stored payload (by key and checksum, not carrying it), which
+    # the pool processes loaded.
     assert [t.product for t in result.prepared.tasks] == list(PRODUCTS)
-    payload = result.prepared.tasks[0].global_fits
-    assert payload is not None
+    assert all(t.global_fits is None for t in result.prepared.tasks)
+    assert all(t.global_fits_key == (record["key"], record["sha256"])
+               for t in result.prepared.tasks)
+    payload = stored_payloads[record["key"]]
     assert sha256_hex(payload) == record["sha256"]
-    assert all(t.global_fits == payload for t in result.prepared.tasks)
     fits = GlobalFits.from_bytes(payload)
     assert fits.products == PRODUCTS
     assert sorted(fits.boosters) == record["cutoffs"]
@@ -137,15 +157,24 @@ async def test_lightgbm_products_adopt_the_tenant_booster(
 async def test_a_job_for_some_products_trains_the_global_model_on_all_of_them(
         database: Database, settings: Settings, tiny_dataset: Callable[..., Path]) -> None:
     await import_directory(database, "t1", tiny_dataset(PRODUCTS, days=DAYS, weather=True))
-    result = await train_in_process(database, "t1", products=["bread"], models=("lightgbm",))
+    seen: dict[str, bytes] = {}
+
+    def keep_payload(tasks: list[ProductTask]) -> list[ProductTask]:
+        for task in tasks:
+            assert task.global_fits_key is not None
+            seen[task.global_fits_key[0]] = _stored(settings, task)
+        return tasks
+
+    result = await train_in_process(database, "t1", products=["bread"], models=("lightgbm",),
+                                    adjust_tasks=keep_payload)
 
     assert {p: r.status for p, r in result.runs.items()} == {"bread": "trained"}
     record = result.job.global_models
     assert record is not None
     assert record["products"] == len(PRODUCTS)
     [task] = result.prepared.tasks
-    assert task.global_fits is not None
-    fits = GlobalFits.from_bytes(task.global_fits)
+    assert task.global_fits_key is not None
+    fits = GlobalFits.from_bytes(seen[task.global_fits_key[0]])
     assert fits.products == PRODUCTS  # rolls too, though the job does not retrain it
     # Only bread's cut-offs were trained: the same ones as a job for bread alone would.
     expected = cutoffs_of(task.history, holdout=HoldoutSplit(), backtest=BacktestPlan())
@@ -165,7 +194,8 @@ async def test_job_without_a_global_model_choice_has_none(
 
     assert {p: r.status for p, r in result.runs.items()} == dict.fromkeys(PRODUCTS, "trained")
     assert result.job.global_models is None
-    assert all(t.global_fits is None for t in result.prepared.tasks)
+    assert all(t.global_fits is None and t.global_fits_key is None
+               for t in result.prepared.tasks)
     store = store_for(settings)
     assert not [key for key in store.list() if GLOBAL_MODELS_KEY in key]
 
@@ -180,8 +210,7 @@ async def test_service_shape_task_reloads_the_verified_tenant_models(
         job = await jobs_service.new_job(session, tenant, models=("auto",))
         prepared = await prepare_job(session, tenant, job, settings=settings,
                                      store_histories=True)
-    payload = prepared.tasks[0].global_fits
-    assert payload is not None
+    payload = _stored(settings, prepared.tasks[0])
 
     async def rebuilt(product: str) -> bytes | None:
         async with unit_of_work(database.sessions) as session:

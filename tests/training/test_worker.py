@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pandas as pd
+
+from conftest import make_settings
 from ovencast.forecasting.families.global_fits import GlobalFits
-from ovencast.training.worker import parsed_global_fits
+from ovencast.store import store_for
+from ovencast.training.task import ProductTask
+from ovencast.training.worker import parsed_global_fits, task_global_fits
 
 
 def test_a_pool_process_parses_a_jobs_global_models_once() -> None:
@@ -18,3 +25,26 @@ def test_a_pool_process_parses_a_jobs_global_models_once() -> None:
     other = GlobalFits(products=fits.products, regressors=(), boosters=fits.boosters,
                        seconds=2.0, sales_features=fits.sales_features)
     assert parsed_global_fits(other.to_bytes()) is not parsed_global_fits(first)
+
+
+def test_a_pool_process_loads_a_jobs_stored_global_models_once_and_verified(
+        tmp_path: Path) -> None:
+    """An embedded task names the job's stored global models (key, sha256) instead of
+    carrying them: each pool process loads and parses them once per job, and refuses a
+    copy whose checksum differs (the product then trains without them)."""
+    settings = make_settings(tmp_path / "home")
+    fits = GlobalFits(products=("bread",), regressors=(), boosters={"2024-01-01": "t"},
+                      seconds=1.0, sales_features=("mean_91",))
+    stored = store_for(settings).save("t1/global-models-x/lightgbm/v000001-a.json",
+                                      fits.to_bytes())
+
+    def task(key: tuple[str, str]) -> ProductTask:
+        return ProductTask(settings=settings, job_id=1, run_id=1, tenant_id=1,
+                           tenant_name="t1", product="bread", product_class="regular",
+                           history=pd.DataFrame(), regressors=(), families=("auto",),
+                           country=None, subdivision=None, global_fits_key=key)
+
+    good = task((stored.key, stored.sha256))
+    assert task_global_fits(good) == fits
+    assert task_global_fits(good) is task_global_fits(task((stored.key, stored.sha256)))
+    assert task_global_fits(task((stored.key, "0" * 64))) is None

@@ -169,9 +169,10 @@ async def record_plan(session: AsyncSession, tenant: Tenant, job: TrainingJob, p
     if plan.global_models is not None:
         job.global_models = plan.global_models[1]
     await session.flush()
-    payload = plan.global_models[0] if plan.global_models is not None else None
+    models = None if plan.global_models is None else (plan.global_models[1]["key"],
+                                                      plan.global_models[1]["sha256"])
     tasks = [replace(_task(settings, tenant, job, run, plan.histories[run.product],
-                           alignment), global_fits=payload)
+                           alignment), global_fits_key=models)
              for run in runs if run.status is RunStatus.PENDING]
     rejected = {run.product: run.reason or "" for run in runs
                 if run.status is RunStatus.REFUSED}

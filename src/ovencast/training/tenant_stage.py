@@ -163,12 +163,19 @@ def load_global_models(job: TrainingJob, settings: Settings) -> bytes | None:
     record = job.global_models or {}
     if not record.get("key"):
         return None
+    return load_stored_models(record["key"], record["sha256"], settings, job_id=job.id)
+
+
+def load_stored_models(key: str, sha256: str, settings: Settings, *, job_id: int
+                       ) -> bytes | None:
+    """The global models stored under `key`, checksum verified; None (logged) when they
+    are refused or gone."""
     try:
-        return store_for(settings).load(record["key"], expected_sha256=record["sha256"])
-    except (OvencastError, ValueError) as exc:  # ValueError: not a key of this store
+        return store_for(settings).load(key, expected_sha256=sha256)
+    except (OvencastError, ValueError, OSError) as exc:  # ValueError: not this store's key
         if isinstance(exc, ChecksumMismatch):
             CHECKSUM_FAILURES.inc()
-        log.warning("training.global.unavailable", job_id=job.id, reason=str(exc))
+        log.warning("training.global.unavailable", job_id=job_id, reason=str(exc))
         return None
 
 

@@ -39,7 +39,7 @@ from ovencast.observability.logs import configure_logging, get_logger
 from ovencast.observability.metrics import PRODUCT_TRAINING_DURATION, product_ended
 from ovencast.settings import Settings
 from ovencast.store import StoredArtifact, artifact_key, store_for, unique_key
-from ovencast.training import channel
+from ovencast.training import channel, tenant_stage
 from ovencast.training.fitting import fit_product
 from ovencast.training.locks import product_lock
 from ovencast.training.plan import FitPlan, FitResult, PriorFit
@@ -121,8 +121,29 @@ async def _fit_inline(task: ProductTask, plan: FitPlan, prior: PriorFit | None,
     return fit_product(task.history, plan, prior=prior, emit=emit)
 
 
+_stored_fits: dict[tuple[str, str], GlobalFits | None] = {}
+
+
+def task_global_fits(task: ProductTask) -> GlobalFits | None:
+    """The task's global models: carried (`global_fits`), or loaded from the store once
+    per process by their key and checksum (`global_fits_key`; the last job's are kept).
+    None when the job has none or its stored copy is refused (lightgbm then trains on
+    the product alone, as in the service shape)."""
+    if task.global_fits:
+        return parsed_global_fits(task.global_fits)
+    if task.global_fits_key is None:
+        return None
+    if task.global_fits_key not in _stored_fits:
+        _stored_fits.clear()
+        payload = tenant_stage.load_stored_models(*task.global_fits_key, task.settings,
+                                                  job_id=task.job_id)
+        _stored_fits[task.global_fits_key] = (None if payload is None
+                                              else GlobalFits.from_bytes(payload))
+    return _stored_fits[task.global_fits_key]
+
+
 def fit_plan(task: ProductTask) -> FitPlan:
-    global_fits = parsed_global_fits(task.global_fits) if task.global_fits else None
+    global_fits = task_global_fits(task)
     return FitPlan(families=task.families, product_class=task.product_class,
                    country=task.country, subdivision=task.subdivision,
                    regressors=task.regressors,
