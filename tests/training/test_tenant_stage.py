@@ -45,20 +45,25 @@ def _stored(settings: Settings, task: ProductTask) -> bytes:
     return store_for(settings).load(key, expected_sha256=sha256)
 
 
+def _keeping_payloads(settings: Settings, into: dict[str, bytes]
+                      ) -> Callable[[list[ProductTask]], list[ProductTask]]:
+    """An `adjust_tasks` that keeps the stored global models each task names, read
+    before the pool runs (the job's end deletes them)."""
+    def keep(tasks: list[ProductTask]) -> list[ProductTask]:
+        for task in tasks:
+            assert task.global_fits_key is not None
+            into[task.global_fits_key[0]] = _stored(settings, task)
+        return tasks
+
+    return keep
+
+
 async def test_auto_job_stores_the_tenant_models_and_hands_them_to_every_task(
         database: Database, settings: Settings, tiny_dataset: Callable[..., Path]) -> None:
     await import_directory(database, "t1", tiny_dataset(PRODUCTS, days=DAYS, weather=True))
     stored_payloads: dict[str, bytes] = {}
-
-    def keep_payload(tasks: list[ProductTask]) -> list[ProductTask]:
-        # Before the pool runs (the job's end deletes the stored payload).
-        for task in tasks:
-            assert task.global_fits_key is not None
-            stored_payloads[task.global_fits_key[0]] = _stored(settings, task)
-        return tasks
-
     result = await train_in_process(database, "t1", models=("auto",),
-                                    adjust_tasks=keep_payload)
+                                    adjust_tasks=_keeping_payloads(settings, stored_payloads))
 
     assert result.job.status == "succeeded", result.job.error
     assert {p: r.status for p, r in result.runs.items()} == dict.fromkeys(PRODUCTS, "trained")
@@ -158,15 +163,8 @@ async def test_a_job_for_some_products_trains_the_global_model_on_all_of_them(
         database: Database, settings: Settings, tiny_dataset: Callable[..., Path]) -> None:
     await import_directory(database, "t1", tiny_dataset(PRODUCTS, days=DAYS, weather=True))
     seen: dict[str, bytes] = {}
-
-    def keep_payload(tasks: list[ProductTask]) -> list[ProductTask]:
-        for task in tasks:
-            assert task.global_fits_key is not None
-            seen[task.global_fits_key[0]] = _stored(settings, task)
-        return tasks
-
     result = await train_in_process(database, "t1", products=["bread"], models=("lightgbm",),
-                                    adjust_tasks=keep_payload)
+                                    adjust_tasks=_keeping_payloads(settings, seen))
 
     assert {p: r.status for p, r in result.runs.items()} == {"bread": "trained"}
     record = result.job.global_models
