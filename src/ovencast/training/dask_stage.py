@@ -44,8 +44,11 @@ class DaskBoosterTrainer:
         bounds = np.linspace(0, len(target), parts + 1).astype(int)
         pieces = [(features[a:b], target[a:b]) for a, b in itertools.pairwise(bounds)]
         # One part per worker, spread over the workers (scattered, not in the graph).
-        x_parts = self.client.scatter([x for x, _ in pieces], broadcast=False)
-        y_parts = self.client.scatter([y for _, y in pieces], broadcast=False)
+        # hash=False: random keys. Keys hashed from the content would be the same for the
+        # two members' targets at one cut-off, and cancelling one booster's parts below
+        # could then cancel the next one's ("lost dependencies", seen in CI).
+        x_parts = self.client.scatter([x for x, _ in pieces], broadcast=False, hash=False)
+        y_parts = self.client.scatter([y for _, y in pieces], broadcast=False, hash=False)
         x = da.concatenate([da.from_delayed(f, shape=p[0].shape, dtype=p[0].dtype)
                             for f, p in zip(x_parts, pieces, strict=True)])
         y = da.concatenate([da.from_delayed(f, shape=p[1].shape, dtype=p[1].dtype)
