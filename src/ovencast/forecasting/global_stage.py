@@ -147,8 +147,10 @@ def weigh_partner(fits: GlobalFits, histories: Mapping[str, pd.DataFrame], *,
     (`selection.partner_windows`) of the `MAX_PARTNER_PRODUCTS` largest of `histories`
     (the tenant's regular products), `workers` products at a time; their WAPEs pooled
     over every product's open days give the weight (`selection.partner_weight`). A
-    product whose partner fails is left out of the evidence (a product weighing its own
-    partner would give it weight 0); without evidence, `fits` unchanged."""
+    product whose partner fails, or whose two backtests do not cover the same days, is
+    left out of the evidence (a product weighing its own partner would give it weight 0
+    or refuse the blend), so that one odd product never fails the tenant stage; without
+    evidence, `fits` unchanged."""
     chosen = _largest(histories, MAX_PARTNER_PRODUCTS)
 
     def evidence(item: tuple[str, pd.DataFrame]) -> tuple[np.ndarray, ...] | None:
@@ -169,8 +171,7 @@ def weigh_partner(fits: GlobalFits, histories: Mapping[str, pd.DataFrame], *,
             return None
         if not (np.array_equal(other[DATE].to_numpy(), own[DATE].to_numpy())
                 and np.array_equal(other[WINDOW].to_numpy(), own[WINDOW].to_numpy())):
-            raise ValueError("the blend partner's backtest days differ from the global "
-                             "model's on the same windows")
+            return None  # not comparable day by day: left out, never the whole stage
         return tuple(frame[column].to_numpy(dtype=float)[is_open]
                      for frame, column in ((own, Y), (own, YHAT), (other, YHAT)))
 
