@@ -5,6 +5,8 @@ the single-machine stage, and a whole job trains its products with them."""
 
 from __future__ import annotations
 
+import json
+
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -133,12 +135,16 @@ async def test_a_job_trains_its_tenant_stage_on_the_cluster(
     async with unit_of_work(database.sessions) as session:
         versions = (await session.scalars(select(ModelVersion))).all()
     assert sorted(v.product for v in versions) == sorted(products)
+    serving = record["serving"]
+    # The boosters the versions serve with, trained by the cluster's two workers.
+    assert "[num_machines: 2]" in store_for(settings).load(
+        serving["key"], expected_sha256=serving["sha256"]).decode()
     for version in versions:
         model = load_verified(store_for(settings), version)
         assert isinstance(model, LightGBMModel)
-        # Fitted in a pool worker, on a booster the cluster's two workers trained.
+        # Fitted in a pool worker, on a booster of the cluster.
         assert model.adopted is True, version.product
-        assert "[num_machines: 2]" in model.to_bytes().decode()
+        assert json.loads(model.to_bytes())["state"]["serving"]["key"] == serving["key"]
 
 
 async def test_an_unreachable_scheduler_leaves_the_job_to_fit_lightgbm_per_product(

@@ -119,7 +119,7 @@ async def test_the_snapshot_is_deleted_once_the_job_has_ended(
         assert len(store.list(prefix)) == len(PRODUCTS)
         job_artifacts.retire(job, settings)  # not retired yet: nothing deleted
         assert len(store.list(prefix)) == len(PRODUCTS)
-        assert jobs_service.mark_job_artifacts_retired(job)
+        assert jobs_service.mark_job_artifacts_retired(job, runs=[])
     job_artifacts.retire(job, settings)
     assert store.list(prefix) == []
     job_artifacts.retire(job, settings)  # idempotent

@@ -5,25 +5,32 @@ hands it to every product's task, and the products' lightgbm fits adopt it."""
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 from sqlalchemy import select
 
 from conftest import import_directory, make_settings, train_in_process
 from ovencast.db.runtime import Database
 from ovencast.db.session import unit_of_work
-from ovencast.db.tables import ModelVersion, TrainingRun
+from ovencast.db.tables import ModelVersion, TrainingJob, TrainingRun
+from ovencast.errors import ArtifactMissing, ChecksumMismatch
+from ovencast.forecasting.families import lightgbm_global
 from ovencast.forecasting.families.global_fits import GlobalFits
 from ovencast.forecasting.families.lightgbm_global import LightGBMModel
+from ovencast.forecasting.families.registry import load_model
 from ovencast.forecasting.global_stage import cutoffs_of
 from ovencast.forecasting.holdout import HoldoutSplit
 from ovencast.forecasting.selection import BacktestPlan
 from ovencast.jobs import service as jobs_service
 from ovencast.jobs.endpoints import job_detail
+from ovencast.jobs.states import RunStatus
 from ovencast.models.service import load_verified
 from ovencast.settings import Settings
 from ovencast.store import sha256_hex, store_for
@@ -70,7 +77,8 @@ async def test_auto_job_stores_the_tenant_models_and_hands_them_to_every_task(
     record = result.job.global_models
     assert record is not None
     assert set(record) == {"family", "products", "cutoffs", "seconds", "key", "sha256",
-                           "retired", "horizon_weight", "horizon_evidence", "engine"}
+                           "retired", "horizon_weight", "horizon_evidence", "engine",
+                           "serving"}
     assert record["engine"] == "local"  # no DASK_SCHEDULER_ADDRESS
     # The horizon member was weighed on the products' pooled backtests: the weight
     # recorded is the one with the lowest pooled WAPE among the candidates.
@@ -94,11 +102,15 @@ async def test_auto_job_stores_the_tenant_models_and_hands_them_to_every_task(
     assert fits.horizon is not None
     assert sorted(fits.horizon.boosters) == record["cutoffs"]
     assert len(record["cutoffs"]) >= 3  # backtest windows, holdout, final fit
-    # The job has ended: the product artifacts hold their boosters, the job's copy is gone.
+    # The job has ended: its copy of all cut-offs is gone; the serving copy of the final
+    # cut-off, which the versions refer to, stays.
     assert record["retired"] is True
     store = store_for(settings)
     assert not store.exists(record["key"])
     assert not [key for key in store.list() if GLOBAL_MODELS_KEY in key]
+    assert record["serving"]["cutoffs"] == [max(record["cutoffs"])]
+    assert store.exists(record["serving"]["key"])
+    assert not record["serving"].get("retired")
 
     # lightgbm was one of the candidates each product backtested.
     async with unit_of_work(database.sessions) as session:
@@ -261,3 +273,107 @@ async def test_the_tenant_stage_holds_no_database_write_lock(
     assert probed == [True], result.job.warnings
     assert result.job.status == "succeeded", result.job.error
     assert result.job.global_models is not None
+
+
+def _embedding(version_payload: bytes, serving: GlobalFits) -> bytes:
+    """The artifact as it would be with the serving boosters it refers to copied in."""
+    envelope = json.loads(version_payload)
+    members = envelope["state"]["members"] if envelope["family"] == "ensemble" else [envelope]
+    for member in members:
+        state = member["state"]
+        if member["family"] != "lightgbm":
+            continue
+        cutoff = state.pop("serving")["cutoff"]
+        state["booster"], state["products"] = serving.boosters[cutoff], list(serving.products)
+        if state["horizon"]:
+            assert serving.horizon is not None
+            state["horizon"]["booster"] = serving.horizon.boosters[cutoff]
+    return json.dumps(envelope).encode()
+
+
+async def test_versions_refer_to_one_stored_copy_of_the_serving_boosters(
+        database: Database, settings: Settings, tiny_dataset: Callable[..., Path]) -> None:
+    await import_directory(database, "t1", tiny_dataset(PRODUCTS, days=DAYS, weather=True))
+    result = await train_in_process(database, "t1", models=("lightgbm",))
+
+    assert {p: r.status for p, r in result.runs.items()} == dict.fromkeys(PRODUCTS, "trained")
+    record = result.job.global_models
+    assert record is not None
+    ref = record["serving"]
+    store = store_for(settings)
+    serving = GlobalFits.from_bytes(store.load(ref["key"], expected_sha256=ref["sha256"]))
+    # Only the final cut-off (both products end on the same day), both members.
+    assert sorted(serving.boosters) == ref["cutoffs"] == [max(record["cutoffs"])]
+    assert serving.horizon is not None
+    assert sorted(serving.horizon.boosters) == ref["cutoffs"]
+    assert serving.products == PRODUCTS
+    async with unit_of_work(database.sessions) as session:
+        versions = (await session.scalars(select(ModelVersion))).all()
+    assert sorted(v.product for v in versions) == list(PRODUCTS)
+    future = pd.DataFrame({"date": pd.date_range("2025-01-01", periods=40), "closed": False,
+                           "temperature_c": 12.0})
+    for version in versions:
+        payload = store.load(version.artifact_key, expected_sha256=version.sha256)
+        state = json.loads(payload)["state"]
+        assert "booster" not in state
+        assert "products" not in state
+        assert state["serving"] == {"key": ref["key"], "sha256": ref["sha256"],
+                                    "cutoff": ref["cutoffs"][0]}
+        assert len(payload) < 20_000
+        served = load_verified(store, version)
+        assert isinstance(served, LightGBMModel)
+        assert served.adopted
+        # It forecasts exactly as the same model holding the boosters would.
+        np.testing.assert_array_equal(
+            served.predict(future[["date", "closed", *served.regressors]]),
+            load_model(_embedding(payload, serving)).predict(
+                future[["date", "closed", *served.regressors]]))
+        with pytest.raises(ValueError, match="load it with its store"):
+            load_model(payload)
+
+
+async def test_a_changed_or_missing_serving_copy_refuses_the_versions_that_refer_to_it(
+        database: Database, settings: Settings, tiny_dataset: Callable[..., Path]) -> None:
+    await import_directory(database, "t1", tiny_dataset(PRODUCTS, days=DAYS, weather=True))
+    result = await train_in_process(database, "t1", models=("lightgbm",))
+    assert result.job.global_models is not None
+    ref = result.job.global_models["serving"]
+    store = store_for(settings)
+    good = store.load(ref["key"], expected_sha256=ref["sha256"])
+    async with unit_of_work(database.sessions) as session:
+        version = (await session.scalars(select(ModelVersion).limit(1))).one()
+    lightgbm_global._serving.clear()
+    store.save(ref["key"], good.replace(b'"products"', b'"products" '))
+    with pytest.raises(ChecksumMismatch, match=f"version {version.version}"):
+        load_verified(store, version)
+    store.delete(ref["key"])
+    with pytest.raises(ArtifactMissing):
+        load_verified(store, version)
+
+
+def test_a_job_that_trains_no_product_deletes_its_serving_copy(settings: Settings) -> None:
+    job = TrainingJob(tenant_id=1, products=None, models=["lightgbm"],
+                      global_models={"key": "t1/global", "sha256": "0" * 64,
+                                     "serving": {"key": "t1/serving", "sha256": "1" * 64}})
+    assert jobs_service.mark_job_artifacts_retired(
+        job, [TrainingRun(product="bread", status=RunStatus.FAILED)])
+    assert job.global_models is not None
+    assert job.global_models["serving"]["retired"] is True
+    trained = TrainingJob(tenant_id=1, products=None, models=["lightgbm"],
+                          global_models={"key": "t1/global", "sha256": "0" * 64,
+                                         "serving": {"key": "t1/serving", "sha256": "1" * 64}})
+    assert jobs_service.mark_job_artifacts_retired(
+        trained, [TrainingRun(product="bread", status=RunStatus.TRAINED)])
+    assert trained.global_models is not None
+    assert "retired" not in trained.global_models["serving"]
+    # The files: a job's copies are deleted, a referred serving copy is kept.
+    store = store_for(settings)
+    for key in ("t1/global", "t1/serving"):
+        store.save(key, b"{}")
+    tenant_stage.retire(trained, settings)
+    assert not store.exists("t1/global")
+    assert store.exists("t1/serving")
+    store.save("t1/global", b"{}")
+    tenant_stage.retire(job, settings)
+    assert not store.exists("t1/global")
+    assert not store.exists("t1/serving")

@@ -85,6 +85,17 @@ def cutoffs_of(history: pd.DataFrame, *, holdout: HoldoutSplit,
     return found
 
 
+def final_cutoffs(histories: Mapping[str, pd.DataFrame]) -> set[str]:
+    """The cut-offs (ISO dates) of the products' final fits, which their stored models
+    adopt: each product's last open day."""
+    found: set[str] = set()
+    for history in histories.values():
+        open_days = history.loc[~history[CLOSED].astype(bool), DATE]
+        if not open_days.empty:
+            found.add(pd.Timestamp(open_days.max()).date().isoformat())
+    return found
+
+
 def train_tenant_models(histories: Mapping[str, pd.DataFrame], regressors: Sequence[str],
                         *, cutoffs_for: Iterable[str] | None = None,
                         holdout: HoldoutSplit | None = None,

@@ -146,7 +146,7 @@ async def conclude_job(session: AsyncSession, job: TrainingJob, runs: Sequence[T
                        ) -> None:
     """Every run has ended: succeeded (all trained), partial, or failed (none)."""
     trained = sum(1 for run in runs if run.status is RunStatus.TRAINED)
-    mark_job_artifacts_retired(job)
+    mark_job_artifacts_retired(job, runs)
     job.status = (JobStatus.SUCCEEDED if trained == len(runs)
                   else JobStatus.PARTIAL if trained else JobStatus.FAILED)
     if not trained:
@@ -159,15 +159,19 @@ async def conclude_job(session: AsyncSession, job: TrainingJob, runs: Sequence[T
              products=len(runs))
 
 
-def mark_job_artifacts_retired(job: TrainingJob) -> bool:
+def mark_job_artifacts_retired(job: TrainingJob, runs: Sequence[TrainingRun]) -> bool:
     """Record that the job's global-models artifact and its data snapshot are no longer
-    read (every product artifact holds its booster; the records stay);
-    `training.job_artifacts.retire` deletes them once this has committed. False when the
-    job has neither or they were already retired."""
+    read (the records stay), and its serving boosters too when none of `runs` (all
+    ended) trained: no version refers to them; `training.job_artifacts.retire` deletes
+    them once this has committed. False when the job has none or they were already
+    retired."""
     changed = False
     models = job.global_models or {}
     if models.get("key") and not models.get("retired"):
-        job.global_models, changed = {**models, "retired": True}, True
+        serving = models.get("serving")
+        if serving and not any(run.status is RunStatus.TRAINED for run in runs):
+            serving = {**serving, "retired": True}
+        job.global_models, changed = {**models, "retired": True, "serving": serving}, True
     snapshot = job.data_snapshot or {}
     if snapshot.get("prefix") and not snapshot.get("retired"):
         job.data_snapshot, changed = {**snapshot, "retired": True}, True
@@ -257,7 +261,7 @@ async def close_job_if_done(session: AsyncSession, job_id: int) -> TrainingJob |
     if any(not run.status.ended for run in runs):
         return None
     if job.status is JobStatus.CANCELLED:
-        if not mark_job_artifacts_retired(job):
+        if not mark_job_artifacts_retired(job, runs):
             return None
         await session.flush()
         return job

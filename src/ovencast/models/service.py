@@ -141,8 +141,9 @@ _models_lock = threading.Lock()
 def load_verified(store: ModelStore, version: ModelVersion) -> ForecastModel:
     """Load an artifact; the store verifies the SHA-256 recorded in the database before a
     single byte is deserialised, on every call. A mismatch is logged, counted and
-    re-raised. The deserialised model is shared by every call with the same digest (read
-    only: predicting never changes a model)."""
+    re-raised; so are those of the artifacts a model refers to (a job's serving boosters).
+    The deserialised model is shared by every call with the same digest (read only:
+    predicting never changes a model)."""
     try:
         payload = store.load(version.artifact_key, expected_sha256=version.sha256)
     except ChecksumMismatch as exc:
@@ -160,7 +161,18 @@ def load_verified(store: ModelStore, version: ModelVersion) -> ForecastModel:
     # family, and the families import pandas and the forecasting stack (0.6 s).
     from ovencast.forecasting.families.registry import load_model
 
-    model = load_model(payload)
+    def stored(key: str, sha256: str) -> bytes:
+        """An artifact the model refers to (a job's serving boosters), verified alike."""
+        try:
+            return store.load(key, expected_sha256=sha256)
+        except ChecksumMismatch as exc:
+            CHECKSUM_FAILURES.inc()
+            log.error("model.checksum_failed", product=version.product,
+                      version=version.version, key=key, error=str(exc))
+            raise ChecksumMismatch(f"product {version.product!r} version "
+                                   f"{version.version}: {exc}") from exc
+
+    model = load_model(payload, stored=stored)
     with _models_lock:
         _models[digest] = model
         while len(_models) > MODEL_CACHE_SIZE:

@@ -1,8 +1,13 @@
 """The tenant stage of a job, around the pure `forecasting.global_stage`: train the
 tenant's global models once for all its trainable products, before any product, store
 them as one artifact of the job (its key and SHA-256 in `training_jobs.global_models`),
-hand them to each product's fit, and delete the artifact once the job has ended (every
-product artifact embeds the booster it adopted)."""
+hand them to each product's fit, and delete the artifact once the job has ended.
+
+Beside it the stage stores the *serving* copy: the boosters of the cut-offs the
+products' final models adopt (`GlobalFits.serving_copy`), which every product artifact
+refers to (key, SHA-256) instead of holding them. It is kept after the job, as long as the
+versions that refer to it (forever today: versions are never deleted), except when the
+job trained no product. docs/decisions/017-shared-serving-boosters.md."""
 
 from __future__ import annotations
 
@@ -15,9 +20,10 @@ import pandas as pd
 
 from ovencast.db.tables import Tenant, TrainingJob
 from ovencast.errors import ChecksumMismatch, OvencastError
-from ovencast.forecasting.families.global_fits import LIGHTGBM, GlobalFits
+from ovencast.forecasting.families.global_fits import LIGHTGBM, GlobalFits, ServingRef
 from ovencast.forecasting.frame import CLOSED, DATE, PRODUCT, Y
 from ovencast.forecasting.global_stage import (
+    final_cutoffs,
     needs_global_stage,
     train_tenant_models,
     weigh_partner,
@@ -27,7 +33,7 @@ from ovencast.observability.logs import get_logger
 from ovencast.observability.metrics import CHECKSUM_FAILURES
 from ovencast.settings import Settings
 from ovencast.sources.base import DataSource
-from ovencast.store import artifact_key, store_for, unique_key
+from ovencast.store import StoredArtifact, artifact_key, store_for, unique_key
 from ovencast.training.dask_stage import dask_trainer
 from ovencast.training.data import TenantData, load_and_validate
 from ovencast.training.fitting import plan_candidates
@@ -38,6 +44,8 @@ log = get_logger(__name__)
 # The "product" component of the key of a job's global-models artifact:
 # <tenant>/global-models-<digest>/lightgbm/v<job id>-<random>.json
 GLOBAL_MODELS_KEY = "global-models"
+# ... and of its serving copy: <tenant>/serving-models-<digest>/lightgbm/v<job id>-<random>.json
+SERVING_MODELS_KEY = "serving-models"
 
 
 async def load_tenant_data(source: DataSource, tenant: Tenant, job: TrainingJob, *,
@@ -76,9 +84,8 @@ async def train_global_models(tenant: Tenant, job: TrainingJob,
                                        list(histories), settings)
         fits = await asyncio.to_thread(_weigh_partner, fits, histories, classes or {},
                                        tenant, job, regressors, settings)
-        payload = fits.to_bytes()
-        artifact = store_for(settings).save(unique_key(artifact_key(
-            tenant.name, GLOBAL_MODELS_KEY, LIGHTGBM, job.id)), payload)
+        fits, payload, artifact = await asyncio.to_thread(_store, fits, tenant, job,
+                                                          histories, settings)
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
         log.warning("training.global.failed", job_id=job.id, reason=reason)
@@ -89,6 +96,28 @@ async def train_global_models(tenant: Tenant, job: TrainingJob,
              boosters=len(fits.boosters), seconds=round(fits.seconds, 2), engine=engine)
     return payload, {**fits.summary(), "engine": engine, "key": artifact.key,
                      "sha256": artifact.sha256}
+
+
+def _store(fits: GlobalFits, tenant: Tenant, job: TrainingJob,
+           histories: Mapping[str, pd.DataFrame], settings: Settings
+           ) -> tuple[GlobalFits, bytes, StoredArtifact]:
+    """Store the serving copy of `fits` (the final cut-offs' boosters), then `fits`
+    naming it: (those fits, their payload, their artifact). Nothing is left behind when
+    either save fails."""
+    store = store_for(settings)
+    copy = fits.serving_copy(final_cutoffs(histories))
+    serving = store.save(unique_key(artifact_key(tenant.name, SERVING_MODELS_KEY, LIGHTGBM,
+                                                 job.id)), copy.to_bytes())
+    try:
+        fits = fits.with_serving(ServingRef(serving.key, serving.sha256,
+                                            tuple(sorted(copy.boosters))))
+        payload = fits.to_bytes()
+        artifact = store.save(unique_key(artifact_key(tenant.name, GLOBAL_MODELS_KEY,
+                                                      LIGHTGBM, job.id)), payload)
+    except BaseException:
+        store.delete(serving.key)
+        raise
+    return fits, payload, artifact
 
 
 def _train(histories: dict[str, pd.DataFrame], regressors: tuple[str, ...],
@@ -181,12 +210,17 @@ def load_stored_models(key: str, sha256: str, settings: Settings, *, job_id: int
 
 def retire(job: TrainingJob, settings: Settings) -> None:
     """After the job's end has committed (`jobs.service.mark_job_artifacts_retired`):
-    delete its global-models artifact. Idempotent; a failure only leaves the file behind
+    delete its global-models artifact, and its serving copy when no product was trained
+    (no version refers to it). Idempotent; a failure only leaves the file behind
     (logged)."""
     record = job.global_models or {}
-    if not (record.get("retired") and record.get("key")):
+    if not record.get("retired"):
         return
-    try:
-        store_for(settings).delete(record["key"])
-    except (OvencastError, ValueError, OSError) as exc:
-        log.warning("training.global.not_deleted", job_id=job.id, reason=str(exc))
+    serving = record.get("serving") or {}
+    keys = [record.get("key"), serving.get("key") if serving.get("retired") else None]
+    for key in filter(None, keys):
+        try:
+            store_for(settings).delete(key)
+        except (OvencastError, ValueError, OSError) as exc:
+            log.warning("training.global.not_deleted", job_id=job.id, key=key,
+                        reason=str(exc))

@@ -10,8 +10,11 @@ Contract:
   exactly 0 on rows with `closed` set.
 - `regressors` names the regressor columns the model reads; `predict` needs exactly those
   in `future` (plus `date` and `closed`), nothing else.
-- `to_bytes()` / `registry.load_model(bytes)` round-trip the fitted model through JSON.
-  Never pickle: artifacts are data, not code.
+- `to_bytes()` / `registry.load_model(bytes, stored=...)` round-trip the fitted model
+  through JSON. Never pickle: artifacts are data, not code. An artifact may refer to
+  another stored artifact by key and SHA-256 instead of holding it (the global LightGBM's
+  shared boosters); `load_model` hands such a model a `StoredLoader` (`_attach_stored`),
+  which loads and verifies it.
 
 Families are found by name through `registry.FAMILY_CLASSES`, an explicit map.
 """
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
@@ -31,6 +34,9 @@ from ovencast.forecasting.families.global_fits import GlobalFits
 from ovencast.forecasting.frame import CLOSED, DATE
 
 ARTIFACT_FORMAT_VERSION = 1
+
+StoredLoader = Callable[[str, str], bytes]
+"""(key, sha256) -> the stored artifact's bytes, checksum verified (`ModelStore.load`)."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,12 @@ class ForecastModel(ABC):
     @abstractmethod
     def _restore(self, state: Mapping[str, Any]) -> None:
         """Inverse of `_state`."""
+
+    def _attach_stored(self, loader: StoredLoader | None) -> None:
+        """After `_restore`: load what the state refers to in the store instead of holding
+        it; ValueError when it refers to something and `loader` is None. Most families
+        hold everything: nothing to do."""
+        del loader
 
 
 def _json_default(value: object) -> object:

@@ -16,7 +16,7 @@ Parameters (`params`, stored in the artifact envelope):
 members' predictions (each already non-negative and 0 on closed days, so the mean is too).
 
 State: the members' own artifact envelopes (each member's `to_bytes()` JSON, as an
-object), so `load_model` of an ensemble restores every member through `load_model`:
+object), so `load_model` of an ensemble restores every member as `load_model` does:
 no member is refitted on load, and a member family's own stored-state rules (e.g. the
 statistical families' stored forecast path) hold inside an ensemble too.
 """
@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ovencast.forecasting.families.base import FitContext, ForecastModel
-from ovencast.forecasting.families.registry import load_model, model_class
+from ovencast.forecasting.families.base import FitContext, ForecastModel, StoredLoader
+from ovencast.forecasting.families.registry import model_class, restore_model
 from ovencast.forecasting.frame import CLOSED, DATE
 
 ENSEMBLE = "ensemble"
@@ -71,12 +71,16 @@ class EnsembleModel(ForecastModel):
         return {"members": [json.loads(member.to_bytes()) for member in self._members]}
 
     def _restore(self, state: Mapping[str, Any]) -> None:
-        members = [load_model(json.dumps(envelope).encode()) for envelope in state["members"]]
+        members = [restore_model(envelope) for envelope in state["members"]]
         if len(members) != len(self.weights):
             raise ValueError(
                 f"ensemble artifact has {len(members)} members for {len(self.weights)} weights"
             )
         self._members = members
+
+    def _attach_stored(self, loader: StoredLoader | None) -> None:
+        for member in self._members:
+            member._attach_stored(loader)
 
     # -- inspection ---------------------------------------------------------------------
     @property

@@ -7,7 +7,7 @@ fit. Members: docs/decisions/009-global-lightgbm-members.md."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -70,12 +70,37 @@ class PartnerWeight:
 
 
 @dataclass(frozen=True)
+class ServingRef:
+    """Where a job's serving boosters are stored (`GlobalFits.serving_copy`: the boosters of
+    the cut-offs its products' final models adopt, stored once per job and kept while a
+    model version refers to them): the store key, the SHA-256 a load verifies, and the
+    cut-offs (ISO dates) it holds. A product's artifact refers to them instead of holding a
+    copy: a chain's booster grows with its product count (a categorical split's bitset),
+    and a copy in each of 10,000 artifacts made the stored bytes grow with the square of
+    the product count. docs/decisions/017-shared-serving-boosters.md."""
+
+    key: str
+    sha256: str
+    cutoffs: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "sha256": self.sha256, "cutoffs": list(self.cutoffs)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ServingRef:
+        return cls(key=str(data["key"]), sha256=str(data["sha256"]),
+                   cutoffs=tuple(str(c) for c in data["cutoffs"]))
+
+
+@dataclass(frozen=True)
 class GlobalFits:
     """The tenant's boosters (ISO cut-off date -> LightGBM model text) of the level
     member, the products in category order, the regressor columns and sales features
     they read, the horizon member (None: the level member alone, as artifacts stored
     before it), the seconds they all took to train, and for a large tenant the blend
-partner's tenant-wide weight (None: each product weighs its partner itself)."""
+partner's tenant-wide weight (None: each product weighs its partner itself), and where
+the serving copy of the final cut-offs' boosters is stored (None: each product artifact
+holds its boosters)."""
 
     products: tuple[str, ...]
     regressors: tuple[str, ...]
@@ -84,6 +109,7 @@ partner's tenant-wide weight (None: each product weighs its partner itself)."""
     sales_features: tuple[str, ...]
     horizon: HorizonMember | None = None
     partner: PartnerWeight | None = None
+    serving: ServingRef | None = None
 
     def to_bytes(self) -> bytes:
         return json.dumps({"products": list(self.products),
@@ -92,17 +118,19 @@ partner's tenant-wide weight (None: each product weighs its partner itself)."""
                            "boosters": dict(self.boosters),
                            "horizon": None if self.horizon is None else self.horizon.to_dict(),
                            "partner": None if self.partner is None else self.partner.to_dict(),
+                           "serving": None if self.serving is None else self.serving.to_dict(),
                            "seconds": self.seconds}).encode()
 
     @classmethod
     def from_bytes(cls, payload: bytes) -> GlobalFits:
         data = json.loads(payload)
-        horizon, partner = data.get("horizon"), data.get("partner")
+        horizon, partner, serving = data.get("horizon"), data.get("partner"), data.get("serving")
         return cls(products=tuple(data["products"]), regressors=tuple(data["regressors"]),
                    boosters=dict(data["boosters"]), seconds=float(data["seconds"]),
                    sales_features=tuple(data.get("sales_features", LEGACY_SALES_FEATURES)),
                    horizon=None if horizon is None else HorizonMember.from_dict(horizon),
-                   partner=None if partner is None else PartnerWeight.from_dict(partner))
+                   partner=None if partner is None else PartnerWeight.from_dict(partner),
+                   serving=None if serving is None else ServingRef.from_dict(serving))
 
     def summary(self) -> dict[str, Any]:
         found: dict[str, Any] = {"family": LIGHTGBM, "products": len(self.products),
@@ -113,6 +141,8 @@ partner's tenant-wide weight (None: each product weighs its partner itself)."""
             found["horizon_evidence"] = dict(self.horizon.evidence)
         if self.partner is not None:
             found["partner"] = self.partner.to_dict()
+        if self.serving is not None:
+            found["serving"] = self.serving.to_dict()
         return found
 
     def adoptable(self, product: str, regressors: tuple[str, ...]) -> bool:
@@ -137,3 +167,20 @@ partner's tenant-wide weight (None: each product weighs its partner itself)."""
 
     def with_partner(self, partner: PartnerWeight) -> GlobalFits:
         return replace(self, partner=partner)
+
+    def with_serving(self, serving: ServingRef) -> GlobalFits:
+        return replace(self, serving=serving)
+
+    def serving_copy(self, cutoffs: Iterable[str]) -> GlobalFits:
+        """These fits with only the boosters of `cutoffs` (ISO dates; those of the final
+        models), both members: what a job stores for its products' artifacts to refer
+        to (`ServingRef`). The weighing evidence and the partner stay in the job record."""
+        kept = set(cutoffs)
+
+        def pruned(boosters: Mapping[str, str]) -> dict[str, str]:
+            return {cutoff: text for cutoff, text in boosters.items() if cutoff in kept}
+
+        horizon = None if self.horizon is None else replace(
+            self.horizon, boosters=pruned(self.horizon.boosters), evidence={})
+        return replace(self, boosters=pruned(self.boosters), horizon=horizon, partner=None,
+                       serving=None)

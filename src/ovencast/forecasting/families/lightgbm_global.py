@@ -51,17 +51,23 @@ interface as every other family. Without a matching booster
 (a single product evaluated on its own, a cut-off the stage did not plan), `fit` trains
 the same model on that product alone.
 
-Stored state: the booster (LightGBM's text format, no pickle), the product's name and
-the category list, its scale, the sales features the booster reads, and the last
-`TAIL_DAYS` days of its sales for them.
-Each product's artifact holds the tenant's booster (about 0.5 MB on the shared data;
-the job's artifact of all cut-offs, 5-7 MB, is deleted when the job ends).
+Stored state: the product's name, its scale, the sales features the booster reads, the
+last `TAIL_DAYS` days of its sales for them, the horizon member's weight, and the
+boosters: when the job stored a serving copy of its final cut-offs' boosters
+(`GlobalFits.serving`), a reference to it (key, SHA-256, cut-off), loaded and verified by
+`load_model(..., stored=...)`, parsed once per process and SHA-256 (`_serving_fits`);
+otherwise the booster texts themselves (LightGBM's text format, no pickle) and the
+category list. The job's artifact of all cut-offs is deleted when the job ends; the
+serving copy is kept while a version refers to it
+(docs/decisions/017-shared-serving-boosters.md).
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -70,12 +76,13 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from ovencast.forecasting.families.base import FitContext, ForecastModel
+from ovencast.forecasting.families.base import FitContext, ForecastModel, StoredLoader
 from ovencast.forecasting.families.global_fits import (
     LEGACY_SALES_FEATURES,
     LIGHTGBM,
     GlobalFits,
     HorizonMember,
+    ServingRef,
 )
 from ovencast.forecasting.frame import CLOSED, DATE, Y
 
@@ -431,6 +438,29 @@ def _parsed_booster(text: str) -> Any:
     return lgb.Booster(model_str=text)
 
 
+SERVING_CACHE_SIZE = 4
+_serving: OrderedDict[str, GlobalFits] = OrderedDict()
+_serving_lock = threading.Lock()
+
+
+def _serving_fits(ref: ServingRef | tuple[str, str], loader: StoredLoader) -> GlobalFits:
+    """A job's stored serving boosters (key, SHA-256), parsed once per process and digest:
+    the models of all a job's products refer to the same copy. A digest found here is
+    not loaded again: the artifact that names it was verified, and so is what is kept."""
+    key, sha256 = (ref.key, ref.sha256) if isinstance(ref, ServingRef) else ref
+    digest = sha256.lower()
+    with _serving_lock:
+        if digest in _serving:
+            _serving.move_to_end(digest)
+            return _serving[digest]
+    fits = GlobalFits.from_bytes(loader(key, sha256))
+    with _serving_lock:
+        _serving[digest] = fits
+        while len(_serving) > SERVING_CACHE_SIZE:
+            _serving.popitem(last=False)
+    return fits
+
+
 # -- the family -----------------------------------------------------------------------------
 class LightGBMModel(ForecastModel):
     """One product's view of a (tenant-wide) LightGBM booster. No params."""
@@ -452,6 +482,9 @@ class LightGBMModel(ForecastModel):
         # model without one, or with weight 0, forecasts with the level member alone).
         self._horizon: tuple[str, tuple[str, ...], float] | None = None
         self._horizon_booster: Any = None
+        # Where the adopted boosters are stored for serving (key, sha256, cut-off): the
+        # artifact refers to them instead of holding them; None: it holds them.
+        self._serving: tuple[str, str, str] | None = None
         self._tail = pd.Series(dtype=float)
         self.adopted = False
 
@@ -460,10 +493,13 @@ class LightGBMModel(ForecastModel):
         fits = context.global_fits
         text = None if fits is None else fits.booster_for(
             context.product, self.regressors, cutoff.date().isoformat())
-        self._horizon = None
+        self._horizon = self._serving = None
         if text is not None and fits is not None:
             self._products, self._product = fits.products, context.product
             self._booster_text, self.adopted = text, True
+            iso = cutoff.date().isoformat()
+            if fits.serving is not None and iso in fits.serving.cutoffs:
+                self._serving = (fits.serving.key, fits.serving.sha256, iso)
             self._sales_features = tuple(fits.sales_features)
             member = fits.horizon
             horizon_text = None if member is None else member.boosters.get(
@@ -554,34 +590,66 @@ class LightGBMModel(ForecastModel):
         return self._booster
 
     def _state(self) -> dict[str, Any]:
-        return {
-            "booster": self._booster_text, "products": list(self._products),
+        shared = self._serving is not None
+        state: dict[str, Any] = {
             "product": self._product, "scale": self._scale, "adopted": self.adopted,
             "sales_features": list(self._sales_features),
             "tail_start": self._tail.index.min().date().isoformat(),
             "tail": [None if np.isnan(v) else float(v) for v in self._tail.to_numpy()],
             # Only a member that forecasts is stored (weight 0: the level member alone).
             "horizon": None if self.horizon_weight == 0.0 or self._horizon is None else {
-                "booster": self._horizon[0], "sales_features": list(self._horizon[1]),
-                "weight": self._horizon[2]},
+                "sales_features": list(self._horizon[1]), "weight": self._horizon[2],
+                **({} if shared else {"booster": self._horizon[0]})},
         }
+        if self._serving is not None:
+            key, sha256, cutoff = self._serving
+            state["serving"] = {"key": key, "sha256": sha256, "cutoff": cutoff}
+        else:
+            state |= {"booster": self._booster_text, "products": list(self._products)}
+        return state
 
     def _restore(self, state: Mapping[str, Any]) -> None:
-        self._booster_text = str(state["booster"])
-        self._products = tuple(state["products"])
+        serving = state.get("serving")
+        self._serving = None if not serving else (
+            str(serving["key"]), str(serving["sha256"]), str(serving["cutoff"]))
+        # Referring to the serving boosters: texts and categories come from them
+        # (`_attach_stored`).
+        self._booster_text = "" if serving else str(state["booster"])
+        self._products = () if serving else tuple(state["products"])
         self._product = str(state["product"])
-        if self._product not in self._products:
-            raise ValueError(f"lightgbm artifact: product {self._product!r} not among "
-                             "its categories")
+        if not serving:
+            self._check_product()
         self._scale = float(state["scale"])
         self.adopted = bool(state.get("adopted", False))
         self._sales_features = tuple(state.get("sales_features", LEGACY_SALES_FEATURES))
         horizon = state.get("horizon")
         self._horizon = None if not horizon else (
-            str(horizon["booster"]), tuple(horizon["sales_features"]),
+            "" if serving else str(horizon["booster"]), tuple(horizon["sales_features"]),
             float(horizon["weight"]))
         self._horizon_booster = None
         values = [np.nan if v is None else float(v) for v in state["tail"]]
         self._tail = pd.Series(values, index=pd.date_range(state["tail_start"],
                                                            periods=len(values), freq="D"))
         self._booster = None
+
+    def _attach_stored(self, loader: StoredLoader | None) -> None:
+        if self._serving is None:
+            return
+        key, sha256, cutoff = self._serving
+        if loader is None:
+            raise ValueError(f"lightgbm artifact refers to the stored boosters {key!r}: "
+                             "load it with its store")
+        fits = _serving_fits((key, sha256), loader)
+        horizon = None if fits.horizon is None else fits.horizon.boosters.get(cutoff)
+        if cutoff not in fits.boosters or (self._horizon is not None and horizon is None):
+            raise ValueError(f"lightgbm artifact: the stored boosters {key!r} hold no "
+                             f"booster of cut-off {cutoff}")
+        self._booster_text, self._products = fits.boosters[cutoff], fits.products
+        self._check_product()
+        if self._horizon is not None and horizon is not None:
+            self._horizon = (horizon, *self._horizon[1:])
+
+    def _check_product(self) -> None:
+        if self._product not in self._products:
+            raise ValueError(f"lightgbm artifact: product {self._product!r} not among "
+                             "its categories")

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import importlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
-from ovencast.forecasting.families.base import ARTIFACT_FORMAT_VERSION, ForecastModel
+from ovencast.forecasting.families.base import ARTIFACT_FORMAT_VERSION, ForecastModel, StoredLoader
 
 _PACKAGE = "ovencast.forecasting.families"
 FAMILY_CLASSES: dict[str, str] = {
@@ -41,9 +42,17 @@ def model_class(family: str) -> type[ForecastModel]:
     return cls
 
 
-def load_model(payload: bytes) -> ForecastModel:
-    """A fitted model from its artifact bytes (`ForecastModel.to_bytes`)."""
-    envelope = json.loads(payload)
+def load_model(payload: bytes, *, stored: StoredLoader | None = None) -> ForecastModel:
+    """A fitted model from its artifact bytes (`ForecastModel.to_bytes`); `stored` loads
+    the artifacts it refers to (ValueError when it refers to one and there is none)."""
+    model = restore_model(json.loads(payload))
+    model._attach_stored(stored)
+    return model
+
+
+def restore_model(envelope: Mapping[str, Any]) -> ForecastModel:
+    """A fitted model from its parsed artifact envelope, not yet attached to the
+    artifacts it may refer to (`load_model` attaches them; an ensemble its members)."""
     if envelope.get("format_version") != ARTIFACT_FORMAT_VERSION:
         raise ValueError(f"unsupported artifact format {envelope.get('format_version')!r}")
     cls = model_class(envelope["family"])
