@@ -25,7 +25,9 @@ model choice (`auto`) up to `--until`, and prints:
   `ovencast train` would: it loads the data and trains the tenant stage; the kernel's peak
   is reset after the import, /proc/self/clear_refs), `worker` (the largest pool process),
   `tree` (the largest sum over this process and all its descendants at one moment, the
-  import included).
+  import included);
+- store MB: the bytes in the model store once the job has ended (the versions' artifacts
+  and what they refer to: it must grow in step with the product count).
 """
 
 from __future__ import annotations
@@ -190,6 +192,7 @@ class ScaleRun:
     main_mb: float
     worker_mb: float
     tree_mb: float
+    store_mb: float = float("nan")
 
 
 class _Clock:
@@ -258,6 +261,8 @@ def measure(n_products: int, args: argparse.Namespace, tmp: Path) -> ScaleRun:
     done = statuses.count(RunStatus.TRAINED)
     wapes = [float(w) for o in trained.outcomes if (w := o.metrics.get("wape")) is not None]
     stage = (clock.job.global_models or {}) if clock.job else {}
+    stored = Path(settings.resolved_model_storage_path)
+    store_mb = sum(f.stat().st_size for f in stored.rglob("*") if f.is_file()) / 2**20
     shutil.rmtree(settings.ovencast_home, ignore_errors=True)
     return ScaleRun(
         products=n_products, sales_rows=rows, import_s=import_s, train_s=train_s,
@@ -268,7 +273,7 @@ def measure(n_products: int, args: argparse.Namespace, tmp: Path) -> ScaleRun:
         products_per_min=done / train_s * 60, main_cpu_s=main_cpu_s, cpu_s=cpu_s,
         mean_wape=float(np.mean(wapes)) if wapes else float("nan"), import_mb=import_mb,
         main_mb=rss.peaks["main"],
-        worker_mb=rss.peaks["worker"], tree_mb=rss.peaks["tree"])
+        worker_mb=rss.peaks["worker"], tree_mb=rss.peaks["tree"], store_mb=store_mb)
 
 
 def line(run: ScaleRun) -> str:
@@ -278,20 +283,21 @@ def line(run: ScaleRun) -> str:
             f"{run.cpu_s:.0f} s (main {run.main_cpu_s:.0f} s), mean WAPE {run.mean_wape:.4f}, "
             f"trained {run.trained} refused {run.refused} failed {run.failed}, peak RSS MB "
             f"import {run.import_mb:.0f} main {run.main_mb:.0f} worker {run.worker_mb:.0f} "
-            f"tree {run.tree_mb:.0f}")
+            f"tree {run.tree_mb:.0f}, store {run.store_mb:.1f} MB")
 
 
 def table(runs: list[ScaleRun]) -> str:
     head = ("| products | sales rows | import s | train s | prepare s | stage s | "
             "first product s | products/min | CPU s | main CPU s | WAPE | trained | "
-            "import MB | main MB | worker MB | tree MB |")
+            "import MB | main MB | worker MB | tree MB | store MB |")
     out = [head, "|" + " --- |" * (head.count("|") - 1)]
     for r in runs:
         out.append(f"| {r.products:,} | {r.sales_rows:,} | {r.import_s:.1f} | "
                    f"{r.train_s:.1f} | {r.prepare_s:.1f} | {r.stage_s:.1f} | "
                    f"{r.first_product_s:.1f} | {r.products_per_min:.1f} | {r.cpu_s:.0f} | "
                    f"{r.main_cpu_s:.0f} | {r.mean_wape:.4f} | {r.trained} | "
-                   f"{r.import_mb:.0f} | {r.main_mb:.0f} | {r.worker_mb:.0f} | {r.tree_mb:.0f} |")
+                   f"{r.import_mb:.0f} | {r.main_mb:.0f} | {r.worker_mb:.0f} | "
+                   f"{r.tree_mb:.0f} | {r.store_mb:.1f} |")
     return "\n".join(out)
 
 

@@ -122,7 +122,8 @@ def test_scale_prints_time_and_memory_per_product_count(tmp_path: Path,
                               "--plot", str(tmp_path / "scale.png")])
     found = re.search(r"^N=3: import ([0-9.]+) s, train ([0-9.]+) s .* ([0-9.]+) products/min"
                       r".* trained (\d+) refused (\d+) failed 0, peak RSS MB import (\d+) "
-                      r"main (\d+) worker (\d+) tree (\d+)$", out, flags=re.MULTILINE)
+                      r"main (\d+) worker (\d+) tree (\d+), store ([0-9.]+) MB$", out,
+                      flags=re.MULTILINE)
     assert found, out
     assert int(found.group(4)) + int(found.group(5)) == 3
     assert int(found.group(4)) > 0
@@ -132,6 +133,7 @@ def test_scale_prints_time_and_memory_per_product_count(tmp_path: Path,
     assert 0 < worker < tree
     assert 0 < main < tree
     assert 0 < imported <= tree
+    assert float(found.group(10)) > 0  # the trained versions' artifacts
     assert "| products | sales rows | import s | train s |" in out
     assert json.loads(figures.read_text())[0]["products"] == 3
     assert (tmp_path / "scale.png").stat().st_size > 0
