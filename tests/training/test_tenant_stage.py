@@ -351,19 +351,23 @@ async def test_a_changed_or_missing_serving_copy_refuses_the_versions_that_refer
         load_verified(store, version)
 
 
-def test_a_job_that_trains_no_product_deletes_its_serving_copy(settings: Settings) -> None:
+def _ended_job(run_status: RunStatus) -> TrainingJob:
+    """A job with stored global models and a serving copy, its one run ended as given,
+    retired (`mark_job_artifacts_retired`)."""
     job = TrainingJob(tenant_id=1, products=None, models=["lightgbm"],
                       global_models={"key": "t1/global", "sha256": "0" * 64,
                                      "serving": {"key": "t1/serving", "sha256": "1" * 64}})
     assert jobs_service.mark_job_artifacts_retired(
-        job, [TrainingRun(product="bread", status=RunStatus.FAILED)])
+        job, [TrainingRun(product="bread", status=run_status)])
+    assert job.global_models is not None
+    return job
+
+
+def test_a_job_that_trains_no_product_deletes_its_serving_copy(settings: Settings) -> None:
+    job = _ended_job(RunStatus.FAILED)
     assert job.global_models is not None
     assert job.global_models["serving"]["retired"] is True
-    trained = TrainingJob(tenant_id=1, products=None, models=["lightgbm"],
-                          global_models={"key": "t1/global", "sha256": "0" * 64,
-                                         "serving": {"key": "t1/serving", "sha256": "1" * 64}})
-    assert jobs_service.mark_job_artifacts_retired(
-        trained, [TrainingRun(product="bread", status=RunStatus.TRAINED)])
+    trained = _ended_job(RunStatus.TRAINED)
     assert trained.global_models is not None
     assert "retired" not in trained.global_models["serving"]
     # The files: a job's copies are deleted, a referred serving copy is kept.
