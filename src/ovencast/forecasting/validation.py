@@ -14,6 +14,7 @@ Counting rules:
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -161,6 +162,16 @@ class ValidationReport:
         )
 
 
+def _fingerprint(rows: pd.DataFrame) -> bytes:
+    """A digest of a product's series (dates, values, closed days; rows sorted by date):
+    equal for identical series. A digest, not the values: a tuple of every row's values
+    held for every product was about 0.3 MB a product, 3 GB for a chain of 10,000."""
+    digest = hashlib.sha256()
+    for column, dtype in ((DATE, "datetime64[ns]"), (Y, "float64"), (CLOSED, "bool")):
+        digest.update(np.ascontiguousarray(rows[column].to_numpy(dtype=dtype)).tobytes())
+    return digest.digest()
+
+
 def validate_sales(
     sales: pd.DataFrame,
     *,
@@ -183,7 +194,7 @@ def validate_sales(
     thresholds = class_thresholds or ClassThresholds()
     issues: list[Issue] = []
     products: dict[str, ProductStats] = {}
-    fingerprints: dict[tuple[Any, ...], list[str]] = {}
+    fingerprints: dict[bytes, list[str]] = {}
 
     frame = sales[[PRODUCT, DATE, Y, CLOSED]].copy()
     frame[DATE] = pd.to_datetime(frame[DATE]).dt.normalize()
@@ -195,10 +206,7 @@ def validate_sales(
         rows = rows.sort_values(DATE)
         products[name] = _product_stats(rows, thresholds)
         issues.extend(_product_issues(name, rows, products[name], min_days, recommended_days))
-        key = tuple(
-            zip(rows[DATE].to_numpy(), rows[Y].to_numpy(), rows[CLOSED].to_numpy(), strict=True)
-        )
-        fingerprints.setdefault(key, []).append(name)
+        fingerprints.setdefault(_fingerprint(rows), []).append(name)
 
     if not products:
         issues.append(Issue("error", None, RULE_NO_DATA, "the tenant has no sales rows"))
