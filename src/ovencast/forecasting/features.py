@@ -286,7 +286,9 @@ def build_tenant_frame(
     regressor_grid = pd.DataFrame(values, index=grid, columns=used, dtype=float)
     products, clipped, closed_added = _product_frames(sales_long, closed_by_date,
                                                       regressor_grid)
+    del sales_long  # a chain's millions of rows: not held while they are concatenated
     long_frame = pd.concat(products, ignore_index=True)
+    del products
     report = AlignmentReport(
         sales_start=start.date(),
         sales_end=end.date(),

@@ -39,13 +39,14 @@ async def load_and_validate(source: DataSource, tenant: Tenant, *, settings: Set
                             until: date | None, products: Sequence[str] | None
                             ) -> TenantData:
     data = await source.load(tenant.name, until=until, products=products)
+    warnings = list(data.warnings)
     frame, alignment = build_tenant_frame(data.sales, data.regressors,
                                           country=tenant.country,
                                           subdivision=tenant.subdivision)
+    del data  # the source's rows, copied into `frame`: not held while it is validated
     report = validate_sales(frame, min_days=settings.min_training_data_days,
                             recommended_days=settings.recommended_training_data_days)
-    return TenantData(frame=frame, report=report, alignment=alignment,
-                      warnings=list(data.warnings))
+    return TenantData(frame=frame, report=report, alignment=alignment, warnings=warnings)
 
 
 async def validate_tenant(session: AsyncSession, tenant: Tenant, *, settings: Settings,
