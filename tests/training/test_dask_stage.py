@@ -6,7 +6,6 @@ the single-machine stage, and a whole job trains its products with them."""
 from __future__ import annotations
 
 import json
-
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path

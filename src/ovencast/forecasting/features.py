@@ -519,17 +519,18 @@ def _product_rows(
         [pd.Series(rows[Y].to_numpy(), index=observed), pd.Series(0.0, index=added)]
     ).sort_index()
     calendar_closed = closed_by_date.reindex(y.index, fill_value=False).to_numpy(dtype=bool)
+    extra = regressor_grid.reindex(y.index)
+    # One construction, not a column inserted at a time (a third of a chain's load).
     frame = pd.DataFrame(
         {
             PRODUCT: name,
             DATE: y.index,
             Y: y.to_numpy(dtype=float),
             CLOSED: calendar_closed & (y.fillna(0.0).to_numpy() == 0),
+            **{column: extra[column].to_numpy(dtype=float)
+               for column in regressor_grid.columns},
         }
     )
-    extra = regressor_grid.reindex(y.index)
-    for column in regressor_grid.columns:
-        frame[column] = extra[column].to_numpy(dtype=float)
     return frame, len(added)
 
 
