@@ -168,10 +168,11 @@ def mark_job_artifacts_retired(job: TrainingJob, runs: Sequence[TrainingRun]) ->
     changed = False
     models = job.global_models or {}
     if models.get("key") and not models.get("retired"):
+        retired = {**models, "retired": True}
         serving = models.get("serving")
         if serving and not any(run.status is RunStatus.TRAINED for run in runs):
-            serving = {**serving, "retired": True}
-        job.global_models, changed = {**models, "retired": True, "serving": serving}, True
+            retired["serving"] = {**serving, "retired": True}
+        job.global_models, changed = retired, True
     snapshot = job.data_snapshot or {}
     if snapshot.get("prefix") and not snapshot.get("retired"):
         job.data_snapshot, changed = {**snapshot, "retired": True}, True
