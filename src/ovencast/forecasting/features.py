@@ -520,7 +520,7 @@ def _product_rows(
     ).sort_index()
     calendar_closed = closed_by_date.reindex(y.index, fill_value=False).to_numpy(dtype=bool)
     extra = regressor_grid.reindex(y.index)
-    # One construction, not a column inserted at a time (a third of a chain's load).
+    # One construction, not a column inserted at a time.
     frame = pd.DataFrame(
         {
             PRODUCT: name,

@@ -164,8 +164,8 @@ class ValidationReport:
 
 def _fingerprint(rows: pd.DataFrame) -> bytes:
     """A digest of a product's series (dates, values, closed days; rows sorted by date):
-    equal for identical series. A digest, not the values: a tuple of every row's values
-    held for every product was about 0.3 MB a product, 3 GB for a chain of 10,000."""
+    equal for identical series. A digest, not the values: a tuple of every row's values,
+    held for every product, grew with a chain's whole data (docs/BENCHMARKS.md, "Scale")."""
     digest = hashlib.sha256()
     for column, dtype in ((DATE, "datetime64[ns]"), (Y, "float64"), (CLOSED, "bool")):
         digest.update(np.ascontiguousarray(rows[column].to_numpy(dtype=dtype)).tobytes())

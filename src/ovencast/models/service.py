@@ -138,20 +138,27 @@ _models: OrderedDict[str, ForecastModel] = OrderedDict()
 _models_lock = threading.Lock()
 
 
+def _verified_bytes(store: ModelStore, version: ModelVersion, key: str, sha256: str
+                    ) -> bytes:
+    """`key`'s bytes (the version's artifact, or one it refers to), checksum verified; a
+    mismatch is logged, counted and re-raised naming the version."""
+    try:
+        return store.load(key, expected_sha256=sha256)
+    except ChecksumMismatch as exc:
+        CHECKSUM_FAILURES.inc()
+        log.error("model.checksum_failed", product=version.product, version=version.version,
+                  key=key, error=str(exc))
+        raise ChecksumMismatch(
+            f"product {version.product!r} version {version.version}: {exc}") from exc
+
+
 def load_verified(store: ModelStore, version: ModelVersion) -> ForecastModel:
     """Load an artifact; the store verifies the SHA-256 recorded in the database before a
     single byte is deserialised, on every call. A mismatch is logged, counted and
     re-raised; so are those of the artifacts a model refers to (a job's serving boosters).
     The deserialised model is shared by every call with the same digest (read only:
     predicting never changes a model)."""
-    try:
-        payload = store.load(version.artifact_key, expected_sha256=version.sha256)
-    except ChecksumMismatch as exc:
-        CHECKSUM_FAILURES.inc()
-        log.error("model.checksum_failed", product=version.product, version=version.version,
-                  key=version.artifact_key, error=str(exc))
-        raise ChecksumMismatch(
-            f"product {version.product!r} version {version.version}: {exc}") from exc
+    payload = _verified_bytes(store, version, version.artifact_key, version.sha256)
     digest = version.sha256.lower()
     with _models_lock:
         if digest in _models:
@@ -162,15 +169,7 @@ def load_verified(store: ModelStore, version: ModelVersion) -> ForecastModel:
     from ovencast.forecasting.families.registry import load_model
 
     def stored(key: str, sha256: str) -> bytes:
-        """An artifact the model refers to (a job's serving boosters), verified alike."""
-        try:
-            return store.load(key, expected_sha256=sha256)
-        except ChecksumMismatch as exc:
-            CHECKSUM_FAILURES.inc()
-            log.error("model.checksum_failed", product=version.product,
-                      version=version.version, key=key, error=str(exc))
-            raise ChecksumMismatch(f"product {version.product!r} version "
-                                   f"{version.version}: {exc}") from exc
+        return _verified_bytes(store, version, key, sha256)
 
     model = load_model(payload, stored=stored)
     with _models_lock:

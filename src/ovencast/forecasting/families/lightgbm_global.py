@@ -82,7 +82,6 @@ from ovencast.forecasting.families.global_fits import (
     LIGHTGBM,
     GlobalFits,
     HorizonMember,
-    ServingRef,
 )
 from ovencast.forecasting.frame import CLOSED, DATE, Y
 
@@ -443,11 +442,10 @@ _serving: OrderedDict[str, GlobalFits] = OrderedDict()
 _serving_lock = threading.Lock()
 
 
-def _serving_fits(ref: ServingRef | tuple[str, str], loader: StoredLoader) -> GlobalFits:
-    """A job's stored serving boosters (key, SHA-256), parsed once per process and digest:
-    the models of all a job's products refer to the same copy. A digest found here is
-    not loaded again: the artifact that names it was verified, and so is what is kept."""
-    key, sha256 = (ref.key, ref.sha256) if isinstance(ref, ServingRef) else ref
+def _serving_fits(key: str, sha256: str, loader: StoredLoader) -> GlobalFits:
+    """A job's stored serving boosters, parsed once per process and digest: the models
+    of all a job's products refer to the same copy. A digest found here is not loaded
+    again: the artifact that names it was verified, and so is what is kept."""
     digest = sha256.lower()
     with _serving_lock:
         if digest in _serving:
@@ -639,14 +637,14 @@ class LightGBMModel(ForecastModel):
         if loader is None:
             raise ValueError(f"lightgbm artifact refers to the stored boosters {key!r}: "
                              "load it with its store")
-        fits = _serving_fits((key, sha256), loader)
+        fits = _serving_fits(key, sha256, loader)
         horizon = None if fits.horizon is None else fits.horizon.boosters.get(cutoff)
         if cutoff not in fits.boosters or (self._horizon is not None and horizon is None):
             raise ValueError(f"lightgbm artifact: the stored boosters {key!r} hold no "
                              f"booster of cut-off {cutoff}")
         self._booster_text, self._products = fits.boosters[cutoff], fits.products
         self._check_product()
-        if self._horizon is not None and horizon is not None:
+        if self._horizon is not None and horizon is not None:  # (checked above)
             self._horizon = (horizon, *self._horizon[1:])
 
     def _check_product(self) -> None:
