@@ -8,6 +8,7 @@ large writes go through COPY instead (no parameters), in the session's transacti
 from __future__ import annotations
 
 import functools
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import date, datetime
@@ -38,7 +39,7 @@ from sqlalchemy import (
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from ovencast.datasets.history import RowChange, SeriesKind, Stored, Target
 from ovencast.db.base import Base
@@ -368,35 +369,83 @@ async def data_version(session: AsyncSession, tenant_id: int) -> tuple[int, date
 
 async def load_sales(session: AsyncSession, tenant_id: int, *, until: date | None = None,
                      products: Sequence[str] | None = None) -> pd.DataFrame:
-    """Long frame `product, date, quantity` (dates as datetime64, naive local days)."""
-    query = select(SalesObservation.product, SalesObservation.date, SalesObservation.quantity
-                   ).where(SalesObservation.tenant_id == tenant_id)
-    if until is not None:
-        query = query.where(SalesObservation.date <= until)
-    query = query.order_by(SalesObservation.product, SalesObservation.date)
-    queries = ([query.where(SalesObservation.product.in_(batch))  # a tenant may have
-                for batch in batches(sorted(set(products)), NAMES_PER_QUERY)]  # 100,000
-               if products else [query])
+    """Long frame `product, date, quantity` (dates as datetime64, naive local days).
+
+    Read in chunks of typed columns: a chain's millions of rows are never all Python row
+    objects at once, and each product name is one object, not one per row (decision
+    012)."""
+    connection = await session.connection()
+    read = _sqlite_sales if connection.dialect.name == "sqlite" else _core_sales
     names: dict[str, str] = {}
-    chunks = []
-    for each in queries:
-        # Streamed in chunks of typed columns: a chain's millions of rows are never all
-        # Python row objects at once, and each product name is one object, not one per
-        # row (decision 012).
-        # On the session's connection (Core rows): the ORM's per-row loading doubled the
-        # time for plain columns.
-        result = await (await session.connection()).stream(each)
-        async for rows in result.partitions(SALES_CHUNK_ROWS):
-            product, day, quantity = zip(*rows, strict=True)
-            chunks.append(pd.DataFrame({
-                "product": [names.setdefault(name, name) for name in product],
-                "date": _days(day),
-                "quantity": np.fromiter(quantity, dtype=float, count=len(quantity))}))
+    # A tenant may have 100,000 products: their names go in batches.
+    chunks = [chunk for batch in (batches(sorted(set(products)), NAMES_PER_QUERY)
+                                  if products else [None])
+              async for chunk in read(connection, tenant_id, until, batch, names)]
     if not chunks:
         return pd.DataFrame({"product": pd.Series([], dtype=object),
                              "date": pd.Series([], dtype="datetime64[ns]"),
                              "quantity": pd.Series([], dtype=float)})
     return pd.concat(chunks, ignore_index=True)
+
+
+async def _core_sales(connection: AsyncConnection, tenant_id: int, until: date | None,
+                      products: Sequence[str] | None, names: dict[str, str]
+                      ) -> AsyncIterator[pd.DataFrame]:
+    """`load_sales`'s query in SQLAlchemy Core on the session's connection (PostgreSQL):
+    the ORM's per-row loading doubled the time for plain columns."""
+    query = select(SalesObservation.product, SalesObservation.date, SalesObservation.quantity
+                   ).where(SalesObservation.tenant_id == tenant_id)
+    if until is not None:
+        query = query.where(SalesObservation.date <= until)
+    if products is not None:
+        query = query.where(SalesObservation.product.in_(products))
+    result = await connection.stream(
+        query.order_by(SalesObservation.product, SalesObservation.date))
+    async for rows in result.partitions(SALES_CHUNK_ROWS):
+        product, day, quantity = zip(*rows, strict=True)
+        yield pd.DataFrame({
+            "product": [names.setdefault(name, name) for name in product],
+            "date": _days(day),
+            "quantity": np.fromiter(quantity, dtype=float, count=len(quantity))})
+
+
+async def _sqlite_sales(connection: AsyncConnection, tenant_id: int, until: date | None,
+                        products: Sequence[str] | None, names: dict[str, str]
+                        ) -> AsyncIterator[pd.DataFrame]:
+    """`load_sales`'s query on SQLite, read on the driver (aiosqlite) under the session's
+    connection, in its transaction, SALES_CHUNK_ROWS rows at a time. Hand-written SQL
+    because SQLAlchemy's result handling (a Row per row, the date parsed from its text
+    one value at a time) took 3.5 times the whole read: 8.9 s instead of 2.6 s for
+    810,000 rows, 3 minutes of a 10,000-product job's preparation. The dates are the
+    ISO text SQLAlchemy's `Date` stores on SQLite (parsed strictly: another form fails)."""
+    where = ["tenant_id = ?"]
+    params: list[Any] = [tenant_id]
+    if until is not None:
+        where.append("date <= ?")
+        params.append(until.isoformat())
+    if products is not None:
+        where.append(f"product IN ({', '.join('?' * len(products))})")
+        params += products
+    statement = (f"SELECT product, date, quantity FROM {SalesObservation.__tablename__} "
+                 f"WHERE {' AND '.join(where)} ORDER BY product, date")
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None, "the session's connection is open: it has just been used"
+    try:
+        cursor = await driver.execute(statement, params)
+        try:
+            while rows := await cursor.fetchmany(SALES_CHUNK_ROWS):
+                chunk = pd.DataFrame.from_records(rows, columns=["product", "date",
+                                                                 "quantity"])
+                del rows
+                chunk["product"] = [names.setdefault(name, name) for name in chunk["product"]]
+                chunk["date"] = pd.to_datetime(chunk["date"], format="%Y-%m-%d")
+                chunk["quantity"] = chunk["quantity"].astype(float)
+                yield chunk
+        finally:
+            await cursor.close()
+    except sqlite3.Error as error:  # raised as SQLAlchemy raises it for its own statements
+        raise sa_exc.DBAPIError.instance(statement, params, error, sqlite3.Error,
+                                         dialect=connection.dialect) from error
 
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()

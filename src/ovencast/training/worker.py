@@ -53,14 +53,23 @@ LIBRARIES = ("ovencast", "numpy", "pandas", "prophet", "optuna", "holidays", "st
              "lightgbm")
 
 
-def library_versions() -> dict[str, str]:
-    found = {}
+@functools.cache
+def _installed_versions() -> tuple[tuple[str, str], ...]:
+    # Read once per process: importlib.metadata parses every distribution's METADATA
+    # (15 ms a call, 3 % of a chain product's training), and what is installed does not
+    # change under a running process.
+    found = []
     for name in LIBRARIES:
         try:
-            found[name] = importlib.metadata.version(name)
+            found.append((name, importlib.metadata.version(name)))
         except importlib.metadata.PackageNotFoundError:
             continue
-    return found
+    return tuple(found)
+
+
+def library_versions() -> dict[str, str]:
+    """The versions of the libraries a model depends on (recorded with each version)."""
+    return dict(_installed_versions())
 
 
 def peak_rss_mb() -> float:
