@@ -13,6 +13,8 @@ from ovencast.forecasting.features import (
     ClippedDays,
     ClosedDayRule,
     RegressorUnavailable,
+    _product_frames,
+    _runs,
     build_future_frame,
     build_tenant_frame,
     calendar_features,
@@ -377,3 +379,62 @@ def test_a_product_entirely_outside_the_regressors_is_reported() -> None:
     assert set(frame[PRODUCT]) == {"early"}
     assert report.clipped["late"].remaining_days == 0
     assert report.clipped["late"].n_days == 5
+
+
+def _product_frames_one_by_one(sales: pd.DataFrame, closed_by_date: pd.Series,
+                               grid: pd.DataFrame
+                               ) -> tuple[pd.DataFrame, dict[str, ClippedDays], dict[str, int]]:
+    """The tenant frame's rules written product by product, plainly (what
+    `_product_frames` computes for all products at once)."""
+    frames, clipped, added = [], {}, {}
+    for name, rows in sales.groupby(PRODUCT, sort=True):
+        observed = dict(zip(rows[DATE], rows[Y], strict=True))
+        span = pd.date_range(min(observed), max(observed), freq="D")
+        extra = [day for day in span if closed_by_date[day] and day not in observed]
+        if extra:
+            added[str(name)] = len(extra)
+        y = {**observed, **dict.fromkeys(extra, 0.0)}
+        frame = pd.DataFrame({PRODUCT: str(name), DATE: sorted(y),
+                              Y: [y[day] for day in sorted(y)]})
+        frame[CLOSED] = [bool(closed_by_date[day]) and not (value == value and value != 0)
+                         for day, value in zip(frame[DATE], frame[Y], strict=True)]
+        for column in grid.columns:
+            frame[column] = grid[column].reindex(frame[DATE]).to_numpy()
+        unknown = ~frame[CLOSED] & frame[list(grid.columns)].isna().any(axis=1)
+        if unknown.any():
+            clipped[str(name)] = ClippedDays(
+                int(unknown.sum()), _runs(frame[DATE], unknown),
+                int((~frame[CLOSED] & ~unknown).sum()))
+        frames.append(frame.loc[~unknown].fillna({c: 0.0 for c in grid.columns}))
+    return pd.concat(frames, ignore_index=True), clipped, added
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_the_tenant_frame_follows_its_rules_product_by_product(seed: int) -> None:
+    """Random tenants (gaps, calendar-closed days with and without rows, sales on closed
+    days, NaN quantities, regressors unknown on some days): the frame built for all
+    products at once is the one built product by product."""
+    rng = np.random.default_rng(seed)
+    grid_days = pd.date_range("2024-01-01", periods=int(rng.integers(1, 40)), freq="D")
+    rows = []
+    for product in rng.choice(["a", "b", "c", "d", "e"], size=int(rng.integers(1, 5)),
+                              replace=False):
+        chosen = np.flatnonzero(rng.random(len(grid_days)) < rng.uniform(0.2, 1.0))
+        for day in chosen if len(chosen) else [int(rng.integers(len(grid_days)))]:
+            value = float(rng.choice([0.0, 0.0, 3.0, 7.5, np.nan]))
+            rows.append((str(product), grid_days[day], value))
+    sales = pd.DataFrame(rows, columns=[PRODUCT, DATE, Y]).sample(frac=1.0, random_state=seed)
+    closed_by_date = pd.Series(rng.random(len(grid_days)) < 0.3, index=grid_days)
+    columns = {name: np.where(rng.random(len(grid_days)) < 0.15, np.nan,
+                              rng.normal(size=len(grid_days)))
+               for name in ("temperature", "traffic")[:int(rng.integers(0, 3))]}
+    grid = pd.DataFrame(columns, index=grid_days, dtype=float)
+
+    frame, clipped, added = _product_frames(sales.reset_index(drop=True), closed_by_date, grid)
+    expected, expected_clipped, expected_added = _product_frames_one_by_one(
+        sales, closed_by_date, grid)
+    pd.testing.assert_frame_equal(frame, expected, check_dtype=False)
+    assert frame[CLOSED].dtype == bool
+    assert frame[DATE].dtype == "datetime64[ns]"
+    assert clipped == expected_clipped
+    assert added == expected_added

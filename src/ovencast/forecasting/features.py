@@ -284,11 +284,9 @@ def build_tenant_frame(
         table, calendar, candidates, grid, open_sales_dates, max_regressor_missing_share,
         dropped)
     regressor_grid = pd.DataFrame(values, index=grid, columns=used, dtype=float)
-    products, clipped, closed_added = _product_frames(sales_long, closed_by_date,
-                                                      regressor_grid)
-    del sales_long  # a chain's millions of rows: not held while they are concatenated
-    long_frame = pd.concat(products, ignore_index=True)
-    del products
+    long_frame, clipped, closed_added = _product_frames(sales_long, closed_by_date,
+                                                        regressor_grid)
+    del sales_long
     report = AlignmentReport(
         sales_start=start.date(),
         sales_end=end.date(),
@@ -421,30 +419,83 @@ def _select_regressors(
 
 def _product_frames(
     sales_long: pd.DataFrame, closed_by_date: pd.Series, regressor_grid: pd.DataFrame,
-) -> tuple[list[pd.DataFrame], dict[str, ClippedDays], dict[str, int]]:
-    """Each product's rows with the regressors; open days without a known regressor
-    value are clipped (reported), closed days are added from the calendar (counted)."""
+) -> tuple[pd.DataFrame, dict[str, ClippedDays], dict[str, int]]:
+    """The long frame: each product's rows on its own span (its sales rows plus the
+    calendar's closed dates without a row, counted), with the regressors; open days
+    without a known regressor value are clipped (reported). Sorted by product and date.
+
+    A sales row on a calendar-closed date with a non-zero quantity is kept open: the sale
+    happened, so the calendar is wrong for that day.
+
+    Built for all products at once on positions in the daily grid (`closed_by_date`'s and
+    `regressor_grid`'s index): a frame per product and their concatenation took 5 s for
+    480 products (100 s of a 10,000-product job's preparation)."""
     used = list(regressor_grid.columns)
-    products: list[pd.DataFrame] = []
+    grid_start = regressor_grid.index[0]
+    codes, names = pd.factorize(sales_long[PRODUCT], sort=True)
+    n_days = len(regressor_grid.index)
+    day = ((sales_long[DATE] - grid_start) // pd.Timedelta(days=1)).to_numpy(dtype=np.int64)
+    observed_keys = codes.astype(np.int64) * n_days + day
+    first = np.full(len(names), n_days, dtype=np.int64)
+    last = np.full(len(names), -1, dtype=np.int64)
+    np.minimum.at(first, codes, day)
+    np.maximum.at(last, codes, day)
+    # The calendar's closed days within each product's span, less those it has a row for.
+    closed_grid = closed_by_date.to_numpy(dtype=bool)
+    closed_days = np.flatnonzero(closed_grid)
+    lo = np.searchsorted(closed_days, first, side="left")
+    hi = np.searchsorted(closed_days, last, side="right")
+    counts = hi - lo
+    added_codes = np.repeat(np.arange(len(names), dtype=np.int64), counts)
+    offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+    added_keys = added_codes * n_days + closed_days[np.repeat(lo, counts) + offsets]
+    added_keys = added_keys[~np.isin(added_keys, observed_keys)]
+    keys = np.concatenate([observed_keys, added_keys])
+    y = np.concatenate([sales_long[Y].to_numpy(dtype=float), np.zeros(len(added_keys))])
+    order = np.argsort(keys, kind="stable")
+    keys, y = keys[order], y[order]
+    code, day = np.divmod(keys, n_days)
+    closed = closed_grid[day] & (np.nan_to_num(y, nan=0.0) == 0)
+    # Column by column: a chain's rows times every regressor are never held twice.
+    daily = {column: regressor_grid[column].to_numpy(dtype=float) for column in used}
+    unknown = np.zeros(len(keys), dtype=bool)
+    for column in used:
+        unknown |= np.isnan(daily[column][day])
+    unknown &= ~closed
+    dates = regressor_grid.index.to_numpy()[day]
+    clipped = _clipped_days(names, code, dates, closed, unknown)
+    keep = ~unknown
+    kept_days = day[keep]
+    # The float columns filled into one allocation that becomes the frame's block (no
+    # copy): a chain's rows times every regressor are held once.
+    floats = np.empty((len(kept_days), 1 + len(used)))
+    floats[:, 0] = y[keep]
+    for i, column in enumerate(used, start=1):
+        # Only closed rows are left with NaN.
+        floats[:, i] = np.nan_to_num(daily[column][kept_days], nan=0.0)
+    frame = pd.DataFrame(floats, columns=[Y, *used], copy=False)
+    frame.insert(0, PRODUCT, np.asarray(names, dtype=object)[code[keep]])
+    frame.insert(1, DATE, dates[keep])
+    frame.insert(3, CLOSED, closed[keep])
+    added = np.bincount(added_keys // n_days, minlength=len(names))
+    closed_added = {str(names[i]): int(n) for i, n in enumerate(added) if n}
+    return frame, clipped, closed_added
+
+
+def _clipped_days(names: pd.Index, code: np.ndarray, dates: np.ndarray, closed: np.ndarray,
+                  unknown: np.ndarray) -> dict[str, ClippedDays]:
+    """What clipping removes, per product that has any (rows sorted by product)."""
     clipped: dict[str, ClippedDays] = {}
-    closed_added: dict[str, int] = {}
-    for product, rows in sales_long.groupby(PRODUCT, sort=True):
-        name = str(product)
-        frame, n_added = _product_rows(name, rows, closed_by_date, regressor_grid)
-        if n_added:
-            closed_added[name] = n_added
-        unknown = ~frame[CLOSED] & frame[used].isna().any(axis=1)
-        if unknown.any():
-            clipped[name] = ClippedDays(
-                n_days=int(unknown.sum()),
-                ranges=_runs(frame[DATE], unknown),
-                remaining_days=int((~frame[CLOSED] & ~unknown).sum()),
-            )
-            frame = frame.loc[~unknown].copy()
-        if used:
-            frame[used] = frame[used].fillna(0.0)  # only closed rows are left with NaN
-        products.append(frame)
-    return products, clipped, closed_added
+    bounds = np.searchsorted(code, np.arange(len(names) + 1))
+    for i in np.unique(code[unknown]):
+        rows = slice(bounds[i], bounds[i + 1])
+        mask = unknown[rows]
+        clipped[str(names[i])] = ClippedDays(
+            n_days=int(mask.sum()),
+            ranges=_runs(pd.Series(dates[rows]), pd.Series(mask)),
+            remaining_days=int((~closed[rows] & ~mask).sum()),
+        )
+    return clipped
 
 
 def _prepare_sales(sales: pd.DataFrame) -> pd.DataFrame:
@@ -497,41 +548,6 @@ def _candidate_columns(
         else:
             candidates.append(name)
     return candidates
-
-
-def _product_rows(
-    name: str,
-    rows: pd.DataFrame,
-    closed_by_date: pd.Series,
-    regressor_grid: pd.DataFrame,
-) -> tuple[pd.DataFrame, int]:
-    """One product's rows on its own span: its sales rows plus closed dates without a row.
-
-    A sales row on a calendar-closed date with a non-zero quantity is kept open: the sale
-    happened, so the calendar is wrong for that day.
-    """
-    rows = rows.sort_values(DATE)
-    span = pd.date_range(rows[DATE].iloc[0], rows[DATE].iloc[-1], freq="D")
-    closed_in_span = closed_by_date.reindex(span, fill_value=False)
-    observed = pd.DatetimeIndex(rows[DATE])
-    added = closed_in_span.index[closed_in_span.to_numpy(dtype=bool) & ~span.isin(observed)]
-    y = pd.concat(
-        [pd.Series(rows[Y].to_numpy(), index=observed), pd.Series(0.0, index=added)]
-    ).sort_index()
-    calendar_closed = closed_by_date.reindex(y.index, fill_value=False).to_numpy(dtype=bool)
-    extra = regressor_grid.reindex(y.index)
-    # One construction, not a column inserted at a time.
-    frame = pd.DataFrame(
-        {
-            PRODUCT: name,
-            DATE: y.index,
-            Y: y.to_numpy(dtype=float),
-            CLOSED: calendar_closed & (y.fillna(0.0).to_numpy() == 0),
-            **{column: extra[column].to_numpy(dtype=float)
-               for column in regressor_grid.columns},
-        }
-    )
-    return frame, len(added)
 
 
 def _runs(dates: pd.Series, mask: pd.Series) -> tuple[DateRange, ...]:
