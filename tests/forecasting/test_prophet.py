@@ -298,3 +298,53 @@ def test_fits_hand_cmdstan_the_same_json_as_prophets_own_backend(
         their_init, their_data = CmdStanPyBackend.prepare_data(init, data)
         assert dump_stan_json(our_data) == dump_stan_json(their_data)
         assert dump_stan_json(our_init) == dump_stan_json(their_init)
+
+
+def test_shared_feature_answers_give_prophets_own_fits_and_forecasts(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # `_share_answers` answers Prophet's `regressor_column_matrix` and
+    # `make_holiday_features` from a per-process table: fits of different histories and
+    # regressors, in any order, must give exactly what Prophet's own methods give.
+    from ovencast.forecasting.families import prophet as prophet_module
+
+    cases = [(800, ["temperature_c"], PARAMS), (800, [], PARAMS),
+             (500, ["temperature_c"], PARAMS), (800, ["temperature_c"], {}),
+             (800, ["temperature_c"], PARAMS)]  # the last: the first again, from the table
+    future = kiel_temperature("2018-08-01", 35)
+
+    def fit_all() -> list[tuple[np.ndarray, dict[str, Any]]]:
+        found = []
+        for days, regressors, params in cases:
+            model = ProphetModel(regressors=regressors, params=params)
+            model.fit(kiel_bread(days=days))
+            found.append((model.predict(future[[DATE, CLOSED, *regressors]]),
+                          json.loads(model.to_bytes())["state"]))
+        return found
+
+    prophet_module._SHARED.clear()
+    calls: list[int] = []
+    share = prophet_module._share_answers
+
+    def counted(model: Any) -> None:
+        calls.append(1)
+        share(model)
+
+    monkeypatch.setattr(prophet_module, "_share_answers", counted)
+    shared = fit_all()
+    assert len(calls) == len(cases)
+    # A fit and a predict ask each method once: the repeated case is answered from the
+    # table.
+    assert 0 < len(prophet_module._SHARED) < 4 * len(cases)
+    monkeypatch.setattr(prophet_module, "_share_answers", lambda model: None)
+    own = fit_all()
+    for (ours, our_state), (theirs, their_state) in zip(shared, own, strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+        assert our_state == their_state
+
+
+def test_holiday_frames_are_copies_of_one_computed_frame() -> None:
+    first = holiday_frame("DE", "SH", first_year=2020, last_year=2022)
+    first.loc[0, "holiday"] = "changed by a caller"
+    again = holiday_frame("DE", "SH", first_year=2020, last_year=2022)
+    assert again.loc[0, "holiday"] != "changed by a caller"
+    assert again.equals(holiday_frame("DE", "SH", first_year=2020, last_year=2022))

@@ -43,6 +43,13 @@ Data hand-over: every fit gives cmdstan its data as numpy arrays (`_stan_arrays`
 Prophet's backend gives nested lists; stanio (cmdstanpy's JSON writer) converts an array
 in one call but walks a nested list element by element, a quarter of a fit's time. The
 JSON written, and so the fit, is the same.
+
+Answers shared within a process: the holidays frame of a calendar and years
+(`holiday_frame`), Prophet's holiday features and component matrix (`_share_answers`),
+which depend on the dates, the calendar and the model's components, not on the product's
+sales: a pool process computes each once for all the products that share them. Fits and
+forecasts are the same (tests/forecasting/test_prophet.py compares them with Prophet's
+own).
 """
 
 from __future__ import annotations
@@ -178,6 +185,7 @@ class ProphetModel(ForecastModel):
 
         if model.stan_backend is not None:  # an instance attribute: this fit's only
             model.stan_backend.prepare_data = _stan_arrays
+        _share_answers(model)
         fit_kwargs: dict[str, Any] = {"seed": OPTIMIZER_SEED}
         init = self._warm_start_init()
         if init is not None:
@@ -280,7 +288,15 @@ def holiday_frame(
 ) -> pd.DataFrame:
     """Prophet `holidays` frame (columns `holiday`, `ds`) of a country/subdivision for the
     years first_year..last_year inclusive. Raises ValueError for an unknown country or
-    subdivision."""
+    subdivision. Computed once per process and arguments (the holidays package computes
+    the calendar's rules on every call, 18 ms; every fit of a tenant asks for the same):
+    a copy of the computed frame."""
+    return _holiday_frame(country, subdivision, first_year, last_year).copy()
+
+
+@functools.lru_cache(maxsize=32)
+def _holiday_frame(country: str, subdivision: str | None, first_year: int, last_year: int
+                   ) -> pd.DataFrame:
     try:
         calendar = holidays_lib.country_holidays(
             country, subdiv=subdivision, years=range(first_year, last_year + 1)
@@ -294,6 +310,67 @@ def holiday_frame(
             "ds": pd.to_datetime([day for day, _ in rows]),
         }
     )
+
+
+_SHARED: dict[tuple[Any, ...], Any] = {}
+_SHARED_MAX = 512
+
+
+def _shared(key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+    """The answer stored under `key` in this process, computed on a miss (the table is
+    emptied when full: a pool process trains one tenant's products at a time)."""
+    if key not in _SHARED:
+        if len(_SHARED) >= _SHARED_MAX:
+            _SHARED.clear()
+        _SHARED[key] = compute()
+    return _SHARED[key]
+
+
+def _share_answers(model: Prophet) -> None:
+    """Give `model` (instance attributes: this model's only) versions of two of Prophet's
+    feature methods that compute each distinct answer once per process.
+
+    On every fit and every predict Prophet builds its holiday features (a Python loop over
+    the holidays, each looked up in the dates) and its component matrix (which feature
+    columns make up which component: a pandas crosstab), together about a fifth of a
+    fit's Python time. Their answers depend only on the dates, the holidays and the
+    model's components, which most products of a tenant share (the same open days, the
+    same calendar and regressors). Each key holds every input Prophet's method reads; a
+    miss calls Prophet's own method, a hit returns copies and has the method's one side
+    effect (the training's holiday names). tests/forecasting/test_prophet.py checks the
+    forecasts and the stored model against Prophet's own methods. Not stored with the
+    model (Prophet's serialisation writes a fixed list of attributes)."""
+    column_matrix: Callable[..., tuple[pd.DataFrame, Any]] = model.regressor_column_matrix
+    holiday_features: Callable[..., tuple[pd.DataFrame, list[float], list[str]]] = (
+        model.make_holiday_features)
+
+    def regressor_column_matrix(seasonal_features: pd.DataFrame, modes: Any
+                                ) -> tuple[pd.DataFrame, Any]:
+        names, trained = model.train_holiday_names, model.train_component_cols
+        key = ("component_cols", tuple(seasonal_features.columns),
+               tuple((mode, tuple(modes[mode])) for mode in sorted(modes)),
+               None if names is None else tuple(names),
+               tuple((name, props["mode"]) for name, props in model.extra_regressors.items()),
+               model.holidays_mode,
+               None if trained is None else (tuple(trained.columns),
+                                             trained.to_numpy().tobytes()))
+        matrix, found = _shared(key, lambda: column_matrix(
+            seasonal_features, {m: list(v) for m, v in modes.items()}))
+        return matrix.copy(), {m: list(v) for m, v in found.items()}
+
+    def make_holiday_features(dates: pd.Series, holidays: pd.DataFrame
+                              ) -> tuple[pd.DataFrame, list[float], list[str]]:
+        key = ("holiday_features", dates.to_numpy(dtype="datetime64[ns]").tobytes(),
+               tuple(holidays.columns),
+               pd.util.hash_pandas_object(holidays, index=False).to_numpy().tobytes(),
+               float(model.holidays_prior_scale))
+        features, scales, names = _shared(key, lambda: holiday_features(dates, holidays))
+        if model.train_holiday_names is None:  # Prophet's method records them on a fit
+            model.train_holiday_names = pd.Series(names)
+        return features.copy(), list(scales), list(names)
+
+    model.regressor_column_matrix = regressor_column_matrix  # type: ignore[method-assign]
+    model.make_holiday_features = make_holiday_features  # type: ignore[method-assign]
 
 
 _STAN_ARRAYS = ("y", "t", "cap", "t_change", "s_a", "s_m")
