@@ -3,7 +3,9 @@ optimiser's hard timeout and temporary-file hygiene. Real Kiel `bread` sales."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import pickle
 import signal
 import subprocess
 import sys
@@ -325,21 +327,33 @@ def test_shared_feature_answers_give_prophets_own_fits_and_forecasts(
     calls: list[int] = []
     share = prophet_module._share_answers
 
-    def counted(model: Any) -> None:
+    def counted(model: Any) -> Any:
         calls.append(1)
-        share(model)
+        return share(model)
 
     monkeypatch.setattr(prophet_module, "_share_answers", counted)
     shared = fit_all()
-    assert len(calls) == len(cases)
+    assert len(calls) == 2 * len(cases)  # each fit and each predict
     # A fit and a predict ask each method once: the repeated case is answered from the
     # table.
     assert 0 < len(prophet_module._SHARED) < 4 * len(cases)
-    monkeypatch.setattr(prophet_module, "_share_answers", lambda model: None)
+    monkeypatch.setattr(prophet_module, "_share_answers",
+                        lambda model: contextlib.nullcontext())
     own = fit_all()
     for (ours, our_state), (theirs, their_state) in zip(shared, own, strict=True):
         np.testing.assert_array_equal(ours, theirs)
         assert our_state == their_state
+
+
+def test_fitted_and_used_model_pickles_and_forecasts_the_same() -> None:
+    # The service's fit process sends the fitted model back to its worker by pickle:
+    # nothing a fit or a forecast installs on the Prophet object may stay behind.
+    future = kiel_temperature("2018-08-01", 14)[[DATE, CLOSED, "temperature_c"]]
+    model = ProphetModel(regressors=["temperature_c"], params=PARAMS)
+    model.fit(kiel_bread(days=500))
+    expected = model.predict(future)
+    again = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(again.predict(future), expected)
 
 
 def test_holiday_frames_are_copies_of_one_computed_frame() -> None:

@@ -54,12 +54,13 @@ own).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import holidays as holidays_lib
@@ -185,7 +186,6 @@ class ProphetModel(ForecastModel):
 
         if model.stan_backend is not None:  # an instance attribute: this fit's only
             model.stan_backend.prepare_data = _stan_arrays
-        _share_answers(model)
         fit_kwargs: dict[str, Any] = {"seed": OPTIMIZER_SEED}
         init = self._warm_start_init()
         if init is not None:
@@ -195,7 +195,8 @@ class ProphetModel(ForecastModel):
 
         with tempfile.TemporaryDirectory(prefix="ovencast-prophet-") as output_dir:
             try:
-                model.fit(frame, output_dir=output_dir, **fit_kwargs)
+                with _share_answers(model):
+                    model.fit(frame, output_dir=output_dir, **fit_kwargs)
             except TimeoutError as exc:
                 raise FitTimeout(
                     f"prophet optimiser exceeded {self.fit_timeout_s} s and was terminated"
@@ -215,7 +216,8 @@ class ProphetModel(ForecastModel):
         frame = pd.DataFrame({"ds": pd.to_datetime(future[DATE]).to_numpy()})
         for name in self.regressors:
             frame[name] = future[name].to_numpy(dtype=float)
-        forecast = model.predict(frame)
+        with _share_answers(model):
+            forecast = model.predict(frame)
         return forecast["yhat"].to_numpy(dtype=float)
 
     def _state(self) -> dict[str, Any]:
@@ -326,9 +328,12 @@ def _shared(key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
     return _SHARED[key]
 
 
-def _share_answers(model: Prophet) -> None:
-    """Give `model` (instance attributes: this model's only) versions of two of Prophet's
-    feature methods that compute each distinct answer once per process.
+@contextlib.contextmanager
+def _share_answers(model: Prophet) -> Iterator[None]:
+    """While in the block, give `model` (instance attributes: this model's only) versions
+    of two of Prophet's feature methods that compute each distinct answer once per
+    process. They are removed on leaving it: they are closures, and a fitted model must
+    stay picklable (the service's fit process sends it back to the worker).
 
     On every fit and every predict Prophet builds its holiday features (a Python loop over
     the holidays, each looked up in the dates) and its component matrix (which feature
@@ -371,6 +376,10 @@ def _share_answers(model: Prophet) -> None:
 
     model.regressor_column_matrix = regressor_column_matrix  # type: ignore[method-assign]
     model.make_holiday_features = make_holiday_features  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del model.regressor_column_matrix, model.make_holiday_features
 
 
 _STAN_ARRAYS = ("y", "t", "cap", "t_change", "s_a", "s_m")
