@@ -287,16 +287,17 @@ class BacktestPlan:
                 spans.insert(0, (start, start + step - pd.Timedelta(days=1), True))
         found: list[BacktestWindow] = []
         for start, end, seasonal in spans:
-            before = np.asarray(dates < start)
-            inside = np.asarray((dates >= start) & (dates <= end))
-            if int((before & is_open).sum()) < self.min_train_days:
+            # The frame is in date order: the days before `start` are its first rows.
+            first = int(dates.searchsorted(start, side="left"))
+            after = int(dates.searchsorted(end, side="right"))
+            if int(is_open[:first].sum()) < self.min_train_days:
                 continue
-            if not (inside & is_open).any():
+            if not is_open[first:after].any():
                 continue
             found.append(BacktestWindow(
                 start=start, end=end,
-                train=frame.loc[before].reset_index(drop=True),
-                test=frame.loc[inside].reset_index(drop=True), seasonal=seasonal))
+                train=frame.iloc[:first].reset_index(drop=True),
+                test=frame.iloc[first:after].reset_index(drop=True), seasonal=seasonal))
         return found
 
     def to_dict(self) -> dict[str, Any]:

@@ -151,6 +151,29 @@ def test_forecasts_beyond_the_direct_horizon_in_blocks(history: pd.DataFrame) ->
                                forecast)
 
 
+def test_answers_follow_the_dates_asked_not_their_order_or_repeats(
+        history: pd.DataFrame) -> None:
+    # The forecast places each asked row on its day: rows in any order, a date asked
+    # twice, and a gap in the first 28 days (whose features read only fitted days) give
+    # each date the forecast it gets when all 60 days are asked in order.
+    train, test = history.iloc[:TRAIN_DAYS], history.iloc[TRAIN_DAYS:TRAIN_DAYS + 60]
+    model = LightGBMModel(regressors=REGRESSORS).fit(train.sample(frac=1.0, random_state=2))
+    np.testing.assert_array_equal(
+        model.predict(future_of(test)),
+        LightGBMModel(regressors=REGRESSORS).fit(train).predict(future_of(test)))
+    expected = pd.Series(model.predict(future_of(test)), index=test[DATE].to_numpy())
+    shuffled = future_of(pd.concat([test, test.iloc[[5, 40, 5]]]).sample(frac=1.0,
+                                                                          random_state=1))
+    np.testing.assert_array_equal(model.predict(shuffled),
+                                  expected.loc[shuffled[DATE].to_numpy()].to_numpy())
+    gappy = future_of(test.iloc[[20, 3, 11]])
+    np.testing.assert_array_equal(model.predict(gappy),
+                                  expected.loc[gappy[DATE].to_numpy()].to_numpy())
+    assert (expected[test[CLOSED].to_numpy()] == 0.0).all()
+    with pytest.raises(ValueError, match="same date twice"):
+        LightGBMModel(regressors=REGRESSORS).fit(pd.concat([train, train.iloc[[7]]]))
+
+
 def test_forecasts_only_after_the_last_fitted_day(history: pd.DataFrame) -> None:
     train = history.iloc[:TRAIN_DAYS - 1]  # ends on an open day
     model = LightGBMModel(regressors=REGRESSORS).fit(train)
