@@ -258,6 +258,10 @@ async def test_killed_worker_product_is_retried_and_trained_once(
     assert active == dict.fromkeys(products, 1), "one active version each"
     assert retried is not None, "the killed product went back to the queue"
     assert retried >= 1, "the killed product went back to the queue"
+    # The survivor received fitted Prophet models from its fit processes (unpickling one
+    # imports prophet) without prophet's import noise.
+    survivor_log = (workers.log_dir / "survivor.log").read_text(errors="replace")
+    assert "Importing plotly failed" not in survivor_log
 
 
 async def test_two_jobs_never_train_one_product_in_two_processes_at_once(

@@ -17,6 +17,7 @@ from ovencast.db.runtime import Database
 from ovencast.db.urls import libpq_conninfo
 from ovencast.events.progress import EventSink, ProductEvent
 from ovencast.events.publish import EventPublisher
+from ovencast.forecasting.families.prophet import quiet_prophet_import
 from ovencast.observability import tracing
 from ovencast.observability.metrics import FIT_DURATION
 from ovencast.settings import Settings
@@ -41,6 +42,7 @@ class WorkerRuntime:
         """Open the database, start the fork server (its imports overlap the worker's
         start-up) and the pool. `preload`: the entry point's module (training/pool.py)."""
         start_workers_early(preload)
+        quiet_prophet_import()
         context = worker_context(preload)
         sinks: dict[tuple[int, str], EventSink] = {}
 

@@ -88,11 +88,10 @@ def prophet_library() -> tuple[Any, Any, Any]:
     """(Prophet, model_from_json, model_to_json), imported on first use: prophet and the
     matplotlib it imports cost about 0.7 s, paid by every worker process that imports the
     family registry even when no Prophet model is fitted or loaded (`auto` has none)."""
-    # Prophet logs an ERROR on import when plotly is missing (we never plot), and Prophet
-    # and cmdstanpy log every fit at INFO. Set before and after importing them (prophet's
-    # module sets its own logger to INFO on import; cmdstanpy configures its logger
-    # lazily).
-    logging.getLogger("prophet.plot").setLevel(logging.CRITICAL)
+    # Prophet and cmdstanpy log every fit at INFO. Set before and after importing them
+    # (prophet's module sets its own logger to INFO on import; cmdstanpy configures its
+    # logger lazily).
+    quiet_prophet_import()
     from cmdstanpy.utils import get_logger
     from prophet import Prophet
     from prophet.serialize import model_from_json, model_to_json
@@ -101,6 +100,13 @@ def prophet_library() -> tuple[Any, Any, Any]:
     get_logger().setLevel(logging.WARNING)
     get_logger().addFilter(_DropCmdStanExitCode())
     return Prophet, model_from_json, model_to_json
+
+
+def quiet_prophet_import() -> None:
+    """Prophet logs an ERROR on import when plotly is missing (we never plot). Called
+    before anything may import it: `prophet_library`, and a service worker, whose fit
+    processes send fitted Prophet models back by pickle (unpickling imports prophet)."""
+    logging.getLogger("prophet.plot").setLevel(logging.CRITICAL)
 
 
 YEARLY_MIN_SPAN_DAYS = 730
