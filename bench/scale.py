@@ -17,7 +17,8 @@ model choice (`auto`) up to `--until`, and prints:
 - products/min: products trained per minute of `train`;
 - CPU: CPU seconds (user + system) of `train`, in this process (`main cpu`) and in all
   processes (`cpu`, the pool processes included): unlike wall time, not inflated by other
-  work on a shared machine;
+  work on a shared machine; the line also says how much of `main cpu` was spent before
+  the product stage (load, validate, the tenant stage): the rest competes with the pool;
 - WAPE: the mean holdout WAPE of the products trained (the same data every run: a
   change that should not touch accuracy must leave it where it was);
 - peak RSS per process kind (MB), from /proc, sampled every 0.2 s: `import` (this process
@@ -193,6 +194,7 @@ class ScaleRun:
     worker_mb: float
     tree_mb: float
     store_mb: float = float("nan")
+    prepare_main_cpu_s: float = float("nan")  # of main_cpu_s, before the product stage
 
 
 class _Clock:
@@ -202,10 +204,12 @@ class _Clock:
         self.started = started
         self.job: PreparedJob | None = None
         self.prepared_s = float("nan")
+        self.prepared_cpu_s = float("nan")  # this process's CPU time when prepared
         self.first_product_s = float("nan")
 
     def prepared(self, prepared: PreparedJob) -> None:
         self.job, self.prepared_s = prepared, time.perf_counter() - self.started
+        self.prepared_cpu_s = _cpu()[0]
 
     def product_event(self, event: ProductEvent) -> None:
         if isinstance(event, Started) and self.first_product_s != self.first_product_s:
@@ -273,14 +277,16 @@ def measure(n_products: int, args: argparse.Namespace, tmp: Path) -> ScaleRun:
         products_per_min=done / train_s * 60, main_cpu_s=main_cpu_s, cpu_s=cpu_s,
         mean_wape=float(np.mean(wapes)) if wapes else float("nan"), import_mb=import_mb,
         main_mb=rss.peaks["main"],
-        worker_mb=rss.peaks["worker"], tree_mb=rss.peaks["tree"], store_mb=store_mb)
+        worker_mb=rss.peaks["worker"], tree_mb=rss.peaks["tree"], store_mb=store_mb,
+        prepare_main_cpu_s=clock.prepared_cpu_s - cpu[0])
 
 
 def line(run: ScaleRun) -> str:
     return (f"N={run.products}: import {run.import_s:.1f} s, train {run.train_s:.1f} s "
             f"(prepare {run.prepare_s:.1f} s, stage {run.stage_s:.1f} s, first product at "
             f"{run.first_product_s:.1f} s), {run.products_per_min:.1f} products/min, CPU "
-            f"{run.cpu_s:.0f} s (main {run.main_cpu_s:.0f} s), mean WAPE {run.mean_wape:.4f}, "
+            f"{run.cpu_s:.0f} s (main {run.main_cpu_s:.0f} s, {run.prepare_main_cpu_s:.0f} s of it "
+            f"before the product stage), mean WAPE {run.mean_wape:.4f}, "
             f"trained {run.trained} refused {run.refused} failed {run.failed}, peak RSS MB "
             f"import {run.import_mb:.0f} main {run.main_mb:.0f} worker {run.worker_mb:.0f} "
             f"tree {run.tree_mb:.0f}, store {run.store_mb:.1f} MB")

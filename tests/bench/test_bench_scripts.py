@@ -14,7 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BUNDLED_DATA, CLI_TIMEOUT_S, REPO_ROOT, SETTINGS_ENV_VARS
+from conftest import (
+    BUNDLED_DATA,
+    CLI_TIMEOUT_S,
+    PG_HOST,
+    PG_PORT,
+    PG_USER,
+    REPO_ROOT,
+    SETTINGS_ENV_VARS,
+)
 
 KIEL = BUNDLED_DATA / "kiel"
 REFERENCE = REPO_ROOT.parent / "shared" / "reference"
@@ -135,8 +143,34 @@ def test_scale_prints_time_and_memory_per_product_count(tmp_path: Path,
     assert 0 < imported <= tree
     assert float(found.group(10)) > 0  # the trained versions' artifacts
     assert "| products | sales rows | import s | train s |" in out
-    assert json.loads(figures.read_text())[0]["products"] == 3
+    run = json.loads(figures.read_text())[0]
+    assert run["products"] == 3
+    # The main process's CPU before the product stage is a part of its whole.
+    assert 0 < run["prepare_main_cpu_s"] <= run["main_cpu_s"]
     assert (tmp_path / "scale.png").stat().st_size > 0
+
+
+@pytest.mark.postgres
+def test_service_scale_trains_the_scale_tenant_with_worker_processes(
+        tmp_path: Path, northsea_dir: Path, pg_server_url: str) -> None:
+    """service_scale.py: the same tenant as scale.py, trained by two `ovencast worker`
+    processes through the PostgreSQL queue, in a scratch database it drops again."""
+    figures = tmp_path / "service.json"
+    out = _bench("service_scale.py", [
+        "3", "--data", str(northsea_dir), "--json", str(figures),
+        "--pg", f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}"])
+    found = re.search(r"^N=3 \(2 workers x 1\): import ([0-9.]+) s, train ([0-9.]+) s .* "
+                      r"trained (\d+) refused (\d+) failed 0, peak RSS MB worker (\d+) "
+                      r"fit (\d+) tree (\d+)$", out, flags=re.MULTILINE)
+    assert found, out
+    assert int(found.group(3)) + int(found.group(4)) == 3
+    assert int(found.group(3)) > 0
+    worker, fit, tree = (int(found.group(i)) for i in (5, 6, 7))
+    assert 0 < worker < tree
+    assert 0 < fit < tree
+    run = json.loads(figures.read_text())[0]
+    assert run["cpu_s"] > 0  # the workers' and their fit processes' time was counted
+    assert 0 < run["mean_wape"] < 1
 
 
 def test_selection_prints_each_products_choice_and_leaderboard() -> None:
