@@ -10,8 +10,9 @@ footfall known, as in the reference), `fallback` only those up to the training's
 the forecast fills in the window's values as a bakery forecasting ahead must
 (forecasting/future.py).
 
-The service benchmarks (load.py, worker_latency.py) share the set-up at the end: a
-scratch PostgreSQL database with a dataset imported.
+The service benchmarks (load.py, worker_latency.py, service_scale.py) share the set-up
+at the end: a scratch PostgreSQL database with a dataset imported, and a job submitted
+to the queue and waited for.
 """
 
 from __future__ import annotations
@@ -28,13 +29,18 @@ from pathlib import Path
 import asyncpg
 import numpy as np
 import pandas as pd
+from sqlalchemy import select
 
 from ovencast.datasets import service as datasets_service
 from ovencast.datasets.reader import ParsedDataset, read_dataset_dir
 from ovencast.db import migrate
 from ovencast.db.runtime import Database, run_with_database
 from ovencast.db.session import unit_of_work
+from ovencast.db.tables import TrainingJob, TrainingRun
+from ovencast.db.tables.model_version import ModelVersion
 from ovencast.forecasts.service import TenantForecast, forecast_tenant
+from ovencast.jobs import repository as jobs_repository
+from ovencast.jobs import service as jobs_service
 from ovencast.settings import Settings
 from ovencast.tenants import service as tenants_service
 from ovencast.training.embedded import TrainedJob, train_tenant
@@ -244,3 +250,42 @@ async def import_dataset_dir(database: Database, tenant: str, directory: Path) -
                                                   subdivision="SH")
         await datasets_service.import_dataset(session, row, read_dataset_dir(directory),
                                               source=str(directory))
+
+
+@dataclass(frozen=True)
+class FinishedJob:
+    """A job submitted to the service's queue and waited for (`submit_and_wait`)."""
+
+    submitted: float  # time.time() just before the submission
+    job: TrainingJob
+    runs: list[TrainingRun]
+    wapes: list[float]  # the holdout WAPE of every version the job trained
+
+
+async def submit_and_wait(settings: Settings, tenant: str, *,
+                          models: Sequence[str] | None = None, until: date | None = None,
+                          poll_s: float = 0.5) -> FinishedJob:
+    """Submit a training job of every product of `tenant` to the queue, as `POST
+    /training-jobs` does, and poll the database until the job has ended (the workers,
+    started by the caller, train it)."""
+    database = Database.open(settings)
+    try:
+        submitted = time.time()
+        async with unit_of_work(database.sessions) as session:
+            row = await tenants_service.get_tenant(session, tenant)
+            job = await jobs_service.submit_job(session, row, models=models, until=until)
+        while True:
+            await asyncio.sleep(poll_s)
+            async with unit_of_work(database.sessions) as session:
+                found = await jobs_repository.get_job(session, job.id)
+                assert found is not None
+                if found.finished_at is None:
+                    continue
+                runs = list(await jobs_repository.runs_of(session, job.id))
+                metrics = (await session.scalars(select(ModelVersion.metrics).where(
+                    ModelVersion.training_job_id == job.id))).all()
+                return FinishedJob(submitted=submitted, job=found, runs=runs,
+                                   wapes=[float(m["wape"]) for m in metrics
+                                          if m.get("wape") is not None])
+    finally:
+        await database.close()

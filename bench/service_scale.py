@@ -37,24 +37,18 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
 
-from protocol import scratch_database
-from scale import DEFAULT_DATA, TENANT, _descendants, write_tenant
-from sqlalchemy import select
+from protocol import scratch_database, submit_and_wait
+from scale import DEFAULT_DATA, TENANT, RssSampler, _descendants, write_tenant
 
 from ovencast.datasets import service as datasets_service
 from ovencast.datasets.reader import DataLimits, read_dataset_dir
 from ovencast.db.runtime import Database
 from ovencast.db.session import unit_of_work
-from ovencast.db.tables.model_version import ModelVersion
-from ovencast.jobs import repository as jobs_repository
-from ovencast.jobs import service as jobs_service
 from ovencast.jobs.states import RunStatus
 from ovencast.settings import Settings
 from ovencast.tenants import service as tenants_service
@@ -80,34 +74,24 @@ class ServiceRun:
     tree_mb: float
 
 
-class WorkerRss:
+class WorkerRss(RssSampler):
     """Peak resident memory of the worker processes (this process's children) and of
-    their descendants (the fit processes), read from /proc every `interval_s`."""
+    their descendants (the fit processes), read from /proc every `interval_s`; this
+    process (which only submits and waits) is not counted."""
 
     def __init__(self, interval_s: float = 0.2) -> None:
-        self.interval_s = interval_s
+        super().__init__(interval_s)
         self.peaks = {"worker": 0.0, "fit": 0.0, "tree": 0.0}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> WorkerRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            me, tree = os.getpid(), 0.0
-            for pid, (parent, hwm, rss) in _descendants(me).items():
-                if pid == me:
-                    continue
-                tree += rss
-                kind = "worker" if parent == me else "fit"
-                self.peaks[kind] = max(self.peaks[kind], hwm)
-            self.peaks["tree"] = max(self.peaks["tree"], tree)
+    def _sample(self) -> None:
+        me, tree = os.getpid(), 0.0
+        for pid, (parent, hwm, rss) in _descendants(me).items():
+            if pid == me:
+                continue
+            tree += rss
+            kind = "worker" if parent == me else "fit"
+            self.peaks[kind] = max(self.peaks[kind], hwm)
+        self.peaks["tree"] = max(self.peaks["tree"], tree)
 
 
 async def _import(settings: Settings, directory: Path) -> float:
@@ -121,31 +105,6 @@ async def _import(settings: Settings, directory: Path) -> float:
             await datasets_service.import_dataset(session, tenant, parsed,
                                                   source=str(directory))
         return time.perf_counter() - started
-    finally:
-        await database.close()
-
-
-async def _train(settings: Settings, until: date) -> dict[str, Any]:
-    """Submit the job, wait for its end; its runs and its versions' holdout WAPEs."""
-    database = Database.open(settings)
-    try:
-        submitted = time.time()
-        async with unit_of_work(database.sessions) as session:
-            tenant = await tenants_service.get_tenant(session, TENANT)
-            job = await jobs_service.submit_job(session, tenant, until=until)
-        while True:
-            await asyncio.sleep(1.0)
-            async with unit_of_work(database.sessions) as session:
-                row = await jobs_repository.get_job(session, job.id)
-                assert row is not None
-                if row.finished_at is None:
-                    continue
-                runs = list(await jobs_repository.runs_of(session, job.id))
-                metrics = (await session.scalars(select(ModelVersion.metrics).where(
-                    ModelVersion.training_job_id == job.id))).all()
-                return {"submitted": submitted, "finished": row.finished_at.timestamp(),
-                        "status": str(row.status), "runs": runs,
-                        "wapes": [m["wape"] for m in metrics if m.get("wape") is not None]}
     finally:
         await database.close()
 
@@ -174,24 +133,26 @@ def measure(n_products: int, args: argparse.Namespace, tmp: Path) -> ServiceRun:
                         [sys.executable, "-m", "ovencast", "worker", "--name", f"w{i}"],
                         env=env))
                 time.sleep(args.idle)
-                result = asyncio.run(_train(settings, args.until))
+                result = asyncio.run(submit_and_wait(settings, TENANT, until=args.until,
+                                                     poll_s=1.0))
             finally:
                 for worker in workers:
                     worker.terminate()
                 for worker in workers:
                     worker.wait(timeout=120)
         cpu_s = _children_cpu() - cpu_before
-    runs = result["runs"]
+    runs = result.runs
     trained = [r for r in runs if r.status is RunStatus.TRAINED]
     refused = sum(r.status is RunStatus.REFUSED for r in runs)
-    train_s = result["finished"] - result["submitted"]
+    assert result.job.finished_at is not None
+    train_s = result.job.finished_at.timestamp() - result.submitted
     started = [r.started_at.timestamp() for r in trained if r.started_at is not None]
     durations = [r.duration_s for r in trained if r.duration_s is not None]
-    wapes = [float(w) for w in result["wapes"]]
+    wapes = result.wapes
     return ServiceRun(
         products=n_products, workers=args.workers, concurrency=args.concurrency,
         import_s=import_s, train_s=train_s,
-        first_product_s=(min(started) - result["submitted"]) if started else float("nan"),
+        first_product_s=(min(started) - result.submitted) if started else float("nan"),
         trained=len(trained), refused=refused, failed=len(runs) - len(trained) - refused,
         products_per_min=len(trained) / train_s * 60, cpu_s=cpu_s,
         mean_wape=statistics.fmean(wapes) if wapes else float("nan"),

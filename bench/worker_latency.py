@@ -26,16 +26,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-from protocol import BUNDLED_KIEL, import_dataset_dir, scratch_database
+from protocol import BUNDLED_KIEL, import_dataset_dir, scratch_database, submit_and_wait
 
 from ovencast.db.runtime import Database
-from ovencast.db.session import unit_of_work
-from ovencast.jobs import repository as jobs_repository
-from ovencast.jobs import service as jobs_service
 from ovencast.settings import Settings
-from ovencast.tenants import service as tenants_service
 
 TENANT = "latency"
 
@@ -44,25 +39,6 @@ async def _prepare(settings: Settings, directory: Path) -> None:
     database = Database.open(settings)
     try:
         await import_dataset_dir(database, TENANT, directory)
-    finally:
-        await database.close()
-
-
-async def _submit_and_wait(settings: Settings, models: list[str]) -> dict[str, Any]:
-    database = Database.open(settings)
-    try:
-        submitted = time.time()
-        async with unit_of_work(database.sessions) as session:
-            tenant = await tenants_service.get_tenant(session, TENANT)
-            job = await jobs_service.submit_job(session, tenant, models=models)
-        while True:
-            await asyncio.sleep(0.5)
-            async with unit_of_work(database.sessions) as session:
-                row = await jobs_repository.get_job(session, job.id)
-                assert row is not None
-                if row.finished_at is not None:
-                    runs = list(await jobs_repository.runs_of(session, job.id))
-                    return {"submitted": submitted, "job": row, "runs": runs}
     finally:
         await database.close()
 
@@ -91,19 +67,20 @@ def main() -> None:
             worker = subprocess.Popen([sys.executable, "-m", "ovencast", "worker", "--name",
                                        "bench"], env=env)
             time.sleep(args.idle)
-            result = asyncio.run(_submit_and_wait(settings, args.models.split(",")))
+            result = asyncio.run(submit_and_wait(settings, TENANT,
+                                                 models=args.models.split(",")))
         finally:
             if worker is not None:
                 worker.terminate()
                 worker.wait(timeout=60)
-    job, runs = result["job"], result["runs"]
+    job, runs = result.job, result.runs
     trained = sorted((r for r in runs if r.finished_at is not None and r.duration_s),
                      key=lambda r: r.finished_at)
     job_start = job.started_at.timestamp()
     first = trained[0]
     print(f"worker up {job_start - started:.1f} s before the job started "
           f"(idle {args.idle:g} s); job {job.status}, {len(trained)} products")
-    print(f"prepare s          {job_start - result['submitted']:.2f}")
+    print(f"prepare s          {job_start - result.submitted:.2f}")
     print(f"first started s    {min(r.started_at.timestamp() for r in trained) - job_start:.2f}")
     print(f"first finished s   {first.finished_at.timestamp() - job_start:.2f}")
     print(f"first product s    {first.duration_s:.2f}")
