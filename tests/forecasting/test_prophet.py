@@ -21,13 +21,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ovencast.forecasting.evaluation import evaluate_family
 from ovencast.forecasting.families import load_model, model_class
+from ovencast.forecasting.families.ensemble import EnsembleModel, ensemble_params
 from ovencast.forecasting.families.prophet import (
     FitTimeout,
     ProphetModel,
     holiday_frame,
 )
 from ovencast.forecasting.frame import CLOSED, DATE, Y
+from ovencast.forecasting.holdout import HoldoutSplit
 
 _ROOT = Path(__file__).resolve().parents[2]
 _KIEL_DIRS = (_ROOT / ".." / "shared" / "data" / "kiel", _ROOT / "src/ovencast/demo_data/kiel")
@@ -176,6 +179,53 @@ def test_warm_start_passes_previous_parameters_as_optimiser_inits(
     # Same data, started at the optimum: lands on (nearly) the same model.
     future = kiel_temperature("2018-08-01", 14)
     np.testing.assert_allclose(warm.predict(future), fitted.predict(future), rtol=1e-3)
+
+
+@pytest.mark.parametrize("family", ["prophet", "ensemble"])
+@pytest.mark.parametrize("warm", [True, False])
+def test_the_refit_after_the_holdout_starts_where_the_holdout_fit_ended(
+    family: str, warm: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[dict[str, Any]] = []
+    real_optimize = cmdstanpy.CmdStanModel.optimize
+
+    def spy(self: cmdstanpy.CmdStanModel, *args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs["inits"])
+        return real_optimize(self, *args, **kwargs)
+
+    history = kiel_bread(400)
+    prophet_spec = {"family": "prophet", "params": PARAMS, "regressors": ["temperature_c"]}
+    params = PARAMS if family == "prophet" else ensemble_params(
+        [prophet_spec, {"family": "seasonal_naive", "params": {}, "regressors": []}],
+        [0.5, 0.5])
+    # The holdout fit on its own (cmdstan is seeded: the same fit evaluate_family makes).
+    holdout_fit = ProphetModel(regressors=["temperature_c"], params=PARAMS).fit(
+        HoldoutSplit(28).split(history)[0])
+    monkeypatch.setattr(cmdstanpy.CmdStanModel, "optimize", spy)
+
+    evaluation = evaluate_family(history, family=family, regressors=["temperature_c"],
+                                 params=params, holdout=HoldoutSplit(28), warm_refit=warm)
+
+    assert len(seen) == 2  # the holdout fit, then the refit on the whole history
+    assert not np.any(seen[0]["delta"])  # Prophet's own cold start
+    expected = holdout_fit.stan_init()
+    if warm:
+        assert seen[1]["k"] == pytest.approx(expected["k"])
+        np.testing.assert_allclose(seen[1]["delta"], expected["delta"])
+        np.testing.assert_allclose(seen[1]["beta"], expected["beta"])
+    else:
+        assert not np.any(seen[1]["delta"])
+    # Either way the refit lands near the cold fit: Prophet's posterior is flat around its
+    # optimum (log density within about 1 of each other), so L-BFGS stops at slightly
+    # different points from different starts (decision 021).
+    cold = ProphetModel(regressors=["temperature_c"], params=PARAMS).fit(history)
+    future = kiel_temperature("2018-08-01", 14)
+    refit = evaluation.model
+    if isinstance(refit, EnsembleModel):
+        refit = refit.members[0]
+    np.testing.assert_allclose(refit.predict(future), cold.predict(future), rtol=0.05)
+    # The stored model keeps no reference to the holdout fit.
+    assert len(pickle.dumps(evaluation.model)) < 1.5 * len(pickle.dumps(cold)) + 50_000
 
 
 # -- hard timeout and temp files ----------------------------------------------------------

@@ -60,9 +60,12 @@ def evaluate_family(
     holdout: HoldoutSplit | None = None,
     min_train_days: int = MIN_TRAIN_OPEN_DAYS,
     context: FitContext = NO_CONTEXT,
+    warm_refit: bool = False,
 ) -> Evaluation:
     """Fit `family` on the history minus the holdout, score it and the seasonal naive
-    baseline on the holdout, then refit `family` on the whole history.
+    baseline on the holdout, then refit `family` on the whole history; with `warm_refit`
+    the refit's optimiser starts where the holdout fit's ended (`ForecastModel.
+    start_from`: Prophet's warm start, decision 021).
 
     `history` is one product's history frame (see `frame`); `context` goes to every fit
     of `family` (not to the baseline's). Raises ValueError when the
@@ -91,7 +94,10 @@ def evaluate_family(
         }
     )
     scored = predictions.loc[~predictions[CLOSED]]
-    final = cls(regressors=regressors, params=params).fit(history, context=context)
+    final = cls(regressors=regressors, params=params)
+    if warm_refit:
+        final.start_from(candidate)
+    final.fit(history, context=context)
     cutoff = split.cutoff(history)
     return Evaluation(
         family=family,

@@ -129,6 +129,13 @@ class ForecastModel(ABC):
         hold everything: nothing to do."""
         del loader
 
+    def start_from(self, fitted: ForecastModel) -> Self:
+        """Before `fit`: start the optimiser where `fitted`, the same spec fitted on a
+        shorter history, ended (the refit after a holdout). Most families have no
+        optimiser to start: nothing to do."""
+        del fitted
+        return self
+
 
 def _json_default(value: object) -> object:
     if isinstance(value, np.generic):

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import pandas as pd
@@ -52,14 +52,23 @@ class EnsembleModel(ForecastModel):
         union = tuple(dict.fromkeys(r for m in members for r in m["regressors"]))
         super().__init__(regressors=union, params={"members": members, "weights": weights})
         self._members: list[ForecastModel] = []
+        self._start: list[ForecastModel] | None = None
 
     # -- ForecastModel ------------------------------------------------------------------
     def _fit(self, history: pd.DataFrame, context: FitContext) -> None:
-        self._members = [
-            model_class(spec["family"])(regressors=spec["regressors"], params=spec["params"])
-            .fit(history, context=context)
-            for spec in self.params["members"]
-        ]
+        members = [model_class(spec["family"])(regressors=spec["regressors"],
+                                               params=spec["params"])
+                   for spec in self.params["members"]]
+        for member, fitted in zip(members, self._start or (), strict=False):
+            member.start_from(fitted)
+        self._members = [member.fit(history, context=context) for member in members]
+        self._start = None
+
+    def start_from(self, fitted: ForecastModel) -> Self:
+        """Each member starts from its counterpart in `fitted` (the same ensemble spec)."""
+        if isinstance(fitted, EnsembleModel) and fitted.params == self.params:
+            self._start = fitted.members
+        return self
 
     def _predict(self, future: pd.DataFrame) -> np.ndarray:
         total = np.zeros(len(future))

@@ -61,7 +61,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import holidays as holidays_lib
 import numpy as np
@@ -235,6 +235,15 @@ class ProphetModel(ForecastModel):
         self._prophet = model_from_json(json.dumps(state["prophet"]))
 
     # -- warm start ---------------------------------------------------------------------
+    def start_from(self, fitted: ForecastModel) -> Self:
+        """Prophet's documented warm start from the same spec fitted on a shorter
+        history (unless this model already has one): the refit on the whole history
+        converges in fewer L-BFGS steps to nearly the same optimum (decision 021)."""
+        if self.warm_start_from is None and isinstance(fitted, ProphetModel) \
+                and fitted._prophet is not None:
+            self.warm_start_from = fitted.stan_init()  # not the model: nothing kept alive
+        return self
+
     def stan_init(self) -> StanInit:
         """The fitted MAP parameters in the shape `Prophet.fit(init=...)` takes (Prophet's
         documented warm start): scalars `k`, `m`, `sigma_obs`, arrays `delta`, `beta`."""
