@@ -20,7 +20,9 @@ model choice (`auto`) up to `--until`, and prints:
   work on a shared machine; the line also says how much of `main cpu` was spent before
   the product stage (load, validate, the tenant stage): the rest competes with the pool;
 - WAPE: the mean holdout WAPE of the products trained (the same data every run: a
-  change that should not touch accuracy must leave it where it was);
+  change that should not touch accuracy must leave it where it was), and `pooled`: the
+  same WAPEs weighted by each product's holdout sales (sum |y - yhat| over sum |y| of
+  the tenant, what a chain's waste and lost sales follow; small products weigh little);
 - peak RSS per process kind (MB), from /proc, sampled every 0.2 s: `import` (this process
   while it imports, as `ovencast import` would), `main` (this process while it trains, as
   `ovencast train` would: it loads the data and trains the tenant stage; the kernel's peak
@@ -55,6 +57,7 @@ from ovencast.datasets.reader import DataLimits, read_dataset_dir
 from ovencast.db.runtime import Database, run_with_database
 from ovencast.db.session import unit_of_work
 from ovencast.events.progress import ProductEvent, Started
+from ovencast.forecasting.holdout import HoldoutSplit
 from ovencast.jobs.states import RunStatus
 from ovencast.observability.logs import configure_logging
 from ovencast.settings import Settings
@@ -66,6 +69,7 @@ from ovencast.training.prepare import PreparedJob
 TENANT = "chain"
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "northsea"
 FACTORS = (0.25, 4.0)
+HOLDOUT_DAYS = HoldoutSplit().days
 
 
 def write_tenant(source: Path, target: Path, n_products: int, *, seed: int = 0) -> int:
@@ -195,6 +199,7 @@ class ScaleRun:
     tree_mb: float
     store_mb: float = float("nan")
     prepare_main_cpu_s: float = float("nan")  # of main_cpu_s, before the product stage
+    pooled_wape: float = float("nan")  # the holdout WAPEs weighted by each one's sales
 
 
 class _Clock:
@@ -254,7 +259,6 @@ def measure(n_products: int, args: argparse.Namespace, tmp: Path) -> ScaleRun:
         import_tenant(settings, data)
         import_s = time.perf_counter() - started
         import_mb = rss.restart_main()
-        shutil.rmtree(data)
         started, cpu = time.perf_counter(), _cpu()
         clock = _Clock(started)
         trained = train_tenant(settings, TENANT, until=args.until, observer=clock)
@@ -263,7 +267,11 @@ def measure(n_products: int, args: argparse.Namespace, tmp: Path) -> ScaleRun:
         main_cpu_s, cpu_s = (after - before for after, before in zip(_cpu(), cpu, strict=True))
     statuses = [run.status for run in trained.runs]
     done = statuses.count(RunStatus.TRAINED)
-    wapes = [float(w) for o in trained.outcomes if (w := o.metrics.get("wape")) is not None]
+    wapes = {o.product: float(w) for o in trained.outcomes
+             if (w := o.metrics.get("wape")) is not None}
+    sold = holdout_sales(data / "sales.csv", args.until)
+    shutil.rmtree(data)
+    weights = np.array([sold.get(product, 0.0) for product in wapes])
     stage = (clock.job.global_models or {}) if clock.job else {}
     stored = Path(settings.resolved_model_storage_path)
     store_mb = sum(f.stat().st_size for f in stored.rglob("*") if f.is_file()) / 2**20
@@ -275,10 +283,24 @@ def measure(n_products: int, args: argparse.Namespace, tmp: Path) -> ScaleRun:
         refused=statuses.count(RunStatus.REFUSED),
         failed=len(statuses) - done - statuses.count(RunStatus.REFUSED),
         products_per_min=done / train_s * 60, main_cpu_s=main_cpu_s, cpu_s=cpu_s,
-        mean_wape=float(np.mean(wapes)) if wapes else float("nan"), import_mb=import_mb,
+        mean_wape=float(np.mean(list(wapes.values()))) if wapes else float("nan"),
+        pooled_wape=(float(np.dot(list(wapes.values()), weights) / weights.sum())
+                     if weights.sum() > 0 else float("nan")),
+        import_mb=import_mb,
         main_mb=rss.peaks["main"],
         worker_mb=rss.peaks["worker"], tree_mb=rss.peaks["tree"], store_mb=store_mb,
         prepare_main_cpu_s=clock.prepared_cpu_s - cpu[0])
+
+
+def holdout_sales(sales: Path, until: date, days: int = HOLDOUT_DAYS) -> dict[str, float]:
+    """Each product's units sold on the holdout's days (the `days` up to `until`): the
+    weights that pool the products' holdout WAPEs into the tenant's (sum |y - yhat| over
+    sum |y|), the measure a chain's waste and lost sales follow."""
+    frame = pd.read_csv(sales, usecols=["date", "product", "quantity"],
+                        dtype={"date": str, "product": str, "quantity": float})
+    first = (pd.Timestamp(until) - pd.Timedelta(days=days - 1)).date().isoformat()
+    held = frame.loc[(frame["date"] >= first) & (frame["date"] <= until.isoformat())]
+    return {str(p): float(q) for p, q in held.groupby("product")["quantity"].sum().items()}
 
 
 def line(run: ScaleRun) -> str:
@@ -286,7 +308,8 @@ def line(run: ScaleRun) -> str:
             f"(prepare {run.prepare_s:.1f} s, stage {run.stage_s:.1f} s, first product at "
             f"{run.first_product_s:.1f} s), {run.products_per_min:.1f} products/min, CPU "
             f"{run.cpu_s:.0f} s (main {run.main_cpu_s:.0f} s, {run.prepare_main_cpu_s:.0f} s of it "
-            f"before the product stage), mean WAPE {run.mean_wape:.4f}, "
+            f"before the product stage), mean WAPE {run.mean_wape:.4f} (pooled "
+            f"{run.pooled_wape:.4f}), "
             f"trained {run.trained} refused {run.refused} failed {run.failed}, peak RSS MB "
             f"import {run.import_mb:.0f} main {run.main_mb:.0f} worker {run.worker_mb:.0f} "
             f"tree {run.tree_mb:.0f}, store {run.store_mb:.1f} MB")
@@ -294,14 +317,15 @@ def line(run: ScaleRun) -> str:
 
 def table(runs: list[ScaleRun]) -> str:
     head = ("| products | sales rows | import s | train s | prepare s | stage s | "
-            "first product s | products/min | CPU s | main CPU s | WAPE | trained | "
+            "first product s | products/min | CPU s | main CPU s | WAPE | pooled WAPE | "
+            "trained | "
             "import MB | main MB | worker MB | tree MB | store MB |")
     out = [head, "|" + " --- |" * (head.count("|") - 1)]
     for r in runs:
         out.append(f"| {r.products:,} | {r.sales_rows:,} | {r.import_s:.1f} | "
                    f"{r.train_s:.1f} | {r.prepare_s:.1f} | {r.stage_s:.1f} | "
                    f"{r.first_product_s:.1f} | {r.products_per_min:.1f} | {r.cpu_s:.0f} | "
-                   f"{r.main_cpu_s:.0f} | {r.mean_wape:.4f} | {r.trained} | "
+                   f"{r.main_cpu_s:.0f} | {r.mean_wape:.4f} | {r.pooled_wape:.4f} | {r.trained} | "
                    f"{r.import_mb:.0f} | {r.main_mb:.0f} | {r.worker_mb:.0f} | "
                    f"{r.tree_mb:.0f} | {r.store_mb:.1f} |")
     return "\n".join(out)

@@ -147,6 +147,9 @@ def test_scale_prints_time_and_memory_per_product_count(tmp_path: Path,
     assert run["products"] == 3
     # The main process's CPU before the product stage is a part of its whole.
     assert 0 < run["prepare_main_cpu_s"] <= run["main_cpu_s"]
+    # Pooled over the trained products' holdout sales: between their lowest and highest.
+    assert 0 < run["pooled_wape"] < 1
+    assert f"(pooled {run['pooled_wape']:.4f})" in out
     assert (tmp_path / "scale.png").stat().st_size > 0
 
 
