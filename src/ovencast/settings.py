@@ -132,12 +132,6 @@ class Settings(BaseSettings):
     # (forecasting/global_stage.weigh_partner), instead of each product backtesting the
     # partner itself: 2 partner fits a product instead of 5 (decision 016).
     tenant_blend_min_products: int = Field(default=100, ge=1)
-    # In such a tenant, the partner is fitted for the largest regular products that
-    # together sell this share of the regular products' units (by mean sales per open
-    # day); the smaller ones keep the global model alone: a chain's many small products
-    # cost two Prophet fits each for little of its pooled error (decision 021). 1: every
-    # regular product blends.
-    tenant_blend_volume_share: float = Field(default=0.8, gt=0, le=1)
 
     # Threads that compute forecasts off the API's event loop (forecasts/service.py):
     # CPU work under the GIL, so a few; more requests wait their turn.

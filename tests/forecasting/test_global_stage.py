@@ -3,7 +3,6 @@ when a job needs it, and that with it selection still never looks at the holdout
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -20,9 +19,7 @@ from ovencast.forecasting.frame import CLOSED, DATE, Y
 from ovencast.forecasting.global_stage import (
     HORIZON_WEIGHTS,
     cutoffs_of,
-    min_level_for,
     needs_global_stage,
-    sales_level,
     train_tenant_models,
     weigh_partner,
 )
@@ -321,58 +318,6 @@ def test_a_partner_that_fails_everywhere_leaves_the_products_to_weigh_their_own(
     assert weighed.partner is None
 
 
-def test_the_partners_threshold_keeps_the_largest_products_up_to_the_volume_share(
-        make_history: HistoryFactory) -> None:
-    histories = _histories(make_history)
-    levels = {p: sales_level(h) for p, h in histories.items()}
-    # Mean sales per open day, closed days left out.
-    bread = histories["bread"]
-    assert levels["bread"] == pytest.approx(bread.loc[~bread[CLOSED], Y].mean())
-    rolls, bread_level, cake = (levels[p] for p in ("rolls", "bread", "cake"))
-    assert rolls > bread_level > cake > 0
-    total = rolls + bread_level + cake
-    # The largest products whose levels first reach the share are kept; the threshold is
-    # the last one's level.
-    assert min_level_for(histories, rolls / total) == rolls
-    assert min_level_for(histories, rolls / total + 1e-6) == bread_level
-    assert min_level_for(histories, (rolls + bread_level) / total + 1e-6) == cake
-    assert min_level_for(histories, 1.0) is None
-    assert min_level_for({p: h.assign(**{Y: 0.0}) for p, h in histories.items()}, 0.5) is None
-
-    fits = train_tenant_models(histories, ())
-    weighed = weigh_partner(fits, histories, preferred=resolve_candidate("lightgbm"),
-                            partner=resolve_candidate("prophet_holidays"),
-                            holdout=HoldoutSplit(), backtest=BacktestPlan(),
-                            volume_share=0.6)
-    found = weighed.partner
-    assert found is not None
-    assert (found.min_level, found.volume_share) == (min_level_for(histories, 0.6), 0.6)
-    assert [p for p in PRODUCTS if found.blends(levels[p])] == \
-        [p for p in PRODUCTS if levels[p] >= min_level_for(histories, 0.6)]
-    assert GlobalFits.from_bytes(weighed.to_bytes()).partner == found
-
-
-def test_a_product_below_the_partners_threshold_keeps_the_global_model_alone(
-        make_history: HistoryFactory) -> None:
-    histories = _histories(make_history)
-    level = sales_level(histories["bread"])
-    fits = train_tenant_models(histories, ()).with_partner(PartnerWeight(
-        partner="prophet_holidays", weight=0.4, products=3, partner_wape=0.2,
-        own_wape=0.18, min_level=level * 1.01, volume_share=0.8))
-    plan = FitPlan(families=(AUTO,), product_class="high_volume", country=None,
-                   subdivision=None, regressors=(), time_limit_s=600,
-                   context=FitContext(product="bread", global_fits=fits))
-    result = fit_product(histories["bread"], plan)
-
-    record = result.details["selection"]["tenant_blend"]
-    assert (record["blended"], record["level"]) == (False, pytest.approx(level))
-    assert record["min_level"] == pytest.approx(level * 1.01)
-    # No partner fitted at all: not on the leaderboard, not in the model.
-    assert "prophet_holidays" not in {row["family"] for row in result.leaderboard}
-    assert result.best.family != "ensemble"
-    assert "prophet" not in json.dumps(result.details["selection"]["members"])
-
-
 @pytest.mark.parametrize("weight", [0.4, 0.0])
 def test_a_product_of_a_large_tenant_blends_at_the_tenants_weight_without_backtesting_it(
         make_history: HistoryFactory, weight: float) -> None:
@@ -387,7 +332,6 @@ def test_a_product_of_a_large_tenant_blends_at_the_tenants_weight_without_backte
 
     selection = result.details["selection"]
     assert selection["tenant_blend"]["weight"] == weight
-    assert selection["tenant_blend"]["blended"] is True  # no threshold: every product
     # The partner was not backtested for this product: not on its leaderboard.
     assert "prophet_holidays" not in {row["family"] for row in result.leaderboard}
     members = {m["name"]: m["weight"] for m in selection["members"]}

@@ -152,8 +152,7 @@ def weigh_members(fits: GlobalFits, histories: Mapping[str, pd.DataFrame], *,
 
 def weigh_partner(fits: GlobalFits, histories: Mapping[str, pd.DataFrame], *,
                   preferred: Candidate, partner: Candidate, holdout: HoldoutSplit,
-                  backtest: BacktestPlan, workers: int = 1,
-                  volume_share: float = 1.0) -> GlobalFits:
+                  backtest: BacktestPlan, workers: int = 1) -> GlobalFits:
     """`fits` with the blend partner's tenant-wide weight (module docstring): `preferred`
     (the global model, adopting `fits`) and `partner` backtested on the partner windows
     (`selection.partner_windows`) of the `MAX_PARTNER_PRODUCTS` largest of `histories`
@@ -162,8 +161,7 @@ def weigh_partner(fits: GlobalFits, histories: Mapping[str, pd.DataFrame], *,
     product whose partner fails, or whose two backtests do not cover the same days, is
     left out of the evidence (a product weighing its own partner would give it weight 0
     or refuse the blend), so that one odd product never fails the tenant stage; without
-    evidence, `fits` unchanged. Below a `volume_share` of 1 the partner is kept for the
-    largest products only (`min_level`)."""
+    evidence, `fits` unchanged."""
     chosen = _largest(histories, MAX_PARTNER_PRODUCTS)
 
     def evidence(item: tuple[str, pd.DataFrame]) -> tuple[np.ndarray, ...] | None:
@@ -201,31 +199,7 @@ def weigh_partner(fits: GlobalFits, histories: Mapping[str, pd.DataFrame], *,
     return fits.with_partner(PartnerWeight(
         partner=partner.name, weight=partner_weight(partner_wape, own_wape),
         products=len(parts), partner_wape=round(partner_wape, 6),
-        own_wape=round(own_wape, 6),
-        min_level=min_level_for(histories, volume_share), volume_share=volume_share))
-
-
-def sales_level(history: pd.DataFrame) -> float:
-    """A product's level: its mean sales per open day (0 without open days)."""
-    sales = history[Y].to_numpy(dtype=float)[~history[CLOSED].to_numpy(dtype=bool)]
-    return float(sales.mean()) if sales.size else 0.0
-
-
-def min_level_for(histories: Mapping[str, pd.DataFrame], volume_share: float
-                  ) -> float | None:
-    """The smallest level (`sales_level`) among the largest products that together make
-    up `volume_share` of the summed levels of `histories`: the partner's threshold
-    (`PartnerWeight.min_level`). None when every product is kept (a share of 1, or no
-    sales at all)."""
-    if volume_share >= 1:
-        return None
-    levels = np.sort(np.array([sales_level(h) for h in histories.values()]))[::-1]
-    total = float(levels.sum())
-    if total <= 0:
-        return None
-    # The first product whose running total reaches the share is the last one kept.
-    last = int(np.searchsorted(np.cumsum(levels), volume_share * total, side="left"))
-    return float(levels[min(last, len(levels) - 1)])
+        own_wape=round(own_wape, 6)))
 
 
 def _largest(histories: Mapping[str, pd.DataFrame], n: int) -> dict[str, pd.DataFrame]:

@@ -9,8 +9,7 @@ the chosen model is scored on it:
   Prophet): `forecasting.selection.select` backtests the candidates on the TRAINING part
   only (history minus holdout) and chooses one family or a weighted combination; the
   choice is scored on the holdout with the seasonal naive baseline
-  (`evaluation.evaluate_family`) and refitted on the full history (Prophet's optimiser
-  starting where the holdout fit's ended: decision 021). A single forced
+  (`evaluation.evaluate_family`) and refitted on the full history. A single forced
   family is "selected" among one candidate: the backtest then only calibrates its
   quantiles. Prophet inside a selection uses its default parameters (no Optuna).
 - Prophet alone (`--models prophet`): the original system's model, Optuna as its report
@@ -36,10 +35,8 @@ import pandas as pd
 from ovencast.errors import ModelFitFailed
 from ovencast.events.progress import EventSink
 from ovencast.forecasting.evaluation import Evaluation, evaluate_family
-from ovencast.forecasting.families.global_fits import PartnerWeight
 from ovencast.forecasting.features import PUBLIC_HOLIDAY
 from ovencast.forecasting.frame import DATE
-from ovencast.forecasting.global_stage import sales_level
 from ovencast.forecasting.quantiles import calibrate, checked_on_holdout, holdout_calibration
 from ovencast.forecasting.season import off_season_of
 from ovencast.forecasting.selection import (
@@ -73,15 +70,9 @@ def _fit_product(history: pd.DataFrame, plan: FitPlan, prior: PriorFit | None,
     if is_original(plan.families):
         return fit_original(history, plan, prior, sink, details)
     candidates = plan_candidates(plan)
-    tenant_partner = _tenant_partner(plan)
-    tenant_blend, blend_record = None, None
-    if tenant_partner is not None:  # weighed once for the tenant: no backtest of its own
-        level = sales_level(history)
-        if tenant_partner.blends(level):
-            tenant_blend = _partner_of(tenant_partner, candidates)
-        candidates = tuple(c for c in candidates if c.name != tenant_partner.partner)
-        blend_record = {**tenant_partner.to_dict(), "level": round(level, 6),
-                        "blended": tenant_blend is not None}
+    tenant_blend = _tenant_blend(plan, candidates)
+    if tenant_blend is not None:  # weighed once for the tenant: no backtest of its own
+        candidates = tuple(c for c in candidates if c.name != tenant_blend[0].name)
     train, _ = plan.holdout.split(history)
     try:
         selection = select(train, candidates, plan.backtest, prefer=_preferred(plan),
@@ -99,8 +90,9 @@ def _fit_product(history: pd.DataFrame, plan: FitPlan, prior: PriorFit | None,
     calibration = calibrate(selection.actual, selection.predicted, source="backtest")
     leaderboard = selection.leaderboard()
     details["selection"] = selection.to_dict()
-    if blend_record is not None:
-        details["selection"]["tenant_blend"] = blend_record
+    if tenant_blend is not None and plan.context.global_fits is not None \
+            and plan.context.global_fits.partner is not None:
+        details["selection"]["tenant_blend"] = plan.context.global_fits.partner.to_dict()
     if fallback_errors:  # the chosen spec failed on the full history
         details["selection"]["fitted_instead"] = {
             "family": evaluation.family,
@@ -125,22 +117,17 @@ def _blend(plan: FitPlan) -> str | None:
         else None
 
 
-def _tenant_partner(plan: FitPlan) -> PartnerWeight | None:
-    """The blend partner of a large tenant, weighed once for every regular product by
-    the tenant stage (`global_stage.weigh_partner`), when this product's plan blends
-    that partner; None when each product weighs its partner on its own backtest."""
+def _tenant_blend(plan: FitPlan, candidates: Sequence[Candidate]
+                  ) -> tuple[Candidate, float] | None:
+    """The blend partner (among `candidates`) and the weight the tenant stage chose for
+    every regular product of a large tenant (`global_stage.weigh_partner`); None when
+    each product weighs its partner on its own backtest."""
     name = _blend(plan)
     fits = plan.context.global_fits
     if name is None or fits is None or fits.partner is None or fits.partner.partner != name:
         return None
-    return fits.partner
-
-
-def _partner_of(weight: PartnerWeight, candidates: Sequence[Candidate]
-                ) -> tuple[Candidate, float] | None:
-    """The partner among `candidates` and the weight the tenant stage chose for it."""
-    partner = next((c for c in candidates if c.name == weight.partner), None)
-    return None if partner is None else (partner, weight.weight)
+    partner = next((c for c in candidates if c.name == name), None)
+    return None if partner is None else (partner, fits.partner.weight)
 
 
 def plan_candidates(plan: FitPlan) -> tuple[Candidate, ...]:
@@ -176,7 +163,7 @@ def _evaluate_first(history: pd.DataFrame, plan: FitPlan, specs: Iterable[Candid
         try:
             return evaluate_family(history, family=spec.family, regressors=spec.regressors,
                                    params=spec.params, holdout=plan.holdout,
-                                   context=plan.context, warm_refit=True), errors
+                                   context=plan.context), errors
         except Exception as exc:
             errors[spec.name] = f"{type(exc).__name__}: {exc}"
     raise ModelFitFailed("every model family failed: " + "; ".join(

@@ -162,8 +162,7 @@ def _weigh_partner(fits: GlobalFits, histories: Mapping[str, pd.DataFrame],
                             partner=candidates[partner], holdout=plan.holdout,
                             backtest=plan.backtest,
                             workers=min(settings.max_concurrent_training_jobs,
-                                        os.cpu_count() or 1),
-                            volume_share=settings.tenant_blend_volume_share)
+                                        os.cpu_count() or 1))
     log.info("training.global.partner", job_id=job.id, regular=len(regular),
              **(weighed.partner.to_dict() if weighed.partner else {"weight": None}))
     return weighed

@@ -49,42 +49,24 @@ class PartnerWeight:
     weigh_partner`) instead of by each product's own backtest: `partner` (a candidate
     name), `weight` (0: no blend), the products it was weighed on, and the pooled
     backtest WAPE of the partner and of the global model there (the evidence).
-    docs/decisions/016-tenant-blend-weight.md.
-
-    `min_level`: the partner is fitted only for the regular products whose level (mean
-    sales per open day, `global_stage.sales_level`) is at least this: the largest
-    products that together sell `volume_share` of the regular products' units; the
-    others keep the global model without a partner (None: every regular product blends).
-    docs/decisions/021-partner-for-the-largest-products.md."""
+    docs/decisions/016-tenant-blend-weight.md."""
 
     partner: str
     weight: float
     products: int
     partner_wape: float
     own_wape: float
-    min_level: float | None = None
-    volume_share: float = 1.0
-
-    def blends(self, level: float) -> bool:
-        """Whether a regular product of this `level` (`global_stage.sales_level`) gets
-        the partner. The tolerance absorbs the summation order of non-integer sales, so that the
-        product the stage counted at the threshold is counted by its own fit too."""
-        return self.min_level is None or level >= self.min_level * (1 - 1e-9)
 
     def to_dict(self) -> dict[str, Any]:
         return {"partner": self.partner, "weight": self.weight, "products": self.products,
-                "partner_wape": self.partner_wape, "own_wape": self.own_wape,
-                "min_level": self.min_level, "volume_share": self.volume_share}
+                "partner_wape": self.partner_wape, "own_wape": self.own_wape}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PartnerWeight:
-        min_level = data.get("min_level")
         return cls(partner=str(data["partner"]), weight=float(data["weight"]),
                    products=int(data["products"]),
                    partner_wape=float(data["partner_wape"]),
-                   own_wape=float(data["own_wape"]),
-                   min_level=None if min_level is None else float(min_level),
-                   volume_share=float(data.get("volume_share", 1.0)))
+                   own_wape=float(data["own_wape"]))
 
 
 @dataclass(frozen=True)
