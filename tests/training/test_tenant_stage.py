@@ -381,3 +381,21 @@ def test_a_job_that_trains_no_product_deletes_its_serving_copy(settings: Setting
     tenant_stage.retire(job, settings)
     assert not store.exists("t1/global")
     assert not store.exists("t1/serving")
+
+
+@pytest.mark.parametrize(("cores", "threads"), [(1, 1), (2, 2), (64, 8)])
+def test_the_stage_trains_on_every_core_whatever_the_products_per_process(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch, cores: int, threads: int) -> None:
+    # MAX_CONCURRENT_TRAINING_JOBS bounds the products a process fits at once; a service
+    # worker run with 1 must still train the stage's boosters on all cores (at most 8).
+    seen: list[int] = []
+
+    def spy(*args: Any, workers: int, **kwargs: Any) -> str:
+        seen.append(workers)
+        return "trained"
+
+    monkeypatch.setattr(tenant_stage.os, "cpu_count", lambda: cores)
+    monkeypatch.setattr(tenant_stage, "train_tenant_models", spy)
+    one_at_a_time = settings.model_copy(update={"max_concurrent_training_jobs": 1})
+    assert tenant_stage._train({}, (), [], one_at_a_time) == "trained"
+    assert seen == [threads]

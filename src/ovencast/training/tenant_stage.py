@@ -46,6 +46,7 @@ log = get_logger(__name__)
 GLOBAL_MODELS_KEY = "global-models"
 # ... and of its serving copy: <tenant>/serving-models-<digest>/lightgbm/v<job id>-<random>.json
 SERVING_MODELS_KEY = "serving-models"
+MAX_STAGE_THREADS = 8
 
 
 async def load_tenant_data(source: DataSource, tenant: Tenant, job: TrainingJob, *,
@@ -120,16 +121,25 @@ def _store(fits: GlobalFits, tenant: Tenant, job: TrainingJob,
     return fits, payload, artifact
 
 
+def stage_threads() -> int:
+    """Threads of the tenant stage (boosters, the partner's weighing): one per core, at
+    most `MAX_STAGE_THREADS`. Not `MAX_CONCURRENT_TRAINING_JOBS`, which bounds the
+    products a process trains at once (SPEC): nothing else of the job runs before the
+    stage ends, and a service worker run with 1 (one fit at a time) trained its 18
+    boosters on one core of two, 1,920 products' stage taking about twice as long as the
+    embedded shape's (docs/BENCHMARKS.md, service shape). Threads beyond the cores add no
+    speed (one OpenMP thread per booster), only one more booster's dataset in memory
+    (bounded by GLOBAL_MODEL_MAX_ROWS: about 100 MB each)."""
+    return max(1, min(os.cpu_count() or 1, MAX_STAGE_THREADS))
+
+
 def _train(histories: dict[str, pd.DataFrame], regressors: tuple[str, ...],
            cutoffs_for: list[str], settings: Settings) -> GlobalFits:
     """The stage's boosters: on the Dask cluster of DASK_SCHEDULER_ADDRESS when set
     (training/dask_stage.py), else in threads of this process."""
-    # Threads beyond the cores add no speed (one OpenMP thread per booster), only the
-    # memory of one more booster's dataset.
-    threads = min(settings.max_concurrent_training_jobs, os.cpu_count() or 1)
     with dask_trainer(settings.dask_scheduler_address) as trainer:
         return train_tenant_models(histories, regressors, cutoffs_for=cutoffs_for,
-                                   workers=threads, trainer=trainer,
+                                   workers=stage_threads(), trainer=trainer,
                                    max_rows=settings.global_model_max_rows or None)
 
 
@@ -161,8 +171,7 @@ def _weigh_partner(fits: GlobalFits, histories: Mapping[str, pd.DataFrame],
     weighed = weigh_partner(fits, regular, preferred=candidates[preferred],
                             partner=candidates[partner], holdout=plan.holdout,
                             backtest=plan.backtest,
-                            workers=min(settings.max_concurrent_training_jobs,
-                                        os.cpu_count() or 1))
+                            workers=stage_threads())
     log.info("training.global.partner", job_id=job.id, regular=len(regular),
              **(weighed.partner.to_dict() if weighed.partner else {"weight": None}))
     return weighed
