@@ -152,9 +152,9 @@ def test_rejects_unknown_params() -> None:
         ProphetModel(params={"seasonality_mode": "loud"})
 
 
-def test_warm_start_passes_previous_parameters_as_optimiser_inits(
-    fitted: ProphetModel, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def optimiser_inits(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The inits of every cmdstan optimisation from here on (the real optimiser runs)."""
     seen: list[dict[str, Any]] = []
     real_optimize = cmdstanpy.CmdStanModel.optimize
 
@@ -163,6 +163,13 @@ def test_warm_start_passes_previous_parameters_as_optimiser_inits(
         return real_optimize(self, *args, **kwargs)
 
     monkeypatch.setattr(cmdstanpy.CmdStanModel, "optimize", spy)
+    return seen
+
+
+def test_warm_start_passes_previous_parameters_as_optimiser_inits(
+    fitted: ProphetModel, optimiser_inits: list[dict[str, Any]]
+) -> None:
+    seen = optimiser_inits
     # Reload from the artifact: retraining warm-starts from the stored model.
     previous = load_model(fitted.to_bytes())
     assert isinstance(previous, ProphetModel)
@@ -184,15 +191,8 @@ def test_warm_start_passes_previous_parameters_as_optimiser_inits(
 @pytest.mark.parametrize("family", ["prophet", "ensemble"])
 @pytest.mark.parametrize("warm", [True, False])
 def test_the_refit_after_the_holdout_starts_where_the_holdout_fit_ended(
-    family: str, warm: bool, monkeypatch: pytest.MonkeyPatch
+    family: str, warm: bool, request: pytest.FixtureRequest
 ) -> None:
-    seen: list[dict[str, Any]] = []
-    real_optimize = cmdstanpy.CmdStanModel.optimize
-
-    def spy(self: cmdstanpy.CmdStanModel, *args: Any, **kwargs: Any) -> Any:
-        seen.append(kwargs["inits"])
-        return real_optimize(self, *args, **kwargs)
-
     history = kiel_bread(400)
     prophet_spec = {"family": "prophet", "params": PARAMS, "regressors": ["temperature_c"]}
     params = PARAMS if family == "prophet" else ensemble_params(
@@ -201,7 +201,7 @@ def test_the_refit_after_the_holdout_starts_where_the_holdout_fit_ended(
     # The holdout fit on its own (cmdstan is seeded: the same fit evaluate_family makes).
     holdout_fit = ProphetModel(regressors=["temperature_c"], params=PARAMS).fit(
         HoldoutSplit(28).split(history)[0])
-    monkeypatch.setattr(cmdstanpy.CmdStanModel, "optimize", spy)
+    seen: list[dict[str, Any]] = request.getfixturevalue("optimiser_inits")  # from here on
 
     evaluation = evaluate_family(history, family=family, regressors=["temperature_c"],
                                  params=params, holdout=HoldoutSplit(28), warm_refit=warm)
