@@ -125,11 +125,10 @@ def stage_threads() -> int:
     """Threads of the tenant stage (boosters, the partner's weighing): one per core, at
     most `MAX_STAGE_THREADS`. Not `MAX_CONCURRENT_TRAINING_JOBS`, which bounds the
     products a process trains at once (SPEC): nothing else of the job runs before the
-    stage ends, and a service worker run with 1 (one fit at a time) trained its 18
-    boosters on one core of two, 1,920 products' stage taking about twice as long as the
-    embedded shape's (docs/BENCHMARKS.md, service shape). Threads beyond the cores add no
-    speed (one OpenMP thread per booster), only one more booster's dataset in memory
-    (bounded by GLOBAL_MODEL_MAX_ROWS: about 100 MB each)."""
+    stage ends, and a service worker run with 1 would train on one core (measured:
+    docs/BENCHMARKS.md, "Scale, service shape"). Threads beyond the cores add no speed
+    (one OpenMP thread per booster), only one more booster's dataset in memory (bounded
+    by GLOBAL_MODEL_MAX_ROWS)."""
     return max(1, min(os.cpu_count() or 1, MAX_STAGE_THREADS))
 
 
