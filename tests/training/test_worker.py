@@ -10,7 +10,7 @@ from conftest import make_settings
 from ovencast.forecasting.families.global_fits import GlobalFits
 from ovencast.store import store_for
 from ovencast.training.task import ProductTask
-from ovencast.training.worker import parsed_global_fits, task_global_fits
+from ovencast.training.worker import _task_engine, parsed_global_fits, task_global_fits
 
 
 def test_a_pool_process_parses_a_jobs_global_models_once() -> None:
@@ -48,3 +48,21 @@ def test_a_pool_process_loads_a_jobs_stored_global_models_once_and_verified(
     assert task_global_fits(good) == fits
     assert task_global_fits(good) is task_global_fits(task((stored.key, stored.sha256)))
     assert task_global_fits(task((stored.key, "0" * 64))) is None
+
+
+def test_a_pool_process_keeps_one_sqlite_engine_per_database(tmp_path: Path) -> None:
+    """SQLite's engine (no connection held between units of work) is made once per pool
+    process and database, so its compiled statements serve every product; another
+    database's engine, whose pool is bound to the task's event loop, is the task's own."""
+    first = make_settings(tmp_path / "a")
+    engine, shared = _task_engine(first)
+    assert shared
+    assert _task_engine(make_settings(tmp_path / "a"))[0] is engine
+    other, _ = _task_engine(make_settings(tmp_path / "b"))
+    assert other is not engine
+    assert _task_engine(first)[0] is not engine  # one database at a time is kept
+    postgres = make_settings(tmp_path / "c",
+                             database_url="postgresql+asyncpg://nobody@127.0.0.1:1/none")
+    one, shared = _task_engine(postgres)
+    assert not shared
+    assert _task_engine(postgres)[0] is not one

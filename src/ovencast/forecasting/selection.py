@@ -355,18 +355,23 @@ def backtest_family(history: pd.DataFrame, candidate: Candidate, plan: BacktestP
     started = time.monotonic()
     parts: list[pd.DataFrame] = []
     metrics: list[Metrics] = []
-    for index, window in enumerate(windows):
-        if only is not None and index not in only:
-            continue
-        model = candidate.build().fit(window.train, context=context)
-        test = window.test
-        future = test[[DATE, CLOSED, *model.regressors]]
+    run = [index for index in range(len(windows)) if only is None or index in only]
+    # What the family computes for all windows at once (the global LightGBM); None:
+    # fitted and predicted window by window.
+    shared = dict(zip(run, candidate.build().backtest_forecasts(
+        [windows[index] for index in run], context=context), strict=True))
+    for index in run:
+        window, test = windows[index], windows[index].test
+        forecast = shared[index]
+        if forecast is None:
+            model = candidate.build().fit(window.train, context=context)
+            forecast = model.predict(test[[DATE, CLOSED, *model.regressors]])
         part = pd.DataFrame({
             WINDOW: index,
             DATE: test[DATE].to_numpy(),
             Y: test[Y].to_numpy(dtype=float),
             CLOSED: test[CLOSED].astype(bool).to_numpy(),
-            YHAT: model.predict(future),
+            YHAT: forecast,
         })
         scored = part.loc[~part[CLOSED]]
         metrics.append(compute_metrics(scored[Y], scored[YHAT], train_history=window.train))

@@ -21,10 +21,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ovencast.db.base import utcnow
-from ovencast.db.session import DATABASE_ERRORS, create_engine, session_factory, unit_of_work
+from ovencast.db.session import (
+    DATABASE_ERRORS,
+    create_engine,
+    is_sqlite,
+    session_factory,
+    unit_of_work,
+)
 from ovencast.db.tables import Tenant
 from ovencast.errors import OvencastError, failure_reason
 from ovencast.events.progress import EventSink, Finished, Started, run_ended
@@ -88,14 +94,34 @@ def run_product_task(task: ProductTask) -> ProductOutcome:
                       stderr_level="ERROR")
 
     async def main() -> ProductOutcome:
-        engine = create_engine(task.settings)
+        engine, shared = _task_engine(task.settings)
         try:
             return await train_one(task, session_factory(engine), channel.send,
                                    lock=_file_lock(task.settings), fit=_fit_inline)
         finally:
-            await engine.dispose()
+            if not shared:
+                await engine.dispose()
 
     return asyncio.run(main())
+
+
+_sqlite_engines: dict[str, AsyncEngine] = {}
+
+
+def _task_engine(settings: Settings) -> tuple[AsyncEngine, bool]:
+    """The engine of a task in a pool process, and whether it is shared by the process's
+    next tasks. SQLite's (NullPool: it holds no connection between units of work, so no
+    event loop's) is made once per process and database: its compiled-statement cache
+    then serves every product the process trains (compiling a product's 19 statements
+    afresh was about 3 % of its CPU at scale). Another database's engine pools
+    connections bound to the task's event loop: one per task, disposed after it."""
+    url = settings.resolved_database_url
+    if not is_sqlite(url):
+        return create_engine(settings), False
+    if url not in _sqlite_engines:
+        _sqlite_engines.clear()  # a pool process serves one job's database
+        _sqlite_engines[url] = create_engine(settings)
+    return _sqlite_engines[url], True
 
 
 @functools.lru_cache(maxsize=2)

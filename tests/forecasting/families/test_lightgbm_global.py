@@ -21,6 +21,9 @@ from ovencast.forecasting.families.lightgbm_global import (
     train_global,
 )
 from ovencast.forecasting.frame import CLOSED, DATE, Y
+from ovencast.forecasting.global_stage import train_tenant_models
+from ovencast.forecasting.holdout import HoldoutSplit
+from ovencast.forecasting.selection import BacktestPlan
 
 from ..conftest import HistoryFactory
 
@@ -325,3 +328,48 @@ def test_a_bound_on_rows_keeps_the_same_share_of_every_product(
             assert capped.sales[i] == full.sales[j]
     assert len(lightgbm._matrix(tenant, [], products, max_rows=10 ** 9).sales) == len(
         full.sales)  # under the bound: every row
+
+
+def test_the_backtest_at_once_is_what_fitting_each_window_gives(
+        tenant: dict[str, pd.DataFrame]) -> None:
+    """`backtest_forecasts`: every window's forecast from one feature matrix of the
+    product's history gives exactly what adopting the window's booster and predicting
+    its days does; a window whose open days reach beyond one 28-day block after its
+    cut-off (it starts after a closed day), or without the stage's booster, is left to
+    the fit (None)."""
+    holdout, plan = HoldoutSplit(), BacktestPlan()
+    # Closed the day before the latest window (days 434-461 before the 28-day holdout):
+    # that window's open days run 2..29 days after its cut-off.
+    tenant = {product: history.assign(**{CLOSED: history[CLOSED] | (history.index == 433),
+                                         Y: history[Y].where(history.index != 433, 0.0)})
+              for product, history in tenant.items()}
+    fits = train_tenant_models(tenant, REGRESSORS, holdout=holdout, backtest=plan)
+    model = LightGBMModel(regressors=REGRESSORS)
+    shared = skipped = 0
+    for product, history in tenant.items():
+        train, _ = holdout.split(history)
+        windows = plan.windows(train)
+        context = FitContext(product=product, global_fits=fits)
+        at_once = model.backtest_forecasts(windows, context=context)
+        assert len(at_once) == len(windows) >= 3
+        for window, forecast in zip(windows, at_once, strict=True):
+            fitted = LightGBMModel(regressors=REGRESSORS).fit(window.train, context=context)
+            expected = fitted.predict(future_of(window.test))
+            if forecast is None:
+                skipped += 1
+                cutoff = last_open_day(window.train)
+                assert window.test.loc[~window.test[CLOSED], DATE].max() > cutoff + \
+                    pd.Timedelta(days=MIN_LAG_DAYS)
+                continue
+            shared += 1
+            assert fitted.adopted
+            np.testing.assert_array_equal(forecast, expected)
+            assert (forecast[window.test[CLOSED].to_numpy()] == 0.0).all()
+    assert shared >= 2 * 5
+    assert skipped == 2
+    # Without the stage's boosters (or for another product): every window is fitted.
+    train, _ = holdout.split(tenant["A"])
+    windows = plan.windows(train)
+    assert model.backtest_forecasts(windows) == [None] * len(windows)
+    assert model.backtest_forecasts(windows, context=FitContext(
+        product="C", global_fits=fits)) == [None] * len(windows)

@@ -25,7 +25,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Protocol, Self
 
 import numpy as np
 import pandas as pd
@@ -51,6 +51,17 @@ class FitContext:
 
 
 NO_CONTEXT = FitContext()
+
+
+class BacktestCut(Protocol):
+    """One backtest window as `ForecastModel.backtest_forecasts` reads it: the rows a
+    model is fitted on, and the rows it forecasts (`selection.BacktestWindow`)."""
+
+    @property
+    def train(self) -> pd.DataFrame: ...
+
+    @property
+    def test(self) -> pd.DataFrame: ...
 
 
 class ForecastModel(ABC):
@@ -85,13 +96,29 @@ class ForecastModel(ABC):
         if missing:
             raise ValueError(f"future frame lacks regressor columns {missing}")
         future = future.reset_index(drop=True)
-        yhat = np.asarray(self._predict(future), dtype=float)
+        return self._finished(self._predict(future), future)
+
+    def _finished(self, raw: np.ndarray, future: pd.DataFrame) -> np.ndarray:
+        """`raw` forecasts of `future`'s rows as `predict` returns them: finite, >= 0,
+        exactly 0 on closed days."""
+        yhat = np.asarray(raw, dtype=float)
         if yhat.shape != (len(future),):
             raise RuntimeError(f"{self.family} returned {yhat.shape}, expected ({len(future)},)")
         clipped: np.ndarray = np.clip(np.nan_to_num(yhat, nan=0.0, posinf=0.0, neginf=0.0),
                                       0.0, None)
         clipped[future[CLOSED].astype(bool).to_numpy()] = 0.0
         return clipped
+
+    def backtest_forecasts(self, windows: Sequence[BacktestCut], *,
+                           context: FitContext = NO_CONTEXT) -> list[np.ndarray | None]:
+        """For each of `windows`: what `fit(window.train, context=context)` then
+        `predict(window.test)` would return, computed at once for all of them; None
+        where this family cannot (the caller then fits and predicts that window). Most
+        families have nothing to share between windows: None for every one. A family
+        that overrides this must give what its fit and predict give (tested for the
+        global LightGBM, whose boosters the tenant stage has trained already)."""
+        del context
+        return [None] * len(windows)
 
     def to_bytes(self) -> bytes:
         if not self.fitted:

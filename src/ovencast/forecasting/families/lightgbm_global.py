@@ -76,7 +76,13 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from ovencast.forecasting.families.base import FitContext, ForecastModel, StoredLoader
+from ovencast.forecasting.families.base import (
+    NO_CONTEXT,
+    BacktestCut,
+    FitContext,
+    ForecastModel,
+    StoredLoader,
+)
 from ovencast.forecasting.families.global_fits import (
     LEGACY_SALES_FEATURES,
     LIGHTGBM,
@@ -477,6 +483,22 @@ def _serving_fits(key: str, sha256: str, loader: StoredLoader) -> GlobalFits:
     return fits
 
 
+@dataclass(frozen=True)
+class _History:
+    """A product's history as `LightGBMModel.backtest_forecasts` reads it: the days of
+    its longest window's rows, its daily sales from `first` (NaN: closed or missing),
+    and the position of the last open row up to each row."""
+
+    days: np.ndarray  # datetime64[D]
+    values: np.ndarray
+    first: np.datetime64
+    last_open: np.ndarray
+
+
+def _days(frame: pd.DataFrame) -> np.ndarray:
+    return frame[DATE].to_numpy(dtype="datetime64[D]")
+
+
 # -- the family -----------------------------------------------------------------------------
 class LightGBMModel(ForecastModel):
     """One product's view of a (tenant-wide) LightGBM booster. No params."""
@@ -532,6 +554,97 @@ class LightGBMModel(ForecastModel):
         self._scale = _scale(sales)
         self._tail = sales.iloc[-TAIL_DAYS:]
         self._booster = self._horizon_booster = None
+
+    def backtest_forecasts(self, windows: Sequence[BacktestCut], *,
+                           context: FitContext = NO_CONTEXT) -> list[np.ndarray | None]:
+        """Every window's forecast from the tenant stage's boosters of its cut-off, the
+        features computed once over the product's history instead of once per window
+        and member: a product's backtest windows are prefixes of one history, and every
+        sales feature of a day within 28 days after a cut-off reads only sales up to
+        it, so a window's features are the same rows of one feature matrix, its sales
+        features divided by the product's scale at the window's cut-off. The same
+        numbers as fitting and predicting each window (tested), at a fifth of the cost:
+        a chain's product backtests the global model on 7 windows. None for a window the
+        stage has no booster for (its fit would train one), whose open test days reach
+        beyond one 28-day block (recursive: `_blocks`), or that is not a prefix of the
+        longest window's history: the caller fits and predicts it as before."""
+        found: list[np.ndarray | None] = [None] * len(windows)
+        fits = context.global_fits
+        if fits is None or not windows or not fits.adoptable(context.product,
+                                                             self.regressors):
+            return found
+        longest = max((w.train for w in windows), key=len)
+        columns = {DATE, CLOSED, Y, *self.regressors}
+        if longest.empty or any(not columns <= set(frame.columns) for frame in
+                                (longest, *(w.test for w in windows))):
+            return found  # the fit or predict of each window says what is missing
+        days = _days(longest)
+        later = [w.test.loc[_days(w.test) > days[-1]] for w in windows]
+        rows = pd.concat([longest, *(frame for frame in later if len(frame))],
+                         ignore_index=True)
+        try:
+            sales, exog = _daily(rows.loc[~rows[CLOSED].to_numpy(dtype=bool)],
+                                 self.regressors)
+        except ValueError:  # the same date twice: the windows are not one history
+            return found
+        history = _History(
+            days=days, values=sales.to_numpy(),
+            first=np.datetime64(sales.index[0].date(), "D"),
+            # the position of the last open row up to each row of `longest` (-1: none)
+            last_open=np.maximum.accumulate(np.where(
+                ~longest[CLOSED].to_numpy(dtype=bool), np.arange(len(longest)), -1)))
+        code = fits.products.index(context.product)
+        members = [(fits.sales_features, fits.boosters)]
+        if fits.horizon is not None:
+            members.append((fits.horizon.sales_features, fits.horizon.boosters))
+        matrices = [_features(sales, exog, scale=1.0, code=code,
+                              names=feature_names(self.regressors, features))
+                    for features, _ in members]
+        return [self._window_forecast(window, history, matrices, members, fits)
+                for window in windows]
+
+    def _window_forecast(self, window: BacktestCut, history: _History,
+                         matrices: list[np.ndarray],
+                         members: list[tuple[tuple[str, ...], dict[str, str]]],
+                         fits: GlobalFits) -> np.ndarray | None:
+        """One window of `backtest_forecasts`, or None (its docstring)."""
+        train, test = window.train, window.test
+        n = len(train)
+        if n == 0 or n > len(history.days) or history.days[n - 1] != _days(train)[-1]:
+            return None  # not a prefix of the longest window's history
+        last_open = int(history.last_open[n - 1])
+        if last_open < 0:
+            return None
+        cutoff = history.days[last_open]
+        iso = str(cutoff)
+        level = members[0][1].get(iso)
+        horizon = members[1][1].get(iso) if len(members) > 1 else None
+        if level is None:
+            return None
+        is_open = ~test[CLOSED].to_numpy(dtype=bool)
+        offsets = (_days(test)[is_open] - history.first).astype(np.int64)
+        cut = int((cutoff - history.first).astype(np.int64))
+        if len(offsets) and (offsets.min() <= cut or offsets.max() > cut + MIN_LAG_DAYS
+                             or len(np.unique(offsets)) != len(offsets)):
+            return None
+        known = history.values[:cut + 1]
+        count = int(np.count_nonzero(~np.isnan(known)))
+        mean = float(np.nansum(known)) / count if count else 0.0  # as `_scale`
+        scale = mean if mean > 0 else 1.0
+        weight = fits.horizon.weight if fits.horizon is not None and horizon else 0.0
+        shares = [(0, level, 1.0 - weight)] if weight < 1.0 else []
+        if horizon is not None and weight > 0.0:
+            shares.append((1, horizon, weight))
+        predicted = np.zeros(len(offsets))
+        for member, text, share in shares:
+            features = matrices[member][offsets]
+            names = feature_names(self.regressors, members[member][0])
+            features[:, [names.index(name) for name in members[member][0]]] /= scale
+            predicted += share * np.clip(_parsed_booster(text).predict(features, num_threads=1),
+                                         0.0, None)
+        raw = np.zeros(len(test))
+        raw[is_open] = predicted * scale
+        return self._finished(raw, test)
 
     @property
     def horizon_weight(self) -> float:
