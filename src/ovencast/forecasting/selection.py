@@ -353,7 +353,9 @@ def backtest_family(history: pd.DataFrame, candidate: Candidate, plan: BacktestP
     if not windows:
         raise NoBacktestWindow(_no_window_message(history, plan))
     started = time.monotonic()
-    parts: list[pd.DataFrame] = []
+    # The predictions' columns, window by window (numpy: one frame at the end; a frame
+    # per window cost a product as much as the global model's forecasts).
+    parts: dict[str, list[np.ndarray]] = {WINDOW: [], DATE: [], Y: [], CLOSED: [], YHAT: []}
     metrics: list[Metrics] = []
     run = [index for index in range(len(windows)) if only is None or index in only]
     # What the family computes for all windows at once (the global LightGBM); None:
@@ -366,17 +368,14 @@ def backtest_family(history: pd.DataFrame, candidate: Candidate, plan: BacktestP
         if forecast is None:
             model = candidate.build().fit(window.train, context=context)
             forecast = model.predict(test[[DATE, CLOSED, *model.regressors]])
-        part = pd.DataFrame({
-            WINDOW: index,
-            DATE: test[DATE].to_numpy(),
-            Y: test[Y].to_numpy(dtype=float),
-            CLOSED: test[CLOSED].astype(bool).to_numpy(),
-            YHAT: forecast,
-        })
-        scored = part.loc[~part[CLOSED]]
-        metrics.append(compute_metrics(scored[Y], scored[YHAT], train_history=window.train))
-        parts.append(part)
-    predictions = pd.concat(parts, ignore_index=True)
+        y, closed = test[Y].to_numpy(dtype=float), test[CLOSED].to_numpy(dtype=bool)
+        metrics.append(compute_metrics(y[~closed], forecast[~closed],
+                                       train_history=window.train))
+        for name, column in ((WINDOW, np.full(len(test), index)), (DATE, test[DATE].to_numpy()),
+                             (Y, y), (CLOSED, closed), (YHAT, forecast)):
+            parts[name].append(column)
+    predictions = pd.DataFrame({name: np.concatenate(columns)
+                                for name, columns in parts.items()})
     return FamilyBacktest(
         candidate=candidate,
         wape=_wape(predictions, predictions[YHAT].to_numpy(dtype=float)),
