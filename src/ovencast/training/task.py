@@ -31,7 +31,7 @@ class ProductTask:
     subdivision: str | None
     # The tenant stage's global models (GlobalFits.to_bytes()), None when the job's model
     # choice uses none; or, in its place, where the job stored them: (artifact key,
-    # sha256), loaded once per worker process (`worker.task_global_fits`). A chain's
+    # sha256), loaded once per worker process (`process_state.task_global_fits`). A chain's
     # payload is tens of MB: carried by every task, it went through the pool's pipe once
     # per product (docs/BENCHMARKS.md, "Scale").
     global_fits: bytes | None = None

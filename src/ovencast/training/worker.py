@@ -21,21 +21,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ovencast.db.base import utcnow
-from ovencast.db.session import (
-    DATABASE_ERRORS,
-    create_engine,
-    is_sqlite,
-    session_factory,
-    unit_of_work,
-)
+from ovencast.db.session import DATABASE_ERRORS, session_factory, unit_of_work
 from ovencast.db.tables import Tenant
 from ovencast.errors import OvencastError, failure_reason
 from ovencast.events.progress import EventSink, Finished, Started, run_ended
 from ovencast.forecasting.families.base import FitContext
-from ovencast.forecasting.families.global_fits import GlobalFits
 from ovencast.forecasting.frame import DATE
 from ovencast.jobs import repository as jobs_repository
 from ovencast.jobs.states import JobStatus, RunStatus
@@ -45,10 +38,11 @@ from ovencast.observability.logs import configure_logging, get_logger
 from ovencast.observability.metrics import PRODUCT_TRAINING_DURATION, product_ended
 from ovencast.settings import Settings
 from ovencast.store import StoredArtifact, artifact_key, store_for, unique_key
-from ovencast.training import channel, tenant_stage
+from ovencast.training import channel
 from ovencast.training.fitting import fit_product
 from ovencast.training.locks import product_lock
 from ovencast.training.plan import FitPlan, FitResult, PriorFit
+from ovencast.training.process_state import task_engine, task_global_fits
 from ovencast.training.promotion import Promotion, decide
 from ovencast.training.task import ProductOutcome, ProductTask, time_limit_reason
 
@@ -94,7 +88,7 @@ def run_product_task(task: ProductTask) -> ProductOutcome:
                       stderr_level="ERROR")
 
     async def main() -> ProductOutcome:
-        engine, shared = _task_engine(task.settings)
+        engine, shared = task_engine(task.settings)
         try:
             return await train_one(task, session_factory(engine), channel.send,
                                    lock=_file_lock(task.settings), fit=_fit_inline)
@@ -103,34 +97,6 @@ def run_product_task(task: ProductTask) -> ProductOutcome:
                 await engine.dispose()
 
     return asyncio.run(main())
-
-
-_sqlite_engines: dict[str, AsyncEngine] = {}
-
-
-def _task_engine(settings: Settings) -> tuple[AsyncEngine, bool]:
-    """The engine of a task in a pool process, and whether it is shared by the process's
-    next tasks. SQLite's (NullPool: it holds no connection between units of work, so no
-    event loop's) is made once per process and database: its compiled-statement cache
-    then serves every product the process trains (compiling a product's 19 statements
-    afresh was about 3 % of its CPU at scale). Another database's engine pools
-    connections bound to the task's event loop: one per task, disposed after it."""
-    url = settings.resolved_database_url
-    if not is_sqlite(url):
-        return create_engine(settings), False
-    if url not in _sqlite_engines:
-        _sqlite_engines.clear()  # a pool process serves one job's database
-        _sqlite_engines[url] = create_engine(settings)
-    return _sqlite_engines[url], True
-
-
-@functools.lru_cache(maxsize=2)
-def parsed_global_fits(payload: bytes) -> GlobalFits:
-    """A job's global models parsed once per process: every product of the job that a
-    pool process trains carries the same payload (JSON of the job's boosters, 20 MB for
-    North Sea x 120 and growing with the product count), and the parsed boosters' texts
-    are then the same objects for `lightgbm_global`'s booster cache. Only read."""
-    return GlobalFits.from_bytes(payload)
 
 
 def _file_lock(settings: Settings) -> LockFactory:
@@ -146,27 +112,6 @@ def _file_lock(settings: Settings) -> LockFactory:
 async def _fit_inline(task: ProductTask, plan: FitPlan, prior: PriorFit | None,
                       emit: EventSink) -> FitResult:
     return fit_product(task.history, plan, prior=prior, emit=emit)
-
-
-_stored_fits: dict[tuple[str, str], GlobalFits | None] = {}
-
-
-def task_global_fits(task: ProductTask) -> GlobalFits | None:
-    """The task's global models: carried (`global_fits`), or loaded from the store once
-    per process by their key and checksum (`global_fits_key`; the last job's are kept).
-    None when the job has none or its stored copy is refused (lightgbm then trains on
-    the product alone, as in the service shape)."""
-    if task.global_fits:
-        return parsed_global_fits(task.global_fits)
-    if task.global_fits_key is None:
-        return None
-    if task.global_fits_key not in _stored_fits:
-        _stored_fits.clear()
-        payload = tenant_stage.load_stored_models(*task.global_fits_key, task.settings,
-                                                  job_id=task.job_id)
-        _stored_fits[task.global_fits_key] = (None if payload is None
-                                              else GlobalFits.from_bytes(payload))
-    return _stored_fits[task.global_fits_key]
 
 
 def fit_plan(task: ProductTask) -> FitPlan:

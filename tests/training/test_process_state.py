@@ -1,4 +1,4 @@
-"""training/worker.py: what a pool process keeps between the products it trains."""
+"""training/process_state.py: what a pool process keeps between the products it trains."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pandas as pd
 from conftest import make_settings
 from ovencast.forecasting.families.global_fits import GlobalFits
 from ovencast.store import store_for
+from ovencast.training.process_state import parsed_global_fits, task_engine, task_global_fits
 from ovencast.training.task import ProductTask
-from ovencast.training.worker import _task_engine, parsed_global_fits, task_global_fits
 
 
 def test_a_pool_process_parses_a_jobs_global_models_once() -> None:
@@ -55,14 +55,14 @@ def test_a_pool_process_keeps_one_sqlite_engine_per_database(tmp_path: Path) -> 
     process and database, so its compiled statements serve every product; another
     database's engine, whose pool is bound to the task's event loop, is the task's own."""
     first = make_settings(tmp_path / "a")
-    engine, shared = _task_engine(first)
+    engine, shared = task_engine(first)
     assert shared
-    assert _task_engine(make_settings(tmp_path / "a"))[0] is engine
-    other, _ = _task_engine(make_settings(tmp_path / "b"))
+    assert task_engine(make_settings(tmp_path / "a"))[0] is engine
+    other, _ = task_engine(make_settings(tmp_path / "b"))
     assert other is not engine
-    assert _task_engine(first)[0] is not engine  # one database at a time is kept
+    assert task_engine(first)[0] is not engine  # one database at a time is kept
     postgres = make_settings(tmp_path / "c",
                              database_url="postgresql+asyncpg://nobody@127.0.0.1:1/none")
-    one, shared = _task_engine(postgres)
+    one, shared = task_engine(postgres)
     assert not shared
-    assert _task_engine(postgres)[0] is not one
+    assert task_engine(postgres)[0] is not one
