@@ -353,8 +353,7 @@ def backtest_family(history: pd.DataFrame, candidate: Candidate, plan: BacktestP
     if not windows:
         raise NoBacktestWindow(_no_window_message(history, plan))
     started = time.monotonic()
-    # The predictions' columns, window by window (numpy: one frame at the end; a frame
-    # per window cost a product as much as the global model's forecasts).
+    # The predictions' columns, window by window: one frame at the end (decision 022).
     parts: dict[str, list[np.ndarray]] = {WINDOW: [], DATE: [], Y: [], CLOSED: [], YHAT: []}
     metrics: list[Metrics] = []
     run = [index for index in range(len(windows)) if only is None or index in only]

@@ -52,8 +52,8 @@ def task_engine(settings: Settings) -> tuple[AsyncEngine, bool]:
     """The engine of a task in a pool process, and whether it is shared by the process's
     next tasks. SQLite's (NullPool: it holds no connection between units of work, so no
     event loop's) is made once per process and database: its compiled-statement cache
-    then serves every product the process trains (compiling a product's 19 statements
-    afresh was about 3 % of its CPU at scale). Another database's engine pools
+    then serves every product the process trains (decision 022). Another database's
+    engine pools
     connections bound to the task's event loop: one per task, disposed after it."""
     url = settings.resolved_database_url
     if not is_sqlite(url):

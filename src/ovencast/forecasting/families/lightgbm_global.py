@@ -563,8 +563,8 @@ class LightGBMModel(ForecastModel):
         sales feature of a day within 28 days after a cut-off reads only sales up to
         it, so a window's features are the same rows of one feature matrix, its sales
         features divided by the product's scale at the window's cut-off. The same
-        numbers as fitting and predicting each window (tested), at a third of the cost:
-        a chain's product backtests the global model on 7 windows. None for a window the
+        numbers as fitting and predicting each window (tested; cost: decision 022).
+        None for a window the
         stage has no booster for (its fit would train one), whose open test days reach
         beyond one 28-day block (recursive: `_blocks`), or that is not a prefix of the
         longest window's history: the caller fits and predicts it as before."""
