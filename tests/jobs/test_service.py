@@ -93,3 +93,47 @@ async def test_the_reaper_ends_runs_and_jobs_whose_queue_task_gave_up(
     assert second.status is JobStatus.FAILED
     assert second.error is not None
     assert "preparation task ended" in second.error
+
+
+@pytest.mark.postgres
+async def test_the_fan_in_closes_the_job_once_its_last_run_has_ended(
+        pg_migrated_url: str, tmp_path: Path, tiny_dataset: Callable[..., Path]) -> None:
+    """Every finishing product asks whether the job is done (service shape): not while a
+    run is pending or running (the job stays running), and once the last has ended the
+    job is closed with the outcome of all its runs."""
+    database = Database.open(make_settings(tmp_path / "home", pg_migrated_url))
+    try:
+        await _fan_in(database, tiny_dataset)
+    finally:
+        await database.close()
+
+
+async def _fan_in(database: Database, tiny_dataset: Callable[..., Path]) -> None:
+    await import_directory(database, "t", tiny_dataset(("bread", "rolls", "buns")))
+    async with unit_of_work(database.sessions) as session:
+        tenant = await tenants_service.get_tenant(session, "t")
+        job = await jobs_service.new_job(session, tenant, models=("seasonal_naive",))
+        for product, status in (("bread", RunStatus.PENDING), ("rolls", RunStatus.RUNNING),
+                                ("buns", RunStatus.REFUSED)):
+            session.add(TrainingRun(job_id=job.id, product=product, status=status))
+        job.status = JobStatus.RUNNING
+
+    async def finish(product: str, status: RunStatus) -> tuple[bool, JobStatus]:
+        async with unit_of_work(database.sessions) as session:
+            runs = {r.product: r for r in await jobs_repository.runs_of(session, job.id)}
+            runs[product].status = status
+        async with unit_of_work(database.sessions) as session:
+            closed = await jobs_service.close_job_if_done(session, job.id)
+        async with unit_of_work(database.sessions) as session:
+            found = await jobs_service.get_job(session, job.id)
+        return closed is not None, found.status
+
+    async with unit_of_work(database.sessions) as session:
+        assert await jobs_repository.has_open_runs(session, job.id)
+        assert await jobs_service.close_job_if_done(session, job.id) is None
+    assert await finish("bread", RunStatus.TRAINED) == (False, JobStatus.RUNNING)
+    assert await finish("rolls", RunStatus.TRAINED) == (True, JobStatus.PARTIAL)
+    async with unit_of_work(database.sessions) as session:
+        assert not await jobs_repository.has_open_runs(session, job.id)
+        # The job has ended: a late call (a retried task) closes nothing again.
+        assert await jobs_service.close_job_if_done(session, job.id) is None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import pickle
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -35,10 +36,13 @@ from ovencast.models.service import load_verified
 from ovencast.settings import Settings
 from ovencast.store import sha256_hex, store_for
 from ovencast.tenants import service as tenants_service
-from ovencast.training import tenant_stage
+from ovencast.training import process_state, tenant_stage
+from ovencast.training.fitting import fit_product
+from ovencast.training.pool import child_fit_args, fit_in_child
 from ovencast.training.prepare import prepare_job, product_task
 from ovencast.training.task import ProductTask
 from ovencast.training.tenant_stage import GLOBAL_MODELS_KEY
+from ovencast.training.worker import fit_plan
 
 PRODUCTS = ("bread", "rolls")
 # 120 days: a 92-day training part with two backtest windows, quick to train.
@@ -211,9 +215,11 @@ async def test_job_without_a_global_model_choice_has_none(
 
 
 async def test_service_shape_task_reloads_the_verified_tenant_models(
-        database: Database, settings: Settings, tiny_dataset: Callable[..., Path]) -> None:
-    """The queue worker rebuilds a task from ids (`product_task`): it reads the job's
-    global models back from the store, and refuses them when their checksum fails."""
+        database: Database, settings: Settings, tiny_dataset: Callable[..., Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The queue worker rebuilds a task from ids (`product_task`): it names the job's
+    stored global models (key, sha256), which a process loads back from the store once,
+    and refuses when their checksum fails."""
     await import_directory(database, "t1", tiny_dataset(PRODUCTS, days=DAYS))
     async with unit_of_work(database.sessions) as session:
         tenant = await tenants_service.get_tenant(session, "t1")
@@ -222,7 +228,7 @@ async def test_service_shape_task_reloads_the_verified_tenant_models(
                                      store_histories=True)
     payload = _stored(settings, prepared.tasks[0])
 
-    async def rebuilt(product: str) -> bytes | None:
+    async def rebuilt(product: str) -> GlobalFits | None:
         async with unit_of_work(database.sessions) as session:
             tenant = await tenants_service.get_tenant(session, "t1")
             job = await jobs_service.get_job(session, prepared.job_id)
@@ -230,9 +236,14 @@ async def test_service_shape_task_reloads_the_verified_tenant_models(
                 TrainingRun.job_id == job.id, TrainingRun.product == product))).one()
             task = await product_task(tenant, job, run, settings=settings)
         assert task.product == product
-        return task.global_fits
+        assert task.global_fits is None  # named, not carried
+        assert task.global_fits_key == prepared.tasks[0].global_fits_key
+        return process_state.task_global_fits(task)
 
-    assert [await rebuilt(p) for p in PRODUCTS] == [payload, payload]
+    monkeypatch.setattr(process_state, "_stored_fits", {})  # a new process
+    fits = [await rebuilt(p) for p in PRODUCTS]
+    assert fits[0] == GlobalFits.from_bytes(payload)
+    assert fits[1] is fits[0]  # loaded and parsed once
 
     # A tampered artifact is refused: the task goes on without it (lightgbm alone).
     async with unit_of_work(database.sessions) as session:
@@ -242,7 +253,37 @@ async def test_service_shape_task_reloads_the_verified_tenant_models(
     path = Path(settings.resolved_model_storage_path) / key
     assert path.read_bytes() == payload
     path.write_bytes(payload.replace(b'"products"', b'"products" '))
+    monkeypatch.setattr(process_state, "_stored_fits", {})  # another new process
     assert await rebuilt("bread") is None
+
+
+async def test_a_service_fit_process_loads_the_global_models_it_is_not_sent(
+        database: Database, settings: Settings, tiny_dataset: Callable[..., Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker sends its fit process the plan without the job's global models (tens of
+    MB for a chain) and where they are stored; the fit process loads them and fits the
+    product exactly as with the plan the worker holds."""
+    await import_directory(database, "t1", tiny_dataset(PRODUCTS, days=DAYS))
+    async with unit_of_work(database.sessions) as session:
+        tenant = await tenants_service.get_tenant(session, "t1")
+        job = await jobs_service.new_job(session, tenant, models=("auto",))
+        prepared = await prepare_job(session, tenant, job, settings=settings,
+                                     store_histories=True)
+    task = prepared.tasks[0]
+    plan = fit_plan(task)
+    assert plan.context.global_fits is not None
+    args = child_fit_args(task, plan, None)
+    assert args[1].context.global_fits is None
+    assert args[1].context.product == task.product
+    assert len(pickle.dumps(args[1])) < len(_stored(settings, task))
+
+    monkeypatch.setattr(process_state, "_stored_fits", {})  # the fit process's own
+    in_child = fit_in_child(*args)
+    in_worker = fit_product(task.history, plan)
+    assert in_child.best.family == in_worker.best.family
+    assert in_child.best.metrics.to_dict() == in_worker.best.metrics.to_dict()
+    assert in_child.best.model.to_bytes() == in_worker.best.model.to_bytes()
+    assert in_child.details["selection"] == in_worker.details["selection"]
 
 
 async def test_the_tenant_stage_holds_no_database_write_lock(

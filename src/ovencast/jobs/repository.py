@@ -7,13 +7,23 @@ import sqlalchemy as sa
 from procrastinate.jobs import Status as QueueStatus
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
 from ovencast.db.tables import TrainingJob, TrainingRun
 from ovencast.jobs.states import JobStatus, RunStatus
 
+# A job's validation report and warnings hold a line per product: megabytes of JSON for a
+# chain. What a product's training reads of its job (several times per product) loads
+# without them; touching them then raises instead of loading (decision 023).
+WITHOUT_REPORTS = (defer(TrainingJob.validation_report, raiseload=True),
+                   defer(TrainingJob.warnings, raiseload=True))
 
-async def get_job(session: AsyncSession, job_id: int) -> TrainingJob | None:
-    return await session.get(TrainingJob, job_id)
+
+async def get_job(session: AsyncSession, job_id: int, *, reports: bool = True
+                  ) -> TrainingJob | None:
+    """The job; `reports=False`: without its validation report and warnings."""
+    return await session.get(TrainingJob, job_id,
+                             options=() if reports else WITHOUT_REPORTS)
 
 
 async def get_run(session: AsyncSession, run_id: int) -> TrainingRun | None:
@@ -23,6 +33,16 @@ async def get_run(session: AsyncSession, run_id: int) -> TrainingRun | None:
 async def runs_of(session: AsyncSession, job_id: int) -> Sequence[TrainingRun]:
     return (await session.scalars(select(TrainingRun).where(TrainingRun.job_id == job_id)
                                   .order_by(TrainingRun.product))).all()
+
+
+async def has_open_runs(session: AsyncSession, job_id: int) -> bool:
+    """Whether any of the job's runs has not ended: one indexed query that stops at the
+    first, where loading the runs costs a row per product."""
+    open_states = [status for status in RunStatus if not status.ended]
+    found = await session.scalar(
+        select(TrainingRun.id).where(TrainingRun.job_id == job_id,
+                                     TrainingRun.status.in_(open_states)).limit(1))
+    return found is not None
 
 
 async def run_counts(session: AsyncSession, job_ids: Sequence[int]

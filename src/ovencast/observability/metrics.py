@@ -15,7 +15,7 @@ back):
 | | (a product whose data could not be prepared) |
 | fit duration | queue/runtime.WorkerRuntime.fit, around the pool process's fit |
 | lock waits, contentions, timeouts | training/advisory_lock.py, training/locks.py |
-| checksum failures | models/service.load_verified, training/tenant_stage.load_global_models |
+| checksum failures | models/service.load_verified, training/tenant_stage.load_stored_models |
 | breaker states | sources/breakers.py |
 | upstream request latency, retries | sources/client.py, sources/retry.py |
 | HTTP requests | observability/http_metrics.py (API middleware) |

@@ -22,7 +22,13 @@ from ovencast.observability import tracing
 from ovencast.observability.metrics import FIT_DURATION
 from ovencast.settings import Settings
 from ovencast.training.plan import FitPlan, FitResult, PriorFit
-from ovencast.training.pool import EventPump, fit_in_child, start_workers_early, worker_context
+from ovencast.training.pool import (
+    EventPump,
+    child_fit_args,
+    fit_in_child,
+    start_workers_early,
+    worker_context,
+)
 from ovencast.training.task import ProductTask
 from ovencast.training.worker import ProductTimedOut
 
@@ -73,7 +79,7 @@ class WorkerRuntime:
                 # stall this loop and procrastinate's heartbeats with it (another worker
                 # would then take the job as stalled and train the product again).
                 future = await asyncio.to_thread(
-                    self.pool.schedule, fit_in_child, args=(task.history, plan, prior),
+                    self.pool.schedule, fit_in_child, args=child_fit_args(task, plan, prior),
                     timeout=self.settings.max_training_time_seconds)
                 try:
                     result: FitResult = await asyncio.wrap_future(future)

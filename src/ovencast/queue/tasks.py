@@ -108,7 +108,7 @@ async def train_product(context: JobContext, job_id: int, run_id: int) -> None:
     settings, sessions = runtime.settings, runtime.database.sessions
     task = None
     async with unit_of_work(sessions) as session:
-        job = await jobs_service.get_job(session, job_id)
+        job = await jobs_service.get_job(session, job_id, reports=False)
         run = await jobs_repository.get_run(session, run_id)
         # Nothing to train when the job was cancelled, or when this is a retry of a run
         # that was recorded before its worker died; the fan-in below still runs (the

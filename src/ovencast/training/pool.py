@@ -20,6 +20,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
@@ -32,6 +33,7 @@ from ovencast.settings import Settings
 from ovencast.training import channel
 from ovencast.training.fitting import fit_product
 from ovencast.training.plan import FitPlan, FitResult, PriorFit
+from ovencast.training.process_state import stored_global_fits
 from ovencast.training.task import ProductOutcome, ProductTask, time_limit_reason
 from ovencast.training.worker import run_product_task
 
@@ -108,10 +110,28 @@ class EventPump:
         self.queue.join_thread()
 
 
-def fit_in_child(history: pd.DataFrame, plan: FitPlan, prior: PriorFit | None) -> FitResult:
+def fit_in_child(history: pd.DataFrame, plan: FitPlan, prior: PriorFit | None,
+                 global_fits_key: tuple[str, str] | None = None,
+                 settings: Settings | None = None) -> FitResult:
     """A fit in a pool process, its progress events on the process's channel: what the
-    service shape's worker runs per product."""
+    service shape's worker runs per product. With `global_fits_key` the plan came without
+    the job's global models: this process loads them from the store once
+    (`process_state.stored_global_fits`) for every product of the job it fits."""
+    if global_fits_key is not None and settings is not None:
+        fits = stored_global_fits(global_fits_key, settings, job_id=plan.job_id)
+        plan = replace(plan, context=replace(plan.context, global_fits=fits))
     return fit_product(history, plan, prior=prior, emit=channel.send)
+
+
+def child_fit_args(task: ProductTask, plan: FitPlan, prior: PriorFit | None
+                   ) -> tuple[Any, ...]:
+    """`fit_in_child`'s arguments: a task that names where its job's global models are
+    stored sends the plan without them (tens of MB for a chain, pickled through the
+    pipe for every product before decision 023), and the key to load them by."""
+    if task.global_fits_key is None:
+        return task.history, plan, prior
+    bare = replace(plan, context=replace(plan.context, global_fits=None))
+    return task.history, bare, prior, task.global_fits_key, task.settings
 
 
 def run_tasks(tasks: Sequence[ProductTask], *, settings: Settings,

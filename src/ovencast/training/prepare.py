@@ -169,8 +169,7 @@ async def record_plan(session: AsyncSession, tenant: Tenant, job: TrainingJob, p
     if plan.global_models is not None:
         job.global_models = plan.global_models[1]
     await session.flush()
-    models = None if plan.global_models is None else (plan.global_models[1]["key"],
-                                                      plan.global_models[1]["sha256"])
+    models = None if plan.global_models is None else tenant_stage.global_models_key(job)
     tasks = [replace(_task(settings, tenant, job, run, plan.histories[run.product],
                            alignment), global_fits_key=models)
              for run in runs if run.status is RunStatus.PENDING]
@@ -209,9 +208,10 @@ async def product_task(tenant: Tenant, job: TrainingJob, run: TrainingRun, *,
             "version of ovencast); submit the job again")
     history = await asyncio.to_thread(snapshot.load_history, settings, run.data_snapshot)
     alignment = AlignmentReport.from_dict(job.alignment_report or {})
-    global_fits = await asyncio.to_thread(tenant_stage.load_global_models, job, settings)
+    # The job's global models by reference: loaded, verified and parsed once per process
+    # (`process_state.stored_global_fits`), not once per product (decision 023).
     return replace(_task(settings, tenant, job, run, history, alignment),
-                   global_fits=global_fits)
+                   global_fits_key=tenant_stage.global_models_key(job))
 
 
 def _split(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:

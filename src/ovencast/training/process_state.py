@@ -1,6 +1,7 @@
-"""What a pool process keeps between the products it trains: the job's global models,
-parsed once (carried by every task, or loaded from the store by key and checksum), and
-the SQLite engine with its compiled statements."""
+"""What a process keeps between the products it trains (an embedded pool process, a
+service worker and its fit processes): the job's global models, parsed once (carried by
+the task, or loaded from the store by key and checksum), and the SQLite engine with its
+compiled statements."""
 
 from __future__ import annotations
 
@@ -24,25 +25,35 @@ def parsed_global_fits(payload: bytes) -> GlobalFits:
     return GlobalFits.from_bytes(payload)
 
 
+# (key, sha256) -> the parsed models, or None where the stored copy was refused. Two
+# jobs' worth: a service worker may interleave the products of two tenants' jobs.
 _stored_fits: dict[tuple[str, str], GlobalFits | None] = {}
+_STORED_KEPT = 2
+
+
+def stored_global_fits(key: tuple[str, str], settings: Settings, *, job_id: int
+                       ) -> GlobalFits | None:
+    """A job's global models stored under `key` = (artifact key, sha256): loaded,
+    checksum verified and parsed once per process, then the same object for each of the
+    job's products. None (logged) when the stored copy is refused or gone: lightgbm then
+    trains on the product alone."""
+    if key not in _stored_fits:
+        while len(_stored_fits) >= _STORED_KEPT:
+            del _stored_fits[next(iter(_stored_fits))]
+        payload = tenant_stage.load_stored_models(*key, settings, job_id=job_id)
+        _stored_fits[key] = None if payload is None else GlobalFits.from_bytes(payload)
+    return _stored_fits[key]
 
 
 def task_global_fits(task: ProductTask) -> GlobalFits | None:
     """The task's global models: carried (`global_fits`), or loaded from the store once
-    per process by their key and checksum (`global_fits_key`; the last job's are kept).
-    None when the job has none or its stored copy is refused (lightgbm then trains on
-    the product alone, as in the service shape)."""
+    per process by their key and checksum (`global_fits_key`, `stored_global_fits`).
+    None when the job has none or its stored copy is refused."""
     if task.global_fits:
         return parsed_global_fits(task.global_fits)
     if task.global_fits_key is None:
         return None
-    if task.global_fits_key not in _stored_fits:
-        _stored_fits.clear()
-        payload = tenant_stage.load_stored_models(*task.global_fits_key, task.settings,
-                                                  job_id=task.job_id)
-        _stored_fits[task.global_fits_key] = (None if payload is None
-                                              else GlobalFits.from_bytes(payload))
-    return _stored_fits[task.global_fits_key]
+    return stored_global_fits(task.global_fits_key, task.settings, job_id=task.job_id)
 
 
 _sqlite_engines: dict[str, AsyncEngine] = {}

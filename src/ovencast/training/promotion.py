@@ -217,7 +217,7 @@ async def decide(task: ProductTask, sessions: async_sessionmaker[AsyncSession],
     activation policy, and under `if-better` the comparison with the active version
     (computed in a thread, no transaction open meanwhile)."""
     async with unit_of_work(sessions) as session:
-        job = await jobs_repository.get_job(session, task.job_id)
+        job = await jobs_repository.get_job(session, task.job_id, reports=False)
         active = await models_repository.get_active(session, task.tenant_id, task.product)
         policy = job.activation if job is not None else ActivationPolicy.IF_BETTER
         cancelled = job is None or job.status is JobStatus.CANCELLED

@@ -31,9 +31,9 @@ class ProductTask:
     subdivision: str | None
     # The tenant stage's global models (GlobalFits.to_bytes()), None when the job's model
     # choice uses none; or, in its place, where the job stored them: (artifact key,
-    # sha256), loaded once per worker process (`process_state.task_global_fits`). A chain's
-    # payload is tens of MB: carried by every task, it went through the pool's pipe once
-    # per product (docs/BENCHMARKS.md, "Scale").
+    # sha256), loaded once per process (`process_state.stored_global_fits`): both shapes'
+    # tasks name them. A chain's payload is tens of MB: carried by every task, it went
+    # through a pipe once per product (decisions 012 and 023).
     global_fits: bytes | None = None
     global_fits_key: tuple[str, str] | None = None
 

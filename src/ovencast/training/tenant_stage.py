@@ -194,13 +194,13 @@ def _tenant_histories(histories: dict[str, pd.DataFrame], regressors: tuple[str,
     return found
 
 
-def load_global_models(job: TrainingJob, settings: Settings) -> bytes | None:
-    """The job's stored global models, checksum verified; None (logged: lightgbm then
-    trains on the product alone) when the job has none or its artifact is refused."""
+def global_models_key(job: TrainingJob) -> tuple[str, str] | None:
+    """Where the job stored its global models: (artifact key, sha256); None when it has
+    none."""
     record = job.global_models or {}
     if not record.get("key"):
         return None
-    return load_stored_models(record["key"], record["sha256"], settings, job_id=job.id)
+    return str(record["key"]), str(record["sha256"])
 
 
 def load_stored_models(key: str, sha256: str, settings: Settings, *, job_id: int

@@ -229,7 +229,7 @@ async def _store_and_record(task: ProductTask, sessions: Any, result: FitResult,
         async with unit_of_work(sessions) as session:
             tenant = await session.get(Tenant, task.tenant_id)
             assert tenant is not None
-            job = await jobs_repository.get_job(session, task.job_id)
+            job = await jobs_repository.get_job(session, task.job_id, reports=False)
             # A product of a cancelled job that finishes anyway is kept, not made active.
             if job is None or job.status is JobStatus.CANCELLED:
                 promotion = promotion.as_cancelled()
