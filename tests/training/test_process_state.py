@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from conftest import make_settings
 from ovencast.forecasting.families.global_fits import GlobalFits
 from ovencast.store import store_for
+from ovencast.training import process_state
 from ovencast.training.process_state import parsed_global_fits, task_engine, task_global_fits
 from ovencast.training.task import ProductTask
 
@@ -28,10 +30,11 @@ def test_a_pool_process_parses_a_jobs_global_models_once() -> None:
 
 
 def test_a_pool_process_loads_a_jobs_stored_global_models_once_and_verified(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An embedded task names the job's stored global models (key, sha256) instead of
     carrying them: each pool process loads and parses them once per job, and refuses a
     copy whose checksum differs (the product then trains without them)."""
+    monkeypatch.setattr(process_state, "_stored_fits", {})  # a new process
     settings = make_settings(tmp_path / "home")
     fits = GlobalFits(products=("bread",), regressors=(), boosters={"2024-01-01": "t"},
                       seconds=1.0, sales_features=("mean_91",))
@@ -45,6 +48,12 @@ def test_a_pool_process_loads_a_jobs_stored_global_models_once_and_verified(
                            country=None, subdivision=None, global_fits_key=key)
 
     good = task((stored.key, stored.sha256))
+    path = Path(settings.resolved_model_storage_path) / stored.key
+    # Refused while the stored copy is damaged, not remembered as refused: once the copy
+    # is whole again (a store that was briefly wrong or down) the next product loads it.
+    path.write_bytes(fits.to_bytes().replace(b"bread", b"brexd"))
+    assert task_global_fits(good) is None
+    path.write_bytes(fits.to_bytes())
     assert task_global_fits(good) == fits
     assert task_global_fits(good) is task_global_fits(task((stored.key, stored.sha256)))
     assert task_global_fits(task((stored.key, "0" * 64))) is None

@@ -25,9 +25,9 @@ def parsed_global_fits(payload: bytes) -> GlobalFits:
     return GlobalFits.from_bytes(payload)
 
 
-# (key, sha256) -> the parsed models, or None where the stored copy was refused. Two
-# jobs' worth: a service worker may interleave the products of two tenants' jobs.
-_stored_fits: dict[tuple[str, str], GlobalFits | None] = {}
+# (key, sha256) -> the parsed models. Two jobs' worth: a service worker may interleave
+# the products of two tenants' jobs.
+_stored_fits: dict[tuple[str, str], GlobalFits] = {}
 _STORED_KEPT = 2
 
 
@@ -35,13 +35,16 @@ def stored_global_fits(key: tuple[str, str], settings: Settings, *, job_id: int
                        ) -> GlobalFits | None:
     """A job's global models stored under `key` = (artifact key, sha256): loaded,
     checksum verified and parsed once per process, then the same object for each of the
-    job's products. None (logged) when the stored copy is refused or gone: lightgbm then
-    trains on the product alone."""
+    job's products. None (logged) when the stored copy is refused or unreachable:
+    lightgbm then trains on the product alone, and the next product tries again (a
+    store that was briefly down costs only the products that met it)."""
     if key not in _stored_fits:
+        payload = tenant_stage.load_stored_models(*key, settings, job_id=job_id)
+        if payload is None:
+            return None
         while len(_stored_fits) >= _STORED_KEPT:
             del _stored_fits[next(iter(_stored_fits))]
-        payload = tenant_stage.load_stored_models(*key, settings, job_id=job_id)
-        _stored_fits[key] = None if payload is None else GlobalFits.from_bytes(payload)
+        _stored_fits[key] = GlobalFits.from_bytes(payload)
     return _stored_fits[key]
 
 
