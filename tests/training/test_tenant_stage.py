@@ -39,7 +39,7 @@ from ovencast.tenants import service as tenants_service
 from ovencast.training import process_state, tenant_stage
 from ovencast.training.fitting import fit_product
 from ovencast.training.pool import child_fit_args, fit_in_child
-from ovencast.training.prepare import prepare_job, product_task
+from ovencast.training.prepare import PreparedJob, prepare_job, product_task
 from ovencast.training.task import ProductTask
 from ovencast.training.tenant_stage import GLOBAL_MODELS_KEY
 from ovencast.training.worker import fit_plan
@@ -214,18 +214,24 @@ async def test_job_without_a_global_model_choice_has_none(
     assert not [key for key in store.list() if GLOBAL_MODELS_KEY in key]
 
 
+async def _prepared_as_the_service_does(database: Database, settings: Settings,
+                                        tiny_dataset: Callable[..., Path]) -> PreparedJob:
+    """An `auto` job of PRODUCTS prepared with its data snapshot stored (service shape)."""
+    await import_directory(database, "t1", tiny_dataset(PRODUCTS, days=DAYS))
+    async with unit_of_work(database.sessions) as session:
+        tenant = await tenants_service.get_tenant(session, "t1")
+        job = await jobs_service.new_job(session, tenant, models=("auto",))
+        return await prepare_job(session, tenant, job, settings=settings,
+                                 store_histories=True)
+
+
 async def test_service_shape_task_reloads_the_verified_tenant_models(
         database: Database, settings: Settings, tiny_dataset: Callable[..., Path],
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The queue worker rebuilds a task from ids (`product_task`): it names the job's
     stored global models (key, sha256), which a process loads back from the store once,
     and refuses when their checksum fails."""
-    await import_directory(database, "t1", tiny_dataset(PRODUCTS, days=DAYS))
-    async with unit_of_work(database.sessions) as session:
-        tenant = await tenants_service.get_tenant(session, "t1")
-        job = await jobs_service.new_job(session, tenant, models=("auto",))
-        prepared = await prepare_job(session, tenant, job, settings=settings,
-                                     store_histories=True)
+    prepared = await _prepared_as_the_service_does(database, settings, tiny_dataset)
     payload = _stored(settings, prepared.tasks[0])
 
     async def rebuilt(product: str) -> GlobalFits | None:
@@ -263,12 +269,7 @@ async def test_a_service_fit_process_loads_the_global_models_it_is_not_sent(
     """The worker sends its fit process the plan without the job's global models (tens of
     MB for a chain) and where they are stored; the fit process loads them and fits the
     product exactly as with the plan the worker holds."""
-    await import_directory(database, "t1", tiny_dataset(PRODUCTS, days=DAYS))
-    async with unit_of_work(database.sessions) as session:
-        tenant = await tenants_service.get_tenant(session, "t1")
-        job = await jobs_service.new_job(session, tenant, models=("auto",))
-        prepared = await prepare_job(session, tenant, job, settings=settings,
-                                     store_histories=True)
+    prepared = await _prepared_as_the_service_does(database, settings, tiny_dataset)
     task = prepared.tasks[0]
     plan = fit_plan(task)
     assert plan.context.global_fits is not None
