@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,8 @@ from ovencast.db.runtime import Database
 from ovencast.forecasting.features import AlignmentReport
 from ovencast.forecasting.validation import ValidationReport
 from ovencast.settings import Settings
+from ovencast.training import data as data_module
+from ovencast.training import prepare as prepare_module
 from ovencast.training.embedded import prepare_training
 from ovencast.training.prepare import PreparedJob
 from ovencast.training.task import ProductTask
@@ -57,3 +60,39 @@ async def test_the_original_fits_the_tenants_columns_not_a_computed_holiday(
     assert "public_holiday" in prepared.alignment.computed_regressors
     assert ("public_holiday" in task.regressors) is with_holiday
     assert len(task.regressors) > 0  # the weather file's columns stay
+
+
+async def test_preparing_a_job_leaves_the_event_loop_free(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A service worker prepares a job on its event loop, which also sends the queue's
+    heartbeats: the preparation's CPU-heavy steps (building and validating the tenant
+    frame, splitting it by product, the products' verdicts) run in threads, or a chain's
+    minutes of them would make another worker prepare the job again as stalled. The real
+    steps run; each records the thread it ran on."""
+    threads: dict[str, set[int]] = {}
+
+    def recorded(module: object, name: str) -> None:
+        real = getattr(module, name)
+
+        def step(*args: object, **kwargs: object) -> object:
+            threads.setdefault(name, set()).add(threading.get_ident())
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, step)
+
+    recorded(data_module, "build_tenant_frame")
+    recorded(data_module, "validate_sales")
+    recorded(prepare_module, "_split")
+    recorded(prepare_module, "_verdicts")
+    database = Database.open(make_settings(tmp_path / "home"))
+    await database.ready()
+    try:
+        await import_directory(database, "t", write_tiny_dataset(
+            tmp_path / "data", ["bread", "rolls"], days=120), country="DE")
+        loop_thread = threading.get_ident()
+        prepared = await prepare_training(database, "t", models=["seasonal_naive"])
+    finally:
+        await database.close()
+    assert len(prepared.tasks) == 2
+    assert set(threads) == {"build_tenant_frame", "validate_sales", "_split", "_verdicts"}
+    assert all(loop_thread not in ran_on for ran_on in threads.values())

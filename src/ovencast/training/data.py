@@ -4,6 +4,7 @@ rebuilding one product's task, `ovencast validate`)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -16,7 +17,7 @@ from ovencast.errors import InvalidDataset
 from ovencast.forecasting.features import AlignmentReport, build_tenant_frame
 from ovencast.forecasting.validation import ValidationReport, validate_sales
 from ovencast.settings import Settings
-from ovencast.sources.base import DataSource
+from ovencast.sources.base import DataSource, SourceData
 from ovencast.sources.database import DatabaseSource
 
 
@@ -38,15 +39,27 @@ class TenantData:
 async def load_and_validate(source: DataSource, tenant: Tenant, *, settings: Settings,
                             until: date | None, products: Sequence[str] | None
                             ) -> TenantData:
-    data = await source.load(tenant.name, until=until, products=products)
-    warnings = list(data.warnings)
+    """Load, build the tenant frame and validate it. The frame and its validation run in
+    a thread: minutes of CPU for a chain, which on the event loop would stop a service
+    worker's heartbeats, and another worker would then prepare the job again as stalled
+    (decision 023)."""
+    loaded = [await source.load(tenant.name, until=until, products=products)]
+    warnings = list(loaded[0].warnings)
+    frame, alignment, report = await asyncio.to_thread(_frame_and_report, loaded, tenant,
+                                                       settings)
+    return TenantData(frame=frame, report=report, alignment=alignment, warnings=warnings)
+
+
+def _frame_and_report(loaded: list[SourceData], tenant: Tenant, settings: Settings
+                      ) -> tuple[pd.DataFrame, AlignmentReport, ValidationReport]:
+    data = loaded.pop()  # the only reference: the source's rows go once copied
     frame, alignment = build_tenant_frame(data.sales, data.regressors,
                                           country=tenant.country,
                                           subdivision=tenant.subdivision)
     del data  # the source's rows, copied into `frame`: not held while it is validated
     report = validate_sales(frame, min_days=settings.min_training_data_days,
                             recommended_days=settings.recommended_training_data_days)
-    return TenantData(frame=frame, report=report, alignment=alignment, warnings=warnings)
+    return frame, alignment, report
 
 
 async def validate_tenant(session: AsyncSession, tenant: Tenant, *, settings: Settings,

@@ -103,7 +103,8 @@ async def load_job_data(source: DataSource, tenant: Tenant, job: TrainingJob, *,
         tenant_data = await tenant_stage.load_tenant_data(source, tenant, job,
                                                           settings=settings)
         if await source.data_version(tenant.name) == version:
-            histories = _split(data.frame)
+            # In a thread, as the frame's build: seconds for a chain (decision 023).
+            histories = await asyncio.to_thread(_split, data.frame)
             # .copy(): an empty slice is a view that would keep the long frame alive.
             return JobData(selected=list(selected), histories=histories,
                            data=replace(data, frame=data.frame.iloc[0:0].copy()),
@@ -117,15 +118,7 @@ async def plan_job(loaded: JobData, tenant: Tenant, job: TrainingJob, *,
     """The products' verdicts and the tenant stage (seconds to minutes): no database
     session is open meanwhile, so no transaction waits idle and no lock is held."""
     data = loaded.data
-    verdicts: list[tuple[str, str | None, str]] = []
-    histories: dict[str, pd.DataFrame] = {}  # the products that will train
-    nothing = data.frame.drop(columns=[PRODUCT])
-    for product in loaded.selected:
-        history = loaded.histories.get(product, nothing)
-        reason = _rejection(product, history, data.report, data.alignment, job.until)
-        verdicts.append((product, reason, _product_class(product, history, data.report)))
-        if not reason:
-            histories[product] = history
+    verdicts, histories = await asyncio.to_thread(_verdicts, loaded, job.until)
     stage = await tenant_stage.train_global_models(
         tenant, job, histories, tuple(data.alignment.used_regressors), settings,
         loaded.tenant_data, classes={product: product_class for product, reason,
@@ -138,6 +131,23 @@ async def plan_job(loaded: JobData, tenant: Tenant, job: TrainingJob, *,
     return JobPlan(data=data, verdicts=verdicts, histories=histories,
                    global_models=stage if isinstance(stage, tuple) else None,
                    warnings=warnings, data_version=loaded.data_version)
+
+
+def _verdicts(loaded: JobData, until: date | None
+              ) -> tuple[list[tuple[str, str | None, str]], dict[str, pd.DataFrame]]:
+    """(product, refusal reason or None, class) of every selected product, and the
+    histories of those that will train."""
+    data = loaded.data
+    verdicts: list[tuple[str, str | None, str]] = []
+    histories: dict[str, pd.DataFrame] = {}
+    nothing = data.frame.drop(columns=[PRODUCT])
+    for product in loaded.selected:
+        history = loaded.histories.get(product, nothing)
+        reason = _rejection(product, history, data.report, data.alignment, until)
+        verdicts.append((product, reason, _product_class(product, history, data.report)))
+        if not reason:
+            histories[product] = history
+    return verdicts, histories
 
 
 async def store_snapshot(plan: JobPlan, tenant: Tenant, job: TrainingJob, *,
