@@ -24,7 +24,7 @@ from ovencast.settings import Settings
 from ovencast.sources.database import DatabaseSource
 from ovencast.store import store_for
 from ovencast.tenants import service as tenants_service
-from ovencast.training import job_artifacts
+from ovencast.training import job_artifacts, snapshot
 from ovencast.training.prepare import load_job_data, prepare_job, product_task
 from ovencast.training.task import ProductTask
 
@@ -169,3 +169,20 @@ async def test_a_job_reads_again_when_an_import_commits_while_it_reads(
         else:
             with pytest.raises(Conflict, match="changed each of the 3 times"):
                 await load_job_data(source, tenant, job, settings=settings)
+
+
+def test_two_preparations_of_one_job_keep_each_others_files(settings: Settings) -> None:
+    """A preparation taken as stalled while it ran is delivered again: each delivery's
+    files have keys of their own under the job's prefix, and the one that loses (it finds
+    the job prepared) deletes only its own; a failed job's prefix goes whole."""
+    history = pd.DataFrame({"date": pd.date_range("2024-01-01", periods=3),
+                            "y": [1.0, 2.0, 3.0], "closed": False})
+    first = snapshot.save_histories(settings, "t1", 7, {"bread": history})
+    second = snapshot.save_histories(settings, "t1", 7, {"bread": history.copy()})
+    assert first["bread"]["key"] != second["bread"]["key"]
+    snapshot.discard_saved(settings, second, 7)
+    pd.testing.assert_frame_equal(snapshot.load_history(settings, first["bread"]), history)
+    store = store_for(settings)
+    assert store.list(snapshot.job_data_prefix("t1", 7)) == [store.uri_for(first["bread"]["key"])]
+    snapshot.discard(settings, "t1", 7)
+    assert store.list(snapshot.job_data_prefix("t1", 7)) == []

@@ -69,6 +69,7 @@ async def prepare_training_job(context: JobContext, job_id: int) -> None:
     runtime = _runtime(context)
     settings, sessions = runtime.settings, runtime.database.sessions
     tenant: Tenant | None = None
+    saved: dict[str, dict[str, str]] = {}  # this preparation's snapshot files
     try:
         async with unit_of_work(sessions) as session, \
                 open_data_source(session, settings=settings) as source:
@@ -81,10 +82,13 @@ async def prepare_training_job(context: JobContext, job_id: int) -> None:
         # The tenant stage and the snapshot's writes run with no transaction open.
         plan = await plan_job(loaded, tenant, job, settings=settings)
         plan = await store_snapshot(plan, tenant, job, settings=settings)
+        saved = plan.snapshots or {}
         async with unit_of_work(sessions) as session:
             job = await jobs_service.lock_job(session, job_id)
-            if job.status is not JobStatus.QUEUED:  # cancelled while it was planned
-                snapshot.discard(settings, tenant.name, job_id)
+            # Cancelled while it was planned, or prepared meanwhile by another delivery of
+            # this task (its runs read that one's files): only this one's files go.
+            if job.status is not JobStatus.QUEUED:
+                snapshot.discard_saved(settings, saved, job_id)
                 return
             prepared = await record_plan(session, tenant, job, plan, settings=settings)
             runs = await jobs_repository.runs_of(session, job.id)
@@ -95,9 +99,15 @@ async def prepare_training_job(context: JobContext, job_id: int) -> None:
         if _is_database_error(exc):
             raise  # retried; the reaper fails the job if it never gets through
         log.error("training.job.prepare_failed", job_id=job_id, exc_info=exc)
-        if tenant is not None:
-            snapshot.discard(settings, tenant.name, job_id)
         async with unit_of_work(sessions) as session:
+            job = await jobs_service.lock_job(session, job_id)
+            if job.status not in (JobStatus.QUEUED, JobStatus.CANCELLED):
+                # Prepared (or failed) by another delivery of this task: its runs read
+                # its files.
+                snapshot.discard_saved(settings, saved, job_id)
+                return
+            if tenant is not None:  # no run reads any preparation's files
+                snapshot.discard(settings, tenant.name, job_id)
             job = await jobs_service.fail_job(session, job_id, failure_reason(exc))
             await notify_in_transaction(session, jobs_service.job_event(job))
 

@@ -4,7 +4,8 @@ Preparing a job loads and validates the tenant's data once. The embedded shape h
 product's history to the pool in memory. The service shape's workers get ids only, and the
 tenant's data may change while the job runs (an upload between two products): so the
 preparing worker stores each trainable product's validated history in the artifact store
-(`<tenant>/job-data/v<job>/<product>.parquet`, its key and SHA-256 on the run), and a
+(`<tenant>/job-data/v<job>/<product>-<random>.parquet`, its key and SHA-256 on the
+run), and a
 worker reads that, checksum verified, instead of the tables. The job records the tenant's
 data version (its newest import) it was prepared from. The snapshot is deleted with the
 job's other artifacts once every run has ended (`training/job_artifacts.py`).
@@ -22,7 +23,7 @@ from ovencast.errors import OvencastError
 from ovencast.observability.logs import get_logger
 from ovencast.settings import Settings
 from ovencast.store import store_for
-from ovencast.store.base import job_data_key, job_data_prefix
+from ovencast.store.base import job_data_key, job_data_prefix, unique_key
 
 log = get_logger(__name__)
 
@@ -40,15 +41,20 @@ def from_bytes(payload: bytes) -> pd.DataFrame:
 
 def save_histories(settings: Settings, tenant: str, job_id: int,
                    histories: dict[str, pd.DataFrame]) -> dict[str, dict[str, str]]:
-    """Store each product's history; product -> {"key", "sha256"} (recorded on its run).
-    What a retried preparation stored before is unreferenced: deleted first, so that the
-    saves back nothing up."""
-    discard(settings, tenant, job_id)
+    """Store each product's history under a key of this preparation's own (under the
+    job's prefix); product -> {"key", "sha256"} (recorded on its run). Two preparations
+    of one job (a retry after a database error, or a preparation taken as stalled while
+    it ran) never touch each other's files; what a failed save stored is deleted."""
     store = store_for(settings)
     records: dict[str, dict[str, str]] = {}
-    for product, history in histories.items():
-        stored = store.save(job_data_key(tenant, job_id, product), to_bytes(history))
-        records[product] = {"key": stored.key, "sha256": stored.sha256}
+    try:
+        for product, history in histories.items():
+            stored = store.save(unique_key(job_data_key(tenant, job_id, product)),
+                                to_bytes(history))
+            records[product] = {"key": stored.key, "sha256": stored.sha256}
+    except BaseException:
+        discard_saved(settings, records, job_id)
+        raise
     return records
 
 
@@ -78,8 +84,20 @@ def retire(job: TrainingJob, settings: Settings) -> None:
 
 
 def discard(settings: Settings, tenant: str, job_id: int) -> None:
-    """Delete what a preparation stored before it failed or found the job cancelled."""
+    """Delete every preparation's files of a job that none prepared (it failed)."""
     _delete(settings, job_data_prefix(tenant, job_id), job_id)
+
+
+def discard_saved(settings: Settings, records: dict[str, dict[str, str]], job_id: int
+                  ) -> None:
+    """Delete one preparation's files (`save_histories`' records): it found the job
+    cancelled, or prepared by another preparation whose runs read their own files."""
+    store = store_for(settings)
+    for record in records.values():
+        try:
+            store.delete(record["key"])
+        except (OvencastError, ValueError, OSError) as exc:
+            log.warning("training.snapshot.not_deleted", job_id=job_id, reason=str(exc))
 
 
 def _delete(settings: Settings, prefix: str, job_id: int) -> None:
