@@ -5,15 +5,15 @@ product's history to the pool in memory. The service shape's workers get ids onl
 tenant's data may change while the job runs (an upload between two products): so the
 preparing worker stores each trainable product's validated history in the artifact store
 (`<tenant>/job-data/v<job>/<product>-<random>.parquet`, its key and SHA-256 on the
-run), and a
-worker reads that, checksum verified, instead of the tables. The job records the tenant's
-data version (its newest import) it was prepared from. The snapshot is deleted with the
+run), and a worker reads that, checksum verified, instead of the tables. The job records
+the tenant's data version (its newest import) it was prepared from. The snapshot is deleted with the
 job's other artifacts once every run has ended (`training/job_artifacts.py`).
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -80,30 +80,28 @@ def retire(job: TrainingJob, settings: Settings) -> None:
     delete its stored histories. Idempotent; a failure only leaves files behind (logged)."""
     found = job.data_snapshot or {}
     if found.get("retired") and found.get("prefix"):
-        _delete(settings, found["prefix"], job.id)
+        _delete(settings, job.id, prefix=found["prefix"])
 
 
 def discard(settings: Settings, tenant: str, job_id: int) -> None:
     """Delete every preparation's files of a job that none prepared (it failed)."""
-    _delete(settings, job_data_prefix(tenant, job_id), job_id)
+    _delete(settings, job_id, prefix=job_data_prefix(tenant, job_id))
 
 
 def discard_saved(settings: Settings, records: dict[str, dict[str, str]], job_id: int
                   ) -> None:
     """Delete one preparation's files (`save_histories`' records): it found the job
     cancelled, or prepared by another preparation whose runs read their own files."""
-    store = store_for(settings)
-    for record in records.values():
-        try:
-            store.delete(record["key"])
-        except (OvencastError, ValueError, OSError) as exc:
-            log.warning("training.snapshot.not_deleted", job_id=job_id, reason=str(exc))
+    _delete(settings, job_id, keys=[record["key"] for record in records.values()])
 
 
-def _delete(settings: Settings, prefix: str, job_id: int) -> None:
+def _delete(settings: Settings, job_id: int, *, prefix: str | None = None,
+            keys: Sequence[str] = ()) -> None:
+    """Delete what lies under `prefix`, or `keys`; a failure only leaves files behind
+    (logged)."""
     store = store_for(settings)
     try:
-        for uri in store.list(prefix):
-            store.delete(uri)
+        for key in (store.list(prefix) if prefix is not None else keys):
+            store.delete(key)
     except (OvencastError, ValueError, OSError) as exc:
         log.warning("training.snapshot.not_deleted", job_id=job_id, reason=str(exc))
