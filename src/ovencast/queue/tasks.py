@@ -30,8 +30,9 @@ from ovencast.jobs.states import JobStatus, RunStatus
 from ovencast.observability.logs import get_logger
 from ovencast.observability.metrics import product_ended
 from ovencast.queue.runtime import WorkerRuntime
+from ovencast.settings import Settings
 from ovencast.sources.service import open_data_source
-from ovencast.training import job_artifacts, snapshot
+from ovencast.training import job_artifacts, snapshot, tenant_stage
 from ovencast.training.advisory_lock import advisory_lock
 from ovencast.training.prepare import (
     load_job_data,
@@ -70,6 +71,7 @@ async def prepare_training_job(context: JobContext, job_id: int) -> None:
     settings, sessions = runtime.settings, runtime.database.sessions
     tenant: Tenant | None = None
     saved: dict[str, dict[str, str]] = {}  # this preparation's snapshot files
+    stage: dict[str, Any] | None = None  # ... and its stored global models
     try:
         async with unit_of_work(sessions) as session, \
                 open_data_source(session, settings=settings) as source:
@@ -81,6 +83,7 @@ async def prepare_training_job(context: JobContext, job_id: int) -> None:
             loaded = await load_job_data(source, tenant, job, settings=settings)
         # The tenant stage and the snapshot's writes run with no transaction open.
         plan = await plan_job(loaded, tenant, job, settings=settings)
+        stage = None if plan.global_models is None else plan.global_models[1]
         plan = await store_snapshot(plan, tenant, job, settings=settings)
         saved = plan.snapshots or {}
         async with unit_of_work(sessions) as session:
@@ -88,7 +91,7 @@ async def prepare_training_job(context: JobContext, job_id: int) -> None:
             # Cancelled while it was planned, or prepared meanwhile by another delivery of
             # this task (its runs read that one's files): only this one's files go.
             if job.status is not JobStatus.QUEUED:
-                snapshot.discard_saved(settings, saved, job_id)
+                _discard(settings, job_id, saved, stage)
                 return
             prepared = await record_plan(session, tenant, job, plan, settings=settings)
             runs = await jobs_repository.runs_of(session, job.id)
@@ -104,12 +107,22 @@ async def prepare_training_job(context: JobContext, job_id: int) -> None:
             if job.status not in (JobStatus.QUEUED, JobStatus.CANCELLED):
                 # Prepared (or failed) by another delivery of this task: its runs read
                 # its files.
-                snapshot.discard_saved(settings, saved, job_id)
+                _discard(settings, job_id, saved, stage)
                 return
             if tenant is not None:  # no run reads any preparation's files
                 snapshot.discard(settings, tenant.name, job_id)
+            tenant_stage.discard(stage, settings, job_id=job_id)
             job = await jobs_service.fail_job(session, job_id, failure_reason(exc))
             await notify_in_transaction(session, jobs_service.job_event(job))
+
+
+def _discard(settings: Settings, job_id: int, saved: dict[str, dict[str, str]],
+             stage: dict[str, Any] | None) -> None:
+    """What one preparation stored that the job does not record: its snapshot files and
+    its stage's global models (a database error's retry keeps them: the commit may have
+    gone through)."""
+    snapshot.discard_saved(settings, saved, job_id)
+    tenant_stage.discard(stage, settings, job_id=job_id)
 
 
 @blueprint.task(name="train_product", queue=QUEUE, pass_context=True, retry=DATABASE_RETRY)

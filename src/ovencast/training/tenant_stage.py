@@ -225,10 +225,24 @@ def retire(job: TrainingJob, settings: Settings) -> None:
     if not record.get("retired"):
         return
     serving = record.get("serving") or {}
-    keys = [record.get("key"), serving.get("key") if serving.get("retired") else None]
+    _delete(settings, job.id, [record.get("key"),
+                               serving.get("key") if serving.get("retired") else None])
+
+
+def discard(record: Mapping[str, Any] | None, settings: Settings, *, job_id: int) -> None:
+    """Delete what one preparation's stage stored (`record`: its global models and their
+    serving copy, as `train_global_models` returned it) when that preparation is not the
+    job's: another delivery of the task prepared the job, the job was cancelled meanwhile,
+    or the preparation failed. No run or version refers to them. A failure only leaves
+    them behind (logged)."""
+    record = record or {}
+    _delete(settings, job_id, [record.get("key"), (record.get("serving") or {}).get("key")])
+
+
+def _delete(settings: Settings, job_id: int, keys: list[Any]) -> None:
     for key in filter(None, keys):
         try:
             store_for(settings).delete(key)
         except (OvencastError, ValueError, OSError) as exc:
-            log.warning("training.global.not_deleted", job_id=job.id, key=key,
+            log.warning("training.global.not_deleted", job_id=job_id, key=key,
                         reason=str(exc))
