@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
 from ovencast.db.tables import TrainingJob, TrainingRun
-from ovencast.jobs.states import JobStatus, RunStatus
+from ovencast.db.tables.training_run import OPEN_RUNS_SQL
+from ovencast.jobs.states import JobStatus
 
 # A job's validation report and warnings hold a line per product: megabytes of JSON for a
 # chain. What a product's training reads of its job (several times per product) loads
@@ -35,14 +36,19 @@ async def runs_of(session: AsyncSession, job_id: int) -> Sequence[TrainingRun]:
                                   .order_by(TrainingRun.product))).all()
 
 
+# The runs that have not ended, the values written out (not parameters): the partial
+# index on them serves every plan of the statement (migration 0011).
+_OPEN_RUN = sa.text(OPEN_RUNS_SQL.replace("status", "training_runs.status", 1))
+
+
 async def has_open_runs(session: AsyncSession, job_id: int) -> bool:
-    """Whether any of the job's runs has not ended: one indexed query that stops at the
-    first, where loading the runs costs a row per product."""
-    open_states = [status for status in RunStatus if not status.ended]
-    found = await session.scalar(
-        select(TrainingRun.id).where(TrainingRun.job_id == job_id,
-                                     TrainingRun.status.in_(open_states)).limit(1))
-    return found is not None
+    """Whether any of the job's runs has not ended: one query on the open runs' index,
+    where loading the runs costs a row per product."""
+    return await session.scalar(open_runs_query(job_id)) is not None
+
+
+def open_runs_query(job_id: int) -> sa.Select[int]:
+    return select(TrainingRun.id).where(TrainingRun.job_id == job_id, _OPEN_RUN).limit(1)
 
 
 async def run_counts(session: AsyncSession, job_ids: Sequence[int]
@@ -80,39 +86,53 @@ def _text(status: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
     return sa.cast(status, sa.Text)
 
 
+def _argument(table: Any, name: str) -> sa.ColumnElement[int]:
+    """A queue task's integer argument, its name written out as the expression index on
+    it has it (migration 0011): as a parameter, no plan could use the index."""
+    return sa.cast(table.c.args.op("->>")(sa.literal_column(f"'{name}'")), sa.Integer)
+
+
 async def orphaned_runs(session: AsyncSession, task_name: str
                         ) -> Sequence[tuple[int, int, str]]:
     """(run id, job id, queue status) of runs still pending or running whose queue task
     has ended and is not queued again: nothing will ever record their outcome
     (PostgreSQL only: the queue's table)."""
-    run_arg = sa.cast(_QUEUE_JOBS.c.args.op("->>")("run_id"), sa.Integer)
-    again = _QUEUE_JOBS.alias("again")
-    waiting = select(again.c.id).where(
-        again.c.task_name == task_name,
-        sa.cast(again.c.args.op("->>")("run_id"), sa.Integer) == TrainingRun.id,
-        _text(again.c.status).in_(_WAITING)).exists()
-    rows = await session.execute(
-        select(TrainingRun.id, TrainingRun.job_id, _text(_QUEUE_JOBS.c.status))
-        .join(_QUEUE_JOBS, (_QUEUE_JOBS.c.task_name == task_name) & (run_arg == TrainingRun.id))
-        .where(TrainingRun.status.in_([RunStatus.PENDING, RunStatus.RUNNING]),
-               _text(_QUEUE_JOBS.c.status).in_(_ENDED), ~waiting))
+    rows = await session.execute(orphaned_runs_query(task_name))
     return [(int(r), int(j), str(q)) for r, j, q in rows.all()]
+
+
+def orphaned_runs_query(task_name: str) -> sa.Select[int, int, str]:
+    """`orphaned_runs`' statement: for each open run (their partial index), one lookup
+    of its queue tasks (the expression index on the run id), whatever the tables'
+    sizes (`_task_states`)."""
+    tasks = _task_states(task_name, "run_id", TrainingRun.id, _ENDED)
+    return (select(TrainingRun.id, TrainingRun.job_id, tasks.c.ended)
+            .join(tasks, sa.true())
+            .where(_OPEN_RUN, tasks.c.ended.is_not(None), ~tasks.c.waiting))
+
+
+def _task_states(task_name: str, argument: str, owner: Any, ended: Sequence[str]) -> Any:
+    """For the row whose id is `owner` (a run's, a job's), over its `task_name` tasks: an
+    `ended` status one of them has (`ended`: NULL when none has) and whether one is
+    still `waiting` (to do, doing, aborting). A lateral aggregate, so that it is one
+    index lookup per owner row: as a join or NOT EXISTS, PostgreSQL's plans hashed the
+    queue's whole table (its ended tasks are never deleted) at every call."""
+    status = _text(_QUEUE_JOBS.c.status)
+    return (select(func.max(status).filter(status.in_(ended)).label("ended"),
+                   func.bool_or(status.in_(_WAITING)).label("waiting"))
+            .where(_QUEUE_JOBS.c.task_name == task_name,
+                   _argument(_QUEUE_JOBS, argument) == owner)
+            .lateral("tasks"))
 
 
 async def orphaned_jobs(session: AsyncSession, task_name: str) -> Sequence[int]:
     """Queued jobs whose preparation task has ended unfinished (failed, cancelled,
     aborted) and is not queued again."""
-    job_arg = sa.cast(_QUEUE_JOBS.c.args.op("->>")("job_id"), sa.Integer)
-    again = _QUEUE_JOBS.alias("again")
-    waiting = select(again.c.id).where(
-        again.c.task_name == task_name,
-        sa.cast(again.c.args.op("->>")("job_id"), sa.Integer) == TrainingJob.id,
-        _text(again.c.status).in_(_WAITING)).exists()
-    ended = [s.value for s in (QueueStatus.FAILED, QueueStatus.CANCELLED,
-                               QueueStatus.ABORTED)]
+    tasks = _task_states(task_name, "job_id", TrainingJob.id,
+                         [s.value for s in (QueueStatus.FAILED, QueueStatus.CANCELLED,
+                                            QueueStatus.ABORTED)])
     rows = await session.scalars(
-        select(TrainingJob.id)
-        .join(_QUEUE_JOBS, (_QUEUE_JOBS.c.task_name == task_name) & (job_arg == TrainingJob.id))
-        .where(TrainingJob.status == JobStatus.QUEUED, _text(_QUEUE_JOBS.c.status).in_(ended),
-               ~waiting).distinct())
+        select(TrainingJob.id).join(tasks, sa.true())
+        .where(TrainingJob.status == JobStatus.QUEUED, tasks.c.ended.is_not(None),
+               ~tasks.c.waiting))
     return list(rows.all())

@@ -3,11 +3,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Float, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ovencast.db.base import Base, UTCDateTime, state_enum, utcnow
 from ovencast.jobs.states import RunStatus
+
+OPEN_RUNS_SQL = "status IN ({})".format(
+    ", ".join(f"'{status.value}'" for status in RunStatus if not status.ended))
+"""The runs that have not ended, as SQL with the values written out: a prepared
+statement's generic plan uses the partial index `ix_training_runs_open` only for a
+predicate it can see (`jobs.repository`)."""
 
 
 class TrainingRun(Base):
@@ -16,7 +22,12 @@ class TrainingRun(Base):
     model."""
 
     __tablename__ = "training_runs"
-    __table_args__ = (UniqueConstraint("job_id", "product"),)
+    __table_args__ = (
+        UniqueConstraint("job_id", "product"),
+        # The open runs by job: the service shape's reaper and fan-in (migration 0011).
+        Index("ix_training_runs_open", "job_id", postgresql_where=text(OPEN_RUNS_SQL),
+              sqlite_where=text(OPEN_RUNS_SQL)),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("training_jobs.id", ondelete="CASCADE"))
