@@ -199,3 +199,16 @@ def test_a_product_name_a_spreadsheet_would_run_is_written_as_text() -> None:
     frame = pd.read_csv(io.StringIO(buffer.getvalue()), keep_default_na=False)
     assert set(frame["product"]) == {"'=HYPERLINK(\"http://evil.example\",\"x\")", "bread"}
     assert not any(line.startswith(("=", ",=")) for line in buffer.getvalue().splitlines())
+
+
+def test_the_global_model_line_counts_the_cutoffs_that_adopt_an_earlier_booster() -> None:
+    record = {"family": "lightgbm", "products": 6, "seconds": 4.25,
+              "cutoffs": ["2018-06-05", "2018-07-03"]}
+    for adopted, said in ((0, "2 boosters (one per training cut-off) in 4.2 s"),
+                          (1, "2 boosters (one per training cut-off; 1 more cut-off adopts "
+                              "an earlier one) in 4.2 s"),
+                          (3, "3 more cut-offs adopt an earlier one")):
+        console, buffer = _console()
+        render.global_models(console, {**record, "adopted_cutoffs": adopted})
+        assert "global model: lightgbm for 6 products, " in buffer.getvalue()
+        assert said in buffer.getvalue()

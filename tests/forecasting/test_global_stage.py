@@ -17,9 +17,12 @@ from ovencast.forecasting.families.lightgbm_global import LOCAL_PRODUCT, LightGB
 from ovencast.forecasting.families.registry import load_model
 from ovencast.forecasting.frame import CLOSED, DATE, Y
 from ovencast.forecasting.global_stage import (
+    ADOPT_WITHIN_DAYS,
     HORIZON_WEIGHTS,
     cutoffs_of,
+    final_cutoffs,
     needs_global_stage,
+    plan_cutoffs,
     train_tenant_models,
     weigh_partner,
 )
@@ -111,7 +114,15 @@ def test_tenant_models_cover_every_products_cutoffs(make_history: HistoryFactory
     wanted: set[pd.Timestamp] = set()
     for history in histories.values():
         wanted |= cutoffs_of(history, holdout=HoldoutSplit(), backtest=BacktestPlan())
-    assert sorted(fits.boosters) == sorted(c.date().isoformat() for c in wanted)
+    # Bread's parts end on closed days, a day before cake's: cake's final cut-off adopts
+    # bread's (a day older), and every needed cut-off has a booster no older than the
+    # reach, never a later one.
+    assert set(fits.boosters) | set(fits.aliases) == {c.date().isoformat() for c in wanted}
+    assert not set(fits.boosters) & set(fits.aliases)
+    assert fits.aliases[day(N_DAYS - 1).date().isoformat()] == day(N_DAYS - 2).date().isoformat()
+    for cutoff, trained in fits.aliases.items():
+        assert 0 < (pd.Timestamp(cutoff) - pd.Timestamp(trained)).days <= ADOPT_WITHIN_DAYS
+        assert trained in fits.boosters
     assert fits.products == ("bread", "cake")
     assert fits.summary()["products"] == 2
 
@@ -120,8 +131,78 @@ def test_tenant_models_cover_every_products_cutoffs(make_history: HistoryFactory
     cake_cutoffs = cutoffs_of(histories["cake"], holdout=HoldoutSplit(),
                               backtest=BacktestPlan())
     assert sorted(only_cake.boosters) == sorted(c.date().isoformat() for c in cake_cutoffs)
+    assert only_cake.aliases == {}
     assert cake_cutoffs < wanted
     assert only_cake.products == ("bread", "cake")
+
+
+def iso(offset: int) -> str:
+    return day(offset).date().isoformat()
+
+
+def test_the_shared_cutoffs_are_trained_and_the_others_adopt_one_within_reach() -> None:
+    assert ADOPT_WITHIN_DAYS == 28
+    shared = {day(100), day(128), day(156)}
+    plan = plan_cutoffs([shared, shared, shared,
+                         {day(110), day(138)},  # 10 days after two shared: adopts them
+                         {day(20)}, {day(40)}, {day(60)}])  # single ends before them all
+    trained, aliases = plan
+    # 40 is within reach of 20 (oldest first: the interval cover), 60 is not (40 was
+    # not trained).
+    assert trained == [day(20), day(60), day(100), day(128), day(156)]
+    assert aliases == {iso(110): iso(100), iso(138): iso(128), iso(40): iso(20)}
+    # Only ever an earlier booster: a cut-off before every trained one is trained.
+    assert plan_cutoffs([{day(50)}, {day(50)}, {day(49)}]) == ([day(49), day(50)], {})
+    # Never one of the product's own: its windows (and final fit) keep their boosters.
+    assert plan_cutoffs([{day(10), day(30)}]) == ([day(10), day(30)], {})
+    # Two products a day apart: one set trained, the other adopts it a day older.
+    assert plan_cutoffs([{day(10), day(38)}, {day(11), day(39)}]) == (
+        [day(10), day(38)], {iso(11): iso(10), iso(39): iso(38)})
+    assert plan_cutoffs([]) == ([], {})
+
+
+def test_a_product_ending_on_a_day_of_its_own_adopts_the_shared_boosters(
+        make_history: HistoryFactory) -> None:
+    holdout, backtest = HoldoutSplit(), BacktestPlan()
+    histories = {"bread": make_history(weekly(N_DAYS)),
+                 "rolls": make_history(weekly(N_DAYS, level=1.5, seed=2)),
+                 # discontinued 20 days before the others' end
+                 "cake": make_history(weekly(N_DAYS - 20, level=2.0, seed=1))}
+    fits = train_tenant_models(histories, (), holdout=holdout, backtest=backtest)
+    shared = {c.date().isoformat() for c in cutoffs_of(histories["bread"], holdout=holdout,
+                                                       backtest=backtest)}
+    own = {c.date().isoformat() for c in cutoffs_of(histories["cake"], holdout=holdout,
+                                                    backtest=backtest)}
+    # Cake's cut-offs adopt the shared ones 8 days before them, bar the two with none
+    # before them (its seasonal window's, day 87, and its oldest recent window's, 283:
+    # the others' are 107 and 303), which are trained.
+    oldest = {iso(87), iso(283)}
+    assert oldest < own
+    assert set(fits.aliases) == own - oldest
+    assert set(fits.boosters) == shared | oldest
+    assert fits.aliases[iso(N_DAYS - 21)] == iso(N_DAYS - 29)
+    assert GlobalFits.from_bytes(fits.to_bytes()).aliases == fits.aliases
+    assert fits.summary()["adopted_cutoffs"] == len(own) - 2
+
+    # Cake's final model adopts that booster, and its serving copy holds it.
+    model = LightGBMModel()
+    model.fit(histories["cake"], context=FitContext(product="cake", global_fits=fits))
+    assert model.adopted
+    assert model._state()["booster"] == fits.boosters[iso(N_DAYS - 29)]
+    assert sorted(fits.serving_copy(final_cutoffs(histories)).boosters) == [
+        iso(N_DAYS - 29), iso(N_DAYS - 1)]
+    # Its backtest windows are forecast from the adopted boosters, as fitting each
+    # window with them gives.
+    train, _ = holdout.split(histories["cake"])
+    windows = backtest.windows(train)
+    context = FitContext(product="cake", global_fits=fits)
+    at_once = LightGBMModel().backtest_forecasts(windows, context=context)
+    assert all(forecast is not None for forecast in at_once)
+    for window, forecast in zip(windows, at_once, strict=True):
+        one = LightGBMModel()
+        one.fit(window.train, context=context)
+        assert one.adopted
+        np.testing.assert_allclose(forecast, one.predict(window.test))
 
 
 # -- the two members and their weight -------------------------------------------------------

@@ -60,8 +60,11 @@ def global_models(console: Console, record: dict[str, Any] | None) -> None:
     """The tenant stage's line: which global model, how many boosters, what it cost."""
     if not record:
         return
+    adopted = record.get("adopted_cutoffs", 0)
+    shared = (f"; {adopted} more cut-off{'s' if adopted != 1 else ''} adopt"
+              f"{'s' if adopted == 1 else ''} an earlier one") if adopted else ""
     console.print(f"global model: {record['family']} for {record['products']} products, "
-                  f"{len(record['cutoffs'])} boosters (one per training cut-off) in "
+                  f"{len(record['cutoffs'])} boosters (one per training cut-off{shared}) in "
                   f"{record['seconds']:.1f} s", highlight=False)
 
 

@@ -6,7 +6,11 @@ A product's cut-offs are the last open day of each training part it fits on: eac
 backtest window's (`selection.BacktestPlan.windows` of its history minus the holdout),
 the holdout's (history minus holdout) and the final fit's (the whole history). Nothing
 after a cut-off is used by the booster of that cut-off, so the holdout stays unseen by
-selection exactly as for the per-product families.
+selection exactly as for the per-product families. The stage trains the cut-offs most
+products share; one of a product ending on a day of its own adopts the latest trained
+booster at most `ADOPT_WITHIN_DAYS` before it when there is one (`plan_cutoffs`): a
+chain's products ending on many different days (seasonal, discontinued) would otherwise
+add up to nine boosters each. docs/decisions/024-shared-cutoffs.md.
 
 The stage also weighs the global model's two members (`lightgbm_global`): on the
 backtest windows of the tenant's products, pooled (one weight per tenant: a product's
@@ -23,8 +27,10 @@ and final model only, instead of backtesting it too: docs/decisions/016-tenant-b
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -57,6 +63,13 @@ MAX_WEIGHING_PRODUCTS = 200
 # 3 partner fits each, in the stage, before any product starts; one weight needs no more
 # than their 4,000-odd product-days.
 MAX_PARTNER_PRODUCTS = 50
+# A needed cut-off the stage trains no booster at adopts the latest trained one at most
+# this many days earlier (one backtest window): products whose histories end on other
+# days (a seasonal product, a discontinued one, data a few days late) share the boosters
+# of the others instead of adding theirs (`plan_cutoffs`; 14 days trained 3 times as
+# many boosters for a chain with ragged ends, for the same accuracy:
+# docs/decisions/024-shared-cutoffs.md).
+ADOPT_WITHIN_DAYS = 28
 
 
 def needs_global_stage(families: Sequence[str]) -> bool:
@@ -108,16 +121,56 @@ def train_tenant_models(histories: Mapping[str, pd.DataFrame], regressors: Seque
     `max_rows` rows (a uniform share of every product's days, `lightgbm_global._matrix`)."""
     holdout, backtest = holdout or HoldoutSplit(), backtest or BacktestPlan()
     wanted = set(histories) if cutoffs_for is None else set(cutoffs_for)
-    cutoffs: set[pd.Timestamp] = set()
-    for product, history in histories.items():
-        if product not in wanted:
-            continue
-        cutoffs |= cutoffs_of(history.sort_values(DATE).reset_index(drop=True),
-                              holdout=holdout, backtest=backtest)
-    fits = train_global(histories, regressors, sorted(cutoffs), workers=workers,
-                        trainer=trainer, max_rows=max_rows)
+    needed = [cutoffs_of(history.sort_values(DATE).reset_index(drop=True), holdout=holdout,
+                         backtest=backtest)
+              for product, history in histories.items() if product in wanted]
+    trained, aliases = plan_cutoffs(needed)
+    fits = train_global(histories, regressors, trained, workers=workers, trainer=trainer,
+                        max_rows=max_rows)
+    fits = replace(fits, aliases={cutoff: to for cutoff, to in aliases.items()
+                                  if to in fits.boosters})
     return weigh_members(fits, {p: h for p, h in histories.items() if p in wanted},
                          holdout=holdout, backtest=backtest)
+
+
+def plan_cutoffs(needed: Iterable[set[pd.Timestamp]]
+                 ) -> tuple[list[pd.Timestamp], dict[str, str]]:
+    """The cut-offs to train boosters at, given each product's needed ones, and the
+    needed cut-offs left out, each with the trained one it adopts (ISO dates).
+
+    Taken in order of how many products need them (then oldest first), a cut-off is
+    trained unless it can adopt one already trained: the latest at most
+    `ADOPT_WITHIN_DAYS` before it (never after: a booster sees nothing after the cut-off
+    of the window it forecasts) that no product needing it needs too (a product's own
+    cut-offs never collapse onto one booster: its final model keeps the freshest). So
+    the cut-offs most products share are trained exactly, a product ending on a day of
+    its own adopts them, and the rest are covered oldest first, as the greedy interval
+    cover does: the boosters grow with the calendar's span, not with the number of
+    distinct product ends."""
+    needers: dict[pd.Timestamp, set[int]] = {}
+    for product, cutoffs in enumerate(needed):
+        for cutoff in cutoffs:
+            needers.setdefault(cutoff, set()).add(product)
+    trained: list[pd.Timestamp] = []  # kept sorted
+    reach = pd.Timedelta(days=ADOPT_WITHIN_DAYS)
+
+    def adoptable(cutoff: pd.Timestamp) -> pd.Timestamp | None:
+        at = bisect.bisect_right(trained, cutoff)
+        while at and cutoff - trained[at - 1] <= reach:
+            if not needers[trained[at - 1]] & needers[cutoff]:
+                return trained[at - 1]
+            at -= 1
+        return None
+
+    for cutoff in sorted(needers, key=lambda c: (-len(needers[c]), c)):
+        if adoptable(cutoff) is None:
+            bisect.insort(trained, cutoff)
+    # Each left-out cut-off adopts the latest it can, which may have been trained after
+    # it was passed over.
+    chosen = set(trained)
+    return trained, {cutoff.date().isoformat(): found.date().isoformat()
+                     for cutoff in needers if cutoff not in chosen
+                     and (found := adoptable(cutoff)) is not None}
 
 
 def weigh_members(fits: GlobalFits, histories: Mapping[str, pd.DataFrame], *,

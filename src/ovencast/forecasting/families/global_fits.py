@@ -98,9 +98,11 @@ class GlobalFits:
     member, the products in category order, the regressor columns and sales features
     they read, the horizon member (None: the level member alone, as artifacts stored
     before it), the seconds they all took to train, and for a large tenant the blend
-partner's tenant-wide weight (None: each product weighs its partner itself), and where
+partner's tenant-wide weight (None: each product weighs its partner itself), where
 the serving copy of the final cut-offs' boosters is stored (None: each product artifact
-holds its boosters)."""
+holds its boosters), and the needed cut-offs the stage trained no booster at, each with
+the trained cut-off it adopts instead (`aliases`, ISO dates: at most
+`global_stage.ADOPT_WITHIN_DAYS` earlier; docs/decisions/024-shared-cutoffs.md)."""
 
     products: tuple[str, ...]
     regressors: tuple[str, ...]
@@ -110,6 +112,7 @@ holds its boosters)."""
     horizon: HorizonMember | None = None
     partner: PartnerWeight | None = None
     serving: ServingRef | None = None
+    aliases: dict[str, str] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
         return json.dumps({"products": list(self.products),
@@ -119,6 +122,7 @@ holds its boosters)."""
                            "horizon": None if self.horizon is None else self.horizon.to_dict(),
                            "partner": None if self.partner is None else self.partner.to_dict(),
                            "serving": None if self.serving is None else self.serving.to_dict(),
+                           "aliases": dict(self.aliases),
                            "seconds": self.seconds}).encode()
 
     @classmethod
@@ -130,7 +134,8 @@ holds its boosters)."""
                    sales_features=tuple(data.get("sales_features", LEGACY_SALES_FEATURES)),
                    horizon=None if horizon is None else HorizonMember.from_dict(horizon),
                    partner=None if partner is None else PartnerWeight.from_dict(partner),
-                   serving=None if serving is None else ServingRef.from_dict(serving))
+                   serving=None if serving is None else ServingRef.from_dict(serving),
+                   aliases={str(k): str(v) for k, v in data.get("aliases", {}).items()})
 
     def summary(self) -> dict[str, Any]:
         found: dict[str, Any] = {"family": LIGHTGBM, "products": len(self.products),
@@ -143,18 +148,26 @@ holds its boosters)."""
             found["partner"] = self.partner.to_dict()
         if self.serving is not None:
             found["serving"] = self.serving.to_dict()
+        if self.aliases:
+            # A count: a chain's ragged product ends may need thousands of cut-offs.
+            found["adopted_cutoffs"] = len(self.aliases)
         return found
 
     def adoptable(self, product: str, regressors: tuple[str, ...]) -> bool:
         return product in self.products and tuple(self.regressors) == tuple(regressors)
 
+    def trained_cutoff(self, cutoff: str) -> str:
+        """The cut-off (ISO date) whose boosters a model fitted up to `cutoff` adopts:
+        `cutoff` itself, or the earlier one the stage trained in its place (`aliases`)."""
+        return self.aliases.get(cutoff, cutoff)
+
     def booster_for(self, product: str, regressors: tuple[str, ...], cutoff: str
                     ) -> str | None:
-        """The level booster text trained up to `cutoff` (ISO date) that a model of
+        """The level booster text of `cutoff` (ISO date; `trained_cutoff`) that a model of
         `product` reading `regressors` can adopt; None when there is none."""
         if not self.adoptable(product, regressors):
             return None
-        return self.boosters.get(cutoff)
+        return self.boosters.get(self.trained_cutoff(cutoff))
 
     def with_horizon_weight(self, weight: float, evidence: Mapping[str, float]
                             ) -> GlobalFits:
@@ -173,9 +186,10 @@ holds its boosters)."""
 
     def serving_copy(self, cutoffs: Iterable[str]) -> GlobalFits:
         """These fits with only the boosters of `cutoffs` (ISO dates; those of the final
-        models), both members: what a job stores for its products' artifacts to refer
-        to (`ServingRef`). The weighing evidence and the partner stay in the job record."""
-        kept = set(cutoffs)
+        models, each as `trained_cutoff`), both members: what a job stores for its
+        products' artifacts to refer to (`ServingRef`). The weighing evidence, the partner
+        and the aliases stay in the job record."""
+        kept = {self.trained_cutoff(cutoff) for cutoff in cutoffs}
 
         def pruned(boosters: Mapping[str, str]) -> dict[str, str]:
             return {cutoff: text for cutoff, text in boosters.items() if cutoff in kept}
@@ -183,4 +197,4 @@ holds its boosters)."""
         horizon = None if self.horizon is None else replace(
             self.horizon, boosters=pruned(self.horizon.boosters), evidence={})
         return replace(self, boosters=pruned(self.boosters), horizon=horizon, partner=None,
-                       serving=None)
+                       serving=None, aliases={})

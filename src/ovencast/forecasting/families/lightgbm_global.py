@@ -45,7 +45,8 @@ fit; products of a tenant share them, so a job fits about nine boosters in all) 
 product's rows up to that date, never later ones. A product's training then
 *adopts* the booster of the matching cut-off instead of fitting: the caller passes the
 tenant's boosters in `fit(history, context=FitContext(product, global_fits))`, and the
-family looks up the booster trained up to the last open day of `history`. So selection,
+family looks up the booster trained up to the last open day of `history` (or the
+earlier one the stage trained in its place, `GlobalFits.trained_cutoff`). So selection,
 holdout evaluation and ensembles use the global model through the same `fit` / `predict`
 interface as every other family. Without a matching booster
 (a single product evaluated on its own, a cut-off the stage did not plan), `fit` trains
@@ -434,7 +435,7 @@ def member_backtests(fits: GlobalFits, histories: Mapping[str, pd.DataFrame],
     y: list[np.ndarray] = []
     forecasts: list[list[np.ndarray]] = [[], []]
     for cutoff, chunks in parts.items():
-        key = cutoff.date().isoformat()
+        key = fits.trained_cutoff(cutoff.date().isoformat())
         if any(key not in boosters for _, boosters in members):
             continue
         rows = np.concatenate(chunks)
@@ -535,13 +536,12 @@ class LightGBMModel(ForecastModel):
         if text is not None and fits is not None:
             self._products, self._product = fits.products, context.product
             self._booster_text, self.adopted = text, True
-            iso = cutoff.date().isoformat()
+            iso = fits.trained_cutoff(cutoff.date().isoformat())
             if fits.serving is not None and iso in fits.serving.cutoffs:
                 self._serving = (fits.serving.key, fits.serving.sha256, iso)
             self._sales_features = tuple(fits.sales_features)
             member = fits.horizon
-            horizon_text = None if member is None else member.boosters.get(
-                cutoff.date().isoformat())
+            horizon_text = None if member is None else member.boosters.get(iso)
             if member is not None and horizon_text is not None:
                 self._horizon = (horizon_text, member.sales_features, member.weight)
         else:
@@ -616,7 +616,7 @@ class LightGBMModel(ForecastModel):
         if last_open < 0:
             return None
         cutoff = history.days[last_open]
-        iso = str(cutoff)
+        iso = fits.trained_cutoff(str(cutoff))
         level = members[0][1].get(iso)
         horizon = members[1][1].get(iso) if len(members) > 1 else None
         if level is None:
