@@ -4,8 +4,6 @@ another. Real PostgreSQL; the task's function called in this process."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +11,6 @@ from procrastinate import App, JobContext
 from procrastinate.jobs import Job
 from procrastinate.testing import InMemoryConnector
 
-from conftest import import_directory, make_settings
 from ovencast.db.runtime import Database
 from ovencast.db.session import unit_of_work
 from ovencast.jobs import repository as jobs_repository
@@ -47,54 +44,48 @@ def _stored(settings: Settings, record: dict[str, Any]) -> list[bool]:
 
 
 async def test_the_preparation_that_loses_deletes_what_it_stored_and_only_that(
-        pg_migrated_url: str, tmp_path: Path, tiny_dataset: Callable[..., Path],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        pg_tenant: tuple[Settings, Database], monkeypatch: pytest.MonkeyPatch) -> None:
     """The first delivery plans the job (its tenant stage stores global models and their
     serving copy), then another delivery prepares the job to the end before the first
     stores its snapshot; the first then finds the job prepared and deletes its own files
     and global models, and nothing of the winner's, whose runs read them."""
-    settings = make_settings(tmp_path / "home", pg_migrated_url)
-    database = Database.open(settings)
-    try:
-        await import_directory(database, "t", tiny_dataset(("bread", "rolls")))
-        async with unit_of_work(database.sessions) as session:
-            tenant = await tenants_service.get_tenant(session, "t")
-            job = await jobs_service.new_job(session, tenant, models=("lightgbm",))
-        context = _context(settings, database, job.id)
-        plans: list[JobPlan] = []
-        stored = tasks.store_snapshot
+    settings, database = pg_tenant
+    async with unit_of_work(database.sessions) as session:
+        tenant = await tenants_service.get_tenant(session, "t")
+        job = await jobs_service.new_job(session, tenant, models=("lightgbm",))
+    context = _context(settings, database, job.id)
+    plans: list[JobPlan] = []
+    stored = tasks.store_snapshot
 
-        async def another_delivery_first(plan: JobPlan, *args: Any, **kwargs: Any) -> JobPlan:
-            plans.append(plan)
-            if len(plans) == 1:  # the first delivery: the second runs to its end meanwhile
-                await tasks.prepare_training_job.func(context, job.id)
-            saved = await stored(plan, *args, **kwargs)
-            plans.append(saved)
-            return saved
+    async def another_delivery_first(plan: JobPlan, *args: Any, **kwargs: Any) -> JobPlan:
+        plans.append(plan)
+        if len(plans) == 1:  # the first delivery: the second runs to its end meanwhile
+            await tasks.prepare_training_job.func(context, job.id)
+        saved = await stored(plan, *args, **kwargs)
+        plans.append(saved)
+        return saved
 
-        monkeypatch.setattr(tasks, "store_snapshot", another_delivery_first)
-        await tasks.prepare_training_job.func(context, job.id)
+    monkeypatch.setattr(tasks, "store_snapshot", another_delivery_first)
+    await tasks.prepare_training_job.func(context, job.id)
 
-        first, second, second_saved, first_saved = plans
-        assert first.global_models is not None
-        assert second.global_models is not None
-        loser, winner = first.global_models[1], second.global_models[1]
-        assert loser["key"] != winner["key"]
-        async with unit_of_work(database.sessions) as session:
-            found = await jobs_service.get_job(session, job.id, reports=False)
-            runs = await jobs_repository.runs_of(session, job.id)
-        assert found.status is JobStatus.RUNNING
-        assert found.global_models is not None
-        assert found.global_models["key"] == winner["key"]
-        assert _stored(settings, winner) == [True, True]
-        assert _stored(settings, loser) == [False, False]
-        # The snapshot: the runs read the winner's files, which are all that is left.
-        store = store_for(settings)
-        assert second_saved.snapshots
-        assert first_saved.snapshots
-        kept = sorted(store.uri_for(record["key"])
-                      for record in second_saved.snapshots.values())
-        assert sorted(store.list(snapshot.job_data_prefix(tenant.name, job.id))) == kept
-        assert {run.product for run in runs} == {"bread", "rolls"}
-    finally:
-        await database.close()
+    first, second, second_saved, first_saved = plans
+    assert first.global_models is not None
+    assert second.global_models is not None
+    loser, winner = first.global_models[1], second.global_models[1]
+    assert loser["key"] != winner["key"]
+    async with unit_of_work(database.sessions) as session:
+        found = await jobs_service.get_job(session, job.id, reports=False)
+        runs = await jobs_repository.runs_of(session, job.id)
+    assert found.status is JobStatus.RUNNING
+    assert found.global_models is not None
+    assert found.global_models["key"] == winner["key"]
+    assert _stored(settings, winner) == [True, True]
+    assert _stored(settings, loser) == [False, False]
+    # The snapshot: the runs read the winner's files, which are all that is left.
+    store = store_for(settings)
+    assert second_saved.snapshots
+    assert first_saved.snapshots
+    kept = sorted(store.uri_for(record["key"])
+                  for record in second_saved.snapshots.values())
+    assert sorted(store.list(snapshot.job_data_prefix(tenant.name, job.id))) == kept
+    assert {run.product for run in runs} == {"bread", "rolls"}

@@ -18,6 +18,7 @@ from ovencast.jobs import repository as jobs_repository
 from ovencast.jobs import service as jobs_service
 from ovencast.jobs.service import DEFAULT_FAMILIES, parse_families
 from ovencast.jobs.states import JobStatus, RunStatus
+from ovencast.settings import Settings
 from ovencast.tenants import service as tenants_service
 
 
@@ -55,36 +56,31 @@ def test_refused_model_choice(models: list[str], message: str) -> None:
 
 @pytest.mark.postgres
 async def test_the_reaper_ends_runs_and_jobs_whose_queue_task_gave_up(
-        pg_migrated_url: str, tmp_path: Path, tiny_dataset: Callable[..., Path]) -> None:
-    settings = make_settings(tmp_path / "home", pg_migrated_url)
-    database = Database.open(settings)
-    try:
-        await import_directory(database, "t", tiny_dataset(("bread", "rolls")))
-        async with unit_of_work(database.sessions) as session:
-            tenant = await tenants_service.get_tenant(session, "t")
-            running = await jobs_service.submit_job(session, tenant, models=["seasonal_naive"])
-            never_prepared = await jobs_service.submit_job(session, tenant)
-            for product, status in (("bread", RunStatus.RUNNING), ("rolls", RunStatus.TRAINED)):
-                session.add(TrainingRun(job_id=running.id, product=product, status=status))
-            running.status = JobStatus.RUNNING
-            await session.flush()
-            bread = (await jobs_repository.runs_of(session, running.id))[0]
-            await jobs_service.defer(session, jobs_service.TRAIN_TASK, job_id=running.id,
-                                     run_id=bread.id)
-            # Both tasks spent their retries (a database outage that lasted too long).
-            await session.execute(text(
-                "UPDATE procrastinate_jobs SET status = :failed WHERE "
-                "(args->>'run_id')::int = :run OR (args->>'job_id')::int = :job"),
-                {"failed": QueueStatus.FAILED.value, "run": bread.id,
-                 "job": never_prepared.id})
-        async with unit_of_work(database.sessions) as session:
-            closed = await jobs_service.reap_orphans(session)
-        async with unit_of_work(database.sessions) as session:
-            first = await jobs_service.get_job(session, running.id)
-            second = await jobs_service.get_job(session, never_prepared.id)
-            runs = {r.product: r for r in await jobs_repository.runs_of(session, running.id)}
-    finally:
-        await database.close()
+        pg_tenant: tuple[Settings, Database]) -> None:
+    _, database = pg_tenant
+    async with unit_of_work(database.sessions) as session:
+        tenant = await tenants_service.get_tenant(session, "t")
+        running = await jobs_service.submit_job(session, tenant, models=["seasonal_naive"])
+        never_prepared = await jobs_service.submit_job(session, tenant)
+        for product, status in (("bread", RunStatus.RUNNING), ("rolls", RunStatus.TRAINED)):
+            session.add(TrainingRun(job_id=running.id, product=product, status=status))
+        running.status = JobStatus.RUNNING
+        await session.flush()
+        bread = (await jobs_repository.runs_of(session, running.id))[0]
+        await jobs_service.defer(session, jobs_service.TRAIN_TASK, job_id=running.id,
+                                 run_id=bread.id)
+        # Both tasks spent their retries (a database outage that lasted too long).
+        await session.execute(text(
+            "UPDATE procrastinate_jobs SET status = :failed WHERE "
+            "(args->>'run_id')::int = :run OR (args->>'job_id')::int = :job"),
+            {"failed": QueueStatus.FAILED.value, "run": bread.id,
+             "job": never_prepared.id})
+    async with unit_of_work(database.sessions) as session:
+        closed = await jobs_service.reap_orphans(session)
+    async with unit_of_work(database.sessions) as session:
+        first = await jobs_service.get_job(session, running.id)
+        second = await jobs_service.get_job(session, never_prepared.id)
+        runs = {r.product: r for r in await jobs_repository.runs_of(session, running.id)}
     assert [job.id for job in closed] == [running.id]
     assert runs["bread"].status is RunStatus.FAILED
     assert runs["bread"].reason is not None
