@@ -185,3 +185,30 @@ def test_selection_prints_each_products_choice_and_leaderboard() -> None:
     assert found, out
     assert 0 < float(found.group(1)) < 1
     assert 0 < float(found.group(2)) < 1
+
+
+def test_ragged_ends_writes_a_copy_whose_drawn_products_end_early(tmp_path: Path) -> None:
+    """bench/ragged_ends.py on the bundled Kiel data: the drawn products stop on the days
+    it prints, within the last `--within` days before `--until`; the others and the other
+    files are as they were."""
+    out_dir = tmp_path / "ragged"
+    out = _bench("ragged_ends.py", [str(KIEL), str(out_dir), "--until", "2018-07-31",
+                                    "--products", "2", "--within", "60", "--seed", "1"])
+    ends = dict(re.findall(r"^(\S+) ends on (\d{4}-\d{2}-\d{2})$", out, flags=re.M))
+    assert len(ends) == 2
+    def rows(path: Path) -> list[tuple[str, str, float]]:
+        lines = path.read_text().splitlines()
+        assert lines[0] == "date,product,quantity"
+        return [(day, product, float(quantity))
+                for day, product, quantity in (line.split(",") for line in lines[1:])]
+
+    original, written = rows(KIEL / "sales.csv"), rows(out_dir / "sales.csv")
+    for product, end in ends.items():
+        assert "2018-06-01" <= end < "2018-07-31"
+        assert max(day for day, name, _ in written if name == product) <= end
+        assert [r for r in written if r[1] == product] == [
+            r for r in original if r[1] == product and r[0] <= end]
+    assert [r for r in written if r[1] not in ends] == [
+        r for r in original if r[1] not in ends]
+    for name in ("weather.csv", "calendar.csv"):
+        assert (out_dir / name).read_text() == (KIEL / name).read_text()
