@@ -15,7 +15,7 @@ one PostgreSQL backend per worker ran it without pause; and both tables only gro
 
 The queries write the status values and the argument's name as literals
 (`jobs.repository`): a prepared statement's generic plan cannot use a partial or an
-expression index for values it only sees as parameters.
+expression index for values it only sees as parameters. docs/decisions/025-indexed-reaper.md.
 
 Revision ID: 0011
 Revises: 0010
