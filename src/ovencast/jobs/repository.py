@@ -38,7 +38,7 @@ async def runs_of(session: AsyncSession, job_id: int) -> Sequence[TrainingRun]:
 
 # The runs that have not ended, the values written out (not parameters): the partial
 # index on them serves every plan of the statement (migration 0011).
-_OPEN_RUN = sa.text(OPEN_RUNS_SQL.replace("status", "training_runs.status", 1))
+_OPEN_RUN = sa.text(f"{TrainingRun.__tablename__}.{OPEN_RUNS_SQL}")
 
 
 async def has_open_runs(session: AsyncSession, job_id: int) -> bool:
