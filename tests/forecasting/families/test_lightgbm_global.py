@@ -302,31 +302,6 @@ def test_cutoff_without_sales_is_skipped(tenant: dict[str, pd.DataFrame]) -> Non
         lightgbm.fit_booster(tenant, REGRESSORS, products=("A", "B"), cutoff=before)
 
 
-def test_a_small_tenant_trains_the_horizon_member_on_the_shorter_schedule(
-        tenant: dict[str, pd.DataFrame], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Up to `SMALL_TENANT_ROWS` rows the horizon member's boosters have half the trees
-    at twice the learning rate; above it, the full schedule (decision 026). The level
-    member is the same either way."""
-    cutoff = last_open_day(tenant["A"].iloc[:TRAIN_DAYS])
-    key = cutoff.date().isoformat()
-
-    def trees(text: str) -> int:
-        return text.count("\nTree=")
-
-    small = train_global(tenant, REGRESSORS, [cutoff])
-    assert small.horizon is not None
-    assert trees(small.horizon.boosters[key]) == lightgbm.HORIZON_ROUNDS // 2
-    assert "[learning_rate: 0.1]" in small.horizon.boosters[key]
-
-    rows = len(lightgbm._matrix(tenant, REGRESSORS, ("A", "B")).sales)
-    monkeypatch.setattr(lightgbm, "SMALL_TENANT_ROWS", rows - 1)
-    large = train_global(tenant, REGRESSORS, [cutoff])
-    assert large.horizon is not None
-    assert trees(large.horizon.boosters[key]) == lightgbm.HORIZON_ROUNDS
-    assert "[learning_rate: 0.05]" in large.horizon.boosters[key]
-    assert large.boosters == small.boosters  # the level member unchanged
-
-
 def test_a_bound_on_rows_keeps_the_same_share_of_every_product(
         tenant: dict[str, pd.DataFrame]) -> None:
     """A chain's boosters learn from at most `max_rows` rows (decision 012): every

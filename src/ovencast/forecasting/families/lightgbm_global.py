@@ -32,7 +32,7 @@ forecasting with it. The target is the scaled sales; forecasts are multiplied ba
 Two members: the tenant stage trains, beside the booster above (the *level* member), a
 *horizon* member per cut-off that reads the sales lags of 28, 35, 42 and 49 days and the
 7- and 28-day means of the 28-day lag (`HORIZON_FEATURES`, 500 rounds at learning rate
-0.05; 250 at 0.1 for a tenant of at most `SMALL_TENANT_ROWS` rows), and blends the two with one weight per tenant, chosen on the tenant's backtest
+0.05), and blends the two with one weight per tenant, chosen on the tenant's backtest
 windows pooled over its products (`global_stage.weigh_members`). The level
 member carries the season, the horizon member the recent weeks: which matters more
 differs by tenant. docs/decisions/009-global-lightgbm-members.md. The feature rows are
@@ -115,14 +115,6 @@ HORIZON_FEATURES = ("lag_28", "lag_35", "lag_42", "lag_49", "mean_7", "mean_28")
 HORIZON_PARAMS: Mapping[str, Any] = {**BOOSTER_PARAMS, "learning_rate": 0.05,
                                      "lambda_l2": 0.1}
 HORIZON_ROUNDS = 500
-SMALL_TENANT_ROWS = 100_000
-"""A tenant stage learning from at most this many rows (a row is a product's observed
-open day: about 55 products of five years' daily sales) trains the horizon member at
-twice the learning rate for half the rounds (`SMALL_HORIZON`): about the same accuracy
-over the rolling origins of both shared datasets (9,300 and 29,600 rows) for half the
-member's time, while on a chain's 800,000 rows the shorter schedule stopped short
-(holdout WAPE +2.1 %).
-docs/decisions/026-small-tenant-horizon-schedule.md."""
 ROW_SAMPLE_SEED = 0
 """The draw of a large tenant's rows when they exceed the stage's bound (`_matrix`)."""
 LOCAL_PRODUCT = "_product"
@@ -214,14 +206,6 @@ class _Member:
 
 LEVEL = _Member(SALES_FEATURES, BOOSTER_PARAMS, N_ROUNDS)
 HORIZON = _Member(HORIZON_FEATURES, HORIZON_PARAMS, HORIZON_ROUNDS)
-SMALL_HORIZON = _Member(HORIZON_FEATURES, {**HORIZON_PARAMS, "learning_rate": 0.1},
-                        HORIZON_ROUNDS // 2)
-
-
-def horizon_member(rows: int) -> _Member:
-    """How the horizon member is trained on a tenant stage of `rows` training rows
-    (`SMALL_TENANT_ROWS`)."""
-    return SMALL_HORIZON if rows <= SMALL_TENANT_ROWS else HORIZON
 
 
 def _scale(sales: pd.Series) -> float:
@@ -388,11 +372,10 @@ def train_global(histories: Mapping[str, pd.DataFrame], regressors: Sequence[str
     started = time.monotonic()
     products = tuple(sorted(histories))
     ordered = sorted({pd.Timestamp(c).normalize() for c in cutoffs})
-    sales_features = (LEVEL.sales_features + HORIZON_FEATURES if horizon
-                      else LEVEL.sales_features)
-    matrix = _matrix(histories, regressors, products, tuple(dict.fromkeys(sales_features)),
+    members = [LEVEL, HORIZON] if horizon else [LEVEL]
+    matrix = _matrix(histories, regressors, products,
+                     tuple(dict.fromkeys(f for m in members for f in m.sales_features)),
                      max_rows=max_rows)
-    members = [LEVEL, horizon_member(len(matrix.sales))] if horizon else [LEVEL]
 
     def fit(job: tuple[_Member, pd.Timestamp]) -> str | None:
         member, cutoff = job
@@ -417,7 +400,7 @@ def train_global(histories: Mapping[str, pd.DataFrame], regressors: Sequence[str
     return GlobalFits(products=products, regressors=tuple(regressors),
                       boosters=boosters_of(LEVEL), seconds=time.monotonic() - started,
                       sales_features=SALES_FEATURES,
-                      horizon=HorizonMember(boosters_of(members[-1]), HORIZON_FEATURES)
+                      horizon=HorizonMember(boosters_of(HORIZON), HORIZON_FEATURES)
                       if horizon else None)
 
 
