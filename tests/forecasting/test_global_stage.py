@@ -3,6 +3,7 @@ when a job needs it, and that with it selection still never looks at the holdout
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -392,8 +393,9 @@ def test_a_partner_that_fails_everywhere_leaves_the_products_to_weigh_their_own(
         make_history: HistoryFactory) -> None:
     histories = _histories(make_history)
     fits = train_tenant_models(histories, ())
-    broken = resolve_candidate("prophet_holidays").with_context(
-        regressors=(), params={"seasonality_mode": "neither"})  # every fit raises
+    partner = resolve_candidate("prophet_holidays")
+    broken = dataclasses.replace(  # every fit raises
+        partner, params={**partner.params, "seasonality_mode": "neither"})
     weighed = weigh_partner(fits, histories, preferred=resolve_candidate("lightgbm"),
                             partner=broken, holdout=HoldoutSplit(), backtest=BacktestPlan())
     assert weighed.partner is None

@@ -218,7 +218,8 @@ def test_prophet_candidates_get_the_holidays_natively() -> None:
     # auto's Prophet reads no regressor: holidays come from the country calendar.
     holidays = by_name["prophet_holidays"]
     assert (holidays.family, holidays.regressors) == ("prophet", ())
-    assert holidays.params == {"country": "DE", "subdivision": "SH"}
+    assert holidays.params == {"country": "DE", "subdivision": "SH",
+                               "seasonality_mode": "multiplicative"}  # decision 027
     assert by_name["mstl_weekly"].params == {"yearly_seasonality": False}
     # The global model reads the tenant's regressors, the public holiday column included.
     assert by_name["lightgbm"].regressors == ("temperature_c", "public_holiday")

@@ -29,7 +29,8 @@ Contract:
   alone (`CandidatePolicy.preferred_for`).
 - Under `auto`, what a regular product keeps is the global model *blended* with a
   yearly-seasonal family (`CandidatePolicy.blend_regular`, Prophet with default
-  parameters and the country's holidays): the partner's weight is its inverse backtest
+  parameters but multiplicative seasonality, and the country's holidays; decision 027):
+  the partner's weight is its inverse backtest
   WAPE weight shrunk halfway toward equal weights, 0 when its pooled backtest WAPE is
   more than `BLEND_FAIL_RATIO` times the global model's on the windows it ran on
   (`_blended`). The partner is backtested beside the other candidates, on the seasonal
@@ -46,11 +47,11 @@ Contract:
 Candidate sets (`CandidatePolicy`, a policy value) name the candidates per product class.
 Regular products: seasonal naive, the tenant's global LightGBM model
 (`families.lightgbm_global`: trained once per tenant by the job's tenant stage, so it
-costs no per-product fit), and the blend partner (Prophet with default parameters, about
-0.13 s a fit: the one candidate that is neither cheap nor adopted). Croston and TSB, once
-regular candidates too, no longer improved a regular product under the blend and the
-window rule (docs/decisions/014-cheaper-blend-partner.md); they stay intermittent
-candidates.
+costs no per-product fit), and the blend partner (Prophet with default parameters but
+multiplicative seasonality, about 0.13 s a fit: the one candidate that is neither cheap
+nor adopted). Croston and TSB, once regular candidates too, no longer improved a regular
+product under the blend and the window rule (docs/decisions/014-cheaper-blend-partner.md);
+they stay intermittent candidates.
 Intermittent products: Croston, TSB, ADIDA, IMAPA, seasonal naive, LightGBM.
 Why these candidates and not MSTL, AutoETS or AutoARIMA (each can be forced with
 `--models`): docs/decisions/002-auto-candidates.md; why Prophet as a blend partner:
@@ -164,7 +165,13 @@ class Candidate:
 
 NAMED_CANDIDATES: Mapping[str, Candidate] = MappingProxyType({
     "mstl_weekly": Candidate("mstl_weekly", "mstl", {"yearly_seasonality": False}),
-    "prophet_holidays": Candidate("prophet_holidays", "prophet", takes_regressors=False),
+    # Multiplicative: a bakery's weekly and yearly shape scales with its level (a summer
+    # week sells more on every weekday, a reopening starts low); on both shared datasets'
+    # rolling origins it is the better partner and the better Prophet alone
+    # (docs/decisions/027-multiplicative-blend-partner.md).
+    "prophet_holidays": Candidate("prophet_holidays", "prophet",
+                                  {"seasonality_mode": "multiplicative"},
+                                  takes_regressors=False),
 })
 """Parametrised variants of a family that `--models` and candidate sets can name."""
 

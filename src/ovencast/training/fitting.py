@@ -11,7 +11,8 @@ the chosen model is scored on it:
   choice is scored on the holdout with the seasonal naive baseline
   (`evaluation.evaluate_family`) and refitted on the full history. A single forced
   family is "selected" among one candidate: the backtest then only calibrates its
-  quantiles. Prophet inside a selection uses its default parameters (no Optuna).
+  quantiles. Prophet inside a selection uses its default parameters (no Optuna), its
+  seasonality multiplicative (`prophet_holidays`, decision 027).
 - Prophet alone (`--models prophet`): the original system's model, Optuna as its report
   describes it (training/original.py).
 - too short for a backtest window (fewer than about 70 days): the first candidate that
