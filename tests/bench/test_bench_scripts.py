@@ -97,6 +97,22 @@ def test_origins_trains_every_method_at_every_origin_and_scores_the_same_days() 
     assert re.search(r"auto P10-P90 coverage, pooled over the origins: \d+%", out)
 
 
+def test_origins_scores_the_fallback_on_open_days_too(tmp_path: Path,
+                                                     northsea_dir: Path) -> None:
+    """North Sea's origin 10 ends in its winter closure: with the regressors (and so the
+    calendar) cut at the origin the closed days are forecast as open; the second table
+    leaves them out (decision 027)."""
+    scores = tmp_path / "scores.csv"
+    out = _bench("origins.py", [str(northsea_dir), "--country", "DE", "--subdivision", "NI",
+                                "--origins", "10", "--methods", "seasonal_naive",
+                                "--regressors", "fallback", "--csv", str(scores)])
+    all_days, open_days = out.split("on the days the calendar marks open")
+    assert re.search(r"\(\d+ closed dates left out\)", open_days)
+    assert 0 < _wape_of(open_days, "seasonal_naive") < _wape_of(all_days, "seasonal_naive")
+    header = scores.read_text(encoding="utf-8").splitlines()[0].split(",")
+    assert header[:4] == ["origin", "method", "wape", "wape_open"]
+
+
 def _assert_import_figures(out: str) -> None:
     """import_memory.py's figures for 20 products x 100 days, imported three times."""
     assert re.search(r"^file: [0-9.]+ MB, 2000 rows$", out, flags=re.MULTILINE)
