@@ -19,10 +19,10 @@ Printed: per method the pooled WAPE at each origin and the mean over them; `auto
 original approach and over the best single family (ratio of means); training time of
 `auto` over the original's (sum over origins, same run); `auto`'s share of product-days
 inside P10..P90, pooled over the origins. With `--regressors fallback` and a calendar
-with `opening_hours`, the same table again on the days the calendar marks open: the
-fallback cuts the calendar at the origin too, so a closure the tenant did not upload is
-forecast as open days, which all-day WAPE counts and a baker never bakes for (decision
-027). `--csv` has both (`wape`, `wape_open`).
+marking closed days (`opening_hours` 0 or `closed` 1), the same table again on the days
+the calendar marks open: the fallback cuts the calendar at the origin too, so a closure
+the tenant did not upload is forecast as open days, which all-day WAPE counts and a baker
+never bakes for (decision 027). `--csv` has both (`wape`, `wape_open`).
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ from rich.console import Console
 from rich.table import Table
 from speed import dataset_parser
 
-from ovencast.datasets.reader import read_dataset_dir
+from ovencast.datasets.reader import ParsedDataset, read_dataset_dir
+from ovencast.forecasting.features import ClosedDayRule
 from ovencast.observability.logs import configure_logging
 
 DEFAULT_ORIGINS = "0,2,4,6,8,10,12"
@@ -81,7 +82,7 @@ def main() -> None:
     console = Console(width=160)
     dataset = read_dataset_dir(args.dataset)
     sales = read_sales(args.dataset)
-    closed = closed_dates(args.dataset)
+    closed = closed_dates(dataset)
     grid = origins(dataset.last_date, [int(k) for k in args.origins.split(",")])
 
     rows: list[dict[str, object]] = []
@@ -133,16 +134,11 @@ def main() -> None:
                     f"the days the calendar marks open ({len(closed)} closed dates left out)")
 
 
-def closed_dates(dataset: Path) -> set[date]:
-    """The dates `calendar.csv` marks closed (`opening_hours` 0); none without it."""
-    path = dataset / "calendar.csv"
-    if not path.is_file():
-        return set()
-    calendar = pd.read_csv(path)
-    if "opening_hours" not in calendar:
-        return set()
-    shut = calendar.loc[calendar["opening_hours"] == 0, "date"]
-    return set(pd.to_datetime(shut).dt.date)
+def closed_dates(dataset: ParsedDataset) -> set[date]:
+    """The dates the dataset's regressors mark closed, by training's rule
+    (`ClosedDayRule`: opening hours 0 or a closed flag); none without such a column."""
+    wide = pd.DataFrame({c.name: pd.Series(c.values, dtype=float) for c in dataset.regressors})
+    return set(wide.index[ClosedDayRule().closed(wide).to_numpy()])
 
 
 def _common_product_days(forecasts: dict[str, pd.DataFrame], sales: pd.DataFrame,

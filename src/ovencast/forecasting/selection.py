@@ -28,17 +28,16 @@ Contract:
   Intermittent products and lists of named families are decided by the lowest WAPE
   alone (`CandidatePolicy.preferred_for`).
 - Under `auto`, what a regular product keeps is the global model *blended* with a
-  yearly-seasonal family (`CandidatePolicy.blend_regular`, Prophet with default
-  parameters but multiplicative seasonality, and the country's holidays; decision 027):
-  the partner's weight is its inverse backtest
-  WAPE weight shrunk halfway toward equal weights, 0 when its pooled backtest WAPE is
-  more than `BLEND_FAIL_RATIO` times the global model's on the windows it ran on
-  (`_blended`). The partner is backtested beside the other candidates, on the seasonal
-  window and the `BLEND_RECENT_WINDOWS` latest only (`partner_windows`; the quantiles of
-  a blend are calibrated on those windows), and never chosen on its own or in the top-k
-  combinations. A large tenant's products blend at one weight the tenant stage chose
-  (`tenant_blend`, `global_stage.weigh_partner`) and do not backtest the partner.
-  docs/decisions/013-window-evidence-and-yearly-blend.md,
+  yearly-seasonal family (`CandidatePolicy.blend_regular`, Prophet with default parameters
+  but multiplicative seasonality, and the country's holidays; decision 027): the partner's
+  weight is its inverse backtest WAPE weight shrunk halfway toward equal weights, 0 when
+  its pooled backtest WAPE is more than `BLEND_FAIL_RATIO` times the global model's on the
+  windows it ran on (`_blended`). The partner is backtested beside the other candidates,
+  on the seasonal window and the `BLEND_RECENT_WINDOWS` latest only (`partner_windows`;
+  the quantiles of a blend are calibrated on those windows), and never chosen on its own
+  or in the top-k combinations. A large tenant's products blend at one weight the tenant
+  stage chose (`tenant_blend`, `global_stage.weigh_partner`) and do not backtest the
+  partner. docs/decisions/013-window-evidence-and-yearly-blend.md,
   docs/decisions/014-cheaper-blend-partner.md, docs/decisions/016-tenant-blend-weight.md.
 - A candidate that raises in any window is left out (its error is kept for the
   leaderboard); `select` raises `NoCandidate` when none is left, `NoBacktestWindow` when
