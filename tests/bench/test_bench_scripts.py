@@ -94,7 +94,27 @@ def test_origins_trains_every_method_at_every_origin_and_scores_the_same_days() 
         assert 0 < _wape_of(out, method) < 1
     assert re.search(r"auto / best single family \(seasonal_naive\): mean WAPE 0\.\d\dx",
                      out)
-    assert re.search(r"auto P10-P90 coverage, pooled over the origins: \d+%", out)
+    assert re.search(r"^auto P10-P90 coverage, pooled over the origins: [0-9.]+% of \d+ "
+                     r"product-days$", out, flags=re.MULTILINE)
+    assert re.search(r"^seasonal_naive P10-P90 coverage", out, flags=re.MULTILINE)
+
+
+def test_origins_reports_coverage_on_the_days_forecast_open_too(northsea_dir: Path) -> None:
+    """North Sea's origin 10 ends in its winter closure, which the calendar marks (oracle):
+    those days are forecast closed with the band 0..0, inside by construction, so the
+    coverage is printed a second time without them."""
+    out = _bench("origins.py", [str(northsea_dir), "--country", "DE", "--subdivision", "NI",
+                                "--origins", "10", "--methods", "seasonal_naive"])
+    found = re.search(r"^seasonal_naive P10-P90 coverage, pooled over the origins: "
+                      r"([0-9.]+)% of (\d+) product-days; ([0-9.]+)% of the (\d+) it "
+                      r"forecast open \((\d+) forecast closed left out\)$", out,
+                      flags=re.MULTILINE)
+    assert found, out
+    every, days, open_share, open_days, shut = found.groups()
+    assert int(open_days) + int(shut) == int(days)
+    assert int(shut) > 0
+    # The closed days are all inside their band, so leaving them out lowers the share.
+    assert float(open_share) < float(every)
 
 
 def test_origins_scores_the_fallback_on_open_days_too(tmp_path: Path,
