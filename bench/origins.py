@@ -179,9 +179,11 @@ def report(console: Console, dataset: Path, mode: str, grid: Sequence[Origin],
 
 def coverage_line(label: str, pairs: pd.DataFrame) -> str:
     """`label`'s share of product-days inside P10..P90, pooled over the origins, and the
-    same on the days it forecast open: a day the forecast marks closed (the calendar says
-    so) has the band 0..0 and a sale of 0, inside by construction, so a dataset with long
-    closures (North Sea's winter) counts hundreds of them in the first figure."""
+    same on the days it forecast open, the days realised accuracy scores
+    (`accuracy/scoring.py`): a day the forecast marks closed (the calendar says so) has
+    the band 0..0, and the 0 sales of a shop that was closed lie inside it by
+    construction, so a dataset with long closures (North Sea's winter) counts hundreds of
+    them in the first figure."""
     line = (f"{label} P10-P90 coverage, pooled over the origins: "
             f"{score(pairs).coverage:.1%} of {len(pairs)} product-days")
     if "closed" in pairs:
