@@ -24,7 +24,9 @@ sales lie inside it by construction). With `--regressors fallback` and a calenda
 marking closed days (`opening_hours` 0 or `closed` 1), the same table again on the days
 the calendar marks open: the fallback cuts the calendar at the origin too, so a closure
 the tenant did not upload is forecast as open days, which all-day WAPE counts and a
-baker never bakes for (decision 027). `--csv` has both (`wape`, `wape_open`).
+baker never bakes for (decision 027). `--csv` has both (`wape`, `wape_open`), and the
+coverage on every scored day and on the days forecast open (`coverage`,
+`coverage_open`).
 """
 
 from __future__ import annotations
@@ -115,6 +117,7 @@ def main() -> None:
                 rows.append({"origin": origin.index, "method": label, "wape": found_score.wape,
                              "wape_open": open_score.wape,
                              "bias": found_score.bias, "coverage": found_score.coverage,
+                             "coverage_open": score(pairs.loc[~forecast_closed(pairs)]).coverage,
                              "product_days": found_score.product_days,
                              "products": int(pairs["product"].nunique())})
                 if label in trained_pairs:
@@ -177,6 +180,14 @@ def report(console: Console, dataset: Path, mode: str, grid: Sequence[Origin],
                   f"{platform.python_implementation()} {platform.python_version()}")
 
 
+def forecast_closed(pairs: pd.DataFrame) -> np.ndarray:
+    """Which of `pairs` the forecast marked closed (all False for a reference method's
+    forecasts, which have no such column)."""
+    if "closed" not in pairs:
+        return np.zeros(len(pairs), dtype=bool)
+    return pairs["closed"].fillna(False).astype(bool).to_numpy()
+
+
 def coverage_line(label: str, pairs: pd.DataFrame) -> str:
     """`label`'s share of product-days inside P10..P90, pooled over the origins, and the
     same on the days it forecast open, the days realised accuracy scores
@@ -186,11 +197,10 @@ def coverage_line(label: str, pairs: pd.DataFrame) -> str:
     them in the first figure."""
     line = (f"{label} P10-P90 coverage, pooled over the origins: "
             f"{score(pairs).coverage:.1%} of {len(pairs)} product-days")
-    if "closed" in pairs:
-        shut = pairs["closed"].fillna(False).astype(bool).to_numpy()
-        if shut.any():
-            line += (f"; {score(pairs.loc[~shut]).coverage:.1%} of the {int((~shut).sum())} "
-                     f"it forecast open ({int(shut.sum())} forecast closed left out)")
+    shut = forecast_closed(pairs)
+    if shut.any():
+        line += (f"; {score(pairs.loc[~shut]).coverage:.1%} of the {int((~shut).sum())} "
+                 f"it forecast open ({int(shut.sum())} forecast closed left out)")
     return line
 
 

@@ -4,6 +4,7 @@ checked by reading them, not here."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -99,12 +100,15 @@ def test_origins_trains_every_method_at_every_origin_and_scores_the_same_days() 
     assert re.search(r"^seasonal_naive P10-P90 coverage", out, flags=re.MULTILINE)
 
 
-def test_origins_reports_coverage_on_the_days_forecast_open_too(northsea_dir: Path) -> None:
+def test_origins_reports_coverage_on_the_days_forecast_open_too(tmp_path: Path,
+                                                                northsea_dir: Path) -> None:
     """North Sea's origin 10 ends in its winter closure, which the calendar marks (oracle):
     those days are forecast closed with the band 0..0, inside by construction, so the
-    coverage is printed a second time without them."""
+    coverage is printed (and written to the CSV) a second time without them."""
+    scores = tmp_path / "scores.csv"
     out = _bench("origins.py", [str(northsea_dir), "--country", "DE", "--subdivision", "NI",
-                                "--origins", "10", "--methods", "seasonal_naive"])
+                                "--origins", "10", "--methods", "seasonal_naive",
+                                "--csv", str(scores)])
     found = re.search(r"^seasonal_naive P10-P90 coverage, pooled over the origins: "
                       r"([0-9.]+)% of (\d+) product-days; ([0-9.]+)% of the (\d+) it "
                       r"forecast open \((\d+) forecast closed left out\)$", out,
@@ -115,6 +119,10 @@ def test_origins_reports_coverage_on_the_days_forecast_open_too(northsea_dir: Pa
     assert int(shut) > 0
     # The closed days are all inside their band, so leaving them out lowers the share.
     assert float(open_share) < float(every)
+    with scores.open(encoding="utf-8") as rows:
+        row = next(csv.DictReader(rows))
+    assert float(row["coverage_open"]) == pytest.approx(float(open_share) / 100, abs=5e-4)
+    assert float(row["coverage"]) == pytest.approx(float(every) / 100, abs=5e-4)
 
 
 def test_origins_scores_the_fallback_on_open_days_too(tmp_path: Path,
