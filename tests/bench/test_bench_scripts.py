@@ -256,3 +256,37 @@ def test_ragged_ends_writes_a_copy_whose_drawn_products_end_early(tmp_path: Path
         r for r in original if r[1] not in ends]
     for name in ("weather.csv", "calendar.csv"):
         assert (out_dir / name).read_text() == (KIEL / name).read_text()
+
+
+def test_thinned_keeps_each_unit_of_the_busy_products_with_the_share(tmp_path: Path) -> None:
+    """bench/thinned.py: the products above `--min-mean` only, each day's units thinned
+    (never more than sold, about `--share` of them in all), the other files as they were;
+    a dataset of EUR turnover (the bundled Kiel data) is refused with the reason."""
+    source = tmp_path / "shop"
+    source.mkdir()
+    days = [f"2024-01-{d:02d}" for d in range(1, 31)]
+    sold = {"busy": [40 + d % 7 for d in range(30)], "slow": [d % 3 for d in range(30)]}
+    (source / "sales.csv").write_text("date,product,quantity\n" + "".join(
+        f"{day},{product},{units[i]}\n" for product, units in sold.items()
+        for i, day in enumerate(days)))
+    (source / "calendar.csv").write_text("date,opening_hours\n" + "".join(
+        f"{day},8\n" for day in days))
+    out = tmp_path / "thin"
+    printed = _bench("thinned.py", [str(source), str(out), "--share", "0.25", "--seed", "2"])
+    assert "1 of 2 products kept at share 0.25" in printed
+    assert re.search(r"^busy: mean \d+\.\d\d a day, \d+% zero days$", printed, flags=re.M)
+    with (out / "sales.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["date"], r["product"]) for r in rows] == [(day, "busy") for day in days]
+    thinned = [int(r["quantity"]) for r in rows]
+    assert all(0 <= t <= s for t, s in zip(thinned, sold["busy"], strict=True))
+    assert 0.15 < sum(thinned) / sum(sold["busy"]) < 0.35
+    assert (out / "calendar.csv").read_text() == (source / "calendar.csv").read_text()
+
+    env = {k: v for k, v in os.environ.items() if k.upper() not in SETTINGS_ENV_VARS}
+    refused = subprocess.run([sys.executable, str(REPO_ROOT / "bench" / "thinned.py"),
+                              str(KIEL), str(tmp_path / "kiel"), "--share", "0.5"],
+                             env=env, capture_output=True, text=True,
+                             timeout=BENCH_TIMEOUT_S, check=False)
+    assert refused.returncode == 2
+    assert "quantities must be whole units sold" in refused.stderr

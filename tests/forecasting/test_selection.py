@@ -440,7 +440,7 @@ def test_the_preferred_candidate_is_blended_with_the_yearly_family() -> None:
         ("lightgbm", pytest.approx(1 - weight)), ("yearly", pytest.approx(weight))]
     assert choice.wape == pytest.approx(abs((1 - weight) * 0.1 - weight * 0.2))
     assert choice.kept_preferred is None
-    # Without a preference (intermittent products, named families) there is no blend.
+    # Without a preference (a list of named families) there is no blend.
     assert choose([partner, preferred], blend="yearly").weighting != "blend"
 
 
@@ -511,13 +511,15 @@ def test_regular_products_backtest_the_blend_partner() -> None:
     assert CandidatePolicy(blend_regular=None).blend_for("high_volume") is None
 
 
-def test_only_regular_products_prefer_the_global_model() -> None:
+def test_every_product_class_prefers_the_global_model() -> None:
     policy = CandidatePolicy()
     assert policy.preferred_for(ProductClass.HIGH_VOLUME) == "lightgbm"
     assert policy.preferred_for("medium_volume") == "lightgbm"
     assert policy.preferred_for("") == "lightgbm"  # unknown: treated as regular
-    assert policy.preferred_for(ProductClass.INTERMITTENT) is None
+    assert policy.preferred_for(ProductClass.INTERMITTENT) == "lightgbm"
     assert CandidatePolicy(prefer_regular=None).preferred_for("high_volume") is None
+    assert CandidatePolicy(prefer_intermittent=None).preferred_for("intermittent") is None
+    assert CandidatePolicy(prefer_intermittent=None).preferred_for("low_volume") == "lightgbm"
 
 
 def test_failed_candidates_are_reported_not_fatal(make_history: HistoryFactory,
@@ -594,3 +596,24 @@ def test_fit_product_emits_backtest_progress(make_history: HistoryFactory) -> No
         Backtest(job_id=7, product="bread", family="croston", n=2, total=2)]
     assert result.details["quantiles"]["source"] == "backtest"
     json.dumps(result.details, allow_nan=False)
+
+
+def test_an_intermittent_product_keeps_the_global_model_unless_beaten_clearly() -> None:
+    """Under `auto` an intermittent product prefers LightGBM as a regular one does
+    (decision 029); a named list of the same candidates takes the lowest WAPE."""
+    rng = np.random.default_rng(3)
+    sold = rng.binomial(1, 0.3, 420) * rng.integers(1, 4, 420)  # ADI about 3
+    history = pd.DataFrame({DATE: pd.date_range("2024-01-01", periods=420), Y: sold * 1.0,
+                            CLOSED: False})
+
+    def selection(families: tuple[str, ...]) -> dict[str, Any]:
+        plan = FitPlan(families=families, product_class=ProductClass.INTERMITTENT,
+                       country=None, subdivision=None, regressors=(), time_limit_s=600)
+        return fit_product(history, plan).details["selection"]
+
+    named = selection(INTERMITTENT_CANDIDATES)
+    assert named["chosen"] == "seasonal_naive"  # backtests about 2 % better than LightGBM
+    assert "kept_preferred" not in named
+    kept = selection((AUTO,))
+    assert kept["chosen"] == "lightgbm"
+    assert kept["kept_preferred"]["over"] == "seasonal_naive"

@@ -20,13 +20,15 @@ Contract:
   scored; the best combination is chosen when its WAPE is below the best single
   candidate's by more than `ENSEMBLE_MIN_GAIN` (relative), since a combination costs k
   fits at every retraining and k times the artifact. Ties go to the simpler model.
-- Under `auto`, a regular product keeps the tenant's global model (LightGBM) unless the
+- Under `auto`, every product keeps the tenant's global model (LightGBM) unless the
   choice above backtests more than `GLOBAL_PREFERENCE` (10 %) better than it
   (docs/decisions/001-global-model-preference.md) and has the lower WAPE in more than
   `PREFER_WINDOW_SHARE` (half) of the windows (`windows_won`; a pooled lead that one
   window carries is no evidence: docs/decisions/013-window-evidence-and-yearly-blend.md).
-  Intermittent products and lists of named families are decided by the lowest WAPE
-  alone (`CandidatePolicy.preferred_for`).
+  Intermittent products too: an intermittent method or seasonal naive replaces the
+  global model only on that evidence
+  (docs/decisions/029-intermittent-products-prefer-the-global-model.md). Lists of named
+  families are decided by the lowest WAPE alone (`CandidatePolicy.preferred_for`).
 - Under `auto`, what a regular product keeps is the global model *blended* with a
   yearly-seasonal family (`CandidatePolicy.blend_regular`, Prophet with default parameters
   but multiplicative seasonality, and the country's holidays; decision 027): the partner's
@@ -206,6 +208,9 @@ class CandidatePolicy:
     # The regular products' preferred candidate (`choose`'s `prefer`): the tenant's
     # global model. None: the lowest backtest WAPE alone decides.
     prefer_regular: str | None = "lightgbm"
+    # ... and the intermittent products' (decision 029: an intermittent method that
+    # backtests a little better forecast worse than the global model on low-volume data).
+    prefer_intermittent: str | None = "lightgbm"
     # A yearly-seasonal family blended into the preferred candidate (`choose`'s
     # `blend`); backtested for regular products only, never chosen on its own.
     blend_regular: str | None = "prophet_holidays"
@@ -228,9 +233,10 @@ class CandidatePolicy:
 
     def preferred_for(self, product_class: ProductClass | str) -> str | None:
         """The candidate that `choose` keeps unless another beats it clearly
-        (`GLOBAL_PREFERENCE`): `prefer_regular` for regular classes, None for
-        intermittent ones."""
-        return None if _is_intermittent(product_class) else self.prefer_regular
+        (`GLOBAL_PREFERENCE`): `prefer_regular` for regular classes,
+        `prefer_intermittent` for intermittent ones."""
+        return self.prefer_intermittent if _is_intermittent(product_class) \
+            else self.prefer_regular
 
     def blend_for(self, product_class: ProductClass | str) -> str | None:
         """The candidate blended into the preferred one (`choose`'s `blend`):

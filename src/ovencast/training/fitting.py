@@ -104,9 +104,9 @@ def _fit_product(history: pd.DataFrame, plan: FitPlan, prior: PriorFit | None,
 
 
 def _preferred(plan: FitPlan) -> str | None:
-    """`auto` keeps the tenant's global model for a regular product unless another
-    candidate beats it clearly (selection.GLOBAL_PREFERENCE); a list of named families is
-    decided by the lowest backtest WAPE alone."""
+    """`auto` keeps the tenant's global model for every product, intermittent ones
+    included, unless another candidate beats it clearly (selection.GLOBAL_PREFERENCE); a
+    list of named families is decided by the lowest backtest WAPE alone."""
     return plan.candidates.preferred_for(plan.product_class) if plan.families == (AUTO,) \
         else None
 
