@@ -97,9 +97,9 @@ ENSEMBLE_MIN_GAIN = 0.05
 """A combination must beat the best single candidate's backtest WAPE by more than this
 share (5 %) to be chosen (docs/decisions/003-backtest-plan.md)."""
 GLOBAL_PREFERENCE = 0.10
-"""For a regular product under `auto`, a candidate (or combination) replaces the tenant's
-global model only when its backtest WAPE is more than this share (10 %) below the global
-model's (docs/decisions/001-global-model-preference.md)."""
+"""For every product under `auto`, regular or intermittent, a candidate (or combination)
+replaces the tenant's global model only when its backtest WAPE is more than this share
+(10 %) below the global model's (docs/decisions/001-global-model-preference.md, 029)."""
 BLEND_FAIL_RATIO = 2.0
 """The blend partner of the global model (`CandidatePolicy.blend_regular`) loses its
 weight when its pooled backtest WAPE is more than this many times the global model's
