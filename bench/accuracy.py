@@ -40,7 +40,7 @@ from protocol import (
 )
 from rich.console import Console
 from rich.table import Table
-from speed import dataset_parser
+from speed import dataset_parser, holidays_line
 
 from ovencast.datasets.reader import read_dataset_dir
 from ovencast.observability.logs import configure_logging
@@ -61,6 +61,7 @@ def main() -> None:
     sales = read_sales(args.dataset)
     [origin] = origins(dataset.last_date, [0])
     products = scored_products(sales, origin)
+    console.print(holidays_line(args), highlight=False, markup=False)
     console.print(f"window {origin.window_start}..{origin.window_end}, {len(products)} "
                   f"products scored; training data up to {origin.until}", highlight=False,
                   markup=False)

@@ -58,7 +58,7 @@ from protocol import (
 )
 from rich.console import Console
 from rich.table import Table
-from speed import dataset_parser
+from speed import dataset_parser, holidays_line
 
 from ovencast.datasets.reader import ParsedDataset, read_dataset_dir
 from ovencast.forecasting.features import ClosedDayRule
@@ -84,6 +84,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
     console = Console(width=160)
+    console.print(holidays_line(args), highlight=False, markup=False)
     dataset = read_dataset_dir(args.dataset)
     sales = read_sales(args.dataset)
     closed = closed_dates(dataset)

@@ -92,6 +92,16 @@ def dataset_parser(description: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+def holidays_line(args: argparse.Namespace) -> str:
+    """Whose public holidays the trainings use, printed first: a run without
+    `--subdivision` misses the state's own holidays (North Sea's window ending 2023-10-31
+    holds Lower Saxony's Reformation Day), and its figures differ from the tables'."""
+    if args.subdivision:
+        return f"holidays: {args.country}-{args.subdivision}"
+    return (f"holidays: {args.country}, national only (--subdivision adds a state's, as "
+            "docs/BENCHMARKS.md's commands do)")
+
+
 def main() -> None:
     parser = dataset_parser(__doc__)
     parser.add_argument("--models", default="prophet")

@@ -71,6 +71,7 @@ def test_accuracy_prints_each_method_and_the_ratios() -> None:
     assert re.search(r"\[fallback\] auto P10-P90 coverage of the window's product-days: "
                      r"\d+%", out)
     assert "regressors: fallback" in out
+    assert out.startswith("holidays: DE-SH\n"), out[:200]
 
 
 def test_replay_replays_auto_and_prints_every_candidate() -> None:
@@ -88,6 +89,7 @@ def test_origins_trains_every_method_at_every_origin_and_scores_the_same_days() 
     # One line per origin: the same product-days for every method and reference.
     days = re.findall(r"^origin +(\d+) \(.*\): (\d+) product-days of (\d+) products",
                       out, flags=re.MULTILINE)
+    assert out.startswith("holidays: DE-SH\n"), out[:200]
     assert [d[0] for d in days] == ["0", "2"]
     assert all(int(n) > 0 for _, n, _ in days)
     for method in ("auto", "seasonal_naive", "reference: original",
