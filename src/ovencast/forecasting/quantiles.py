@@ -26,8 +26,15 @@ Forecast. For a point forecast ŷ (the model's forecast):
     all three 0 on closed days
 
 so 0 <= P10 <= P50 <= P90 always holds. P50 is the point forecast so that `forecast`
-and `p50` never disagree; the models are selected on WAPE, whose optimum is the median,
-so the point forecast already aims at it.
+and `p50` never disagree; the models are selected on WAPE, whose optimum is the median.
+
+Counts (`counts`: the product's sales are whole units, not turnover): the models'
+forecast ŷ is a mean (LightGBM's tweedie objective, Prophet, the rates of Croston and
+TSB), and the median of a count lies below its mean by up to ln 2 units: a product that
+sells 0.6 a day sells nothing on most days. There P50 is the median of a Poisson count
+with mean ŷ (the least skewed count with that mean: no dispersion is estimated), and the
+band is widened where needed to keep P10 <= P50 <= P90
+(docs/decisions/030-median-of-counts.md). Turnover (Kiel's EUR) keeps P50 = ŷ.
 
 The calibration is a few numbers (`QuantileCalibration.to_dict`), stored with the model
 version (`details["quantiles"]`), so that any stored version can give quantiles without
@@ -42,6 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from ovencast.forecasting.evaluation import Evaluation
 from ovencast.forecasting.frame import CLOSED, YHAT, Y
@@ -62,6 +70,7 @@ class QuantileCalibration:
     floor: float
     n: int
     source: str  # where the residuals came from: "backtest" or "holdout"
+    counts: bool = False  # the product sells whole units: P50 is a count's median
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -80,6 +89,9 @@ class QuantileCalibration:
         p10 = np.clip(yhat + min(self.lower, 0.0) * scale, 0.0, None)
         p90 = yhat + max(self.upper, 0.0) * scale
         p50 = yhat.copy()
+        if self.counts:
+            p50 = count_median(yhat)
+            p10, p90 = np.minimum(p10, p50), np.maximum(p90, p50)
         if closed is not None:
             mask = np.asarray(closed, dtype=bool)
             for values in (p10, p50, p90):
@@ -95,6 +107,7 @@ class QuantileCalibration:
             "floor": self.floor,
             "n": self.n,
             "source": self.source,
+            "counts": self.counts,
         }
 
     @classmethod
@@ -107,7 +120,26 @@ class QuantileCalibration:
             floor=float(value["floor"]),
             n=int(value["n"]),
             source=str(value["source"]),
+            # A version stored before counts had a median of their own: P50 = ŷ.
+            counts=bool(value.get("counts", False)),
         )
+
+
+def count_median(mean: np.ndarray) -> np.ndarray:
+    """The median of a Poisson count with each of `mean` as its mean (0 for a mean of 0):
+    the smallest k with P(N <= k) >= 1/2."""
+    from scipy.stats import poisson  # only where a forecast of counts is made
+
+    mu = np.clip(np.asarray(mean, dtype=float), 0.0, None)
+    return np.where(mu > 0.0, poisson.ppf(0.5, np.where(mu > 0.0, mu, 1.0)), 0.0)
+
+
+def in_whole_units(sales: np.ndarray | pd.Series) -> bool:
+    """Whether every recorded quantity of `sales` (NaN: none recorded) is a whole number:
+    units sold rather than turnover, so that its forecasts are counts."""
+    values = np.asarray(sales, dtype=float)
+    values = values[np.isfinite(values)]
+    return bool(values.size) and bool(np.all(values == np.round(values)))
 
 
 def calibrate(
@@ -115,8 +147,11 @@ def calibrate(
     predicted: np.ndarray | list[float],
     *,
     source: str,
+    counts: bool = False,
 ) -> QuantileCalibration:
     """Calibration from out-of-sample pairs (observed open days only; same length).
+    `counts`: the product sells whole units (`in_whole_units`): P50 is then a count's
+    median (module docstring).
 
     Raises ValueError without a pair to calibrate on."""
     y = np.asarray(actual, dtype=float)
@@ -141,6 +176,7 @@ def calibrate(
         floor=floor,
         n=n,
         source=source,
+        counts=counts,
     )
 
 
@@ -170,11 +206,12 @@ def checked_on_holdout(calibration: QuantileCalibration, evaluation: Evaluation
             "holdout_coverage": None if math.isnan(share) else share}
 
 
-def holdout_calibration(evaluation: Evaluation) -> dict[str, Any] | None:
+def holdout_calibration(evaluation: Evaluation, *, counts: bool = False
+                        ) -> dict[str, Any] | None:
     """A calibration from the holdout residuals (when there was no backtest), as stored
     with a version; None when the holdout has no observed open day."""
     actual, predicted = _holdout_pairs(evaluation)
     try:
-        return calibrate(actual, predicted, source="holdout").to_dict()
+        return calibrate(actual, predicted, source="holdout", counts=counts).to_dict()
     except ValueError:
         return None

@@ -278,7 +278,7 @@ def _forecast_product(version: ModelVersion, model: ForecastModel,
     fallback = [", ".join(columns) for columns in future.fallbacks_of(model.regressors)]
     chosen = (version.details.get("selection") or {}).get("chosen") or version.family
     rows = pd.DataFrame({
-        DATE: dates.date, WEEKDAY: dates.day_name(), PRODUCT: version.product, YHAT: yhat,
+        DATE: dates.date, WEEKDAY: dates.day_name(), PRODUCT: version.product, YHAT: p50,
         P10: p10, P50: p50, P90: p90, MODEL: chosen, VERSION: version.version,
         NOTE: [_note(c, o, f) for c, o, f in zip(closed, off, fallback, strict=True)],
         CLOSED: closed, OFF_SEASON: off, FALLBACK: fallback})
@@ -334,9 +334,10 @@ def forecast_quantiles(details: Mapping[str, Any] | None, yhat: np.ndarray,
                        closed: pd.Series | np.ndarray
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """P10, P50, P90 from the calibration stored with a version (`details["quantiles"]`,
-    see forecasting/quantiles.py). P50 is the point forecast. A version without a usable
-    calibration (trained before quantiles existed, or without one out-of-sample day to
-    calibrate on) gets NaN for P10 and P90: no interval rather than a made-up one."""
+    see forecasting/quantiles.py). P50 is the point forecast: the model's own, or a
+    count's median where the product sells whole units (decision 030). A version without
+    a usable calibration (trained before quantiles existed, or without one out-of-sample
+    day to calibrate on) gets NaN for P10 and P90: no interval rather than a made-up one."""
     calibration = _stored(details, "quantiles", QuantileCalibration.from_dict)
     if calibration is None:
         missing = np.full(len(yhat), np.nan)

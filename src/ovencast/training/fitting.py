@@ -21,7 +21,9 @@ the chosen model is scored on it:
 Quantiles (`forecasting.quantiles`): calibrated on the backtest residuals of the chosen
 model when there is a backtest (the holdout then checks the calibration:
 `details["quantiles"]["holdout_coverage"]`, the share of holdout days inside P10..P90), on
-the holdout residuals otherwise (Prophet alone, too-short histories: no extra fits).
+the holdout residuals otherwise (Prophet alone, too-short histories: no extra fits). A
+product sold in whole units gets a count's median as P50 and point forecast (`counts`,
+decision 030); the original approach keeps Prophet's mean, as its report describes it.
 
 The fit's inputs and outputs (`FitPlan`, `PriorFit`, `FitResult`) are in training/plan.py.
 """
@@ -37,8 +39,13 @@ from ovencast.errors import ModelFitFailed
 from ovencast.events.progress import EventSink
 from ovencast.forecasting.evaluation import Evaluation, evaluate_family
 from ovencast.forecasting.features import PUBLIC_HOLIDAY
-from ovencast.forecasting.frame import DATE
-from ovencast.forecasting.quantiles import calibrate, checked_on_holdout, holdout_calibration
+from ovencast.forecasting.frame import DATE, Y
+from ovencast.forecasting.quantiles import (
+    calibrate,
+    checked_on_holdout,
+    holdout_calibration,
+    in_whole_units,
+)
 from ovencast.forecasting.season import off_season_of
 from ovencast.forecasting.selection import (
     AUTO,
@@ -88,7 +95,8 @@ def _fit_product(history: pd.DataFrame, plan: FitPlan, prior: PriorFit | None,
     for name, error in selection.errors.items():
         sink.family_failed(name, error)
     evaluation, fallback_errors = _evaluate_first(history, plan, selection.alternatives())
-    calibration = calibrate(selection.actual, selection.predicted, source="backtest")
+    calibration = calibrate(selection.actual, selection.predicted, source="backtest",
+                            counts=in_whole_units(history[Y]))
     leaderboard = selection.leaderboard()
     details["selection"] = selection.to_dict()
     if tenant_blend is not None and plan.context.global_fits is not None \
@@ -183,7 +191,7 @@ def _fit_without_backtest(history: pd.DataFrame, plan: FitPlan,
                     for name, error in errors.items()]
     details["selection"] = {"basis": "none", "reason": reason, "chosen": evaluation.family}
     details["leaderboard"] = leaderboard
-    details["quantiles"] = holdout_calibration(evaluation)
+    details["quantiles"] = holdout_calibration(evaluation, counts=in_whole_units(history[Y]))
     return FitResult(best=evaluation, leaderboard=leaderboard, details=details)
 
 
