@@ -1,14 +1,23 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from ovencast.forecasting.frame import CLOSED, DATE
-from ovencast.forecasting.quantiles import QuantileCalibration, calibrate, coverage
+from ovencast.forecasting.quantiles import (
+    QuantileCalibration,
+    calibrate,
+    count_median,
+    coverage,
+    in_whole_units,
+)
 from ovencast.forecasting.selection import BacktestPlan, resolve_candidate, select
+from ovencast.training.fitting import fit_product
+from ovencast.training.plan import FitPlan
 
 from .conftest import HistoryFactory
 
@@ -91,3 +100,55 @@ def test_backtest_calibration_covers_fresh_draws(make_history: HistoryFactory) -
     draws = truth * rng.normal(1.0, 0.15, size=(200, truth.size))
     covered = coverage(draws.ravel(), np.tile(p10, 200), np.tile(p90, 200))
     assert 0.6 <= covered <= 0.95, covered
+
+
+# -- counts: P50 is a count's median (decision 030) ------------------------------------------
+def test_count_median_is_the_poisson_median() -> None:
+    # P(N = 0) = exp(-mean): above 1/2 up to mean ln 2 = 0.693, so the median is 0 there.
+    means = np.array([0.0, 0.3, 0.69, 0.70, 2.5, 10.0, 100.4])
+    assert count_median(means).tolist() == [0.0, 0.0, 0.0, 1.0, 2.0, 10.0, 100.0]
+
+
+def test_a_count_calibration_forecasts_its_median_inside_the_band() -> None:
+    rng = np.random.default_rng(4)
+    actual = rng.poisson(1.5, size=120).astype(float)
+    calibration = calibrate(actual, np.full(120, 1.5), source="backtest", counts=True)
+    point = np.array([0.0, 0.4, 0.8, 1.5, 3.7, 40.2])
+    closed = np.array([False, False, False, False, False, True])
+    p10, p50, p90 = calibration.interval(point, closed)
+    assert p50.tolist() == [0.0, 0.0, 1.0, 1.0, 4.0, 0.0]
+    assert (p10 <= p50).all()
+    assert (p50 <= p90).all()
+    assert p10[-1] == p90[-1] == 0.0  # closed
+    # The same calibration of turnover keeps the mean as P50.
+    mean = calibrate(actual, np.full(120, 1.5), source="backtest")
+    assert mean.interval(point, closed)[1].tolist() == [0.0, 0.4, 0.8, 1.5, 3.7, 0.0]
+
+
+def test_counts_round_trip_and_older_versions_keep_the_mean() -> None:
+    calibration = calibrate([1.0, 2.0, 3.0], [2.0, 2.0, 2.0], source="holdout", counts=True)
+    stored = calibration.to_dict()
+    assert stored["counts"] is True
+    assert QuantileCalibration.from_dict(stored) == calibration
+    older = {k: v for k, v in stored.items() if k != "counts"}  # stored before decision 030
+    assert QuantileCalibration.from_dict(older).counts is False
+
+
+def test_in_whole_units() -> None:
+    assert in_whole_units(np.array([0.0, 3.0, np.nan, 12.0]))
+    assert not in_whole_units(np.array([0.0, 3.0, 12.5]))  # turnover
+    assert not in_whole_units(np.array([np.nan, np.nan]))  # nothing recorded
+
+
+@pytest.mark.parametrize(("values", "counts"), [
+    (lambda rng: rng.poisson(np.tile([1.0, 1, 1, 2, 2, 3, 0.5], 30)).astype(float), True),
+    (lambda rng: np.round(rng.gamma(5.0, 20.0, size=210), 2), False),
+])
+def test_a_fit_stores_whether_the_product_sells_whole_units(
+        make_history: HistoryFactory, values: Callable[[np.random.Generator], np.ndarray],
+        counts: bool) -> None:
+    history = make_history(list(values(np.random.default_rng(2))))
+    plan = FitPlan(families=("seasonal_naive",), product_class="medium_volume",
+                   country=None, subdivision=None, regressors=(), time_limit_s=600)
+    result = fit_product(history, plan)
+    assert result.details["quantiles"]["counts"] is counts

@@ -132,3 +132,33 @@ async def test_a_start_far_past_the_data_is_refused_with_a_reason(
     await train_in_process(database, "t")
     with pytest.raises(InvalidRequest, match="at most 366 days after the last sales date"):
         await _forecast(database, "t", days=7, start=date(2300, 1, 1))
+
+
+async def test_a_product_sold_in_units_is_forecast_as_a_count(
+        database: Database, tmp_path: Path) -> None:
+    """A slow seller counted in units gets a count's median (decision 030): whole numbers,
+    mostly 0 at well under one a day; turnover in EUR keeps the model's mean."""
+    rng = np.random.default_rng(8)
+    days = [START + timedelta(days=i) for i in range(DAYS)]
+    rate = np.tile([0.3, 0.3, 0.4, 0.5, 0.8, 1.6, 0.2], DAYS // 7 + 1)[:DAYS]
+    rows = ["date,product,quantity"]
+    rows += [f"{d},pretzel,{n}" for d, n in zip(days, rng.poisson(rate), strict=True)]
+    rows += [f"{d},cake,{v:.2f}" for d, v in zip(days, 40 * rate + rng.gamma(4.0, 2.0, DAYS),
+                                                  strict=True)]
+    directory = tmp_path / "units"
+    directory.mkdir()
+    (directory / "sales.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    await import_directory(database, "units", directory)
+    result = await train_in_process(database, "units", models=("lightgbm",))
+    assert result.job.status == "succeeded", result.job.error
+
+    frame = (await _forecast(database, "units", days=14)).forecast
+    assert (frame["forecast"] == frame["p50"]).all()
+    assert (frame["p10"] <= frame["forecast"]).all()
+    assert (frame["forecast"] <= frame["p90"]).all()
+    pretzel = frame.loc[frame["product"] == "pretzel", "forecast"].to_numpy()
+    cake = frame.loc[frame["product"] == "cake", "forecast"].to_numpy()
+    assert (pretzel == np.round(pretzel)).all()
+    assert (pretzel == 0).sum() >= 7, pretzel  # the weekdays that sell under ln 2 a day
+    assert (pretzel > 0).any(), pretzel
+    assert (cake != np.round(cake)).any(), cake
