@@ -36,6 +36,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 from selection import load
+from speed import holidays_line
 
 from ovencast.forecasting.classes import ProductClass
 from ovencast.forecasting.families.base import FitContext
@@ -197,6 +198,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     console = Console(width=160)
+    console.print(holidays_line(args), highlight=False, markup=False)
     plan, policy = BacktestPlan(), CandidatePolicy()
     seasonal_back = SEASONAL_LAG_DAYS // HORIZON
     n = max(args.origins + plan.n_windows, args.origins + seasonal_back) + 1

@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
+from speed import holidays_line
 
 from ovencast.forecasting.classes import ClassThresholds
 from ovencast.forecasting.families.base import FitContext
@@ -56,6 +57,7 @@ def main() -> None:
     parser.add_argument("--models", default="auto")
     parser.add_argument("--extra", default="")
     args = parser.parse_args()
+    print(holidays_line(args), flush=True)
     long = load(args.directory, args.country, args.subdivision)
     regressors = tuple(c for c in long.columns if c not in (PRODUCT, "date", Y, CLOSED))
     extra = tuple(e for e in args.extra.split(",") if e)

@@ -96,6 +96,9 @@ def holidays_line(args: argparse.Namespace) -> str:
     """Whose public holidays the trainings use, printed first: a run without
     `--subdivision` misses the state's own holidays (North Sea's window ending 2023-10-31
     holds Lower Saxony's Reformation Day), and its figures differ from the tables'."""
+    if not args.country:
+        return ("holidays: none (--country and --subdivision add a country's and a "
+                "state's, as docs/BENCHMARKS.md's commands do)")
     if args.subdivision:
         return f"holidays: {args.country}-{args.subdivision}"
     return (f"holidays: {args.country}, national only (--subdivision adds a state's, as "
@@ -114,6 +117,7 @@ def main() -> None:
 def run(args: argparse.Namespace) -> None:
     models = [m for m in args.models.split(",") if m]
     console = Console(width=140)
+    console.print(holidays_line(args), highlight=False, markup=False)
     rows = []
     with tempfile.TemporaryDirectory(prefix="ovencast-bench-") as tmp:
         def fresh(name: str, workers: int) -> Settings:

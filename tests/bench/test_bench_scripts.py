@@ -80,6 +80,7 @@ def test_replay_replays_auto_and_prints_every_candidate() -> None:
     for method in ("auto", "lightgbm", "seasonal_naive", "croston", "tsb"):
         assert 0 < _wape_of(out, method) < 1
     assert "auto / best fixed family" in out
+    assert out.startswith("holidays: DE-SH\n"), out[:200]
 
 
 def test_origins_trains_every_method_at_every_origin_and_scores_the_same_days() -> None:
@@ -231,6 +232,7 @@ def test_selection_prints_each_products_choice_and_leaderboard() -> None:
     assert found, out
     assert 0 < float(found.group(1)) < 1
     assert 0 < float(found.group(2)) < 1
+    assert out.startswith("holidays: DE-SH\n"), out[:200]
 
 
 def test_ragged_ends_writes_a_copy_whose_drawn_products_end_early(tmp_path: Path) -> None:
