@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 
 from ovencast.accuracy.scoring import lead_bucket, score, scored
+from ovencast.accuracy.service import backtest_wape
+from ovencast.db.tables import ModelVersion
 
 
 @pytest.mark.parametrize(("lead", "bucket"), [
@@ -53,3 +55,15 @@ def test_coverage_counts_only_days_with_an_interval_and_nothing_sold_is_nan() ->
     assert math.isnan(zero.wape)
     assert math.isnan(zero.bias)
     assert zero.to_dict()["wape"] is None
+
+
+@pytest.mark.parametrize(("selection", "metrics", "expected"), [
+    ({"basis": "backtest", "wape": 0.62, "served_wape": 0.55}, {"wape": 0.7}, 0.55),
+    ({"basis": "backtest", "wape": 0.31}, {"wape": 0.4}, 0.31),  # turnover, or older
+    ({"basis": "none", "chosen": "lightgbm"}, {"wape": 0.4}, 0.4),
+])
+def test_drift_compares_with_the_backtest_wape_of_what_is_served(
+        selection: dict[str, object], metrics: dict[str, float], expected: float) -> None:
+    version = ModelVersion(details={"selection": selection}, metrics=metrics)
+    assert backtest_wape(version) == expected
+    assert backtest_wape(None) is None

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -9,6 +10,7 @@ from ovencast.forecasting.evaluation import BASELINE, evaluate_family
 from ovencast.forecasting.families.seasonal_naive import SeasonalNaive
 from ovencast.forecasting.frame import CLOSED, DATE, YHAT, Y
 from ovencast.forecasting.holdout import HoldoutSplit
+from ovencast.forecasting.quantiles import count_median
 
 from .conftest import HistoryFactory
 
@@ -54,6 +56,25 @@ def test_closed_holdout_days_are_not_scored(make_history: HistoryFactory) -> Non
     assert evaluation.metrics.n_days == 5
     assert evaluation.metrics.wape == pytest.approx(10 / 60)
     assert evaluation.holdout_predictions[YHAT].tolist()[:2] == [0.0, 10.0]
+
+
+def test_a_count_is_scored_as_served_by_its_median(make_history: HistoryFactory) -> None:
+    # A slow seller's rate is a fraction; what is served of it is a count's median
+    # (decision 030), and the holdout WAPE a user reads must be that forecast's.
+    sales = np.random.default_rng(3).poisson(np.tile([0.2, 0.2, 0.3, 0.3, 0.5, 0.8, 0.1], 20))
+    history = make_history(sales.astype(float).tolist())
+    mean = evaluate_family(history, family="croston", holdout=HoldoutSplit(28))
+    served = evaluate_family(history, family="croston", holdout=HoldoutSplit(28), counts=True)
+    predictions = served.holdout_predictions
+    assert predictions[YHAT].tolist() == mean.holdout_predictions[YHAT].tolist()
+    assert not np.all(predictions[YHAT] == np.round(predictions[YHAT]))  # a rate, kept
+    median = count_median(predictions[YHAT].to_numpy())
+    actual = predictions[Y].to_numpy()
+    assert served.metrics.wape == pytest.approx(np.abs(actual - median).sum() / actual.sum())
+    assert mean.metrics.wape == pytest.approx(
+        np.abs(actual - predictions[YHAT].to_numpy()).sum() / actual.sum())
+    assert served.metrics.wape < mean.metrics.wape  # more zero days than sales days
+    assert served.baseline_metrics == mean.baseline_metrics
 
 
 def test_all_closed_holdout_gives_nan_metrics(make_history: HistoryFactory) -> None:

@@ -7,13 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ovencast.forecasting.frame import CLOSED, DATE
+from ovencast.forecasting.frame import CLOSED, DATE, YHAT, Y
 from ovencast.forecasting.quantiles import (
     QuantileCalibration,
     calibrate,
     count_median,
     coverage,
     in_whole_units,
+    whole_units_band,
 )
 from ovencast.forecasting.selection import BacktestPlan, resolve_candidate, select
 from ovencast.training.fitting import fit_product
@@ -125,6 +126,35 @@ def test_a_count_calibration_forecasts_its_median_inside_the_band() -> None:
     assert mean.interval(point, closed)[1].tolist() == [0.0, 0.4, 0.8, 1.5, 3.7, 0.0]
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_a_count_band_is_whole_units_and_covers_the_counts_it_covered(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    mean = rng.gamma(1.5, 2.0, size=400)
+    actual = rng.poisson(mean).astype(float)
+    args = (actual[:200], mean[:200])
+    turnover = calibrate(*args, source="backtest").interval(mean[200:])
+    p10, p50, p90 = calibrate(*args, source="backtest", counts=True).interval(mean[200:])
+    for values in (p10, p50, p90):
+        assert (values == np.round(values)).all()
+    assert (p10 <= p50).all()
+    assert (p50 <= p90).all()
+    assert (p90 <= np.maximum(turnover[2], p50)).all()  # never wider than the band, but
+    assert (p10 >= np.minimum(turnover[0], p50)).all()  # where it must hold the median
+    held = (actual[200:] >= p10) & (actual[200:] <= p90)
+    was_held = (actual[200:] >= np.minimum(turnover[0], p50)) & (
+        actual[200:] <= np.maximum(turnover[2], p50))
+    assert held.tolist() == was_held.tolist()
+    assert p90.max() > 0  # not a band collapsed to nothing
+
+
+def test_whole_units_band_keeps_whole_ends() -> None:
+    low, high = whole_units_band(np.array([0.0, 0.2, 2.0 + 1e-12, 1.0]),
+                                 np.array([0.38, 1.0 - 1e-12, 2.5, 7.0]))
+    assert low.tolist() == [0.0, 1.0, 2.0, 1.0]
+    assert not np.signbit(low).any()  # a P10 of 0 is printed 0, not -0
+    assert high.tolist() == [0.0, 1.0, 2.0, 7.0]
+
+
 def test_counts_round_trip_and_older_versions_keep_the_mean() -> None:
     calibration = calibrate([1.0, 2.0, 3.0], [2.0, 2.0, 2.0], source="holdout", counts=True)
     stored = calibration.to_dict()
@@ -152,3 +182,20 @@ def test_a_fit_stores_whether_the_product_sells_whole_units(
                    country=None, subdivision=None, regressors=(), time_limit_s=600)
     result = fit_product(history, plan)
     assert result.details["quantiles"]["counts"] is counts
+    assert ("served_wape" in result.details["selection"]) is counts
+
+
+def test_a_count_products_stored_holdout_wape_is_its_served_medians(
+        make_history: HistoryFactory) -> None:
+    sales = np.random.default_rng(5).poisson(np.tile([0.2, 0.2, 0.3, 0.3, 0.5, 0.8, 0.1], 30))
+    plan = FitPlan(families=("croston",), product_class="intermittent", country=None,
+                   subdivision=None, regressors=(), time_limit_s=600)
+    result = fit_product(make_history(sales.astype(float).tolist()), plan)
+    best = result.best
+    scored = best.holdout_predictions.loc[~best.holdout_predictions[CLOSED]]
+    actual, served = scored[Y].to_numpy(), count_median(scored[YHAT].to_numpy())
+    assert best.metrics.wape == pytest.approx(np.abs(actual - served).sum() / actual.sum())
+    # The backtest's too, beside the mean's that selection compared (decision 031).
+    selection = result.details["selection"]
+    assert selection["basis"] == "backtest"
+    assert 0 < selection["served_wape"] < selection["wape"]

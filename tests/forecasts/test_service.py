@@ -136,8 +136,9 @@ async def test_a_start_far_past_the_data_is_refused_with_a_reason(
 
 async def test_a_product_sold_in_units_is_forecast_as_a_count(
         database: Database, tmp_path: Path) -> None:
-    """A slow seller counted in units gets a count's median (decision 030): whole numbers,
-    mostly 0 at well under one a day; turnover in EUR keeps the model's mean."""
+    """A slow seller counted in units gets a count's median (decision 030) and a band of
+    whole units (031): whole numbers, mostly 0 at well under one a day; turnover in EUR
+    keeps the model's mean."""
     rng = np.random.default_rng(8)
     days = [START + timedelta(days=i) for i in range(DAYS)]
     rate = np.tile([0.3, 0.3, 0.4, 0.5, 0.8, 1.6, 0.2], DAYS // 7 + 1)[:DAYS]
@@ -159,6 +160,9 @@ async def test_a_product_sold_in_units_is_forecast_as_a_count(
     pretzel = frame.loc[frame["product"] == "pretzel", "forecast"].to_numpy()
     cake = frame.loc[frame["product"] == "cake", "forecast"].to_numpy()
     assert (pretzel == np.round(pretzel)).all()
+    band = frame.loc[frame["product"] == "pretzel", ["p10", "p90"]].to_numpy()
+    assert (band == np.round(band)).all(), band  # whole units too (decision 031)
+    assert (band[:, 1] >= 1).any(), band
     assert (pretzel == 0).sum() >= 7, pretzel  # the weekdays that sell under ln 2 a day
     assert (pretzel > 0).any(), pretzel
     assert (cake != np.round(cake)).any(), cake

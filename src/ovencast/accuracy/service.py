@@ -38,12 +38,15 @@ DRIFT_WEEKS = 4
 
 def backtest_wape(version: ModelVersion | None) -> float | None:
     """The WAPE a version was expected to reach: its selection's backtest WAPE (the
-    chosen model over the rolling-origin windows), or for a version chosen without a
-    backtest (Prophet alone, short histories) its holdout WAPE."""
+    chosen model over the rolling-origin windows, scoring what is served: a unit
+    product's count median), or for a version chosen without a backtest (Prophet alone,
+    short histories) its holdout WAPE."""
     if version is None:
         return None
     selection = (version.details or {}).get("selection") or {}
-    value = selection.get("wape") if selection.get("basis") == "backtest" else None
+    # A unit product is served a count's median: the backtest WAPE of that (decision 031).
+    value = selection.get("served_wape", selection.get("wape")) \
+        if selection.get("basis") == "backtest" else None
     if value is None:
         value = (version.metrics or {}).get("wape")
     return None if value is None else float(value)

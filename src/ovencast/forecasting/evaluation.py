@@ -17,6 +17,7 @@ from ovencast.forecasting.families.seasonal_naive import SeasonalNaive
 from ovencast.forecasting.frame import CLOSED, DATE, YHAT, Y
 from ovencast.forecasting.holdout import HoldoutSplit
 from ovencast.forecasting.metrics import Metrics, compute_metrics
+from ovencast.forecasting.quantiles import count_median
 
 MIN_TRAIN_OPEN_DAYS = 14
 """Fewest open days the training part may have: every weekday seen twice, so that the
@@ -32,8 +33,10 @@ class Evaluation:
     `model` is fitted on the *full* history (what is stored and served); `metrics` and
     `baseline_metrics` score the model fitted on the training part only, on the observed
     open days of the holdout (NaN metrics when the holdout has none, e.g. a shop closed
-    for the winter). `holdout_predictions` has one row per holdout row: date, y, closed,
-    forecast, baseline.
+    for the winter). `metrics` score the forecast as it is served: for a product sold in
+    whole units (`counts`) a count's median of the model's mean (decision 030), the mean
+    itself otherwise. `holdout_predictions` has one row per holdout row: date, y, closed,
+    forecast (the model's mean, which the quantiles are calibrated on), baseline.
     """
 
     family: str
@@ -61,11 +64,14 @@ def evaluate_family(
     min_train_days: int = MIN_TRAIN_OPEN_DAYS,
     context: FitContext = NO_CONTEXT,
     warm_refit: bool = False,
+    counts: bool = False,
 ) -> Evaluation:
     """Fit `family` on the history minus the holdout, score it and the seasonal naive
     baseline on the holdout, then refit `family` on the whole history; with `warm_refit`
     the refit's optimiser starts where the holdout fit's ended (`ForecastModel.
-    start_from`: Prophet's warm start, decision 021).
+    start_from`: Prophet's warm start, decision 021). `counts`: the product sells whole
+    units (`quantiles.in_whole_units`) and is served a count's median, which the
+    metrics then score.
 
     `history` is one product's history frame (see `frame`); `context` goes to every fit
     of `family` (not to the baseline's). Raises ValueError when the
@@ -99,10 +105,11 @@ def evaluate_family(
         final.start_from(candidate)
     final.fit(history, context=context)
     cutoff = split.cutoff(history)
+    served = count_median(scored[YHAT].to_numpy()) if counts else scored[YHAT]
     return Evaluation(
         family=family,
         model=final,
-        metrics=compute_metrics(scored[Y], scored[YHAT], train_history=train),
+        metrics=compute_metrics(scored[Y], served, train_history=train),
         baseline_metrics=compute_metrics(scored[Y], scored[BASELINE], train_history=train),
         holdout_predictions=predictions,
         holdout_start=cutoff.date(),

@@ -81,13 +81,12 @@ def compute_metrics(
         raise ValueError("actual and predicted must not contain NaN")
     n = int(y.size)
     abs_err = np.abs(y - yhat)
-    sum_abs_y = float(np.sum(np.abs(y)))
     sum_y = float(np.sum(y))
     nonzero = y != 0
     scale = seasonal_naive_scale(train_history)
     mae = float(np.mean(abs_err)) if n else math.nan
     return Metrics(
-        wape=_ratio(float(np.sum(abs_err)), sum_abs_y),
+        wape=wape(y, yhat),
         mase=_ratio(mae, scale),
         mape=float(np.mean(abs_err[nonzero] / np.abs(y[nonzero]))) if nonzero.any() else math.nan,
         bias=_ratio(float(np.sum(yhat - y)), sum_y),
@@ -121,6 +120,14 @@ def seasonal_naive_scale(history: pd.DataFrame, *, season_days: int = SEASON_DAY
     if not found.any():
         return math.nan
     return float(np.mean(np.abs(values[found] - values[earlier[found]])))
+
+
+def wape(actual: np.ndarray, predicted: np.ndarray) -> float:
+    """sum |y - ŷ| / sum |y| of equal-length arrays (the days to score only); NaN when
+    nothing sold."""
+    y = np.asarray(actual, dtype=float)
+    return _ratio(float(np.sum(np.abs(y - np.asarray(predicted, dtype=float)))),
+                  float(np.sum(np.abs(y))))
 
 
 def _ratio(numerator: float, denominator: float) -> float:

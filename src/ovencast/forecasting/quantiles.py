@@ -34,7 +34,9 @@ TSB), and the median of a count lies below its mean by up to ln 2 units: a produ
 sells 0.6 a day sells nothing on most days. There P50 is the median of a Poisson count
 with mean ŷ (the least skewed count with that mean: no dispersion is estimated), and the
 band is widened where needed to keep P10 <= P50 <= P90
-(docs/decisions/030-median-of-counts.md). Turnover (Kiel's EUR) keeps P50 = ŷ.
+(docs/decisions/030-median-of-counts.md). P10 and P90 are then whole units too: P10
+rounded up, P90 down, which leaves the band's coverage of counts as it was
+(`whole_units_band`, decision 031). Turnover (Kiel's EUR) keeps P50 = ŷ.
 
 The calibration is a few numbers (`QuantileCalibration.to_dict`), stored with the model
 version (`details["quantiles"]`), so that any stored version can give quantiles without
@@ -46,13 +48,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from ovencast.forecasting.evaluation import Evaluation
 from ovencast.forecasting.frame import CLOSED, YHAT, Y
+
+if TYPE_CHECKING:  # evaluation scores a count's median (count_median): no import cycle
+    from ovencast.forecasting.evaluation import Evaluation
 
 QUANTILE_LEVELS = (0.1, 0.5, 0.9)
 """The quantiles a forecast carries: P10, P50 (the point forecast), P90."""
@@ -91,6 +95,7 @@ class QuantileCalibration:
         p50 = yhat.copy()
         if self.counts:
             p50 = count_median(yhat)
+            p10, p90 = whole_units_band(p10, p90)
             p10, p90 = np.minimum(p10, p50), np.maximum(p90, p50)
         if closed is not None:
             mask = np.asarray(closed, dtype=bool)
@@ -132,6 +137,15 @@ def count_median(mean: np.ndarray) -> np.ndarray:
 
     mu = np.clip(np.asarray(mean, dtype=float), 0.0, None)
     return np.where(mu > 0.0, poisson.ppf(0.5, np.where(mu > 0.0, mu, 1.0)), 0.0)
+
+
+def whole_units_band(p10: np.ndarray, p90: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The band in whole units: P10 rounded up, P90 down. A count lies inside [p10, p90]
+    exactly when it lies inside [ceil(p10), floor(p90)], so the band's coverage of counts
+    is unchanged and its ends are counts a baker can bake (decision 031); the slack keeps
+    a float's last bit from moving an end by a whole unit."""
+    slack = 1e-9
+    return np.ceil(p10 - slack) + 0.0, np.floor(p90 + slack)  # + 0.0: ceil(-1e-9) is -0.0
 
 
 def in_whole_units(sales: np.ndarray | pd.Series) -> bool:

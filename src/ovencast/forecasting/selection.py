@@ -84,6 +84,7 @@ from ovencast.forecasting.families.ensemble import ENSEMBLE, ensemble_params
 from ovencast.forecasting.families.registry import model_class
 from ovencast.forecasting.frame import CLOSED, DATE, YHAT, Y
 from ovencast.forecasting.metrics import Metrics, compute_metrics
+from ovencast.forecasting.metrics import wape as wape_of
 
 AUTO = "auto"
 """The model choice that selects among the product class's candidates."""
@@ -707,9 +708,7 @@ def _open_pairs(predictions: pd.DataFrame, forecast: np.ndarray
 
 
 def _wape(predictions: pd.DataFrame, forecast: np.ndarray) -> float:
-    y, yhat = _open_pairs(predictions, forecast)
-    total = float(np.sum(np.abs(y)))
-    return float(np.sum(np.abs(y - yhat))) / total if total > 0 else math.nan
+    return wape_of(*_open_pairs(predictions, forecast))
 
 
 def _rank(wape: float) -> float:

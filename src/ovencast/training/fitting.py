@@ -40,9 +40,11 @@ from ovencast.events.progress import EventSink
 from ovencast.forecasting.evaluation import Evaluation, evaluate_family
 from ovencast.forecasting.features import PUBLIC_HOLIDAY
 from ovencast.forecasting.frame import DATE, Y
+from ovencast.forecasting.metrics import wape
 from ovencast.forecasting.quantiles import (
     calibrate,
     checked_on_holdout,
+    count_median,
     holdout_calibration,
     in_whole_units,
 )
@@ -95,10 +97,14 @@ def _fit_product(history: pd.DataFrame, plan: FitPlan, prior: PriorFit | None,
     for name, error in selection.errors.items():
         sink.family_failed(name, error)
     evaluation, fallback_errors = _evaluate_first(history, plan, selection.alternatives())
+    counts = in_whole_units(history[Y])
     calibration = calibrate(selection.actual, selection.predicted, source="backtest",
-                            counts=in_whole_units(history[Y]))
+                            counts=counts)
     leaderboard = selection.leaderboard()
     details["selection"] = selection.to_dict()
+    if counts:  # the backtest WAPE of what is served, for realised accuracy (decision 031)
+        details["selection"]["served_wape"] = json_number(
+            wape(selection.actual, count_median(selection.predicted)))
     if tenant_blend is not None and plan.context.global_fits is not None \
             and plan.context.global_fits.partner is not None:
         details["selection"]["tenant_blend"] = plan.context.global_fits.partner.to_dict()
@@ -165,14 +171,15 @@ def _prophet_regressors(plan: FitPlan) -> tuple[str, ...]:
 
 def _evaluate_first(history: pd.DataFrame, plan: FitPlan, specs: Iterable[Candidate]
                     ) -> tuple[Evaluation, dict[str, str]]:
-    """Score the first spec that fits on the holdout; the errors of those that did not
-    (candidate name -> "Type: message")."""
+    """Score the first spec that fits on the holdout, as it is served; the errors of those
+    that did not (candidate name -> "Type: message")."""
     errors: dict[str, str] = {}
+    counts = in_whole_units(history[Y])  # scored as served: a count's median (decision 030)
     for spec in specs:
         try:
             return evaluate_family(history, family=spec.family, regressors=spec.regressors,
                                    params=spec.params, holdout=plan.holdout,
-                                   context=plan.context), errors
+                                   context=plan.context, counts=counts), errors
         except Exception as exc:
             errors[spec.name] = f"{type(exc).__name__}: {exc}"
     raise ModelFitFailed("every model family failed: " + "; ".join(
