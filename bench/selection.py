@@ -12,6 +12,7 @@ pays for its cost, e.g. auto_arima).
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 from pathlib import Path
@@ -103,9 +104,15 @@ def main() -> None:
                       f"{quantiles.get('holdout_coverage') or float('nan'):.2f}",
                       f"{elapsed:.1f}", board)
     console.print(table)
-    console.print(f"mean holdout WAPE {statistics.fmean(wapes):.3f} (seasonal naive "
-                  f"{statistics.fmean(naive):.3f}); {sum(seconds):.0f} s in all, "
-                  f"{statistics.median(seconds):.1f} s median per product")
+    # A product whose holdout has no open day with sales has no WAPE (NaN): left out.
+    scored = [(w, n) for w, n in zip(wapes, naive, strict=True) if math.isfinite(w)]
+    if not scored:
+        console.print("no product has a holdout WAPE (no open day with sales in any holdout)")
+        return
+    console.print(f"mean holdout WAPE {statistics.fmean(w for w, _ in scored):.3f} (seasonal "
+                  f"naive {statistics.fmean(n for _, n in scored):.3f}) over the "
+                  f"{len(scored)} of {len(wapes)} products with one; {sum(seconds):.0f} s "
+                  f"in all, {statistics.median(seconds):.1f} s median per product")
 
 
 if __name__ == "__main__":
