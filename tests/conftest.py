@@ -87,8 +87,10 @@ SETTINGS_ENV_VARS = tuple(name.upper() for name in Settings.model_fields)
 
 @pytest.fixture(autouse=True)
 def _isolated_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No OVENCAST_HOME, DATABASE_URL, ... from the developer's shell reaches a test."""
-    for name in SETTINGS_ENV_VARS:
+    """No OVENCAST_HOME, DATABASE_URL, ... from the developer's shell reaches a test, nor
+    a terminal size: pytest-xdist's workers set COLUMNS=80, and the CLI children's tables
+    (140 wide without a terminal) would wrap differently under `-n`."""
+    for name in (*SETTINGS_ENV_VARS, "COLUMNS", "LINES"):
         monkeypatch.delenv(name, raising=False)
     get_settings.cache_clear()
     yield

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ovencast.forecasting.counts import count_median
 from ovencast.forecasting.evaluation import BASELINE, evaluate_family
 from ovencast.forecasting.families.seasonal_naive import SeasonalNaive
 from ovencast.forecasting.frame import CLOSED, DATE, YHAT, Y
 from ovencast.forecasting.holdout import HoldoutSplit
-from ovencast.forecasting.quantiles import count_median
 
 from .conftest import HistoryFactory
 

@@ -7,14 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ovencast.forecasting.counts import count_median, in_whole_units, whole_units_band
 from ovencast.forecasting.frame import CLOSED, DATE, YHAT, Y
 from ovencast.forecasting.quantiles import (
     QuantileCalibration,
     calibrate,
-    count_median,
     coverage,
-    in_whole_units,
-    whole_units_band,
 )
 from ovencast.forecasting.selection import BacktestPlan, resolve_candidate, select
 from ovencast.training.fitting import fit_product

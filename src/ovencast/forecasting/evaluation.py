@@ -11,13 +11,13 @@ from typing import Any
 
 import pandas as pd
 
+from ovencast.forecasting.counts import count_median
 from ovencast.forecasting.families.base import NO_CONTEXT, FitContext, ForecastModel
 from ovencast.forecasting.families.registry import model_class
 from ovencast.forecasting.families.seasonal_naive import SeasonalNaive
 from ovencast.forecasting.frame import CLOSED, DATE, YHAT, Y
 from ovencast.forecasting.holdout import HoldoutSplit
 from ovencast.forecasting.metrics import Metrics, compute_metrics
-from ovencast.forecasting.quantiles import count_median
 
 MIN_TRAIN_OPEN_DAYS = 14
 """Fewest open days the training part may have: every weekday seen twice, so that the
@@ -70,7 +70,7 @@ def evaluate_family(
     baseline on the holdout, then refit `family` on the whole history; with `warm_refit`
     the refit's optimiser starts where the holdout fit's ended (`ForecastModel.
     start_from`: Prophet's warm start, decision 021). `counts`: the product sells whole
-    units (`quantiles.in_whole_units`) and is served a count's median, which the
+    units (`counts.in_whole_units`) and is served a count's median, which the
     metrics then score.
 
     `history` is one product's history frame (see `frame`); `context` goes to every fit

@@ -48,15 +48,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-import pandas as pd
 
+from ovencast.forecasting.counts import count_median, whole_units_band
+from ovencast.forecasting.evaluation import Evaluation
 from ovencast.forecasting.frame import CLOSED, YHAT, Y
-
-if TYPE_CHECKING:  # evaluation scores a count's median (count_median): no import cycle
-    from ovencast.forecasting.evaluation import Evaluation
 
 QUANTILE_LEVELS = (0.1, 0.5, 0.9)
 """The quantiles a forecast carries: P10, P50 (the point forecast), P90."""
@@ -130,32 +128,6 @@ class QuantileCalibration:
         )
 
 
-def count_median(mean: np.ndarray) -> np.ndarray:
-    """The median of a Poisson count with each of `mean` as its mean (0 for a mean of 0):
-    the smallest k with P(N <= k) >= 1/2."""
-    from scipy.stats import poisson  # only where a forecast of counts is made
-
-    mu = np.clip(np.asarray(mean, dtype=float), 0.0, None)
-    return np.where(mu > 0.0, poisson.ppf(0.5, np.where(mu > 0.0, mu, 1.0)), 0.0)
-
-
-def whole_units_band(p10: np.ndarray, p90: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The band in whole units: P10 rounded up, P90 down. A count lies inside [p10, p90]
-    exactly when it lies inside [ceil(p10), floor(p90)], so the band's coverage of counts
-    is unchanged and its ends are counts a baker can bake (decision 031); the slack keeps
-    a float's last bit from moving an end by a whole unit."""
-    slack = 1e-9
-    return np.ceil(p10 - slack) + 0.0, np.floor(p90 + slack)  # + 0.0: ceil(-1e-9) is -0.0
-
-
-def in_whole_units(sales: np.ndarray | pd.Series) -> bool:
-    """Whether every recorded quantity of `sales` (NaN: none recorded) is a whole number:
-    units sold rather than turnover, so that its forecasts are counts."""
-    values = np.asarray(sales, dtype=float)
-    values = values[np.isfinite(values)]
-    return bool(values.size) and bool(np.all(values == np.round(values)))
-
-
 def calibrate(
     actual: np.ndarray | list[float],
     predicted: np.ndarray | list[float],
@@ -164,7 +136,7 @@ def calibrate(
     counts: bool = False,
 ) -> QuantileCalibration:
     """Calibration from out-of-sample pairs (observed open days only; same length).
-    `counts`: the product sells whole units (`in_whole_units`): P50 is then a count's
+    `counts`: the product sells whole units (`counts.in_whole_units`): P50 is then a count's
     median (module docstring).
 
     Raises ValueError without a pair to calibrate on."""

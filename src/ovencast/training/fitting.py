@@ -37,6 +37,7 @@ import pandas as pd
 
 from ovencast.errors import ModelFitFailed
 from ovencast.events.progress import EventSink
+from ovencast.forecasting.counts import count_median, in_whole_units
 from ovencast.forecasting.evaluation import Evaluation, evaluate_family
 from ovencast.forecasting.features import PUBLIC_HOLIDAY
 from ovencast.forecasting.frame import DATE, Y
@@ -44,9 +45,7 @@ from ovencast.forecasting.metrics import wape
 from ovencast.forecasting.quantiles import (
     calibrate,
     checked_on_holdout,
-    count_median,
     holdout_calibration,
-    in_whole_units,
 )
 from ovencast.forecasting.season import off_season_of
 from ovencast.forecasting.selection import (
