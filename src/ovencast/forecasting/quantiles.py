@@ -36,7 +36,11 @@ with mean ŷ (the least skewed count with that mean: no dispersion is estimated)
 band is widened where needed to keep P10 <= P50 <= P90
 (docs/decisions/030-median-of-counts.md). P10 and P90 are then whole units too: P10
 rounded up, P90 down, which leaves the band's coverage of counts as it was
-(`whole_units_band`, decision 031). Turnover (Kiel's EUR) keeps P50 = ŷ.
+(`counts.whole_units_band`, decision 031). A count's `upper` is calibrated on the band's
+joint coverage (`_count_band`, decision 032): where most days sell nothing, a P10 of 0
+already holds the lower tail, and an upper tail cut at 10 % on its own left a band that
+held about 90 % of a slow seller's days. Turnover (Kiel's EUR) keeps P50 = ŷ and the
+per-tail ranks.
 
 The calibration is a few numbers (`QuantileCalibration.to_dict`), stored with the model
 version (`details["quantiles"]`), so that any stored version can give quantiles without
@@ -47,7 +51,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -156,7 +160,7 @@ def calibrate(
     scaled = np.sort((y - yhat) / np.maximum(yhat, floor))
     lower_rank = max(1, math.floor((n + 1) * QUANTILE_LEVELS[0]))
     upper_rank = min(n, math.ceil((n + 1) * QUANTILE_LEVELS[-1]))
-    return QuantileCalibration(
+    calibration = QuantileCalibration(
         lower=float(scaled[lower_rank - 1]),
         upper=float(scaled[upper_rank - 1]),
         floor=floor,
@@ -164,6 +168,34 @@ def calibrate(
         source=source,
         counts=counts,
     )
+    return _count_band(calibration, y, yhat, scaled) if counts else calibration
+
+
+def _count_band(calibration: QuantileCalibration, y: np.ndarray, yhat: np.ndarray,
+                scaled: np.ndarray) -> QuantileCalibration:
+    """A count's band calibrated on its joint coverage: the lowest `upper` (among the
+    scaled residuals up to the per-tail one) whose served band (P10 at 0 or above, whole
+    units, holding the median) covers the split-conformal share of the calibration pairs
+    for P10..P90. A slow seller's lower tail is mostly 0 sold, which a P10 of 0 already
+    holds: with both tails cut at 10 % its band held about 90 % (decision 032)."""
+    n = calibration.n
+    target = min(n, math.ceil((n + 1) * (QUANTILE_LEVELS[-1] - QUANTILE_LEVELS[0])))
+    candidates = np.unique(scaled[(scaled >= 0.0) & (scaled < calibration.upper)])
+
+    def held(upper: float) -> int:
+        p10, _, p90 = replace(calibration, upper=upper).interval(yhat)
+        return int(np.sum((y >= p10) & (y <= p90)))
+
+    low, high = 0, len(candidates)  # bisect: the band only widens as `upper` grows
+    while low < high:
+        middle = (low + high) // 2
+        if held(float(candidates[middle])) >= target:
+            high = middle
+        else:
+            low = middle + 1
+    if low == len(candidates):
+        return calibration
+    return replace(calibration, upper=float(candidates[low]))
 
 
 def coverage(actual: np.ndarray, low: np.ndarray, high: np.ndarray) -> float:
