@@ -23,13 +23,15 @@ demo: $(STAMP)
 
 # The web console's browser tests drive Debian's chromium (tests/console): installed when
 # missing and possible (root); otherwise they skip locally and fail under CI=true.
+# Two test processes (pytest-xdist), as CI has two cores; every test has its own
+# databases, ports and home, so they do not meet.
 test: $(STAMP)
 	@command -v chromium >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	  chromium chromium-driver >/dev/null || echo "chromium is missing and could not be \
 	installed: the console's browser tests will skip (and fail under CI=true)"
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m "not slow" -n 2
 
 test-slow: $(STAMP)
 	$(BIN)/pytest -m slow
