@@ -83,20 +83,22 @@ def _fit_product(history: pd.DataFrame, plan: FitPlan, prior: PriorFit | None,
     if tenant_blend is not None:  # weighed once for the tenant: no backtest of its own
         candidates = tuple(c for c in candidates if c.name != tenant_blend[0].name)
     train, _ = plan.holdout.split(history)
+    counts = in_whole_units(history[Y])  # served and scored as a count's median (030, 031)
     try:
         selection = select(train, candidates, plan.backtest, prefer=_preferred(plan),
                            blend=_blend(plan), tenant_blend=tenant_blend,
                            context=plan.context, on_backtest=sink.backtest)
     except NoBacktestWindow as exc:
-        return _fit_without_backtest(history, plan, candidates, str(exc), sink, details)
+        return _fit_without_backtest(history, plan, candidates, str(exc), sink, details,
+                                     counts=counts)
     except NoCandidate as exc:
         for name, error in exc.errors.items():
             sink.family_failed(name, error)
         raise ModelFitFailed(f"every model family failed: {exc}") from None
     for name, error in selection.errors.items():
         sink.family_failed(name, error)
-    evaluation, fallback_errors = _evaluate_first(history, plan, selection.alternatives())
-    counts = in_whole_units(history[Y])
+    evaluation, fallback_errors = _evaluate_first(history, plan, selection.alternatives(),
+                                                  counts=counts)
     calibration = calibrate(selection.actual, selection.predicted, source="backtest",
                             counts=counts)
     leaderboard = selection.leaderboard()
@@ -168,12 +170,11 @@ def _prophet_regressors(plan: FitPlan) -> tuple[str, ...]:
     return tuple(r for r in plan.regressors if not (plan.country and r == PUBLIC_HOLIDAY))
 
 
-def _evaluate_first(history: pd.DataFrame, plan: FitPlan, specs: Iterable[Candidate]
-                    ) -> tuple[Evaluation, dict[str, str]]:
+def _evaluate_first(history: pd.DataFrame, plan: FitPlan, specs: Iterable[Candidate], *,
+                    counts: bool) -> tuple[Evaluation, dict[str, str]]:
     """Score the first spec that fits on the holdout, as it is served; the errors of those
     that did not (candidate name -> "Type: message")."""
     errors: dict[str, str] = {}
-    counts = in_whole_units(history[Y])  # scored as served: a count's median (decision 030)
     for spec in specs:
         try:
             return evaluate_family(history, family=spec.family, regressors=spec.regressors,
@@ -187,8 +188,8 @@ def _evaluate_first(history: pd.DataFrame, plan: FitPlan, specs: Iterable[Candid
 
 def _fit_without_backtest(history: pd.DataFrame, plan: FitPlan,
                           candidates: Sequence[Candidate], reason: str, sink: Progress,
-                          details: dict[str, Any]) -> FitResult:
-    evaluation, errors = _evaluate_first(history, plan, candidates)
+                          details: dict[str, Any], *, counts: bool) -> FitResult:
+    evaluation, errors = _evaluate_first(history, plan, candidates, counts=counts)
     for name, error in errors.items():
         sink.family_failed(name, error)
     leaderboard: list[dict[str, Any]] = [{"family": evaluation.family,
@@ -197,7 +198,7 @@ def _fit_without_backtest(history: pd.DataFrame, plan: FitPlan,
                     for name, error in errors.items()]
     details["selection"] = {"basis": "none", "reason": reason, "chosen": evaluation.family}
     details["leaderboard"] = leaderboard
-    details["quantiles"] = holdout_calibration(evaluation, counts=in_whole_units(history[Y]))
+    details["quantiles"] = holdout_calibration(evaluation, counts=counts)
     return FitResult(best=evaluation, leaderboard=leaderboard, details=details)
 
 
