@@ -48,10 +48,14 @@ def fuzzed(api_server: RunningServer, api_settings: Settings, client: httpx.Clie
     return {"url": api_server.base_url, "keys": keys}
 
 
-# The schema as the app declares it (made without a database: the running server under
-# test, with its database, serves the same one).
+# The schema as the app declares it; the running server under test, with its database,
+# serves the same one. Loading it starts the app, which migrates the database of its home:
+# a home of this process's own (removed when it exits), because the test processes
+# (pytest-xdist) collect this module at the same time, and two migrating one SQLite file
+# at once failed (alembic's batch copy of a table the other had already altered).
+_SCHEMA_HOME = tempfile.TemporaryDirectory(prefix="ovencast-schema-")
 schema = schemathesis.openapi.from_asgi(
-    "/openapi.json", create_app(Settings(ovencast_home=Path(tempfile.gettempdir()))))
+    "/openapi.json", create_app(Settings(ovencast_home=Path(_SCHEMA_HOME.name))))
 CHOSEN_CHECKS = [check for check in CHECKS.get_all() if check.__name__ in CHECK_NAMES]
 
 

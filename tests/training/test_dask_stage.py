@@ -38,8 +38,10 @@ N_PRODUCTS = 6
 
 @pytest.fixture(scope="module")
 def dask_address() -> Iterator[str]:
+    # The dashboard on a free port: each test process (pytest-xdist) that runs tests of
+    # this module starts its own cluster, and two on the default 8787 failed.
     with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                  dashboard_address=None) as cluster:
+                                  dashboard_address=":0") as cluster:
         yield str(cluster.scheduler_address)
 
 
