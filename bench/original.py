@@ -26,10 +26,12 @@ row, products that both have): pooled WAPE of ovencast's original and of the ref
 forecasts per product-day relative to the mean actual. `--products` prints per product.
 
 `--regressors reference` fills the regressors' gaps as the reference method did before
-building the frame (linear interpolation of every gap, a missing `weather_code` taken as
-0): what `build_tenant_frame` does not do (it drops a regressor missing on more than 10 %
-of the sales dates and clips training days where a gap is longer than 3 days), so the
-difference between the two runs is the part of the remaining gap that lies in the frame.
+building the frame (`features.regressors_as_original`: linear interpolation of every
+interior gap, a missing `weather_code` taken as 0), as a `--models prophet` job does
+since decision 033; `tenant-frame` builds ovencast's own frame, which drops a regressor
+missing on more than 10 % of the sales dates and clips training days where a gap is
+longer than 3 days. The columns keep the files' order (the reference's; Prophet's fit
+depends on it, decision 033).
 
 Knobs that reproduce ovencast's behaviour before the change, for the decision record:
 `--closed forecast-zero` (closed days not fitted, forecast 0), `--validation-offset 28`
@@ -56,7 +58,12 @@ from rich.table import Table
 
 from ovencast.forecasting.classes import SearchClassRule
 from ovencast.forecasting.families.prophet import ProphetModel
-from ovencast.forecasting.features import PUBLIC_HOLIDAY, build_future_frame, build_tenant_frame
+from ovencast.forecasting.features import (
+    PUBLIC_HOLIDAY,
+    build_future_frame,
+    build_tenant_frame,
+    regressors_as_original,
+)
 from ovencast.forecasting.frame import CLOSED, DATE, PRODUCT, Y, closed_days_as_zero_sales
 from ovencast.forecasting.search import SearchSpec, search_prophet
 from ovencast.forecasting.validation import validate_sales
@@ -66,9 +73,6 @@ HORIZON = 28
 MIN_DAYS_BEFORE = 365
 DEFAULT_ORIGINS = "0,2,4,6,8,10,12"
 DEFAULT_REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"
-ZERO_WHEN_MISSING = ("weather_code",)
-"""A WMO weather code is reported only when there is weather to report: the reference
-takes a missing one as 0."""
 
 
 @dataclass(frozen=True)
@@ -95,18 +99,6 @@ def read_dataset(directory: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     for frame in frames[1:]:
         regressors = regressors.merge(frame, on="date", how="outer")
     return sales, regressors.sort_values("date").reset_index(drop=True)
-
-
-def filled_as_reference(regressors: pd.DataFrame) -> pd.DataFrame:
-    """The regressors as the reference method filled them: `ZERO_WHEN_MISSING` columns
-    0 where missing, every other column linearly interpolated over its gaps."""
-    filled = regressors.copy()
-    for column in filled.columns.drop("date"):
-        if column in ZERO_WHEN_MISSING:
-            filled[column] = filled[column].fillna(0.0)
-        else:
-            filled[column] = filled[column].interpolate()
-    return filled
 
 
 def window_products(sales: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> list[str]:
@@ -272,7 +264,7 @@ def main() -> None:
     name = args.dataset.resolve().name
     sales, regressors = read_dataset(args.dataset)
     if args.regressors == "reference":
-        regressors = filled_as_reference(regressors)
+        regressors, _ = regressors_as_original(regressors)
     origins = [int(o) for o in args.origins.split(",") if o.strip()]
 
     wall, cpu = time.perf_counter(), cpu_seconds()

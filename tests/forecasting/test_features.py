@@ -20,6 +20,7 @@ from ovencast.forecasting.features import (
     calendar_features,
     fill_short_gaps,
     local_today,
+    regressors_as_original,
     to_local_dates,
 )
 from ovencast.forecasting.frame import CLOSED, DATE, PRODUCT, Y
@@ -360,6 +361,38 @@ def test_fill_short_gaps_leaves_edges_and_long_gaps() -> None:
     assert filled.iloc[2] == 2.0
     assert filled.iloc[4:8].isna().all()
     assert mask.tolist() == [False, False, True, False, False, False, False, False, False]
+
+
+def test_regressors_as_the_original_prepared_them() -> None:
+    """Decision 033: every interior gap interpolated whatever its length, a missing
+    `weather_code` 0 on the dates that have a row, the edges left unknown, a date with
+    no row at all added inside the table's span; the input unchanged."""
+    table = pd.DataFrame({
+        DATE: ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05",
+               "2024-01-06", "2024-01-07", "2024-01-08", "2024-01-10"],
+        "temperature_c": [np.nan, 1.0, np.nan, np.nan, np.nan, np.nan, np.nan, 7.0, np.nan],
+        "weather_code": [61.0, np.nan, 3.0, np.nan, np.nan, np.nan, np.nan, np.nan, 45.0],
+        "label": ["a", "b", "c", "d", "e", "f", "g", "h", "i"]})
+    before = table.copy()
+    prepared, notes = regressors_as_original(table)
+    pd.testing.assert_frame_equal(table, before)
+    assert prepared[DATE].tolist() == list(pd.date_range("2024-01-01", "2024-01-10"))
+    temperature = prepared["temperature_c"].to_numpy()
+    np.testing.assert_allclose(temperature[1:8], [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0])
+    assert np.isnan(temperature[0])  # the edges
+    assert np.isnan(temperature[8:]).all()
+    # 01-09 has no row: its code stays unknown; the rows without a code are 0.
+    code = prepared["weather_code"].to_numpy()
+    assert code[[0, 2, 9]].tolist() == [61.0, 3.0, 45.0]
+    assert code[[1, 3, 4, 5, 6, 7]].tolist() == [0.0] * 6
+    assert np.isnan(code[8])
+    assert prepared["label"].iloc[:8].tolist() == list("abcdefgh")
+    assert notes == (
+        "temperature_c: 5 missing values interpolated, as the original system prepared "
+        "its regressors",
+        "weather_code: 6 missing values taken as 0, as the original system prepared its "
+        "regressors")
+    assert regressors_as_original(pd.DataFrame({DATE: []}))[1] == ()
 
 
 def test_empty_sales_give_an_empty_frame() -> None:

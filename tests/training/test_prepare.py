@@ -57,9 +57,49 @@ async def test_the_original_fits_the_tenants_columns_not_a_computed_holiday(
     finally:
         await database.close()
     [task] = prepared.tasks
-    assert "public_holiday" in prepared.alignment.computed_regressors
+    # The original's frame is built without the holiday calendar (decision 033).
+    assert ("public_holiday" in prepared.alignment.computed_regressors) is with_holiday
     assert ("public_holiday" in task.regressors) is with_holiday
     assert len(task.regressors) > 0  # the weather file's columns stay
+
+
+@pytest.mark.parametrize("models", [["prophet"], ["auto"]])
+async def test_the_original_reads_its_regressors_as_the_original_system_prepared_them(
+        tmp_path: Path, models: list[str]) -> None:
+    """Decision 033: a weather code missing on a third of the days, and a 6-day gap in
+    the temperatures. The original approach keeps the code (missing: 0) and interpolates
+    the gap, so no day is clipped, and the job's alignment report says so; every other
+    model choice drops the code and clips the gap's days, as SPEC's alignment rule says."""
+    directory = write_tiny_dataset(tmp_path / "data", ["bread"], days=120, weather=True)
+    weather = pd.read_csv(directory / "weather.csv")
+    weather["weather_code"] = [np.nan if i % 3 == 0 else float(i % 7) for i in range(len(weather))]
+    weather.loc[50:55, "temperature_c"] = np.nan
+    weather.to_csv(directory / "weather.csv", index=False)
+    database = Database.open(make_settings(tmp_path / "home"))
+    await database.ready()
+    try:
+        await import_directory(database, "t", directory, country="DE")
+        prepared = await prepare_training(database, "t", models=models)
+    finally:
+        await database.close()
+    [task] = prepared.tasks
+    notes = " ".join(prepared.alignment.notes)
+    if models == ["prophet"]:
+        assert task.regressors == ("temperature_c", "weather_code")
+        assert len(task.history) == 120
+        history = task.history.set_index("date")
+        assert (history["weather_code"].iloc[::3] == 0.0).all()
+        gap = history["temperature_c"].iloc[49:57].to_numpy()
+        np.testing.assert_allclose(np.diff(gap), (gap[-1] - gap[0]) / 7)  # a straight line
+        assert "weather_code: 60 missing values taken as 0" in notes
+        assert "temperature_c: 6 missing values interpolated" in notes
+        assert prepared.alignment.clipped == {}
+    else:
+        assert task.regressors == ("temperature_c", "public_holiday")
+        assert "weather_code" in prepared.alignment.dropped_regressors
+        assert len(task.history) == 114
+        assert prepared.alignment.clipped["bread"].n_days == 6
+        assert "as the original system" not in notes
 
 
 async def test_preparing_a_job_leaves_the_event_loop_free(

@@ -367,6 +367,30 @@ async def data_version(session: AsyncSession, tenant_id: int) -> tuple[int, date
     return None if found is None else (found[0], found[1])
 
 
+REGRESSOR_FILE_ORDER = ("weather.csv", "traffic.csv", "calendar.csv")
+COLUMN_ORDER_IMPORTS = 100
+"""How many of the tenant's newest imports `regressor_column_order` reads."""
+
+
+async def regressor_column_order(session: AsyncSession, tenant_id: int) -> tuple[str, ...]:
+    """The regressor columns in the order the tenant's files gave them: weather, traffic,
+    then calendar columns, each file's columns as its newest upload among the tenant's
+    `COLUMN_ORDER_IMPORTS` newest imports had them (a column that only an older upload
+    of its file had is not listed: `features.build_original_frame` puts it after the
+    listed ones). The stored rows keep no order; the original approach's Prophet
+    adds its regressors in this order, and the order moves its fit (decision 033)."""
+    result = await session.execute(
+        select(DatasetImport.files).where(DatasetImport.tenant_id == tenant_id)
+        .order_by(DatasetImport.id.desc()).limit(COLUMN_ORDER_IMPORTS))
+    newest: dict[str, list[str]] = {}
+    for (files,) in result.all():
+        for name, described in (files or {}).items():
+            if name in REGRESSOR_FILE_ORDER and name not in newest:
+                newest[name] = [str(c) for c in (described or {}).get("columns", [])]
+    return tuple(dict.fromkeys(c for name in REGRESSOR_FILE_ORDER
+                               for c in newest.get(name, [])))
+
+
 async def load_sales(session: AsyncSession, tenant_id: int, *, until: date | None = None,
                      products: Sequence[str] | None = None) -> pd.DataFrame:
     """Long frame `product, date, quantity` (dates as datetime64, naive local days).

@@ -29,7 +29,7 @@ and marks Corpus Christi, which is no holiday in Schleswig-Holstein).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -377,6 +377,72 @@ def fill_short_gaps(
     fillable = missing & interior & (run_length <= max_gap_days)
     interpolated = daily.interpolate(method="linear", limit_area="inside")
     return daily.where(~fillable, interpolated), fillable
+
+
+# -- the original system's preparation ---------------------------------------------------
+ORIGINAL_PREPARATION = "original"
+"""`details["regressor_preparation"]` of a model version trained on regressors prepared
+by `regressors_as_original` and a tenant frame without the holiday calendar: its
+forecasts are made on the same (docs/decisions/033-original-regressor-preparation.md)."""
+ZERO_WHEN_MISSING = ("weather_code",)
+"""A WMO weather code is reported only when there is weather to report: the original
+system took a missing one as 0 (found by reproducing its forecasts exactly, decision 007)."""
+
+
+def build_original_frame(sales: pd.DataFrame, regressors: pd.DataFrame | None, *,
+                         order: Sequence[str] = ()) -> tuple[pd.DataFrame, AlignmentReport]:
+    """The tenant frame of the original approach (`--models prophet`): its regressors
+    prepared as the original system did (`regressors_as_original`, said in the report's
+    notes), every column kept whatever its missing share, and no holiday calendar (an
+    uploaded `public_holiday` is a regressor like any other). `order`: the columns in
+    the order the tenant's files gave them (`SourceData.regressor_order`), which is the
+    order the frame's regressors take, then any other column as `regressors` has it:
+    Prophet's fit depends on the order its regressors are added in (decision 033)."""
+    prepared: pd.DataFrame | None = None
+    notes: tuple[str, ...] = ()
+    if regressors is not None:
+        if DATE in regressors.columns:
+            columns = [c for c in regressors.columns if c != DATE]
+            ordered = [c for c in order if c in columns]
+            regressors = regressors[[DATE, *ordered,
+                                     *(c for c in columns if c not in ordered)]]
+        prepared, notes = regressors_as_original(regressors)
+    frame, report = build_tenant_frame(sales, prepared, country=None, subdivision=None,
+                                       max_regressor_missing_share=1.0)
+    return frame, replace(report, notes=(*report.notes, *notes))
+
+
+def regressors_as_original(regressors: pd.DataFrame) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """The regressor table (`date` + columns) as the original system prepared it before
+    fitting, and one note per change made: a `ZERO_WHEN_MISSING` column 0 on every date
+    the table has a row without its value, every other numeric column linearly
+    interpolated over each interior gap whatever its length (ovencast's own rule fills 3
+    days at most and clips the training days of longer gaps). The edges stay unknown:
+    the original carried the last value forward over them, which on the shared datasets
+    reaches no fitted or forecast day, and a forecast of the days ahead takes their
+    values from `future.py`'s fallbacks instead."""
+    if regressors.empty or DATE not in regressors.columns:
+        return regressors, ()
+    table = _prepare_regressors(regressors)
+    present = table.index
+    table = table.reindex(pd.date_range(present.min(), present.max(), freq="D", name=DATE))
+    notes: list[str] = []
+    for name in map(str, table.columns):
+        if not pd.api.types.is_numeric_dtype(table[name]):
+            continue
+        column = table[name].astype(float)
+        if name in ZERO_WHEN_MISSING:
+            filled = column.where(column.notna() | ~column.index.isin(present), 0.0)
+            how = "taken as 0"
+        else:
+            filled = column.interpolate(method="linear", limit_area="inside")
+            how = "interpolated"
+        changed = int((column.isna() & filled.notna()).sum())
+        if changed:
+            notes.append(f"{name}: {changed} missing values {how}, as the original system "
+                         "prepared its regressors")
+        table[name] = filled
+    return table.reset_index(), tuple(notes)
 
 
 # -- internals ---------------------------------------------------------------------------

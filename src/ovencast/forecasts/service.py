@@ -27,7 +27,12 @@ from ovencast.errors import (
     OvencastError,
 )
 from ovencast.forecasting.families.base import ForecastModel
-from ovencast.forecasting.features import format_date_range, runs_of_dates
+from ovencast.forecasting.features import (
+    ORIGINAL_PREPARATION,
+    format_date_range,
+    regressors_as_original,
+    runs_of_dates,
+)
 from ovencast.forecasting.frame import (
     CLOSED,
     DATE,
@@ -194,33 +199,57 @@ def _compute(versions: Sequence[ModelVersion], dates: pd.DatetimeIndex, data: So
             models[version.product] = load_verified(store, version)
         except OvencastError as exc:
             results[version.product] = _refused(version, exc)
-    columns = list(dict.fromkeys(r for m in models.values() for r in m.regressors))
-    future = _future(dates, data, columns, tenant)
+    # The versions whose regressors were prepared as the original system did (decision
+    # 033) read their future values prepared the same way; every other version, ovencast's.
+    groups: dict[bool, list[ModelVersion]] = {}
     for version in versions:
-        model = models.get(version.product)
-        if model is not None:
-            results[version.product] = _forecast_product(version, model, future)
-    return ([results[v.product] for v in versions], (*future.notes, *future.summary(columns)),
-            fallback_spans(future, columns))
+        if version.product in models:
+            groups.setdefault(_as_original(version), []).append(version)
+    notes: list[str] = []
+    spans: list[dict[str, Any]] = []
+    for original, group in sorted(groups.items()):
+        columns = list(dict.fromkeys(r for v in group for r in models[v.product].regressors))
+        future = _future(dates, data, columns, tenant, original=original)
+        for version in group:
+            results[version.product] = _forecast_product(version, models[version.product],
+                                                         future)
+        notes += [*future.notes, *future.summary(columns)]
+        spans += [span for span in fallback_spans(future, columns) if span not in spans]
+    return [results[v.product] for v in versions], tuple(dict.fromkeys(notes)), spans
 
 
-# The future regressors of (data version, dates, columns, holiday calendar): the same
-# for every request until the tenant's data changes. Entries are shared, never changed.
-_FutureKey = tuple[str, tuple[pd.Timestamp, ...], tuple[str, ...], str | None, str | None]
+def _as_original(version: ModelVersion) -> bool:
+    return (version.details or {}).get("regressor_preparation") == ORIGINAL_PREPARATION
+
+
+# The future regressors of (data version, dates, columns, holiday calendar, preparation):
+# the same for every request until the tenant's data changes. Entries are shared, never
+# changed.
+_FutureKey = tuple[str, tuple[pd.Timestamp, ...], tuple[str, ...], str | None, str | None,
+                   bool]
 _futures: LRUCache[_FutureKey, FutureRegressors] = LRUCache(maxsize=256)
 _futures_lock = threading.Lock()  # the forecast threads share it
 
 
-def _future(dates: pd.DatetimeIndex, data: SourceData, columns: list[str], tenant: Tenant
-            ) -> FutureRegressors:
+def _future(dates: pd.DatetimeIndex, data: SourceData, columns: list[str], tenant: Tenant,
+            *, original: bool = False) -> FutureRegressors:
+    """`original`: the regressors prepared as the original system did, and no holiday
+    calendar (its `public_holiday` is the uploaded column), as its versions were
+    trained (`training/data.py`)."""
     def compute() -> FutureRegressors:
+        if original:
+            regressors, _ = regressors_as_original(data.regressors)
+            return future_regressors(dates, regressors, columns=columns,
+                                     kinds=data.regressor_sources, country=None,
+                                     subdivision=None)
         return future_regressors(dates, data.regressors, columns=columns,
                                  kinds=data.regressor_sources, country=tenant.country,
                                  subdivision=tenant.subdivision)
 
     if data.version is None:
         return compute()
-    key = (data.version, tuple(dates), tuple(columns), tenant.country, tenant.subdivision)
+    key = (data.version, tuple(dates), tuple(columns), tenant.country, tenant.subdivision,
+           original)
     with _futures_lock:
         kept = _futures.get(key)
     if kept is None:

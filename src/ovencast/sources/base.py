@@ -52,6 +52,10 @@ class SourceData:
     # Names this exact content (the database source: the tenant's data version), so
     # what is derived from it may be kept; None: unknown, derive again each time.
     version: str | None = None
+    # The regressor columns in the order the tenant's files gave them, where the source
+    # knows it (the database source: `datasets.repository.regressor_column_order`);
+    # `regressors` may hold them in another order.
+    regressor_order: tuple[str, ...] = ()
 
 
 def empty_sales() -> pd.DataFrame:

@@ -34,6 +34,7 @@ class _Snapshot:
     sources: dict[str, str]
     last_sales_date: date | None
     version: str | None
+    order: tuple[str, ...] = ()  # the files' column order
 
 
 # (database URL, tenant id, tenant name) -> (data version, snapshot). The URL tells
@@ -74,7 +75,8 @@ class DatabaseSource(DataSource):
                                                      products=products)
         snapshot = await self._snapshot(tenant)
         return SourceData(sales=sales, regressors=snapshot.regressors.copy(),
-                          regressor_sources=dict(snapshot.sources))
+                          regressor_sources=dict(snapshot.sources),
+                          regressor_order=snapshot.order)
 
     async def regressors(self, tenant_name: str) -> SourceData:
         tenant = await tenants_service.get_tenant(self._session, tenant_name)
@@ -100,8 +102,9 @@ class DatabaseSource(DataSource):
         last = await datasets_repository.last_sales_date(self._session, tenant.id)
         regressors, sources = await asyncio.to_thread(datasets_repository.regressors_frame,
                                                       rows)
+        order = await datasets_repository.regressor_column_order(self._session, tenant.id)
         snapshot = _Snapshot(regressors, sources, last, version="|".join(
-            (*map(str, key), str(version[0]), version[1].isoformat())))
+            (*map(str, key), str(version[0]), version[1].isoformat())), order=order)
         with _lock:
             _snapshots[key] = (version, snapshot)
         return snapshot

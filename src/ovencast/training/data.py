@@ -14,7 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ovencast.db.tables import Tenant
 from ovencast.errors import InvalidDataset
-from ovencast.forecasting.features import AlignmentReport, build_tenant_frame
+from ovencast.forecasting.features import (
+    AlignmentReport,
+    build_original_frame,
+    build_tenant_frame,
+)
 from ovencast.forecasting.validation import ValidationReport, validate_sales
 from ovencast.settings import Settings
 from ovencast.sources.base import DataSource, SourceData
@@ -37,25 +41,33 @@ class TenantData:
 
 
 async def load_and_validate(source: DataSource, tenant: Tenant, *, settings: Settings,
-                            until: date | None, products: Sequence[str] | None
-                            ) -> TenantData:
+                            until: date | None, products: Sequence[str] | None,
+                            original: bool = False) -> TenantData:
     """Load, build the tenant frame and validate it. The frame and its validation run in
     a thread: minutes of CPU for a chain, which on the event loop would stop a service
     worker's heartbeats, and another worker would then prepare the job again as stalled
-    (decision 023)."""
+    (decision 023). `original`: the frame of the original approach (`--models prophet`),
+    its regressors prepared as the original system did (`_frame_and_report`)."""
     loaded = [await source.load(tenant.name, until=until, products=products)]
     warnings = list(loaded[0].warnings)
     frame, alignment, report = await asyncio.to_thread(_frame_and_report, loaded, tenant,
-                                                       settings)
+                                                       settings, original)
     return TenantData(frame=frame, report=report, alignment=alignment, warnings=warnings)
 
 
-def _frame_and_report(loaded: list[SourceData], tenant: Tenant, settings: Settings
+def _frame_and_report(loaded: list[SourceData], tenant: Tenant, settings: Settings,
+                      original: bool = False
                       ) -> tuple[pd.DataFrame, AlignmentReport, ValidationReport]:
+    """The tenant frame, its alignment and validation reports. `original`: the original
+    approach's frame (`features.build_original_frame`, decision 033)."""
     data = loaded.pop()  # the only reference: the source's rows go once copied
-    frame, alignment = build_tenant_frame(data.sales, data.regressors,
-                                          country=tenant.country,
-                                          subdivision=tenant.subdivision)
+    if original:
+        frame, alignment = build_original_frame(data.sales, data.regressors,
+                                                order=data.regressor_order)
+    else:
+        frame, alignment = build_tenant_frame(data.sales, data.regressors,
+                                              country=tenant.country,
+                                              subdivision=tenant.subdivision)
     del data  # the source's rows, copied into `frame`: not held while it is validated
     report = validate_sales(frame, min_days=settings.min_training_data_days,
                             recommended_days=settings.recommended_training_data_days)

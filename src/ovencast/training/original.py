@@ -12,7 +12,7 @@ from ovencast.errors import ModelFitFailed
 from ovencast.forecasting.classes import SearchClassRule
 from ovencast.forecasting.evaluation import Evaluation, evaluate_family
 from ovencast.forecasting.families.prophet import ProphetModel
-from ovencast.forecasting.features import AlignmentReport
+from ovencast.forecasting.features import ORIGINAL_PREPARATION, AlignmentReport
 from ovencast.forecasting.frame import ZERO_SALES, Y, closed_days_as_zero_sales
 from ovencast.forecasting.quantiles import holdout_calibration
 from ovencast.forecasting.search import SearchSpec, search_prophet
@@ -47,7 +47,8 @@ def fit_original(history: pd.DataFrame, plan: FitPlan, prior: PriorFit | None,
                        sink: Progress, details: dict[str, Any]) -> FitResult:
     """The original system's model, as its report describes it
     (docs/decisions/007-faithful-original.md): closed days fitted as days without sales,
-    every regressor and no holiday calendar object, the trial budget of its own class
+    every regressor (its gaps filled as the original did: decision 033) and no holiday
+    calendar object, the trial budget of its own class
     rule, Optuna on the last 28 days of all the training data, the best parameters
     refitted on all of it. Its holdout metrics are therefore measured on days the search
     tuned on (`details["selection"]["basis"] == "search_window"`)."""
@@ -65,6 +66,9 @@ def fit_original(history: pd.DataFrame, plan: FitPlan, prior: PriorFit | None,
     details["leaderboard"] = leaderboard
     details["quantiles"] = holdout_calibration(evaluation)
     details["closed_days"] = ZERO_SALES
+    # Its history's regressors were prepared as the original system did (the job's
+    # tenant frame, `training/data.py`): its forecasts' are too (`forecasts/service.py`).
+    details["regressor_preparation"] = ORIGINAL_PREPARATION
     return FitResult(best=evaluation, leaderboard=leaderboard, details=details)
 
 

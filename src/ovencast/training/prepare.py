@@ -99,7 +99,8 @@ async def load_job_data(source: DataSource, tenant: Tenant, job: TrainingJob, *,
         version = await source.data_version(tenant.name)
         selected = job.products or await source.list_products(tenant.name)
         data = await load_and_validate(source, tenant, settings=settings, until=job.until,
-                                       products=selected)
+                                       products=selected,
+                                       original=is_original(tuple(job.models)))
         tenant_data = await tenant_stage.load_tenant_data(source, tenant, job,
                                                           settings=settings)
         if await source.data_version(tenant.name) == version:
