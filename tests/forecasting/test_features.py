@@ -387,11 +387,12 @@ def test_regressors_as_the_original_prepared_them() -> None:
     assert code[[1, 3, 4, 5, 6, 7]].tolist() == [0.0] * 6
     assert np.isnan(code[8])
     assert prepared["label"].iloc[:8].tolist() == list("abcdefgh")
+    span = "(over every uploaded date, 2024-01-01 to 2024-01-10)"
     assert notes == (
-        "temperature_c: 5 missing values interpolated, as the original system prepared "
-        "its regressors",
-        "weather_code: 6 missing values taken as 0, as the original system prepared its "
-        "regressors")
+        f"temperature_c: 5 missing values interpolated {span}, as the original system "
+        "prepared its regressors",
+        f"weather_code: 6 missing values taken as 0 {span}, as the original system "
+        "prepared its regressors")
     assert regressors_as_original(pd.DataFrame({DATE: []}))[1] == ()
 
 

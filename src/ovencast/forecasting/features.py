@@ -439,8 +439,9 @@ def regressors_as_original(regressors: pd.DataFrame) -> tuple[pd.DataFrame, tupl
             how = "interpolated"
         changed = int((column.isna() & filled.notna()).sum())
         if changed:
-            notes.append(f"{name}: {changed} missing values {how}, as the original system "
-                         "prepared its regressors")
+            notes.append(f"{name}: {changed} missing values {how} (over every uploaded "
+                         f"date, {present.min().date()} to {present.max().date()}), as the "
+                         "original system prepared its regressors")
         table[name] = filled
     return table.reset_index(), tuple(notes)
 
