@@ -54,25 +54,26 @@ async def test_a_kiel_original_job_forecasts_what_the_reference_published(
         expected.reindex(pd.DatetimeIndex(ours[DATE])).to_numpy(), rtol=1e-5, atol=1e-3)
 
 
+def _dataset(directory: Path, *, sales: str, **regressors: tuple[str, str]) -> Path:
+    """A dataset of one sales row and, per regressor file, (its columns, one row)."""
+    directory.mkdir()
+    (directory / "sales.csv").write_text(f"date,product,quantity\n{sales}\n",
+                                         encoding="utf-8")
+    for name, (columns, row) in regressors.items():
+        (directory / f"{name}.csv").write_text(f"date,{columns}\n{row}\n", encoding="utf-8")
+    return directory
+
+
 async def test_the_column_order_is_the_files_newest_one(database: Database,
                                                        tmp_path: Path) -> None:
     """Weather, traffic, then calendar columns, each file as its newest upload had it;
     the stored rows themselves keep no order."""
-    first = tmp_path / "first"
-    first.mkdir()
-    (first / "sales.csv").write_text("date,product,quantity\n2024-01-01,bread,3\n",
-                                     encoding="utf-8")
-    (first / "calendar.csv").write_text("date,z_flag,a_flag\n2024-01-01,0,1\n",
-                                        encoding="utf-8")
-    (first / "weather.csv").write_text("date,wind,temp,cloud\n2024-01-01,3,4,5\n",
-                                       encoding="utf-8")
+    first = _dataset(tmp_path / "first", sales="2024-01-01,bread,3",
+                     calendar=("z_flag,a_flag", "2024-01-01,0,1"),
+                     weather=("wind,temp,cloud", "2024-01-01,3,4,5"))
     await import_directory(database, "t", first)
-    second = tmp_path / "second"
-    second.mkdir()
-    (second / "sales.csv").write_text("date,product,quantity\n2024-01-02,bread,4\n",
-                                      encoding="utf-8")
-    (second / "weather.csv").write_text("date,temp,wind\n2024-01-02,6,7\n",
-                                        encoding="utf-8")
+    second = _dataset(tmp_path / "second", sales="2024-01-02,bread,4",
+                      weather=("temp,wind", "2024-01-02,6,7"))
     async with unit_of_work(database.sessions) as session:
         tenant = await tenants_service.get_tenant(session, "t")
         assert await datasets_repository.regressor_column_order(session, tenant.id) == (
