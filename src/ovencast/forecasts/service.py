@@ -237,14 +237,13 @@ def _future(dates: pd.DatetimeIndex, data: SourceData, columns: list[str], tenan
     calendar (its `public_holiday` is the uploaded column), as its versions were
     trained (`training/data.py`)."""
     def compute() -> FutureRegressors:
-        if original:
-            regressors, _ = regressors_as_original(data.regressors)
-            return future_regressors(dates, regressors, columns=columns,
-                                     kinds=data.regressor_sources, country=None,
-                                     subdivision=None)
-        return future_regressors(dates, data.regressors, columns=columns,
-                                 kinds=data.regressor_sources, country=tenant.country,
-                                 subdivision=tenant.subdivision)
+        regressors = regressors_as_original(data.regressors)[0] if original \
+            else data.regressors
+        country, subdivision = (None, None) if original else (tenant.country,
+                                                              tenant.subdivision)
+        return future_regressors(dates, regressors, columns=columns,
+                                 kinds=data.regressor_sources, country=country,
+                                 subdivision=subdivision)
 
     if data.version is None:
         return compute()
