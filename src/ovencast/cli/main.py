@@ -34,7 +34,9 @@ if TYPE_CHECKING:
     from ovencast.forecasts.service import TenantForecast
     from ovencast.keys.service import IssuedKey, KeyListing, Revocation
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
+# Markdown: a docstring's first paragraph is one line in the command list (rich mode
+# keeps the docstring's line breaks there).
+app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode="markdown",
                   help="Train and serve bakery demand forecasts.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic).")
 app.add_typer(db_app, name="db")
