@@ -7,8 +7,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ovencast.errors import Misconfigured
 
 
 class Settings(BaseSettings):
@@ -17,6 +19,7 @@ class Settings(BaseSettings):
     # Where the embedded shape keeps its database file, models and plots.
     ovencast_home: Path = Field(default=Path(".ovencast"))
     # Default (None): SQLite under OVENCAST_HOME. Service mode: postgresql+asyncpg://...
+    # (postgresql:// means the same: `_async_driver`).
     database_url: str | None = None
 
     # Data rules
@@ -171,6 +174,17 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = False
 
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        # Imported here: it loads SQLAlchemy, which the CLI's start must not
+        # (tests/cli/test_startup.py); only a DATABASE_URL needs it.
+        from ovencast.db.urls import async_database_url
+
+        return async_database_url(value)
+
     @model_validator(mode="after")
     def _resolve_paths(self) -> Settings:
         self.ovencast_home = self.ovencast_home.expanduser().absolute()
@@ -203,4 +217,12 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The settings from the environment; a bad variable is a `Misconfigured` that names
+    each one and says why (the CLI prints it as one error, not a traceback)."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc']).upper() or 'settings'}: "
+            f"{problem['msg'].removeprefix('Value error, ')}" for problem in error.errors())
+        raise Misconfigured(f"configuration from the environment: {problems}") from None

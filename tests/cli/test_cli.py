@@ -231,6 +231,20 @@ def test_expected_errors_are_one_line_without_traceback(trained_kiel: TrainedTen
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("command", [["jobs", "--tenant", "kiel"], ["serve", "--port", "0"]])
+def test_a_bad_setting_is_one_line_naming_the_variable(command: list[str], tmp_path: Path,
+                                                       run_cli: Any) -> None:
+    env = settings_env(make_settings(tmp_path / "home"), DATABASE_URL="mysql://u@db/x",
+                       MAX_TRAINING_TIME_MINUTES="half an hour")
+    result = run_cli(command, env)
+    assert result.returncode == 1
+    message = one_line(result.stderr)
+    assert message.startswith("error: configuration from the environment:"), message
+    assert "DATABASE_URL: names the backend 'mysql'" in message
+    assert "MAX_TRAINING_TIME_MINUTES: Input should be a valid number" in message
+    assert "Traceback" not in result.stderr
+
+
 def test_jobs_list_past_trainings_and_say_why_a_product_was_not_trained(
         trained_kiel: TrainedTenant, run_cli: Any) -> None:
     settings = trained_kiel.settings

@@ -728,6 +728,7 @@ def demo(
 
 # ------------------------------------------------------------------------------ serve
 @app.command()
+@clean_errors
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
