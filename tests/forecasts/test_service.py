@@ -18,6 +18,7 @@ from ovencast.db.session import unit_of_work
 from ovencast.errors import InvalidRequest
 from ovencast.forecasts import plot
 from ovencast.forecasts.service import TenantForecast, forecast_tenant
+from ovencast.sources.database import DatabaseSource
 from ovencast.tenants import service as tenants_service
 
 START = date(2024, 1, 1)
@@ -132,6 +133,29 @@ async def test_a_start_far_past_the_data_is_refused_with_a_reason(
     await train_in_process(database, "t")
     with pytest.raises(InvalidRequest, match="at most 366 days after the last sales date"):
         await _forecast(database, "t", days=7, start=date(2300, 1, 1))
+
+
+@pytest.mark.parametrize("family", ["seasonal_naive", "lightgbm"])
+async def test_days_inside_the_training_data_are_refused_by_every_family(
+        family: str, database: Database, tiny_dataset: Callable[..., Path]) -> None:
+    """Seasonal naive (or Prophet) could answer in-sample days, LightGBM cannot: the
+    service holds every version to the days after its training data, with one reason."""
+    await import_directory(database, "t", tiny_dataset(("bread",)))
+    trained = await train_in_process(database, "t", models=(family,))
+    assert trained.job.status == "succeeded", trained.job.error
+    async with unit_of_work(database.sessions) as session:
+        row = await tenants_service.get_tenant(session, "t")
+        last = await DatabaseSource(session).last_sales_date(row.name)
+    assert last is not None
+
+    inside = await _forecast(database, "t", days=7, start=last - timedelta(days=3))
+    assert [r.product for r in inside.refused] == ["bread"]
+    assert inside.refused[0].error == (
+        f"bread: version 1 forecasts the days after its training data, which ends "
+        f"{last.isoformat()}; asked from {(last - timedelta(days=3)).isoformat()}")
+    after = await _forecast(database, "t", days=7, start=last + timedelta(days=1))
+    assert not after.refused
+    assert len(after.forecast) == 7
 
 
 async def test_a_product_sold_in_units_is_forecast_as_a_count(

@@ -290,6 +290,13 @@ def _forecast_product(version: ModelVersion, model: ForecastModel,
                       future: FutureRegressors) -> ProductForecast:
     frame = future.frame_for(model.regressors)
     dates = pd.DatetimeIndex(frame[DATE])
+    # One rule for every family (seasonal naive or Prophet would answer in-sample days,
+    # LightGBM refuses them): a version forecasts the days after its training data.
+    if len(dates) and dates[0].date() <= version.data_end:
+        return _refused(version, ForecastUnavailable(
+            f"{version.product}: version {version.version} forecasts the days after its "
+            f"training data, which ends {version.data_end.isoformat()}; asked from "
+            f"{dates[0].date().isoformat()}"))
     # The original approach (`--models prophet`) forecasts closed days as days without
     # sales, as it was fitted; every other model forecasts them 0.
     as_fitted = (closed_days_as_zero_sales(frame)
