@@ -199,11 +199,13 @@ def unchanged(db_value: Callable[..., Any], world: World) -> Iterator[None]:
 
 
 def call(http: httpx.Client, route: tuple[str, str], world: World, *,
-         tenant: str = VICTIM, job_id: int | None = None) -> httpx.Response:
+         tenant: str = VICTIM, job_id: int | None = None,
+         extra_params: dict[str, Any] | None = None) -> httpx.Response:
     method, template = route
     case = ROUTES[route]
     return http.request(method, world.path(template, tenant=tenant, job_id=job_id),
-                        json=case.json, files=case.files, params=case.params)
+                        json=case.json, files=case.files,
+                        params={**case.params, **(extra_params or {})})
 
 
 # ------------------------------------------------------------------------- the routes
@@ -320,6 +322,27 @@ def test_a_read_only_key_may_read(route: tuple[str, str], world: World,
     key = "global_read" if ROUTES[route].scope == "global" else "victim_read"
     response = call(client_with(world.keys[key]), route, world)
     assert response.status_code == ROUTES[route].ok, response.text
+
+
+# ------------------------------------------------- 422: a query parameter it does not take
+@pytest.mark.parametrize("route", HTTP_ROUTES, ids=ROUTE_IDS)
+@pytest.mark.usefixtures("unchanged")
+def test_a_query_parameter_the_route_does_not_take_is_refused(
+        route: tuple[str, str], world: World, client: httpx.Client,
+        anonymous: httpx.Client) -> None:
+    """`?products=` for `?product=` would otherwise answer another question with a 200;
+    the reason names the parameter and what the route takes. Without a key, still 401."""
+    response = call(client, route, world, extra_params={"products": "bread"})
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["error"] == "request_validation"
+    [reason] = body["reasons"]
+    assert reason["location"] == "query.products"
+    assert reason["type"] == "extra_forbidden"
+    takes = reason["message"].removeprefix("unknown query parameter (this endpoint takes: ")
+    assert set(ROUTES[route].params) <= set(takes.rstrip(")").split(", ")) | {"none"}
+    assert call(anonymous, route, world,
+                extra_params={"products": "bread"}).status_code == 401
 
 
 def test_openapi_declares_the_bearer_scheme_on_every_api_route(anonymous: httpx.Client

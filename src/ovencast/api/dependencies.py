@@ -8,8 +8,9 @@ what it needs with one of `tenant_access(role)` (a route about the path's `{tena
 `job_access(role)` (about the path's `{job_id}`) or `global_access(role)` (about no
 tenant), e.g. `dependencies=[tenant_access(Role.TRAIN)]`. Each authenticates the caller
 (`Authorization: Bearer <key>`, 401), counts the request against the caller's rate limit
-(429), answers another tenant's tenant or job exactly as one that does not exist (404),
-and checks the role (403): `ovencast.keys.access` says why in this order.
+(429), refuses a query parameter the route does not declare (422,
+`api/query_params.py`), answers another tenant's tenant or job exactly as one that does
+not exist (404), and checks the role (403): `ovencast.keys.access` says why in this order.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
+from ovencast.api.query_params import refuse_unknown_query
 from ovencast.api.rate_limit import TenantRateLimiter
 from ovencast.console import session as console_session
 from ovencast.console.session import same_origin
@@ -86,7 +88,10 @@ async def get_caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Caller:
-    return await identify(request, credentials.credentials if credentials else None)
+    caller = await identify(request, credentials.credentials if credentials else None)
+    # After the key (an unauthenticated request is a 401 whatever it asks for).
+    refuse_unknown_query(request)
+    return caller
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
