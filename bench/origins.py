@@ -3,7 +3,8 @@ mean, every method trained for real at every origin. Prints numbers, asserts not
 
     python bench/origins.py DATASET_DIR [--country DE --subdivision SH]
         [--origins 0,2,4,6,8,10,12] [--methods auto,lightgbm,original]
-        [--regressors oracle|fallback] [--reference ../shared/reference] [--csv OUT.csv]
+        [--regressors oracle|fallback] [--workers cold|warm] [--reference ../shared/reference]
+        [--csv OUT.csv]
 
 Protocol (bench/protocol.py): at origin k the 28-day window ends k x 28 days before the
 dataset's last sales date; each method is trained in a fresh home on every sales row
@@ -26,7 +27,9 @@ the calendar marks open: the fallback cuts the calendar at the origin too, so a 
 the tenant did not upload is forecast as open days, which all-day WAPE counts and a
 baker never bakes for (decision 027). `--csv` has both (`wape`, `wape_open`), and the
 coverage on every scored day and on the days forecast open (`coverage`,
-`coverage_open`).
+`coverage_open`). `--workers cold` (default) times every training from a new fork server,
+as a new `ovencast train` process pays it; `warm` from one that has already imported the
+modelling stack, as a service worker's next job (both methods alike).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from protocol import (
     ORIGINAL,
     REFERENCES,
     REGRESSOR_MODES,
+    WORKER_MODES,
     Origin,
     origins,
     pair,
@@ -75,6 +79,7 @@ def main() -> None:
     parser.add_argument("--methods", default=DEFAULT_METHODS,
                         help=f"comma-separated labels of: {', '.join(METHODS)}")
     parser.add_argument("--regressors", choices=REGRESSOR_MODES, default="oracle")
+    parser.add_argument("--workers", choices=WORKER_MODES, default="cold")
     parser.add_argument("--reference", type=Path, default=None)
     parser.add_argument("--csv", type=Path, default=None,
                         help="write every method's score per origin here")
@@ -101,7 +106,8 @@ def main() -> None:
             for index, label in enumerate(chosen):
                 result = run_at_origin(Path(tmp), f"o{origin.index:02d}-{index}", dataset,
                                        METHODS[label], origin, regressors=args.regressors,
-                                       country=args.country, subdivision=args.subdivision)
+                                       country=args.country, subdivision=args.subdivision,
+                                       workers=args.workers)
                 forecasts[label] = result.forecast
                 seconds[label] += result.seconds
                 console.print(f"origin {origin.index:2d} {label}: trained in "

@@ -18,6 +18,7 @@ to the queue and waited for.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -44,7 +45,7 @@ from ovencast.jobs import service as jobs_service
 from ovencast.settings import Settings
 from ovencast.tenants import service as tenants_service
 from ovencast.training.embedded import TrainedJob, train_tenant
-from ovencast.training.pool import stop_workers
+from ovencast.training.pool import start_workers_early, stop_workers, worker_context
 
 # (label, --models): every single family, the original approach, and auto.
 METHODS: dict[str, list[str]] = {
@@ -136,10 +137,28 @@ class Run:
     seconds: float
 
 
-def train_and_forecast(settings: Settings, models: Sequence[str], origin: Origin) -> Run:
-    """`ovencast train --until` then `ovencast forecast` of the window, timed from cold
-    worker processes (the training only)."""
-    stop_workers()
+WORKER_MODES = ("cold", "warm")
+
+
+def warm_workers() -> None:
+    """The pool's fork server started and done importing its preload, as in a service
+    worker that has trained before (`ovencast worker` keeps its fork server): the time
+    after this is the training's own."""
+    start_workers_early()
+    ready = worker_context().Process(target=os.getpid)  # returns once the preload is done
+    ready.start()
+    ready.join()
+
+
+def train_and_forecast(settings: Settings, models: Sequence[str], origin: Origin, *,
+                       workers: str = "cold") -> Run:
+    """`ovencast train --until` then `ovencast forecast` of the window; the training
+    timed from cold worker processes (a new `ovencast train`), or from warm ones
+    (`workers="warm"`: a service worker's next job)."""
+    if workers == "warm":
+        warm_workers()
+    else:
+        stop_workers()
     started = time.perf_counter()
     trained = train_tenant(settings, TENANT, until=origin.until, models=list(models))
     seconds = time.perf_counter() - started
@@ -156,13 +175,13 @@ def train_and_forecast(settings: Settings, models: Sequence[str], origin: Origin
 
 def run_at_origin(root: Path, home: str, dataset: ParsedDataset, models: Sequence[str],
                   origin: Origin, *, regressors: str, country: str | None,
-                  subdivision: str | None) -> Run:
+                  subdivision: str | None, workers: str = "cold") -> Run:
     """One method at `origin`, in a fresh home `root/home`: the dataset as a user would
     have it on `origin.until` (`cut`) imported, then trained and forecast."""
     settings = fresh_settings(root, home)
     import_cut(settings, cut(dataset, origin.until, regressors=regressors), country=country,
                subdivision=subdivision)
-    return train_and_forecast(settings, models, origin)
+    return train_and_forecast(settings, models, origin, workers=workers)
 
 
 @dataclass(frozen=True)
