@@ -245,6 +245,15 @@ def test_a_bad_setting_is_one_line_naming_the_variable(command: list[str], tmp_p
     assert "Traceback" not in result.stderr
 
 
+def test_a_worker_on_sqlite_says_it_needs_postgresql(tmp_path: Path, run_cli: Any) -> None:
+    result = run_cli(["worker"], make_settings(tmp_path / "home"))
+    assert result.returncode == 1
+    message = one_line(result.stderr)
+    assert message.startswith("error: a worker needs PostgreSQL"), message
+    assert "ovencast train" in message
+    assert "Traceback" not in result.stderr
+
+
 def test_jobs_list_past_trainings_and_say_why_a_product_was_not_trained(
         trained_kiel: TrainedTenant, run_cli: Any) -> None:
     settings = trained_kiel.settings

@@ -5,6 +5,8 @@ from __future__ import annotations
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from ovencast.errors import Misconfigured
+
 # The drivers ovencast is written against: asyncpg's COPY and error classes
 # (datasets/repository.py, events/listen.py), aiosqlite for the embedded shape.
 ASYNC_DRIVERS = {"postgresql": "asyncpg", "sqlite": "aiosqlite"}
@@ -40,3 +42,13 @@ def libpq_conninfo(database_url: str) -> str:
     if url.get_backend_name() != "postgresql":
         raise ValueError(f"the service shape needs PostgreSQL, DATABASE_URL is {url.drivername}")
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def require_postgresql(database_url: str, what: str) -> None:
+    """`Misconfigured` (one line from the CLI) when `what` is asked of a database that is
+    not PostgreSQL, with what to do instead."""
+    if make_url(database_url).get_backend_name() != "postgresql":
+        raise Misconfigured(
+            f"{what} needs PostgreSQL (the job queue lives there): set "
+            "DATABASE_URL=postgresql://user@host:5432/db and run `ovencast db upgrade` "
+            "once; without a server, train with `ovencast train` or `ovencast run`")

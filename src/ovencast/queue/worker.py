@@ -32,6 +32,7 @@ from typing import Any
 
 from ovencast.db import migrate
 from ovencast.db.session import unit_of_work
+from ovencast.db.urls import require_postgresql
 from ovencast.jobs import service as jobs_service
 from ovencast.jobs.service import QUEUE
 from ovencast.observability import tracing
@@ -52,6 +53,7 @@ async def run_worker(settings: Settings, *, name: str | None = None,
     """Serve the queue until stopped (SIGTERM/SIGINT, or cancelled). `preload`: the entry
     point's module, imported once by the fit pool's fork server (training/pool.py).
     `install_signal_handlers=False`: a worker inside another program (tests)."""
+    require_postgresql(settings.resolved_database_url, "a worker")
     traced_here = not tracing.enabled() and tracing.configure_tracing(
         settings, component="worker")
     runtime = WorkerRuntime.start(settings, preload=preload)
