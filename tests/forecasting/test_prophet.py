@@ -10,8 +10,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -412,3 +414,32 @@ def test_holiday_frames_are_copies_of_one_computed_frame() -> None:
     again = holiday_frame("DE", "SH", first_year=2020, last_year=2022)
     assert again.loc[0, "holiday"] != "changed by a caller"
     assert again.equals(holiday_frame("DE", "SH", first_year=2020, last_year=2022))
+
+
+def test_one_loaded_model_forecasts_in_several_threads_at_once(fitted: ProphetModel) -> None:
+    # The service keeps a loaded model for every request (forecasts/service.py) and
+    # forecasts in FORECAST_THREADS threads: concurrent forecasts of one product share the
+    # Prophet object that `_share_answers` patches while it predicts. Before the patch was
+    # counted per model, the first thread out removed it under the others (AttributeError,
+    # a 500 on one of four concurrent forecast requests).
+    from ovencast.forecasting.families import prophet as prophet_module
+
+    future = kiel_temperature("2018-08-01", 60)
+    expected = fitted.predict(future)
+    threads, rounds = 4, 12
+    start = threading.Barrier(threads)
+
+    def forecast_repeatedly() -> list[np.ndarray]:
+        start.wait()
+        return [fitted.predict(future) for _ in range(rounds)]
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        runs = [f.result() for f in [pool.submit(forecast_repeatedly) for _ in range(threads)]]
+    for forecasts in runs:
+        for forecast in forecasts:
+            np.testing.assert_array_equal(forecast, expected)
+    prophet = fitted._require_prophet()
+    # Every block has left: nothing stays installed on the Prophet object.
+    assert "regressor_column_matrix" not in vars(prophet)
+    assert "make_holiday_features" not in vars(prophet)
+    assert not prophet_module._PATCHED

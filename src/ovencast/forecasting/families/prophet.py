@@ -59,6 +59,7 @@ import functools
 import json
 import logging
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Self
@@ -335,19 +336,31 @@ _SHARED_MAX = 512
 
 def _shared(key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
     """The answer stored under `key` in this process, computed on a miss (the table is
-    emptied when full: a pool process trains one tenant's products at a time)."""
-    if key not in _SHARED:
+    emptied when full: a pool process trains one tenant's products at a time). Safe in
+    threads (the service forecasts in several): the answer returned is the one this call
+    found or computed, never a second lookup that another thread's clear() could miss."""
+    found = _SHARED.get(key)
+    if found is None:
+        found = compute()
         if len(_SHARED) >= _SHARED_MAX:
             _SHARED.clear()
-        _SHARED[key] = compute()
-    return _SHARED[key]
+        _SHARED[key] = found
+    return found
+
+
+# The Prophet objects `_share_answers` has patched, with how many blocks are inside: the
+# service's forecast threads share one loaded model, so the patch goes on with the first
+# block in and comes off with the last one out.
+_PATCHED: dict[int, int] = {}
+_PATCH_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
 def _share_answers(model: Prophet) -> Iterator[None]:
     """While in the block, give `model` (instance attributes: this model's only) versions
     of two of Prophet's feature methods that compute each distinct answer once per
-    process. They are removed on leaving it: they are closures, and a fitted model must
+    process. They are removed when the last block on `model` is left (`_PATCHED`: threads
+    forecasting with one model share them): they are closures, and a fitted model must
     stay picklable (the service's fit process sends it back to the worker).
 
     On every fit and every predict Prophet builds its holiday features (a Python loop over
@@ -389,12 +402,21 @@ def _share_answers(model: Prophet) -> Iterator[None]:
             model.train_holiday_names = pd.Series(names)
         return features.copy(), list(scales), list(names)
 
-    model.regressor_column_matrix = regressor_column_matrix  # type: ignore[method-assign]
-    model.make_holiday_features = make_holiday_features  # type: ignore[method-assign]
+    with _PATCH_LOCK:
+        inside = _PATCHED.get(id(model), 0)
+        if not inside:
+            model.regressor_column_matrix = regressor_column_matrix  # type: ignore[method-assign]
+            model.make_holiday_features = make_holiday_features  # type: ignore[method-assign]
+        _PATCHED[id(model)] = inside + 1
     try:
         yield
     finally:
-        del model.regressor_column_matrix, model.make_holiday_features
+        with _PATCH_LOCK:
+            inside = _PATCHED.pop(id(model)) - 1
+            if inside:
+                _PATCHED[id(model)] = inside
+            else:
+                del model.regressor_column_matrix, model.make_holiday_features
 
 
 _STAN_ARRAYS = ("y", "t", "cap", "t_change", "s_a", "s_m")
