@@ -47,6 +47,18 @@ CASES = {
     "missing column": BadCase(
         {"sales.csv": "date,product\n2024-01-01,bread\n"},
         "sales.csv", 1, None, ("missing required column", "quantity")),
+    # A spreadsheet's export: the reason says what is wrong, not only what is missing.
+    "semicolon-separated": BadCase(
+        {"sales.csv": "date;product;quantity\n2024-01-01;bread;1,5\n"},
+        "sales.csv", 1, None, ("missing required column", "separated by ';'",
+                               "comma-separated")),
+    "tab-separated weather": BadCase(
+        {"sales.csv": GOOD_SALES, "weather.csv": "date\ttemperature_c\n2024-01-01\t3\n"},
+        "weather.csv", 1, None, ("separated by tab",)),
+    "capitalised names": BadCase(
+        {"sales.csv": "Date,Product,quantity\n2024-01-01,bread,1\n"},
+        "sales.csv", 1, None, ("case-sensitive", "'Date' -> 'date'",
+                               "'Product' -> 'product'")),
     "unparsable date": BadCase(
         {"sales.csv": GOOD_SALES + "01.03.2024,bread,3\n"},
         "sales.csv", 5, "date", ("01.03.2024", "ISO date")),

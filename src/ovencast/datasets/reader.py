@@ -420,7 +420,8 @@ class _CsvFile:
         missing = [c for c in required if c not in header]
         if missing:
             self.problems.add(self.name, 1, None, f"missing required column(s) {missing}; "
-                                                  f"header is {_short(repr(header))}")
+                                                  f"header is {_short(repr(header))}"
+                                                  f"{_header_hint(header, missing)}")
             return None
         twice = sorted({h for h in header if header.count(h) > 1})
         if twice:
@@ -454,6 +455,21 @@ class _CsvFile:
                                                          f"header has {len(self.header)}")
                 continue
             yield line, row
+
+
+def _header_hint(header: Sequence[str], missing: Sequence[str]) -> str:
+    """What a header that lacks required columns most likely got wrong: another
+    separator (a spreadsheet's `;` export) or the names' case."""
+    for separator in (";", "\t", "|"):
+        if len(header) == 1 and separator in header[0]:
+            shown = "tab" if separator == "\t" else repr(separator)
+            return (f" (the header looks separated by {shown}: files must be "
+                    "comma-separated, with '.' as the decimal point)")
+    by_lower = {h.lower(): h for h in header}
+    renames = [f"{by_lower[c]!r} -> {c!r}" for c in missing if c in by_lower]
+    if renames:
+        return f" (names are case-sensitive: rename {', '.join(renames)})"
+    return ""
 
 
 def _short(text: str, limit: int = 200) -> str:
