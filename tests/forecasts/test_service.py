@@ -151,7 +151,7 @@ async def test_days_inside_the_training_data_are_refused_by_every_family(
     inside = await _forecast(database, "t", days=7, start=last - timedelta(days=3))
     assert [r.product for r in inside.refused] == ["bread"]
     assert inside.refused[0].error == (
-        f"bread: version 1 forecasts the days after its training data, which ends "
+        f"its model forecasts the days after its training data, which ends "
         f"{last.isoformat()}; asked from {(last - timedelta(days=3)).isoformat()}")
     after = await _forecast(database, "t", days=7, start=last + timedelta(days=1))
     assert not after.refused

@@ -294,9 +294,8 @@ def _forecast_product(version: ModelVersion, model: ForecastModel,
     # LightGBM refuses them): a version forecasts the days after its training data.
     if len(dates) and dates[0].date() <= version.data_end:
         return _refused(version, ForecastUnavailable(
-            f"{version.product}: version {version.version} forecasts the days after its "
-            f"training data, which ends {version.data_end.isoformat()}; asked from "
-            f"{dates[0].date().isoformat()}"))
+            f"its model forecasts the days after its training data, which ends "
+            f"{version.data_end.isoformat()}; asked from {dates[0].date().isoformat()}"))
     # The original approach (`--models prophet`) forecasts closed days as days without
     # sales, as it was fitted; every other model forecasts them 0.
     as_fitted = (closed_days_as_zero_sales(frame)
@@ -304,7 +303,9 @@ def _forecast_product(version: ModelVersion, model: ForecastModel,
     try:
         yhat = model.predict(as_fitted)
     except ValueError as exc:  # e.g. a date before the end of the model's data
-        return _refused(version, ForecastUnavailable(f"{version.product}: {exc}"))
+        # No product name in the reason: callers name the products, grouped by reason
+        # (`refusals_by_reason`).
+        return _refused(version, ForecastUnavailable(str(exc)))
     closed = frame[CLOSED].to_numpy(dtype=bool)
     off, notes = off_season_days(version.product, version.details, dates)
     yhat = np.where(off, 0.0, yhat)
