@@ -97,7 +97,8 @@ def test_model_that_beats_the_baseline(kiel_bread: pd.DataFrame, oracle_family: 
 
 @pytest.mark.parametrize(
     ("n_days", "holdout_days"),
-    [(30, 28), (41, 28), (14, 1)],
+    # 20 days: even a 7-day holdout leaves 13; a 1-day holdout is not shortened further.
+    [(20, 28), (14, 1)],
 )
 def test_too_little_training_data(
     make_history: HistoryFactory, n_days: int, holdout_days: int
@@ -118,3 +119,16 @@ def test_just_enough_training_data(make_history: HistoryFactory) -> None:
 def test_unknown_family(make_history: HistoryFactory) -> None:
     with pytest.raises(ValueError, match="unknown model family"):
         evaluate_family(make_history([5.0] * 60), family="crystal_ball")
+
+
+@pytest.mark.parametrize(("n_days", "scored_days"), [(30, 16), (35, 21), (41, 27), (42, 28)])
+def test_a_history_of_30_to_41_days_gets_a_shorter_holdout(
+        make_history: HistoryFactory, n_days: int, scored_days: int) -> None:
+    """SPEC trains a product from 30 days of data; a 28-day holdout would leave fewer than
+    14 to fit on and no model at all. The holdout shrinks to leave exactly 14."""
+    history = make_history([5.0 + day % 7 for day in range(n_days)])
+    evaluation = evaluate_family(history, family="seasonal_naive", holdout=HoldoutSplit(28))
+    assert evaluation.metrics.n_days == scored_days
+    assert len(evaluation.holdout_predictions) == scored_days
+    assert (evaluation.holdout_end - evaluation.holdout_start).days == scored_days - 1
+    assert evaluation.metrics.wape == 0.0  # the weekly pattern, seen twice, repeats

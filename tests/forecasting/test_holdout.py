@@ -3,7 +3,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from ovencast.forecasting.frame import DATE
+from ovencast.forecasting.frame import CLOSED, DATE
 from ovencast.forecasting.holdout import HoldoutSplit
 
 from .conftest import HistoryFactory
@@ -58,3 +58,15 @@ def test_rejects_non_positive_days(days: int) -> None:
 def test_rejects_empty_history(make_history: HistoryFactory) -> None:
     with pytest.raises(ValueError, match="empty"):
         HoldoutSplit().split(make_history([]))
+
+
+def test_a_short_history_gets_the_longest_holdout_that_leaves_enough_open_days(
+        make_history: HistoryFactory) -> None:
+    # 40 days, 5 of them closed before the last 28: 12 - 5 = 7 open days before a 28-day
+    # holdout; 14 open ones before a holdout of 21 (the closed days come first).
+    history = make_history([5.0] * 40)
+    history[CLOSED] = history.index.isin(range(2, 7))
+    assert HoldoutSplit(28).fitting(history, 14) == HoldoutSplit(21)
+    assert HoldoutSplit(28).fitting(make_history([5.0] * 60), 14) == HoldoutSplit(28)
+    # Too short for even MIN_HOLDOUT_DAYS: unchanged, the caller says why.
+    assert HoldoutSplit(28).fitting(make_history([5.0] * 20), 14) == HoldoutSplit(28)

@@ -166,6 +166,26 @@ async def test_product_with_too_few_days_fails_validation_while_others_train(
     assert all(len(v.sha256) == 64 for v in active)
 
 
+async def test_a_product_with_the_minimum_days_trains_with_a_shorter_holdout(
+        database: Database, tiny_dataset: Callable[..., Path]) -> None:
+    """30 days pass the data rules (SPEC); a 28-day holdout would leave 2 to fit on and
+    every family failing. The product trains under `auto`, scored on a shorter holdout,
+    beside a product with a long history that keeps the full 28 days."""
+    await import_directory(database, "t1", tiny_dataset({"rolls": 90, "new_cake": 30}))
+
+    result = await train_in_process(database, "t1")
+
+    assert result.job.status == "succeeded", result.job.error
+    for product in ("rolls", "new_cake"):
+        assert result.runs[product].status == "trained", result.runs[product].reason
+    async with unit_of_work(database.sessions) as session:
+        versions = {v.product: v for v in (await session.scalars(select(ModelVersion))).all()}
+    assert {p: v.details["holdout"]["days"] for p, v in versions.items()} == {
+        "rolls": 28, "new_cake": 16}
+    assert versions["new_cake"].metrics["n_days"] == 16
+    assert versions["new_cake"].details["holdout"]["end"] == "2024-03-30"
+
+
 async def test_job_fails_when_no_product_can_train(
         database: Database, tiny_dataset: Callable[..., Path]) -> None:
     await import_directory(database, "t1", tiny_dataset({"bread": 10, "rolls": 20}))

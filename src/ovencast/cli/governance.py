@@ -129,7 +129,7 @@ def promotions(console: Console, outcomes: Sequence[ProductOutcome]) -> None:
     for outcome in outcomes:
         promotion = (outcome.details or {}).get("promotion") or {}
         if promotion and promotion.get("verdict") not in SHOWN_AS_ACTIVE:
-            console.print(f"[yellow]{outcome.product}[/]: version {outcome.version} "
+            console.print(f"[yellow]{outcome.product}[/]: version {outcome.version}: "
                           f"{promotion['reason']}", highlight=False, soft_wrap=True)
 
 

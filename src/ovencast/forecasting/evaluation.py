@@ -74,10 +74,14 @@ def evaluate_family(
     metrics then score.
 
     `history` is one product's history frame (see `frame`); `context` goes to every fit
-    of `family` (not to the baseline's). Raises ValueError when the
-    training part has fewer than `min_train_days` open days, or for an unknown family.
+    of `family` (not to the baseline's). The holdout is shortened (to at least 7 days)
+    for a history too short to leave `min_train_days` open days before it. Raises
+    ValueError when even then the training part has fewer than `min_train_days` open
+    days, or for an unknown family.
     """
-    split = holdout or HoldoutSplit()
+    # A history of 30 to 41 days (SPEC's minimum is 30) gets a shorter holdout, so that
+    # a new shop or product is trained and scored at all.
+    split = (holdout or HoldoutSplit()).fitting(history, min_train_days)
     cls = model_class(family)
     train, test = split.split(history.sort_values(DATE))
     n_train_open = int((~train[CLOSED].astype(bool)).sum()) if not train.empty else 0

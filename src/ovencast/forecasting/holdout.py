@@ -6,10 +6,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ovencast.forecasting.frame import DATE
+from ovencast.forecasting.frame import CLOSED, DATE
 
 DEFAULT_HOLDOUT_DAYS = 28
 """Four weeks: every weekday four times, short enough to leave most history for fitting."""
+MIN_HOLDOUT_DAYS = 7
+"""The shortest holdout a short history gets (`HoldoutSplit.fitting`): every weekday once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,21 @@ class HoldoutSplit:
             raise ValueError("cannot split an empty history")
         last = pd.Timestamp(history[DATE].max())
         return last - pd.Timedelta(days=self.days - 1)
+
+    def fitting(self, history: pd.DataFrame, min_train_open_days: int) -> HoldoutSplit:
+        """This split, or for a history too short to leave `min_train_open_days` open
+        days before it (SPEC trains a product from 30 days of data; 28 held out would
+        leave too few), the longest one of at least MIN_HOLDOUT_DAYS that does. Unchanged
+        when even that is too long: the caller's check then says why."""
+        if history.empty or self.days <= MIN_HOLDOUT_DAYS:
+            return self
+        open_dates = pd.DatetimeIndex(history.loc[~history[CLOSED].astype(bool), DATE])
+        last = pd.Timestamp(history[DATE].max())
+        for days in range(self.days, MIN_HOLDOUT_DAYS - 1, -1):
+            if int((open_dates < last - pd.Timedelta(days=days - 1)).sum()) \
+                    >= min_train_open_days:
+                return self if days == self.days else HoldoutSplit(days)
+        return self
 
     def split(self, history: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(train, test): rows before `cutoff` and rows from it on, each in the input's

@@ -65,6 +65,12 @@ def fit_product(history: pd.DataFrame, plan: FitPlan, *, prior: PriorFit | None 
     """Choose, score and refit one product's model (see the module docstring). Raises
     ModelFitFailed with every reason when no candidate can be fitted."""
     result = _fit_product(history, plan, prior, Progress(plan, emit))
+    # The days the holdout metrics score: 28, fewer for a history of 30 to 41 days
+    # (`HoldoutSplit.fitting`).
+    result.details["holdout"] = {"start": result.best.holdout_start.isoformat(),
+                                 "end": result.best.holdout_end.isoformat(),
+                                 "days": (result.best.holdout_end
+                                          - result.best.holdout_start).days + 1}
     season = off_season_of(history)
     if season is not None:  # forecasts are 0 on these days of the year (forecasting/season)
         result.details["off_season"] = season.to_dict()
