@@ -1,5 +1,5 @@
 """A product's off-season (forecasting/season.py): days of the year on which it never had
-a row, year after year."""
+a row, year after year; and its days off: days of the week without a row lately."""
 
 from __future__ import annotations
 
@@ -9,7 +9,14 @@ import pytest
 
 from ovencast.forecasting.features import AlignmentReport
 from ovencast.forecasting.frame import CLOSED, DATE, PRODUCT, Y
-from ovencast.forecasting.season import MIN_RUN_DAYS, OffSeason, off_season_of
+from ovencast.forecasting.season import (
+    MIN_RUN_DAYS,
+    WEEKDAY_WEEKS,
+    OffSeason,
+    OffWeekdays,
+    off_season_of,
+    off_weekdays_of,
+)
 
 
 def _rows(dates: pd.DatetimeIndex) -> pd.DataFrame:
@@ -79,3 +86,46 @@ def test_kiel_seasonal_bread_is_a_winter_product(
     december = pd.date_range("2018-12-01", "2018-12-24")
     assert season.mask(august).all()
     assert not np.any(season.mask(december))
+
+
+def _weekdays(days: pd.DatetimeIndex, offered: set[int]) -> pd.DataFrame:
+    return _rows(days[days.dayofweek.isin(sorted(offered))])
+
+
+def test_a_saturday_cake_is_off_on_every_other_day() -> None:
+    days = pd.date_range("2023-01-01", "2023-12-31")
+    found = off_weekdays_of(_weekdays(days, {5}))
+    assert found == OffWeekdays(weekdays=(0, 1, 2, 3, 4, 6), weeks=WEEKDAY_WEEKS)
+    assert OffWeekdays.from_dict(found.to_dict()) == found
+    week = pd.date_range("2024-01-01", "2024-01-07")  # Monday to Sunday
+    assert found.mask(week).tolist() == [True] * 5 + [False, True]
+    assert found.names() == "Mondays, Tuesdays, Wednesdays, Thursdays, Fridays, Sundays"
+
+
+def test_the_recent_weeks_decide() -> None:
+    days = pd.date_range("2023-01-01", "2023-12-30")  # to a Saturday
+    # Open every day until the last 8 weeks, then closed on Sundays (no rows).
+    recent = days >= days[-1] - pd.Timedelta(days=7 * WEEKDAY_WEEKS - 1)
+    history = _rows(days[~recent | (days.dayofweek != 6)])
+    assert off_weekdays_of(history) == OffWeekdays(weekdays=(6,), weeks=WEEKDAY_WEEKS)
+    # One Sunday with a row in those weeks: Sundays are still offered.
+    one_sunday = days[recent & (days.dayofweek == 6)][3:4]
+    assert len(one_sunday) == 1
+    assert off_weekdays_of(pd.concat([history, _rows(one_sunday)])) is None
+
+
+@pytest.mark.parametrize(
+    "history",
+    [
+        _rows(pd.date_range("2023-01-01", "2023-12-31")),
+        # Shorter than the weeks the rule looks at: nothing is concluded.
+        _weekdays(pd.date_range("2023-12-01", "2023-12-31"), {5}),
+        # Sundays closed by the calendar: rows (closed), so offered; the calendar closes them.
+        _rows(pd.date_range("2023-01-01", "2023-12-31")).assign(
+            **{CLOSED: lambda h: h[DATE].dt.dayofweek == 6}),
+        _rows(pd.DatetimeIndex([])),
+    ],
+    ids=["every-day", "short", "calendar-closed-sundays", "empty"],
+)
+def test_no_days_off(history: pd.DataFrame) -> None:
+    assert off_weekdays_of(history) is None

@@ -158,6 +158,46 @@ async def test_days_inside_the_training_data_are_refused_by_every_family(
     assert len(after.forecast) == 7
 
 
+async def test_days_of_the_week_a_product_is_not_sold_on_are_forecast_0(
+        database: Database, tmp_path: Path) -> None:
+    """A shop closed on Sundays with no calendar saying so, and a cake baked for
+    Saturdays only: no row on those days, so no model ever saw them, and each model
+    forecast them like any other day (the cake's Saturday figure all week). Forecast 0
+    there, with a band of 0 and the reason."""
+    rng = np.random.default_rng(3)
+    lines = ["date,product,quantity"]
+    for offset in range(280):  # 40 Saturdays: over the 30 data points a product needs
+        day = START + timedelta(days=offset)
+        if day.weekday() != 6:
+            lines.append(f"{day},bread,{30 + rng.integers(0, 10)}")
+        if day.weekday() == 5:
+            lines.append(f"{day},saturday_cake,{20 + rng.integers(0, 6)}")
+    directory = tmp_path / "weekly"
+    directory.mkdir()
+    (directory / "sales.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    await import_directory(database, "t", directory)
+    trained = await train_in_process(database, "t")
+    assert trained.job.status == "succeeded", trained.job.error
+
+    forecast = await _forecast(database, "t", days=14)
+
+    assert not forecast.refused
+    frame = forecast.forecast
+    weekday = pd.to_datetime(frame["date"]).dt.dayofweek
+    cake, bread = frame["product"] == "saturday_cake", frame["product"] == "bread"
+    off = (cake & (weekday != 5)) | (bread & (weekday == 6))
+    assert (frame.loc[off, ["forecast", "p10", "p90"]] == 0).all().all()
+    assert set(frame.loc[off, "note"]) == {"not sold on this weekday"}
+    assert frame.loc[off, "off_season"].all()
+    assert (frame.loc[~off, "forecast"] > 0).all()
+    assert (frame.loc[~off, "note"] == "").all()
+    notes = [note for result in forecast.results for note in result.notes]
+    assert "bread: forecast 0 on Sundays: not sold on them in the last 8 weeks of its " \
+           "data" in notes
+    assert any(note.startswith("saturday_cake: forecast 0 on Mondays, Tuesdays, "
+                               "Wednesdays, Thursdays, Fridays, Sundays") for note in notes)
+
+
 async def test_a_product_sold_in_units_is_forecast_as_a_count(
         database: Database, tmp_path: Path) -> None:
     """A slow seller counted in units gets a count's median (decision 030) and a band of

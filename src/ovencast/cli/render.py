@@ -354,8 +354,8 @@ def _json_value(value: Any) -> Any:
 
 def forecast_pages(console: Console, frame: Any) -> None:
     """Products as rows, dates as columns: a cell is the forecast over its P10-P90 band
-    ("closed", "off-season" instead on such days; a * marks a day whose regressors were
-    filled in). As many dates per table as the console's width holds."""
+    ("closed", "off-season", "not sold" instead on such days; a * marks a day whose
+    regressors were filled in). As many dates per table as the console's width holds."""
     import pandas as pd
 
     cells = {(row.product, row.date): _cell(row) for row in frame.itertuples(index=False)}
@@ -385,8 +385,8 @@ def forecast_pages(console: Console, frame: Any) -> None:
 def _cell(row: Any) -> str:
     if row.closed:
         return "closed"
-    if row.off_season:
-        return "off-season"
+    if row.off_season:  # the product is not offered: off-season, or a day off
+        return "off-season" if row.note == "off-season" else "not sold"
     mark = "*" if row.fallback else ""
     band = "" if math.isnan(row.p10) else f"\n{row.p10:.0f}-{row.p90:.0f}"
     return f"{row.forecast:.0f}{mark}{band}"

@@ -1,5 +1,7 @@
 """A product's off-season: the days of the year on which, year after year, it was never
-offered (no row at all), such as a Christmas bread's February to September.
+offered (no row at all), such as a Christmas bread's February to September; and its
+days off: the days of the week on which it has not been offered lately (a cake baked for
+Saturdays only, a shop closed on Sundays whose calendar does not say so).
 
 Why: a missing date is not a zero (SPEC), so training never sees the off-season, and a
 model asked for those dates forecasts as if the product were on the shelf (Kiel's
@@ -13,6 +15,13 @@ it in at least `MIN_YEARS` years and no row lies within `TOLERANCE_DAYS` of it i
 them; only runs of at least `MIN_RUN_DAYS` such days count (a two-week holiday closure is
 not a season). Computed at training from the whole history and stored with the model
 version (`details["off_season"]`), so forecasting needs no sales data.
+
+Rule (`off_weekdays_of`): a day of the week is a day off when the product has no row on
+it in the last `WEEKDAY_WEEKS` weeks of its history (which must span them), while it has
+rows on other days. The recent weeks, not the whole history: a shop that stopped opening
+on Sundays last month stops getting Sunday forecasts now. Stored as
+`details["off_weekdays"]`. Every row counts as offered here too: a shop whose calendar
+marks its Sundays closed has rows on them, and the calendar closes those days already.
 """
 
 from __future__ import annotations
@@ -30,6 +39,9 @@ MIN_YEARS = 2
 TOLERANCE_DAYS = 7
 MIN_RUN_DAYS = 28
 DAYS_IN_YEAR = 365  # days of the year 1..365 (`_day_of_year`: 29 February counts as the 28th)
+WEEKDAY_WEEKS = 8
+WEEKDAY_NAMES = ("Mondays", "Tuesdays", "Wednesdays", "Thursdays", "Fridays", "Saturdays",
+                 "Sundays")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +70,45 @@ class OffSeason:
         if any(not 1 <= a <= b <= DAYS_IN_YEAR for a, b in ranges):
             raise ValueError(f"off-season ranges out of 1..{DAYS_IN_YEAR}: {ranges}")
         return cls(ranges=ranges, years=int(value["years"]))
+
+
+@dataclass(frozen=True, slots=True)
+class OffWeekdays:
+    """Days of the week (0 = Monday) the product was not offered on in the last `weeks`
+    weeks of its history."""
+
+    weekdays: tuple[int, ...]
+    weeks: int
+
+    def mask(self, dates: pd.DatetimeIndex) -> np.ndarray:
+        return np.isin(dates.dayofweek.to_numpy(), self.weekdays)
+
+    def names(self) -> str:
+        return ", ".join(WEEKDAY_NAMES[day] for day in self.weekdays)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"weekdays": list(self.weekdays), "weeks": self.weeks}
+
+    @classmethod
+    def from_dict(cls, value: Mapping[str, Any]) -> OffWeekdays:
+        weekdays = tuple(int(day) for day in value["weekdays"])
+        if not weekdays or any(not 0 <= day <= 6 for day in weekdays):
+            raise ValueError(f"off weekdays out of 0..6: {weekdays}")
+        return cls(weekdays=weekdays, weeks=int(value["weeks"]))
+
+
+def off_weekdays_of(history: pd.DataFrame) -> OffWeekdays | None:
+    """The product's days off (module docstring), None when it has none or its history is
+    shorter than WEEKDAY_WEEKS weeks. `history`: a history frame (date, ...)."""
+    dates = pd.DatetimeIndex(history[DATE]).normalize()
+    if dates.empty:
+        return None
+    first = dates.max() - pd.Timedelta(days=7 * WEEKDAY_WEEKS - 1)
+    if dates.min() > first:
+        return None
+    offered = set(dates[dates >= first].dayofweek.tolist())
+    off = tuple(day for day in range(7) if day not in offered)
+    return OffWeekdays(weekdays=off, weeks=WEEKDAY_WEEKS) if off else None
 
 
 def off_season_of(history: pd.DataFrame) -> OffSeason | None:

@@ -22,7 +22,9 @@ class ForecastRow(BaseModel):
                        examples=["lightgbm", "ensemble(lightgbm+tsb)"])
     version: int
     note: str = Field(description="closed (0: the calendar says the shop is closed), "
-                                  "off-season (0: outside the product's season), or "
+                                  "off-season (0: outside the product's season), "
+                                  "'not sold on this weekday' (0: not offered on this day "
+                                  "of the week lately), or "
                                   "'fallback: <regressors>' (values not supplied for this "
                                   "day, see `fallbacks`); empty otherwise",
                       examples=["", "closed", "fallback: temperature_c, guests"])

@@ -43,7 +43,7 @@ from ovencast.forecasting.frame import (
 )
 from ovencast.forecasting.future import FutureRegressors, future_regressors
 from ovencast.forecasting.quantiles import QuantileCalibration
-from ovencast.forecasting.season import OffSeason
+from ovencast.forecasting.season import OffSeason, OffWeekdays
 from ovencast.models import repository as models_repository
 from ovencast.models.service import load_verified
 from ovencast.settings import Settings
@@ -308,6 +308,11 @@ def _forecast_product(version: ModelVersion, model: ForecastModel,
         return _refused(version, ForecastUnavailable(str(exc)))
     closed = frame[CLOSED].to_numpy(dtype=bool)
     off, notes = off_season_days(version.product, version.details, dates)
+    day_off, day_notes = off_weekdays(version.product, version.details, dates)
+    notes += day_notes
+    # A day both off-season and a day off is noted as off-season (the longer reason).
+    reasons = np.where(off, "off-season", np.where(day_off, "not sold on this weekday", ""))
+    off = off | day_off
     yhat = np.where(off, 0.0, yhat)
     p10, p50, p90 = forecast_quantiles(version.details, yhat,
                                        as_fitted[CLOSED].to_numpy(dtype=bool) | off)
@@ -316,17 +321,19 @@ def _forecast_product(version: ModelVersion, model: ForecastModel,
     rows = pd.DataFrame({
         DATE: dates.date, WEEKDAY: dates.day_name(), PRODUCT: version.product, YHAT: p50,
         P10: p10, P50: p50, P90: p90, MODEL: chosen, VERSION: version.version,
-        NOTE: [_note(c, o, f) for c, o, f in zip(closed, off, fallback, strict=True)],
+        NOTE: [_note(c, o, f) for c, o, f in zip(closed, reasons, fallback, strict=True)],
         CLOSED: closed, OFF_SEASON: off, FALLBACK: fallback})
     return ProductForecast(version.product, version.version, version.family, rows,
                            notes=notes, model=chosen)
 
 
-def _note(closed: bool, off_season: bool, fallback: str) -> str:
+def _note(closed: bool, off: str, fallback: str) -> str:
+    """`off`: why the product is not offered that day ("off-season", "not sold on this
+    weekday"), or ""."""
     if closed:
         return "closed"
-    if off_season:
-        return "off-season"
+    if off:
+        return off
     return f"fallback: {fallback}" if fallback else ""
 
 
@@ -364,6 +371,20 @@ def off_season_days(product: str, details: Mapping[str, Any] | None,
     spans = ", ".join(format_date_range(a, b) for a, b in runs_of_dates(dates[off]))
     return off, (f"{product}: forecast 0 on {spans}: outside its season (no sales on "
                  f"these days of the year in {season.years} years of data)",)
+
+
+def off_weekdays(product: str, details: Mapping[str, Any] | None,
+                 dates: pd.DatetimeIndex) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Which `dates` fall on the product's days off (`details["off_weekdays"]`, see
+    forecasting/season.py; none for versions stored without it) and the note saying so."""
+    days_off = _stored(details, "off_weekdays", OffWeekdays.from_dict)
+    if days_off is None:
+        return np.zeros(len(dates), dtype=bool), ()
+    off = days_off.mask(dates)
+    if not off.any():
+        return off, ()
+    return off, (f"{product}: forecast 0 on {days_off.names()}: not sold on them in the "
+                 f"last {days_off.weeks} weeks of its data",)
 
 
 def forecast_quantiles(details: Mapping[str, Any] | None, yhat: np.ndarray,
