@@ -17,6 +17,7 @@ from ovencast.forecasting.validation import (
     RULE_NO_DATA,
     RULE_RECOMMENDED_DAYS,
     RULE_SINGLE_PRODUCT,
+    RULE_STALE,
     RULE_ZERO_RATIO,
     ValidationReport,
     validate_sales,
@@ -49,8 +50,12 @@ def product_rows(
 
 
 def tenant(*products: pd.DataFrame) -> pd.DataFrame:
-    # A second, distinct product keeps tenant-level rules out of per-product cases.
-    other = product_rows("other", 120, level=500.0)
+    # A second, distinct product keeps tenant-level rules out of per-product cases; it
+    # ends with them, so that none is stale (RULE_STALE).
+    last = max((p[DATE].max() for p in products if not p.empty),
+               default=pd.Timestamp("2024-04-29"))
+    other = product_rows("other", 120, level=500.0,
+                         start=str((last - pd.Timedelta(days=119)).date()))
     return pd.concat([*products, other], ignore_index=True)
 
 
@@ -153,6 +158,22 @@ def test_tenant_rules(frames: list[pd.DataFrame], expected: set[tuple[str, str]]
     assert rules_of(report, None) == expected
 
 
+def test_a_product_whose_data_ends_weeks_before_the_tenants_is_warned_of() -> None:
+    # 120 days from 2024-01-01 end 2024-04-29; 90 end 2024-03-30 (30 days before: warned),
+    # 95 end 2024-04-04 (25 days: not).
+    frames = [product_rows("bread", 120), product_rows("old_roll", 90, level=9),
+              product_rows("rye", 95, level=30)]
+    report = validate_sales(
+        pd.concat(frames, ignore_index=True), min_days=MIN_DAYS, recommended_days=RECOMMENDED_DAYS
+    )
+    stale = [i for i in report.warnings if i.rule == RULE_STALE]
+    assert [(i.product, i.message) for i in stale] == [(
+        "old_roll", "no sales row for 30 days: its data ends 2024-03-30, the tenant's "
+                    "2024-04-29 (no longer sold, out of season, or its recent rows missing "
+                    "from the import?)")]
+    assert "old_roll" in report.trainable_products
+
+
 def test_identical_series_warning_names_the_products() -> None:
     frames = [
         product_rows("rye", 120),
@@ -215,7 +236,10 @@ def test_missing_column_raises() -> None:
 
 def test_kiel_all_products_trainable(kiel_tenant: tuple[pd.DataFrame, AlignmentReport]) -> None:
     report = validate_sales(kiel_tenant[0], min_days=MIN_DAYS, recommended_days=RECOMMENDED_DAYS)
-    assert report.issues == ()
+    # The Christmas bread's last row is 2017-12-27: the one warning, which never blocks.
+    assert [(i.level, i.product, i.rule) for i in report.issues] == [
+        ("warning", "seasonal_bread", RULE_STALE)]
+    assert "no sales row for 216 days" in report.issues[0].message
     assert len(report.trainable_products) == 6
     bread = report.products["bread"]
     # 1857 calendar days, 1819 with sales, 9 clipped for a gap in the weather data.

@@ -198,6 +198,31 @@ async def test_days_of_the_week_a_product_is_not_sold_on_are_forecast_0(
                                "Wednesdays, Thursdays, Fridays, Sundays") for note in notes)
 
 
+async def test_a_forecast_from_old_data_says_so(database: Database,
+                                                 tiny_dataset: Callable[..., Path]) -> None:
+    """A product whose rows stopped 40 days before the tenant's is still forecast (its
+    recent rows may only be missing from the import), with a note saying how old its
+    data is; the job's validation warned of it too."""
+    directory = tiny_dataset(("bread",), days=120)
+    sales = directory / "sales.csv"
+    sales.write_text(sales.read_text(encoding="utf-8") + "".join(
+        f"{date(2024, 1, 1) + timedelta(days=d)},old_roll,{15 + d % 7}\n" for d in range(80)),
+        encoding="utf-8")
+    await import_directory(database, "t", directory)
+    trained = await train_in_process(database, "t")
+    assert trained.job.status == "succeeded", trained.job.error
+    assert any("old_roll: no sales row for 40 days" in w for w in trained.job.warnings or [])
+
+    forecast = await _forecast(database, "t", days=7)
+
+    notes = [note for result in forecast.results for note in result.notes]
+    stale = [note for note in notes if "a forecast from old data" in note]
+    assert len(stale) == 1
+    assert stale[0].startswith("old_roll: its sales data ends ")
+    assert " 40 days before this forecast" in stale[0]
+    assert not forecast.refused
+
+
 async def test_a_product_sold_in_units_is_forecast_as_a_count(
         database: Database, tmp_path: Path) -> None:
     """A slow seller counted in units gets a count's median (decision 030) and a band of

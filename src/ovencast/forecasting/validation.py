@@ -31,6 +31,9 @@ ZERO_RATIO_ERROR = 0.90
 """Zero ratio above which a product cannot be trained (error)."""
 ZERO_RATIO_WARNING = 0.70
 """Zero ratio above which a product gets a warning."""
+STALE_DAYS = 28
+"""Days a product's data may end before the tenant's before it gets a warning: its
+forecasts start from old data (discontinued? or its recent rows missing?)."""
 
 # Rule names, stable: stored in reports and matched by the UI.
 RULE_MIN_DAYS = "min_days"
@@ -41,6 +44,7 @@ RULE_DUPLICATE_DATES = "duplicate_dates"
 RULE_NO_DATA = "no_data"
 RULE_SINGLE_PRODUCT = "single_product"
 RULE_IDENTICAL_SERIES = "identical_series"
+RULE_STALE = "stale"
 
 IssueLevel = Literal["error", "warning"]
 
@@ -185,7 +189,8 @@ def validate_sales(
     `recommended_days` a warning; a zero ratio above ZERO_RATIO_ERROR an error, above
     ZERO_RATIO_WARNING a warning; NaN or negative y, or a date given twice, is an error.
     Tenant: no rows at all is an error; a single product, or products with identical
-    series (same dates, same values, same closed days), is a warning.
+    series (same dates, same values, same closed days), is a warning; so is a product
+    whose data ends more than STALE_DAYS before the tenant's.
     Raises ValueError only when a column is missing.
     """
     missing = [c for c in (PRODUCT, DATE, Y, CLOSED) if c not in sales.columns]
@@ -221,6 +226,7 @@ def validate_sales(
                 "cannot borrow strength from others",
             )
         )
+    issues.extend(_stale_products(products))
     for names in fingerprints.values():
         if len(names) > 1:
             issues.append(
@@ -233,6 +239,22 @@ def validate_sales(
                 )
             )
     return ValidationReport(issues=tuple(issues), products=products)
+
+
+def _stale_products(products: dict[str, ProductStats]) -> list[Issue]:
+    """A warning for each product whose data ends more than STALE_DAYS before the
+    tenant's: its forecast of the tenant's next days starts from old data."""
+    ends = {name: stats.last_date for name, stats in products.items()
+            if stats.last_date is not None}
+    if not ends:
+        return []
+    tenant_end = max(ends.values())
+    return [Issue("warning", name, RULE_STALE,
+                  f"no sales row for {(tenant_end - end).days} days: its data ends {end}, "
+                  f"the tenant's {tenant_end} (no longer sold, out of season, or its recent "
+                  "rows missing from the import?)")
+            for name, end in sorted(ends.items())
+            if (tenant_end - end).days > STALE_DAYS]
 
 
 def _product_stats(rows: pd.DataFrame, thresholds: ClassThresholds) -> ProductStats:

@@ -44,6 +44,7 @@ from ovencast.forecasting.frame import (
 from ovencast.forecasting.future import FutureRegressors, future_regressors
 from ovencast.forecasting.quantiles import QuantileCalibration
 from ovencast.forecasting.season import OffSeason, OffWeekdays
+from ovencast.forecasting.validation import STALE_DAYS
 from ovencast.models import repository as models_repository
 from ovencast.models.service import load_verified
 from ovencast.settings import Settings
@@ -313,6 +314,7 @@ def _forecast_product(version: ModelVersion, model: ForecastModel,
     # A day both off-season and a day off is noted as off-season (the longer reason).
     reasons = np.where(off, "off-season", np.where(day_off, "not sold on this weekday", ""))
     off = off | day_off
+    notes += _stale_note(version, dates, closed | off)
     yhat = np.where(off, 0.0, yhat)
     p10, p50, p90 = forecast_quantiles(version.details, yhat,
                                        as_fitted[CLOSED].to_numpy(dtype=bool) | off)
@@ -325,6 +327,19 @@ def _forecast_product(version: ModelVersion, model: ForecastModel,
         CLOSED: closed, OFF_SEASON: off, FALLBACK: fallback})
     return ProductForecast(version.product, version.version, version.family, rows,
                            notes=notes, model=chosen)
+
+
+def _stale_note(version: ModelVersion, dates: pd.DatetimeIndex, shut: np.ndarray
+                ) -> tuple[str, ...]:
+    """A note when the version's data ends more than STALE_DAYS before the forecast's
+    first day and it forecasts some day open: a forecast from old data (the validation
+    report warns of it at training too)."""
+    gap = (dates[0].date() - version.data_end).days - 1 if len(dates) else 0
+    if gap <= STALE_DAYS or bool(np.all(shut)):
+        return ()
+    return (f"{version.product}: its sales data ends {version.data_end.isoformat()}, "
+            f"{gap} days before this forecast: a forecast from old data (if it is still "
+            "sold, import its recent sales and retrain)",)
 
 
 def _note(closed: bool, off: str, fallback: str) -> str:
