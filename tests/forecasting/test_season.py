@@ -14,8 +14,10 @@ from ovencast.forecasting.season import (
     WEEKDAY_WEEKS,
     OffSeason,
     OffWeekdays,
+    YearlyClosures,
     off_season_of,
     off_weekdays_of,
+    yearly_closures_of,
 )
 
 
@@ -129,3 +131,28 @@ def test_the_recent_weeks_decide() -> None:
 )
 def test_no_days_off(history: pd.DataFrame) -> None:
     assert off_weekdays_of(history) is None
+
+
+def test_kiel_is_closed_at_christmas_and_new_year(
+        kiel_tenant: tuple[pd.DataFrame, AlignmentReport]) -> None:
+    """Five years without a row on 25 and 26 December and 1 January; 1 May had one in
+    2016, so it is no yearly closure."""
+    long = kiel_tenant[0]
+    bread = long.loc[long[PRODUCT] == "bread"].drop(columns=[PRODUCT])
+    closures = yearly_closures_of(bread, off_season_of(bread))
+    assert closures == YearlyClosures(dates=("01-01", "12-25", "12-26"), years=5)
+    assert YearlyClosures.from_dict(closures.to_dict()) == closures
+    days = pd.DatetimeIndex(["2018-12-24", "2018-12-25", "2018-12-26", "2019-01-01",
+                             "2019-05-01"])
+    assert closures.mask(days).tolist() == [False, True, True, True, False]
+
+
+def test_a_date_missing_in_fewer_years_than_required_is_no_closure() -> None:
+    days = pd.date_range("2021-01-01", "2023-06-30")  # spans 25 December twice
+    history = _rows(days[days.strftime("%m-%d") != "12-25"])
+    assert yearly_closures_of(history) is None
+    longer = pd.date_range("2021-01-01", "2024-06-30")
+    found = yearly_closures_of(_rows(longer[longer.strftime("%m-%d") != "12-25"]))
+    assert found == YearlyClosures(dates=("12-25",), years=3)
+    with pytest.raises(ValueError, match="'13-40' is no MM-DD date"):
+        YearlyClosures.from_dict({"dates": ["13-40"], "years": 3})

@@ -198,6 +198,34 @@ async def test_days_of_the_week_a_product_is_not_sold_on_are_forecast_0(
                                "Wednesdays, Thursdays, Fridays, Sundays") for note in notes)
 
 
+async def test_a_date_without_sales_every_year_is_forecast_0(
+        database: Database, tmp_path: Path) -> None:
+    """Closed on 25 and 26 December every year, and no calendar says so: no model saw
+    those days, so each forecast them like any other. Forecast 0, with the reason."""
+    lines = ["date,product,quantity"]
+    for offset in range(3 * 365 + 30):
+        day = date(2021, 1, 1) + timedelta(days=offset)
+        if (day.month, day.day) not in ((12, 25), (12, 26)):
+            lines.append(f"{day},bread,{30 + offset % 7}")
+    directory = tmp_path / "christmas"
+    directory.mkdir()
+    (directory / "sales.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    await import_directory(database, "t", directory)
+    trained = await train_in_process(database, "t", models=("seasonal_naive",))
+    assert trained.job.status == "succeeded", trained.job.error
+
+    forecast = await _forecast(database, "t", days=7, start=date(2024, 12, 23))
+
+    frame = forecast.forecast.set_index("date")
+    shut = [date(2024, 12, 25), date(2024, 12, 26)]
+    assert (frame.loc[shut, ["forecast", "p10", "p90"]] == 0).all().all()
+    assert set(frame.loc[shut, "note"]) == {"no sales on this date in past years"}
+    assert (frame.drop(index=shut)["forecast"] > 0).all()
+    notes = [note for result in forecast.results for note in result.notes]
+    assert "bread: forecast 0 on 2024-12-25..2024-12-26: no sales on these dates in any " \
+           "of 3+ years of its data (closed every year?)" in notes
+
+
 async def test_a_forecast_from_old_data_says_so(database: Database,
                                                  tiny_dataset: Callable[..., Path]) -> None:
     """A product whose rows stopped 40 days before the tenant's is still forecast (its
@@ -219,7 +247,7 @@ async def test_a_forecast_from_old_data_says_so(database: Database,
     stale = [note for note in notes if "a forecast from old data" in note]
     assert len(stale) == 1
     assert stale[0].startswith("old_roll: its sales data ends ")
-    assert " 40 days before this forecast" in stale[0]
+    assert " 40 days before the tenant's (2024-04-29)" in stale[0]
     assert not forecast.refused
 
 

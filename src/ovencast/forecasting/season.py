@@ -16,6 +16,11 @@ them; only runs of at least `MIN_RUN_DAYS` such days count (a two-week holiday c
 not a season). Computed at training from the whole history and stored with the model
 version (`details["off_season"]`), so forecasting needs no sales data.
 
+Rule (`yearly_closures_of`): a calendar date (month and day) is a yearly closure when the
+product's history spans it in at least `CLOSURE_MIN_YEARS` years and has no row on it in
+any of them (Kiel's bakery: 25 and 26 December, 1 January, 1 May, five years running).
+Stored as `details["yearly_closures"]`; days the off-season covers are left to it.
+
 Rule (`off_weekdays_of`): a day of the week is a day off when the product has no row on
 it in the last `WEEKDAY_WEEKS` weeks of its history (which must span them), while it has
 rows on other days. The recent weeks, not the whole history: a shop that stopped opening
@@ -40,6 +45,7 @@ TOLERANCE_DAYS = 7
 MIN_RUN_DAYS = 28
 DAYS_IN_YEAR = 365  # days of the year 1..365 (`_day_of_year`: 29 February counts as the 28th)
 WEEKDAY_WEEKS = 8
+CLOSURE_MIN_YEARS = 3
 WEEKDAY_NAMES = ("Mondays", "Tuesdays", "Wednesdays", "Thursdays", "Fridays", "Saturdays",
                  "Sundays")
 
@@ -70,6 +76,50 @@ class OffSeason:
         if any(not 1 <= a <= b <= DAYS_IN_YEAR for a, b in ranges):
             raise ValueError(f"off-season ranges out of 1..{DAYS_IN_YEAR}: {ranges}")
         return cls(ranges=ranges, years=int(value["years"]))
+
+
+@dataclass(frozen=True, slots=True)
+class YearlyClosures:
+    """Calendar dates ("MM-DD") without a row in any of the `years` (at least) years of
+    the product's history that span them."""
+
+    dates: tuple[str, ...]
+    years: int
+
+    def mask(self, dates: pd.DatetimeIndex) -> np.ndarray:
+        return np.isin(dates.strftime("%m-%d").to_numpy(), self.dates)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dates": list(self.dates), "years": self.years}
+
+    @classmethod
+    def from_dict(cls, value: Mapping[str, Any]) -> YearlyClosures:
+        dates = tuple(str(day) for day in value["dates"])
+        for day in dates:
+            try:  # 2000 is a leap year: 02-29 is a date
+                pd.Timestamp(f"2000-{day}")
+            except ValueError:
+                raise ValueError(f"yearly closure {day!r} is no MM-DD date") from None
+        return cls(dates=dates, years=int(value["years"]))
+
+
+def yearly_closures_of(history: pd.DataFrame,
+                       season: OffSeason | None = None) -> YearlyClosures | None:
+    """The product's yearly closures (module docstring), None when it has none; dates
+    inside `season` are left out (the off-season already forecasts them 0)."""
+    offered = pd.DatetimeIndex(history[DATE]).normalize().unique()
+    if offered.empty:
+        return None
+    days = pd.date_range(offered.min(), offered.max(), freq="D")
+    table = pd.DataFrame({"day": days.strftime("%m-%d"), "year": days.year,
+                          "row": days.isin(offered)})
+    if season is not None:
+        table = table.loc[~season.mask(days)]
+    per_day = table.groupby("day").agg(years=("year", "nunique"), rows=("row", "sum"))
+    closed = per_day.loc[(per_day["years"] >= CLOSURE_MIN_YEARS) & (per_day["rows"] == 0)]
+    if closed.empty:
+        return None
+    return YearlyClosures(dates=tuple(closed.index), years=int(closed["years"].min()))
 
 
 @dataclass(frozen=True, slots=True)

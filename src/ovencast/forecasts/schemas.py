@@ -23,6 +23,8 @@ class ForecastRow(BaseModel):
     version: int
     note: str = Field(description="closed (0: the calendar says the shop is closed), "
                                   "off-season (0: outside the product's season), "
+                                  "'no sales on this date in past years' (0: a date "
+                                  "without sales every year, e.g. 25 December), "
                                   "'not sold on this weekday' (0: not offered on this day "
                                   "of the week lately), or "
                                   "'fallback: <regressors>' (values not supplied for this "

@@ -43,7 +43,7 @@ from ovencast.forecasting.frame import (
 )
 from ovencast.forecasting.future import FutureRegressors, future_regressors
 from ovencast.forecasting.quantiles import QuantileCalibration
-from ovencast.forecasting.season import OffSeason, OffWeekdays
+from ovencast.forecasting.season import OffSeason, OffWeekdays, YearlyClosures
 from ovencast.forecasting.validation import STALE_DAYS
 from ovencast.models import repository as models_repository
 from ovencast.models.service import load_verified
@@ -152,7 +152,7 @@ async def forecast_tenant(session: AsyncSession, tenant: Tenant, *, settings: Se
     # forecast never holds up the other requests.
     results, notes, fallbacks = await asyncio.get_running_loop().run_in_executor(
         _executor(settings.forecast_threads), _compute, versions, dates, data, tenant,
-        store_for(settings))
+        store_for(settings), last)
     history = None
     if with_history:
         history = await _recent_sales(source, tenant, [v.product for v in versions],
@@ -191,8 +191,11 @@ def _executor(threads: int) -> ThreadPoolExecutor:
 
 
 def _compute(versions: Sequence[ModelVersion], dates: pd.DatetimeIndex, data: SourceData,
-             tenant: Tenant, store: ModelStore
+             tenant: Tenant, store: ModelStore, tenant_end: date | None = None
              ) -> tuple[list[ProductForecast], tuple[str, ...], list[dict[str, Any]]]:
+    """`tenant_end`: the tenant's last sales date (default: the newest data end of
+    `versions`), against which a product's data is old (`_stale_note`)."""
+    tenant_end = tenant_end or max((v.data_end for v in versions), default=None)
     models: dict[str, ForecastModel] = {}
     results: dict[str, ProductForecast] = {}
     for version in versions:
@@ -213,7 +216,7 @@ def _compute(versions: Sequence[ModelVersion], dates: pd.DatetimeIndex, data: So
         future = _future(dates, data, columns, tenant, original=original)
         for version in group:
             results[version.product] = _forecast_product(version, models[version.product],
-                                                         future)
+                                                         future, tenant_end)
         notes += [*future.notes, *future.summary(columns)]
         spans += [span for span in fallback_spans(future, columns) if span not in spans]
     return [results[v.product] for v in versions], tuple(dict.fromkeys(notes)), spans
@@ -288,7 +291,8 @@ def _refused(version: ModelVersion, exc: OvencastError) -> ProductForecast:
 
 
 def _forecast_product(version: ModelVersion, model: ForecastModel,
-                      future: FutureRegressors) -> ProductForecast:
+                      future: FutureRegressors, tenant_end: date | None = None
+                      ) -> ProductForecast:
     frame = future.frame_for(model.regressors)
     dates = pd.DatetimeIndex(frame[DATE])
     # One rule for every family (seasonal naive or Prophet would answer in-sample days,
@@ -309,12 +313,15 @@ def _forecast_product(version: ModelVersion, model: ForecastModel,
         return _refused(version, ForecastUnavailable(str(exc)))
     closed = frame[CLOSED].to_numpy(dtype=bool)
     off, notes = off_season_days(version.product, version.details, dates)
+    shut, shut_notes = yearly_closures(version.product, version.details, dates)
     day_off, day_notes = off_weekdays(version.product, version.details, dates)
-    notes += day_notes
-    # A day both off-season and a day off is noted as off-season (the longer reason).
-    reasons = np.where(off, "off-season", np.where(day_off, "not sold on this weekday", ""))
-    off = off | day_off
-    notes += _stale_note(version, dates, closed | off)
+    notes += shut_notes + day_notes
+    # A day off for more than one reason is noted for the one that spans the most days.
+    reasons = np.where(off, "off-season", np.where(
+        shut, "no sales on this date in past years",
+        np.where(day_off, "not sold on this weekday", "")))
+    off = off | shut | day_off
+    notes += _stale_note(version, tenant_end, closed | off)
     yhat = np.where(off, 0.0, yhat)
     p10, p50, p90 = forecast_quantiles(version.details, yhat,
                                        as_fitted[CLOSED].to_numpy(dtype=bool) | off)
@@ -329,17 +336,18 @@ def _forecast_product(version: ModelVersion, model: ForecastModel,
                            notes=notes, model=chosen)
 
 
-def _stale_note(version: ModelVersion, dates: pd.DatetimeIndex, shut: np.ndarray
+def _stale_note(version: ModelVersion, tenant_end: date | None, shut: np.ndarray
                 ) -> tuple[str, ...]:
-    """A note when the version's data ends more than STALE_DAYS before the forecast's
-    first day and it forecasts some day open: a forecast from old data (the validation
-    report warns of it at training too)."""
-    gap = (dates[0].date() - version.data_end).days - 1 if len(dates) else 0
+    """A note when the version's data ends more than STALE_DAYS before the tenant's and
+    it forecasts some day open: a forecast from old data (the validation report warns of
+    it at training too). A window the caller moved far ahead (`--from`) is no such case:
+    every product's data is as old there."""
+    gap = (tenant_end - version.data_end).days if tenant_end else 0
     if gap <= STALE_DAYS or bool(np.all(shut)):
         return ()
     return (f"{version.product}: its sales data ends {version.data_end.isoformat()}, "
-            f"{gap} days before this forecast: a forecast from old data (if it is still "
-            "sold, import its recent sales and retrain)",)
+            f"{gap} days before the tenant's ({tenant_end}): a forecast from old data (if "
+            "it is still sold, import its recent sales and retrain)",)
 
 
 def _note(closed: bool, off: str, fallback: str) -> str:
@@ -386,6 +394,21 @@ def off_season_days(product: str, details: Mapping[str, Any] | None,
     spans = ", ".join(format_date_range(a, b) for a, b in runs_of_dates(dates[off]))
     return off, (f"{product}: forecast 0 on {spans}: outside its season (no sales on "
                  f"these days of the year in {season.years} years of data)",)
+
+
+def yearly_closures(product: str, details: Mapping[str, Any] | None,
+                    dates: pd.DatetimeIndex) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Which `dates` are the product's yearly closures (`details["yearly_closures"]`,
+    see forecasting/season.py; none for versions stored without it) and the note."""
+    closures = _stored(details, "yearly_closures", YearlyClosures.from_dict)
+    if closures is None:
+        return np.zeros(len(dates), dtype=bool), ()
+    shut = closures.mask(dates)
+    if not shut.any():
+        return shut, ()
+    spans = ", ".join(format_date_range(a, b) for a, b in runs_of_dates(dates[shut]))
+    return shut, (f"{product}: forecast 0 on {spans}: no sales on these dates in any of "
+                  f"{closures.years}+ years of its data (closed every year?)",)
 
 
 def off_weekdays(product: str, details: Mapping[str, Any] | None,

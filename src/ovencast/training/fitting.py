@@ -47,7 +47,7 @@ from ovencast.forecasting.quantiles import (
     checked_on_holdout,
     holdout_calibration,
 )
-from ovencast.forecasting.season import off_season_of, off_weekdays_of
+from ovencast.forecasting.season import off_season_of, off_weekdays_of, yearly_closures_of
 from ovencast.forecasting.selection import (
     AUTO,
     Candidate,
@@ -74,6 +74,9 @@ def fit_product(history: pd.DataFrame, plan: FitPlan, *, prior: PriorFit | None 
     season = off_season_of(history)
     if season is not None:  # forecasts are 0 on these days of the year (forecasting/season)
         result.details["off_season"] = season.to_dict()
+    closures = yearly_closures_of(history, season)
+    if closures is not None:  # on these dates
+        result.details["yearly_closures"] = closures.to_dict()
     days_off = off_weekdays_of(history)
     if days_off is not None:  # and on these days of the week
         result.details["off_weekdays"] = days_off.to_dict()
