@@ -12,9 +12,11 @@ from ovencast.forecasting.frame import CLOSED, DATE, PRODUCT, Y
 from ovencast.forecasting.season import (
     MIN_RUN_DAYS,
     WEEKDAY_WEEKS,
+    HolidayClosures,
     OffSeason,
     OffWeekdays,
     YearlyClosures,
+    holiday_closures_of,
     off_season_of,
     off_weekdays_of,
     yearly_closures_of,
@@ -145,6 +147,16 @@ def test_kiel_is_closed_at_christmas_and_new_year(
     days = pd.DatetimeIndex(["2018-12-24", "2018-12-25", "2018-12-26", "2019-01-01",
                              "2019-05-01"])
     assert closures.mask(days).tolist() == [False, True, True, True, False]
+    # And Good Friday, which moves: five years without a row on it. Christmas is left to
+    # the date rule; Easter Monday had rows.
+    on_holidays = holiday_closures_of(bread, "DE", "SH", closures, off_season_of(bread))
+    assert on_holidays == HolidayClosures(names=("Good Friday",), years=5, country="DE",
+                                          subdivision="SH")
+    assert HolidayClosures.from_dict(on_holidays.to_dict()) == on_holidays
+    easter = pd.date_range("2019-04-18", "2019-04-22")
+    assert on_holidays.mask(easter).tolist() == [False, True, False, False, False]
+    assert holiday_closures_of(bread, None, None) is None
+    assert holiday_closures_of(bread, "XX", None) is None  # no calendar for it
 
 
 def test_a_date_missing_in_fewer_years_than_required_is_no_closure() -> None:

@@ -200,17 +200,19 @@ async def test_days_of_the_week_a_product_is_not_sold_on_are_forecast_0(
 
 async def test_a_date_without_sales_every_year_is_forecast_0(
         database: Database, tmp_path: Path) -> None:
-    """Closed on 25 and 26 December every year, and no calendar says so: no model saw
-    those days, so each forecast them like any other. Forecast 0, with the reason."""
+    """Closed on 25 and 26 December and on Good Friday every year, and no calendar says
+    so: no model saw those days, so each forecast them like any other. Forecast 0, with
+    the reason."""
+    good_fridays = {date(2021, 4, 2), date(2022, 4, 15), date(2023, 4, 7)}
     lines = ["date,product,quantity"]
     for offset in range(3 * 365 + 30):
         day = date(2021, 1, 1) + timedelta(days=offset)
-        if (day.month, day.day) not in ((12, 25), (12, 26)):
+        if (day.month, day.day) not in ((12, 25), (12, 26)) and day not in good_fridays:
             lines.append(f"{day},bread,{30 + offset % 7}")
     directory = tmp_path / "christmas"
     directory.mkdir()
     (directory / "sales.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    await import_directory(database, "t", directory)
+    await import_directory(database, "t", directory, country="DE", subdivision="SH")
     trained = await train_in_process(database, "t", models=("seasonal_naive",))
     assert trained.job.status == "succeeded", trained.job.error
 
@@ -224,6 +226,14 @@ async def test_a_date_without_sales_every_year_is_forecast_0(
     notes = [note for result in forecast.results for note in result.notes]
     assert "bread: forecast 0 on 2024-12-25..2024-12-26: no sales on these dates in any " \
            "of 3+ years of its data (closed every year?)" in notes
+
+    easter = await _forecast(database, "t", days=5, start=date(2024, 3, 27))
+    frame = easter.forecast.set_index("date")
+    assert frame.loc[date(2024, 3, 29), "forecast"] == 0  # Good Friday 2024
+    assert frame.loc[date(2024, 3, 29), "note"] == "no sales on this date in past years"
+    assert (frame.drop(index=[date(2024, 3, 29)])["forecast"] > 0).all()
+    assert "bread: forecast 0 on 2024-03-29: no sales on Good Friday in any of 3+ years " \
+           "of its data (closed every year?)" in [n for r in easter.results for n in r.notes]
 
 
 async def test_a_forecast_from_old_data_says_so(database: Database,

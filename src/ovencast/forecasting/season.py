@@ -21,6 +21,13 @@ product's history spans it in at least `CLOSURE_MIN_YEARS` years and has no row 
 any of them (Kiel's bakery: 25 and 26 December, 1 January, 1 May, five years running).
 Stored as `details["yearly_closures"]`; days the off-season covers are left to it.
 
+Rule (`holiday_closures_of`): the same for a public holiday by name, for the tenant's
+country: a holiday that moves (Good Friday) is no date of the year. A holiday with no row
+on it in any of at least `CLOSURE_MIN_YEARS` years of the product's history is a closure
+(Kiel: Karfreitag, five years running); holidays whose every date is already a yearly
+closure are left to that rule. Stored as `details["holiday_closures"]` with the country,
+so that forecasting finds the holiday's dates in the years ahead.
+
 Rule (`off_weekdays_of`): a day of the week is a day off when the product has no row on
 it in the last `WEEKDAY_WEEKS` weeks of its history (which must span them), while it has
 rows on other days. The recent weeks, not the whole history: a shop that stopped opening
@@ -31,10 +38,13 @@ marks its Sundays closed has rows on them, and the calendar closes those days al
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
+import holidays
 import numpy as np
 import pandas as pd
 
@@ -120,6 +130,78 @@ def yearly_closures_of(history: pd.DataFrame,
     if closed.empty:
         return None
     return YearlyClosures(dates=tuple(closed.index), years=int(closed["years"].min()))
+
+
+@dataclass(frozen=True, slots=True)
+class HolidayClosures:
+    """Public holidays (names as the `holidays` package gives them for `country` and
+    `subdivision`) without a row in any of the `years` (at least) years of the product's
+    history."""
+
+    names: tuple[str, ...]
+    years: int
+    country: str
+    subdivision: str | None
+
+    def mask(self, dates: pd.DatetimeIndex) -> np.ndarray:
+        calendar = _holiday_names(self.country, self.subdivision,
+                                  tuple(sorted({int(y) for y in dates.year})))
+        return np.array([calendar.get(day) in self.names for day in dates.date], dtype=bool)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"names": list(self.names), "years": self.years, "country": self.country,
+                "subdivision": self.subdivision}
+
+    @classmethod
+    def from_dict(cls, value: Mapping[str, Any]) -> HolidayClosures:
+        subdivision = value.get("subdivision")
+        return cls(names=tuple(str(n) for n in value["names"]), years=int(value["years"]),
+                   country=str(value["country"]),
+                   subdivision=None if subdivision is None else str(subdivision))
+
+
+@functools.lru_cache(maxsize=64)
+def _holiday_names(country: str, subdivision: str | None, years: tuple[int, ...]
+                   ) -> dict[date, str]:
+    """date -> holiday name; empty for a country the `holidays` package does not know."""
+    try:
+        return dict(holidays.country_holidays(country, subdiv=subdivision, years=years))
+    except NotImplementedError:
+        return {}
+
+
+def holiday_closures_of(history: pd.DataFrame, country: str | None,
+                        subdivision: str | None, closures: YearlyClosures | None = None,
+                        season: OffSeason | None = None) -> HolidayClosures | None:
+    """The product's closures on named public holidays (module docstring), None without a
+    country or when it has none. A holiday whose every date is one of `closures` (a
+    fixed-date closure found already) is left out, and so are its dates in `season` (the
+    off-season has no rows at all)."""
+    offered = pd.DatetimeIndex(history[DATE]).normalize().unique()
+    if country is None or offered.empty:
+        return None
+    first, last = offered.min().date(), offered.max().date()
+    calendar = _holiday_names(country, subdivision,
+                              tuple(range(first.year, last.year + 1)))
+    spanned = sorted(day for day in calendar if first <= day <= last)
+    if season is not None and spanned:
+        in_season = ~season.mask(pd.DatetimeIndex(spanned))
+        spanned = [day for day, kept in zip(spanned, in_season, strict=True) if kept]
+    seen: dict[str, list[tuple[int, bool]]] = {}
+    offered_days = set(offered.date)
+    for day in spanned:
+        seen.setdefault(calendar[day], []).append((day.year, day in offered_days))
+    fixed = set(closures.dates) if closures is not None else set()
+    shut = {name: len({year for year, _ in found}) for name, found in seen.items()
+            if not any(row for _, row in found)
+            and len({year for year, _ in found}) >= CLOSURE_MIN_YEARS}
+    moving = {name: years for name, years in shut.items()
+              if any(day.strftime("%m-%d") not in fixed
+                     for day, holiday in calendar.items() if holiday == name)}
+    if not moving:
+        return None
+    return HolidayClosures(names=tuple(sorted(moving)), years=min(moving.values()),
+                           country=country, subdivision=subdivision)
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,7 +43,12 @@ from ovencast.forecasting.frame import (
 )
 from ovencast.forecasting.future import FutureRegressors, future_regressors
 from ovencast.forecasting.quantiles import QuantileCalibration
-from ovencast.forecasting.season import OffSeason, OffWeekdays, YearlyClosures
+from ovencast.forecasting.season import (
+    HolidayClosures,
+    OffSeason,
+    OffWeekdays,
+    YearlyClosures,
+)
 from ovencast.forecasting.validation import STALE_DAYS
 from ovencast.models import repository as models_repository
 from ovencast.models.service import load_verified
@@ -314,6 +319,8 @@ def _forecast_product(version: ModelVersion, model: ForecastModel,
     closed = frame[CLOSED].to_numpy(dtype=bool)
     off, notes = off_season_days(version.product, version.details, dates)
     shut, shut_notes = yearly_closures(version.product, version.details, dates)
+    on_holiday, holiday_notes = holiday_closures(version.product, version.details, dates)
+    shut, shut_notes = shut | on_holiday, shut_notes + holiday_notes
     day_off, day_notes = off_weekdays(version.product, version.details, dates)
     notes += shut_notes + day_notes
     # A day off for more than one reason is noted for the one that spans the most days.
@@ -409,6 +416,21 @@ def yearly_closures(product: str, details: Mapping[str, Any] | None,
     spans = ", ".join(format_date_range(a, b) for a, b in runs_of_dates(dates[shut]))
     return shut, (f"{product}: forecast 0 on {spans}: no sales on these dates in any of "
                   f"{closures.years}+ years of its data (closed every year?)",)
+
+
+def holiday_closures(product: str, details: Mapping[str, Any] | None,
+                     dates: pd.DatetimeIndex) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Which `dates` are public holidays the product had no sales on in past years
+    (`details["holiday_closures"]`, see forecasting/season.py) and the note."""
+    closures = _stored(details, "holiday_closures", HolidayClosures.from_dict)
+    if closures is None:
+        return np.zeros(len(dates), dtype=bool), ()
+    shut = closures.mask(dates)
+    if not shut.any():
+        return shut, ()
+    spans = ", ".join(format_date_range(a, b) for a, b in runs_of_dates(dates[shut]))
+    return shut, (f"{product}: forecast 0 on {spans}: no sales on {', '.join(closures.names)}"
+                  f" in any of {closures.years}+ years of its data (closed every year?)",)
 
 
 def off_weekdays(product: str, details: Mapping[str, Any] | None,

@@ -47,7 +47,12 @@ from ovencast.forecasting.quantiles import (
     checked_on_holdout,
     holdout_calibration,
 )
-from ovencast.forecasting.season import off_season_of, off_weekdays_of, yearly_closures_of
+from ovencast.forecasting.season import (
+    holiday_closures_of,
+    off_season_of,
+    off_weekdays_of,
+    yearly_closures_of,
+)
 from ovencast.forecasting.selection import (
     AUTO,
     Candidate,
@@ -77,6 +82,10 @@ def fit_product(history: pd.DataFrame, plan: FitPlan, *, prior: PriorFit | None 
     closures = yearly_closures_of(history, season)
     if closures is not None:  # on these dates
         result.details["yearly_closures"] = closures.to_dict()
+    holidays_shut = holiday_closures_of(history, plan.country, plan.subdivision, closures,
+                                        season)
+    if holidays_shut is not None:  # on these public holidays
+        result.details["holiday_closures"] = holidays_shut.to_dict()
     days_off = off_weekdays_of(history)
     if days_off is not None:  # and on these days of the week
         result.details["off_weekdays"] = days_off.to_dict()
