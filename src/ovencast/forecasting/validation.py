@@ -206,9 +206,11 @@ def validate_sales(
     frame[CLOSED] = frame[CLOSED].fillna(False).astype(bool)
     frame[Y] = pd.to_numeric(frame[Y], errors="coerce")
 
+    rows_of: dict[str, pd.DataFrame] = {}
     for product, rows in frame.groupby(PRODUCT, sort=True):
         name = str(product)
         rows = rows.sort_values(DATE)
+        rows_of[name] = rows
         products[name] = _product_stats(rows, thresholds)
         issues.extend(_product_issues(name, rows, products[name], min_days, recommended_days))
         fingerprints.setdefault(_fingerprint(rows), []).append(name)
@@ -226,7 +228,7 @@ def validate_sales(
                 "cannot borrow strength from others",
             )
         )
-    issues.extend(_stale_products(products))
+    issues.extend(_stale_products(products, rows_of))
     for names in fingerprints.values():
         if len(names) > 1:
             issues.append(
@@ -241,20 +243,32 @@ def validate_sales(
     return ValidationReport(issues=tuple(issues), products=products)
 
 
-def _stale_products(products: dict[str, ProductStats]) -> list[Issue]:
+def _stale_products(products: dict[str, ProductStats],
+                    rows_of: dict[str, pd.DataFrame]) -> list[Issue]:
     """A warning for each product whose data ends more than STALE_DAYS before the
-    tenant's: its forecast of the tenant's next days starts from old data."""
+    tenant's: its forecast of the tenant's next days starts from old data. Not for a
+    product whose off-season (forecasting/season.py) holds the tenant's last date: it is
+    out of season now, as in past years (Kiel's Christmas bread in July)."""
+    from ovencast.forecasting.season import off_season_of
+
     ends = {name: stats.last_date for name, stats in products.items()
             if stats.last_date is not None}
     if not ends:
         return []
     tenant_end = max(ends.values())
-    return [Issue("warning", name, RULE_STALE,
-                  f"no sales row for {(tenant_end - end).days} days: its data ends {end}, "
-                  f"the tenant's {tenant_end} (no longer sold, out of season, or its recent "
-                  "rows missing from the import?)")
-            for name, end in sorted(ends.items())
-            if (tenant_end - end).days > STALE_DAYS]
+    issues = []
+    for name, end in sorted(ends.items()):
+        if (tenant_end - end).days <= STALE_DAYS:
+            continue
+        season = off_season_of(rows_of[name])
+        if season is not None and season.mask(pd.DatetimeIndex([tenant_end]))[0]:
+            continue
+        issues.append(Issue(
+            "warning", name, RULE_STALE,
+            f"no sales row for {(tenant_end - end).days} days: its data ends {end}, the "
+            f"tenant's {tenant_end} (no longer sold, or its recent rows missing from the "
+            "import?)"))
+    return issues
 
 
 def _product_stats(rows: pd.DataFrame, thresholds: ClassThresholds) -> ProductStats:
