@@ -317,17 +317,8 @@ def _forecast_product(version: ModelVersion, model: ForecastModel,
         # (`refusals_by_reason`).
         return _refused(version, ForecastUnavailable(str(exc)))
     closed = frame[CLOSED].to_numpy(dtype=bool)
-    off, notes = off_season_days(version.product, version.details, dates)
-    shut, shut_notes = yearly_closures(version.product, version.details, dates)
-    on_holiday, holiday_notes = holiday_closures(version.product, version.details, dates)
-    shut, shut_notes = shut | on_holiday, shut_notes + holiday_notes
-    day_off, day_notes = off_weekdays(version.product, version.details, dates)
-    notes += shut_notes + day_notes
-    # A day off for more than one reason is noted for the one that spans the most days.
-    reasons = np.where(off, "off-season", np.where(
-        shut, "no sales on this date in past years",
-        np.where(day_off, "not sold on this weekday", "")))
-    off = off | shut | day_off
+    reasons, notes = days_not_offered(version.product, version.details, dates)
+    off = reasons != ""
     notes += _stale_note(version, tenant_end, closed | off)
     yhat = np.where(off, 0.0, yhat)
     p10, p50, p90 = forecast_quantiles(version.details, yhat,
@@ -340,7 +331,7 @@ def _forecast_product(version: ModelVersion, model: ForecastModel,
         NOTE: [_note(c, o, f) for c, o, f in zip(closed, reasons, fallback, strict=True)],
         CLOSED: closed, OFF_SEASON: off, FALLBACK: fallback})
     return ProductForecast(version.product, version.version, version.family, rows,
-                           notes=notes, model=chosen)
+                           notes=tuple(notes), model=chosen)
 
 
 def _stale_note(version: ModelVersion, tenant_end: date | None, shut: np.ndarray
@@ -388,63 +379,42 @@ def _is_fallback(kind: str) -> bool:
     return ValueSource(kind).is_fallback
 
 
-def off_season_days(product: str, details: Mapping[str, Any] | None,
-                    dates: pd.DatetimeIndex) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Which `dates` are outside the product's season (`details["off_season"]`, see
-    forecasting/season.py; none for versions stored without it) and the note saying so."""
-    season = _stored(details, "off_season", OffSeason.from_dict)
-    if season is None:
-        return np.zeros(len(dates), dtype=bool), ()
-    off = season.mask(dates)
-    if not off.any():
-        return off, ()
-    spans = ", ".join(format_date_range(a, b) for a, b in runs_of_dates(dates[off]))
-    return off, (f"{product}: forecast 0 on {spans}: outside its season (no sales on "
-                 f"these days of the year in {season.years} years of data)",)
+# The days a product is not offered (forecasting/season.py), found at training and stored
+# in the version's details, in the order they claim a day: (details key, how it is read,
+# the row's note, the forecast's note after "forecast 0 on <days>: "). Versions stored
+# without a key have no such days.
+_NOT_OFFERED: tuple[tuple[str, Callable[[Mapping[str, Any]], Any], str,
+                          Callable[[Any], str]], ...] = (
+    ("off_season", OffSeason.from_dict, "off-season",
+     lambda rule: f"outside its season (no sales on these days of the year in {rule.years} "
+                  f"years of data)"),
+    ("yearly_closures", YearlyClosures.from_dict, "no sales on this date in past years",
+     lambda rule: f"no sales on these dates in any of {rule.years}+ years of its data "
+                  f"(closed every year?)"),
+    ("holiday_closures", HolidayClosures.from_dict, "no sales on this date in past years",
+     lambda rule: f"no sales on {', '.join(rule.names)} in any of {rule.years}+ years of "
+                  f"its data (closed every year?)"),
+    ("off_weekdays", OffWeekdays.from_dict, "not sold on this weekday",
+     lambda rule: f"not sold on them in the last {rule.weeks} weeks of its data"),
+)
 
 
-def yearly_closures(product: str, details: Mapping[str, Any] | None,
-                    dates: pd.DatetimeIndex) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Which `dates` are the product's yearly closures (`details["yearly_closures"]`,
-    see forecasting/season.py; none for versions stored without it) and the note."""
-    closures = _stored(details, "yearly_closures", YearlyClosures.from_dict)
-    if closures is None:
-        return np.zeros(len(dates), dtype=bool), ()
-    shut = closures.mask(dates)
-    if not shut.any():
-        return shut, ()
-    spans = ", ".join(format_date_range(a, b) for a, b in runs_of_dates(dates[shut]))
-    return shut, (f"{product}: forecast 0 on {spans}: no sales on these dates in any of "
-                  f"{closures.years}+ years of its data (closed every year?)",)
-
-
-def holiday_closures(product: str, details: Mapping[str, Any] | None,
-                     dates: pd.DatetimeIndex) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Which `dates` are public holidays the product had no sales on in past years
-    (`details["holiday_closures"]`, see forecasting/season.py) and the note."""
-    closures = _stored(details, "holiday_closures", HolidayClosures.from_dict)
-    if closures is None:
-        return np.zeros(len(dates), dtype=bool), ()
-    shut = closures.mask(dates)
-    if not shut.any():
-        return shut, ()
-    spans = ", ".join(format_date_range(a, b) for a, b in runs_of_dates(dates[shut]))
-    return shut, (f"{product}: forecast 0 on {spans}: no sales on {', '.join(closures.names)}"
-                  f" in any of {closures.years}+ years of its data (closed every year?)",)
-
-
-def off_weekdays(product: str, details: Mapping[str, Any] | None,
-                 dates: pd.DatetimeIndex) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Which `dates` fall on the product's days off (`details["off_weekdays"]`, see
-    forecasting/season.py; none for versions stored without it) and the note saying so."""
-    days_off = _stored(details, "off_weekdays", OffWeekdays.from_dict)
-    if days_off is None:
-        return np.zeros(len(dates), dtype=bool), ()
-    off = days_off.mask(dates)
-    if not off.any():
-        return off, ()
-    return off, (f"{product}: forecast 0 on {days_off.names()}: not sold on them in the "
-                 f"last {days_off.weeks} weeks of its data",)
+def days_not_offered(product: str, details: Mapping[str, Any] | None,
+                     dates: pd.DatetimeIndex) -> tuple[np.ndarray, list[str]]:
+    """Per date, why the product is not offered that day ("" when it is; the first rule
+    of `_NOT_OFFERED` that holds names it), and one note per rule that claimed a day."""
+    reasons = np.full(len(dates), "", dtype=object)
+    notes: list[str] = []
+    for key, read, row_note, why in _NOT_OFFERED:
+        rule = _stored(details, key, read)
+        hit = rule.mask(dates) & (reasons == "") if rule is not None else None
+        if hit is None or not hit.any():
+            continue
+        reasons[hit] = row_note
+        days = rule.names() if isinstance(rule, OffWeekdays) else ", ".join(
+            format_date_range(a, b) for a, b in runs_of_dates(dates[hit]))
+        notes.append(f"{product}: forecast 0 on {days}: {why(rule)}")
+    return reasons, notes
 
 
 def forecast_quantiles(details: Mapping[str, Any] | None, yhat: np.ndarray,
