@@ -28,9 +28,11 @@ and marks Corpus Christi, which is no holiday in Schleswig-Holstein).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -109,13 +111,25 @@ def calendar_features(
     frame = pd.DataFrame({DATE: days})
     if country is None:
         return frame
-    years = sorted({int(year) for year in days.year})
-    try:
-        calendar = holidays.country_holidays(country, subdiv=subdivision, years=years)
-    except NotImplementedError as exc:
-        raise ValueError(f"no holiday calendar for {country}/{subdivision}: {exc}") from exc
+    calendar = holiday_names(country, subdivision,
+                             tuple(sorted({int(year) for year in days.year})))
     frame[PUBLIC_HOLIDAY] = np.array([day in calendar for day in days.date], dtype=float)
     return frame
+
+
+@functools.lru_cache(maxsize=64)
+def holiday_names(country: str, subdivision: str | None, years: tuple[int, ...]
+                  ) -> Mapping[date, str]:
+    """date -> public holiday name (the `holidays` package's) for `country` and
+    `subdivision` in `years`, read-only. Raises ValueError for an unknown country or
+    subdivision. Computed once per process and arguments: the package computes the
+    calendar's rules on every call (18 ms), and every training and forecast of a tenant
+    asks for the same years."""
+    try:
+        calendar = holidays.country_holidays(country, subdiv=subdivision, years=years)
+    except NotImplementedError as exc:  # the holidays package's "unknown country"
+        raise ValueError(f"no holiday calendar for {country}/{subdivision}: {exc}") from exc
+    return MappingProxyType(dict(calendar))
 
 
 @dataclass(frozen=True, slots=True)

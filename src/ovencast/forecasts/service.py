@@ -78,8 +78,10 @@ class ProductForecast:
     version: int | None
     family: str | None
     # One row per forecast date: date, weekday, product, forecast, p10, p50, p90, model,
-    # version, note (closed / off-season / fallback regressors), and the flags closed,
-    # off_season (bool) and fallback (the regressors taken from a fallback, comma-joined).
+    # version, note (closed / why the product is not offered that day, `_NOT_OFFERED` /
+    # fallback regressors), and the flags closed, off_season (bool: not offered that day,
+    # off-season or a day off) and fallback (the regressors taken from a fallback,
+    # comma-joined).
     # p10 and p90 are NaN for a version stored without a quantile calibration.
     frame: pd.DataFrame | None
     error: str | None = None

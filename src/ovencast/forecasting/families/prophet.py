@@ -64,11 +64,11 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Self
 
-import holidays as holidays_lib
 import numpy as np
 import pandas as pd
 
 from ovencast.forecasting.families.base import FitContext, ForecastModel
+from ovencast.forecasting.features import holiday_names
 from ovencast.forecasting.frame import DATE, Y
 
 if TYPE_CHECKING:
@@ -315,12 +315,7 @@ def holiday_frame(
 @functools.lru_cache(maxsize=32)
 def _holiday_frame(country: str, subdivision: str | None, first_year: int, last_year: int
                    ) -> pd.DataFrame:
-    try:
-        calendar = holidays_lib.country_holidays(
-            country, subdiv=subdivision, years=range(first_year, last_year + 1)
-        )
-    except NotImplementedError as exc:  # the holidays package's "unknown country"
-        raise ValueError(f"no holiday calendar for country {country!r}: {exc}") from exc
+    calendar = holiday_names(country, subdivision, tuple(range(first_year, last_year + 1)))
     rows = sorted(calendar.items())
     return pd.DataFrame(
         {
