@@ -113,6 +113,32 @@ def test_model_versions_keep_product_names_and_metrics_whole_on_a_narrow_termina
     assert "* active version" in buffer.getvalue()
 
 
+def test_model_versions_show_the_days_their_holdout_scored() -> None:
+    """A short history's version scored fewer than 28 days; one trained before the days
+    were recorded says it does not know."""
+    versions = [
+        ModelVersion(product=name, version=1, family="lightgbm", is_active=True, params={},
+                     metrics={"wape": 0.2}, baseline_metrics={}, details=details,
+                     sha256="ab" * 32, data_start=date(2024, 1, 1),
+                     data_end=date(2024, 3, 30))
+        for name, details in [("rolls", {"holdout": {"days": 28}}),
+                              ("new_cake", {"holdout": {"days": 16}}), ("older", {})]]
+    console, buffer = _console()
+
+    render.model_versions(console, versions)
+
+    header = next(line for line in buffer.getvalue().splitlines() if "naive" in line)
+    cells = [cell.strip() for cell in header.strip("│┃").split("┃")]
+    column = cells.index("held")
+    held = {}
+    for line in buffer.getvalue().splitlines():
+        row = [cell.strip() for cell in line.strip("│").split("│")]
+        if len(row) == len(cells) and row[0] in ("rolls", "new_cake", "older"):
+            held[row[0]] = row[column]
+    assert held == {"rolls": "28", "new_cake": "16", "older": "-"}
+    assert "28, fewer for a short history" in buffer.getvalue()
+
+
 def test_refusals_are_grouped_by_reason_in_first_seen_order() -> None:
     def refused(product: str, error: str | None) -> ProductForecast:
         return ProductForecast(product=product, version=1, family="lightgbm", frame=None,

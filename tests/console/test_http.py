@@ -177,6 +177,9 @@ def test_a_read_key_changes_nothing(signed_in: SignedIn, keys: Keys) -> None:
     assert "role is &#39;read&#39;" in started.text
     models = client.get(f"/tenants/{KIEL}/models")
     assert "Activate…" not in models.text
+    # each version says how many days its holdout metrics scored
+    assert "<th scope=\"col\" class=\"num\">Held out</th>" in models.text
+    assert "28 days</td>" in models.text
 
 
 def test_a_forged_or_revoked_session_ends(console_server: RunningServer, keys: Keys,

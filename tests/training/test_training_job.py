@@ -15,10 +15,12 @@ import pandas as pd
 from sqlalchemy import select
 
 from conftest import import_directory, make_settings, train_in_process
+from ovencast.cli.governance import version_record
 from ovencast.db.runtime import Database
 from ovencast.db.session import unit_of_work
 from ovencast.db.tables import ModelVersion
 from ovencast.forecasting.families import FAMILY_CLASSES, FitContext, ForecastModel
+from ovencast.models.schemas import ModelVersionOut
 from ovencast.settings import Settings
 from ovencast.training.locks import product_lock
 from ovencast.training.task import ProductTask
@@ -180,8 +182,10 @@ async def test_a_product_with_the_minimum_days_trains_with_a_shorter_holdout(
         assert result.runs[product].status == "trained", result.runs[product].reason
     async with unit_of_work(database.sessions) as session:
         versions = {v.product: v for v in (await session.scalars(select(ModelVersion))).all()}
-    assert {p: v.details["holdout"]["days"] for p, v in versions.items()} == {
-        "rolls": 28, "new_cake": 16}
+    assert {p: v.holdout_days for p, v in versions.items()} == {"rolls": 28, "new_cake": 16}
+    # as the API and `ovencast models --format json` give it
+    assert ModelVersionOut.model_validate(versions["new_cake"]).holdout_days == 16
+    assert version_record(versions["new_cake"])["holdout_days"] == 16
     assert versions["new_cake"].metrics["n_days"] == 16
     assert versions["new_cake"].details["holdout"]["end"] == "2024-03-30"
 

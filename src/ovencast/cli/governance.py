@@ -94,7 +94,7 @@ def version_record(v: ModelVersion) -> dict[str, Any]:
         or v.family, "class": v.details.get("product_class"),
         "wape": v.metrics.get("wape"), "mase": v.metrics.get("mase"),
         "bias": v.metrics.get("bias"), "naive_wape": v.baseline_metrics.get("wape"),
-        "data_end": v.data_end, "created_at": v.created_at,
+        "holdout_days": v.holdout_days, "data_end": v.data_end, "created_at": v.created_at,
         "verdict": promotion.get("verdict"),
         "compared_with": promotion.get("active_version"),
         "gate_wape": comparison.get("new_wape"),

@@ -207,13 +207,14 @@ def training_jobs(console: Console, tenant: str, jobs: Sequence[TrainingJob],
 def model_versions(console: Console, versions: Sequence[ModelVersion]) -> None:
     """One row per version. The product, its metrics and the data's end are never cut:
     on a narrow terminal rich shortens the class, trials, params and checksum first."""
-    table = Table(title="Model versions (metrics on the last 28 days held out)",
-                  title_justify="left", caption="* active version", caption_justify="left")
+    table = Table(title="Model versions (metrics on the last days of the data held out: "
+                  "28, fewer for a short history)", title_justify="left",
+                  caption="* active version", caption_justify="left")
     widest = max((len(v.product) for v in versions), default=len("product"))
     kept = {"product": widest, "v": 3, "family": 8, "WAPE": 5, "MASE": 5, "MAPE": 5,
-            "bias": 6, "naive\nWAPE": 5, "data to": 10}
+            "bias": 6, "naive\nWAPE": 5, "held\nout": 4, "data to": 10}
     for column in ("product", "v", "family", "class", "trials", "WAPE", "MASE", "MAPE",
-                   "bias", "naive\nWAPE", "data to", "params", "sha256"):
+                   "bias", "naive\nWAPE", "held\nout", "data to", "params", "sha256"):
         table.add_column(column, min_width=kept.get(column), no_wrap=column in kept)
     for v in versions:
         search = v.details.get("search") or {}
@@ -224,7 +225,8 @@ def model_versions(console: Console, versions: Sequence[ModelVersion]) -> None:
             str(v.details.get("product_class", "-")), trials,
             fmt(v.metrics.get("wape")), fmt(v.metrics.get("mase")),
             fmt(v.metrics.get("mape")), fmt(v.metrics.get("bias")),
-            fmt(v.baseline_metrics.get("wape")), str(v.data_end),
+            fmt(v.baseline_metrics.get("wape")),
+            "-" if v.holdout_days is None else str(v.holdout_days), str(v.data_end),
             params_text(v.family, v.params), v.sha256[:12])
     console.print(table)
     # The leaderboards as lines under the table: the table is already as wide as a

@@ -58,6 +58,10 @@ class ModelVersionOut(BaseModel):
         default=None, description="the promotion gate's decision; null for versions "
                                   "trained before the gate existed")
     metrics: dict[str, Any] = Field(description="holdout metrics (WAPE, MASE, ...)")
+    holdout_days: int | None = Field(
+        default=None, description="the calendar days the holdout metrics score: the last "
+        "28 of the product's data, fewer (at least 7) for a history of 30 to 41 days; "
+        "null for a version trained before they were recorded")
     baseline_metrics: dict[str, Any] = Field(
         description="the weekly seasonal-naive baseline on the same holdout")
     params: dict[str, Any]

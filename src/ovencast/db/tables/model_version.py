@@ -78,3 +78,11 @@ class ModelVersion(Base):
         if self.is_active:
             return Standing.ACTIVE
         return Standing.CHALLENGER if self.is_challenger else Standing.RETIRED
+
+    @property
+    def holdout_days(self) -> int | None:
+        """The calendar days the holdout metrics score: 28, fewer for a history of 30 to
+        41 days (`HoldoutSplit.fitting`); None for a version trained before they were
+        recorded (`training/fitting.fit_product`)."""
+        days = (self.details or {}).get("holdout", {}).get("days")
+        return int(days) if days is not None else None
