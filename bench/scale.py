@@ -3,6 +3,7 @@ numbers, asserts nothing.
 
     python bench/scale.py N [N ...] [--data ../shared/data/northsea] [--until 2023-10-03]
                           [--workers W] [--json FILE] [--plot FILE.png]
+    python bench/scale.py N [N ...] --write DIR    # only the tenants' files, in DIR/N
 
 For each N, in a fresh OVENCAST_HOME (embedded shape): writes a tenant of N products made
 from the dataset's series (product i is series i mod 24 times a factor drawn from
@@ -378,7 +379,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--plot", type=Path, default=None)
+    parser.add_argument("--write", type=Path, default=None, metavar="DIR",
+                        help="only write each N's tenant to DIR/N (for "
+                             "bench/origins.py) and stop")
     args = parser.parse_args()
+    if args.write:
+        for n in args.products:
+            rows = write_tenant(args.data, args.write / str(n), n, seed=args.seed)
+            print(f"{args.write / str(n)}: {n} products, {rows:,} sales rows")
+        return
     runs = []
     with tempfile.TemporaryDirectory(prefix="ovencast-scale-") as tmp:
         configure_logging(log_file=Path(tmp) / "bench.log", stderr_level="ERROR")

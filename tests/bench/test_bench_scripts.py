@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from conftest import (
@@ -201,6 +202,23 @@ def test_scale_prints_time_and_memory_per_product_count(tmp_path: Path,
     assert 0 < run["pooled_wape"] < 1
     assert f"(pooled {run['pooled_wape']:.4f})" in out
     assert (tmp_path / "scale.png").stat().st_size > 0
+
+
+def test_scale_writes_only_the_tenants_files_for_origins(tmp_path: Path,
+                                                        northsea_dir: Path) -> None:
+    """`--write DIR`: each N's tenant in DIR/N, the same seeded data every run, and no
+    training (bench/origins.py trains it: docs/BENCHMARKS.md, time against tenant size)."""
+    out = _bench("scale.py", ["3", "5", "--data", str(northsea_dir),
+                              "--write", str(tmp_path)])
+    sales = {n: pd.read_csv(tmp_path / str(n) / "sales.csv") for n in (3, 5)}
+    assert {n: frame["product"].nunique() for n, frame in sales.items()} == {3: 3, 5: 5}
+    assert f"{tmp_path / '5'}: 5 products, {len(sales[5]):,} sales rows" in out
+    assert "import" not in out
+    # the first 3 of 5 products are the 3-product tenant's, row for row
+    first = sales[5][sales[5]["product"].isin(sales[3]["product"].unique())]
+    pd.testing.assert_frame_equal(first.reset_index(drop=True), sales[3])
+    for name in ("weather.csv", "traffic.csv", "calendar.csv"):
+        assert (tmp_path / "5" / name).read_bytes() == (northsea_dir / name).read_bytes()
 
 
 @pytest.mark.postgres
