@@ -5,8 +5,9 @@ the champion while the challenger forecasts in shadow; once sales arrive they ar
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import numpy as np
@@ -144,6 +145,11 @@ def test_a_schedule_is_set_shown_and_removed(client: httpx.Client, governed: Non
                                    "models": ["seasonal_naive"]})
     assert done.status_code == 200, done.text
     assert (done.json()["cron"], done.json()["days"]) == ("0 3 * * *", 7)
+    # the next 03:00 in the tenant's time zone, still ahead
+    upcoming = datetime.fromisoformat(done.json()["next_due_at"])
+    assert upcoming > datetime.now(UTC)
+    assert upcoming - datetime.now(UTC) <= timedelta(days=1)
+    assert upcoming.astimezone(ZoneInfo("Europe/Berlin")).strftime("%H:%M") == "03:00"
     assert client.get(path).json()["models"] == ["seasonal_naive"]
     assert client.post(path, json={"cron": None}).json()["cron"] is None
     assert client.get(path).json()["cron"] is None

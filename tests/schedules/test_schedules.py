@@ -6,6 +6,7 @@ environment."""
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import sqlite3
 import subprocess
@@ -55,6 +56,26 @@ def test_latest_due_time(cron: str, zone: str, after: str, now: str, due: str | 
     assert found == (None if due is None else _utc(due))
 
 
+@pytest.mark.parametrize(("cron", "zone", "handled", "now", "upcoming"), [
+    # 03:00 Berlin is 02:00 UTC in winter, 01:00 UTC in summer.
+    ("0 3 * * *", "Europe/Berlin", "2024-01-10 00:00", "2024-01-10 01:59",
+     "2024-01-10 02:00"),
+    ("0 3 * * *", "Europe/Berlin", "2024-07-10 00:00", "2024-07-10 00:30",
+     "2024-07-10 01:00"),
+    # Missed (workers down since the 10th): due now, for the latest time it missed.
+    ("0 3 * * *", "Europe/Berlin", "2024-01-10 00:00", "2024-01-13 12:00",
+     "2024-01-13 02:00"),
+    # Handled up to the latest time: the next one.
+    ("0 3 * * *", "Europe/Berlin", "2024-01-13 02:00", "2024-01-13 12:00",
+     "2024-01-14 02:00"),
+    ("*/15 * * * *", "UTC", "2024-01-10 00:30", "2024-01-10 00:31", "2024-01-10 00:45"),
+])
+def test_next_due_time(cron: str, zone: str, handled: str, now: str, upcoming: str
+                       ) -> None:
+    row = TenantSchedule(cron=cron, last_due_at=_utc(handled), created_at=_utc(handled))
+    assert schedules_service.next_due(row, zone, now=_utc(now)) == _utc(upcoming)
+
+
 @pytest.mark.parametrize("cron", ["", "every day", "0 3 * *", "61 * * * *",
                                   "0 3 * * * * *", "0 3 * * " + "*" * 200])
 def test_a_bad_cron_expression_is_refused(cron: str) -> None:
@@ -82,8 +103,11 @@ async def test_schedule_from_the_command_line(tmp_path: Path, tiny_dataset: Any,
     done = run_cli(["schedule", "--tenant", "t", "--cron", "0 3 * * *", "--days", "14"],
                    settings)
     assert done.returncode == 0, done.stderr
-    assert "cron '0 3 * * *'" in one_line(done.stdout)
+    assert "cron '0 3 * * *' in Europe/Berlin" in one_line(done.stdout)
     assert "forecast 14 days" in one_line(done.stdout)
+    # the next 03:00 in the tenant's zone, not yet due
+    assert re.search(r"next run \d{4}-\d\d-\d\d 03:00; last run: training job -",
+                     one_line(done.stdout)), done.stdout
     cleared = run_cli(["schedule", "--tenant", "t", "--clear"], settings)
     assert "has no schedule" in one_line(cleared.stdout)
 

@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from rich.console import Console
 from rich.table import Table
@@ -20,7 +21,13 @@ from ovencast.models.states import Verdict
 
 if TYPE_CHECKING:  # cheap imports for every command (cli/main.py's docstring)
     from ovencast.accuracy.service import AccuracyReport, ChallengerComparison, Promoted
-    from ovencast.db.tables import ModelVersion, TenantSchedule, TrainingJob, TrainingRun
+    from ovencast.db.tables import (
+        ModelVersion,
+        Tenant,
+        TenantSchedule,
+        TrainingJob,
+        TrainingRun,
+    )
     from ovencast.forecast_runs.service import SavedRun
     from ovencast.training.task import ProductOutcome
 
@@ -232,12 +239,27 @@ def comparisons(console: Console, found: Sequence[ChallengerComparison],
                      f"{p.previous}); {p.comparison.test.verdict}", highlight=False)
 
 
-def schedule(console: Console, tenant: str, row: TenantSchedule | None) -> None:
+def schedule(console: Console, tenant: Tenant, row: TenantSchedule | None) -> None:
+    """The schedule, its next time and its last run's outcome, times in the tenant's
+    time zone (the cron expression's)."""
+    from ovencast.db.base import utcnow
+    from ovencast.schedules.service import next_due
+
     if row is None:
-        console.print(f"tenant {tenant!r} has no schedule", highlight=False)
+        console.print(f"tenant {tenant.name!r} has no schedule", highlight=False)
         return
+    zone = ZoneInfo(tenant.time_zone)
+    now = utcnow()
+    upcoming = next_due(row, tenant.time_zone, now=now)
+
+    def local(moment: datetime | None) -> str:
+        return "-" if moment is None else _text(moment.astimezone(zone))
+
     console.print(
-        f"tenant {tenant!r}: cron {row.cron!r} (time zone of the tenant), forecast "
+        f"tenant {tenant.name!r}: cron {row.cron!r} in {tenant.time_zone}, forecast "
         f"{row.days} days, models {','.join(row.models or []) or 'auto'}, activation "
-        f"{row.activation}; last due {_text(row.last_due_at)}, last forecast run "
-        f"{row.last_run_id or '-'}, last error {row.last_error or '-'}", highlight=False)
+        f"{row.activation}; next run {local(upcoming)}"
+        f"{' (due now)' if upcoming <= now else ''}; last run: training job "
+        f"{row.last_job_id or '-'}, forecast run {row.last_run_id or '-'}, finished "
+        f"{local(row.last_finished_at)}, error {row.last_error or '-'}", highlight=False,
+        soft_wrap=True)

@@ -702,12 +702,12 @@ def schedule(
         async with unit_of_work(database.sessions) as session:
             row = await tenants_service.get_tenant(session, tenant)
             if cron is None and not clear:
-                return await schedules_service.get_schedule(session, row)
-            return await schedules_service.set_schedule(
+                return row, await schedules_service.get_schedule(session, row)
+            return row, await schedules_service.set_schedule(
                 session, row, cron=cron, days=days, models=parse_products(models),
                 activation=activation)
 
-    governance.schedule(console, tenant, with_database(body))
+    governance.schedule(console, *with_database(body))
 
 
 # ------------------------------------------------------------------------------- demo

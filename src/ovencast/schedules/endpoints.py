@@ -6,7 +6,8 @@ from fastapi import APIRouter
 
 from ovencast.api.dependencies import Session, tenant_access
 from ovencast.api.errors import ACCESS_ERRORS, error_responses
-from ovencast.db.tables import TenantSchedule
+from ovencast.db.base import utcnow
+from ovencast.db.tables import Tenant, TenantSchedule
 from ovencast.keys.roles import Role
 from ovencast.schedules import service
 from ovencast.schedules.schemas import ScheduleOut, ScheduleSet
@@ -16,12 +17,13 @@ router = APIRouter(prefix="/tenants/{tenant}/schedule", tags=["schedules"],
                    responses=ACCESS_ERRORS)
 
 
-def _out(tenant: str, row: TenantSchedule | None) -> ScheduleOut:
+def _out(tenant: Tenant, row: TenantSchedule | None) -> ScheduleOut:
     if row is None:
-        return ScheduleOut(tenant=tenant, cron=None)
+        return ScheduleOut(tenant=tenant.name, cron=None)
     return ScheduleOut(
-        tenant=tenant, cron=row.cron, days=row.days, models=row.models,
+        tenant=tenant.name, cron=row.cron, days=row.days, models=row.models,
         activation=row.activation, last_due_at=row.last_due_at,
+        next_due_at=service.next_due(row, tenant.time_zone, now=utcnow()),
         last_job_id=row.last_job_id, last_run_id=row.last_run_id,
         last_finished_at=row.last_finished_at, last_error=row.last_error)
 
@@ -30,7 +32,7 @@ def _out(tenant: str, row: TenantSchedule | None) -> ScheduleOut:
             responses=error_responses(404), dependencies=[tenant_access(Role.READ)])
 async def get_schedule(tenant: str, session: Session) -> ScheduleOut:
     row = await tenants_service.get_tenant(session, tenant)
-    return _out(row.name, await service.get_schedule(session, row))
+    return _out(row, await service.get_schedule(session, row))
 
 
 @router.post("", response_model=ScheduleOut,
@@ -39,6 +41,6 @@ async def get_schedule(tenant: str, session: Session) -> ScheduleOut:
             responses=error_responses(404, 422), dependencies=[tenant_access(Role.TRAIN)])
 async def set_schedule(tenant: str, body: ScheduleSet, session: Session) -> ScheduleOut:
     row = await tenants_service.get_tenant(session, tenant)
-    return _out(row.name, await service.set_schedule(
+    return _out(row, await service.set_schedule(
         session, row, cron=body.cron, days=body.days, models=body.models,
         activation=body.activation))

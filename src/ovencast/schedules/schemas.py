@@ -32,8 +32,12 @@ class ScheduleOut(BaseModel):
     days: int | None = None
     models: list[str] | None = None
     activation: ActivationPolicy | None = None
+    next_due_at: datetime | None = Field(
+        default=None, description="when it runs next (a time already past: due, taken by "
+        "the next pass of the workers' periodic task)")
     last_due_at: datetime | None = Field(default=None, description="the last time of the "
-                                         "cron expression that was handled")
+                                         "cron expression that was handled (when set: "
+                                         "the time it was set)")
     last_job_id: int | None = None
     last_run_id: int | None = Field(default=None, description="its last saved forecast run")
     last_finished_at: datetime | None = None

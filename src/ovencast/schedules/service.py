@@ -78,6 +78,19 @@ def latest_due(cron: str, time_zone: str, *, after: datetime, now: datetime
     return max(first, latest).astimezone(UTC)
 
 
+def next_due(schedule: TenantSchedule, time_zone: str, *, now: datetime) -> datetime:
+    """When the schedule runs next, in UTC: a time it missed and has not handled yet
+    (due now: the next worker pass, or `ovencast run`, takes it), else its next time."""
+    after = schedule.last_due_at or schedule.created_at
+    missed = latest_due(schedule.cron, time_zone, after=after, now=now)
+    if missed is not None:
+        return missed
+    zone = ZoneInfo(time_zone)
+    start = max(after, now).astimezone(zone)
+    upcoming: datetime = croniter(schedule.cron, start).get_next(datetime)
+    return upcoming.astimezone(UTC)
+
+
 @dataclass(frozen=True)
 class Due:
     schedule: TenantSchedule
