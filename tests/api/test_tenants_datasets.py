@@ -96,6 +96,7 @@ def test_upload_kiel_dataset(client: httpx.Client, kiel_dir: Path,
     assert summary["products"] == 6
     assert {"temperature_c", "public_holiday"} <= set(summary["regressor_columns"])
     assert summary["first_date"] == "2013-07-01"
+    assert summary["warnings"] == []  # no model trained on rows the upload removed
     stored = db_value("SELECT count(*) FROM sales_observations s JOIN tenants t "
                       "ON t.id = s.tenant_id WHERE t.name = $1", "kiel-upload")
     assert stored == sales_rows

@@ -256,3 +256,46 @@ def test_cli_import_modes_history_and_restore(tmp_path: Path, run_cli: Any) -> N
     assert "sales.csv line 3, column 'product': contains NUL" in message
     assert "sales.csv line 3, column 'quantity': 1e308 is larger than" in message
     assert "Traceback" not in refused.stderr
+
+
+def test_undoing_the_sales_a_model_was_trained_on_is_told_at_the_undo_and_the_forecast(
+        tmp_path: Path, tiny_dataset: Callable[..., Path], run_cli: Any) -> None:
+    """After an undo the tenant's next day lies inside the active versions' data, which
+    they refuse to forecast: the undo warns, and the refusal says what happened."""
+    settings = make_settings(tmp_path / "home")
+    first = tiny_dataset(["bread", "rolls"], days=60)  # 2024-01-01 .. 02-29
+    assert run_cli(["import", str(first), "--tenant", "t1"], settings).returncode == 0
+    later = tmp_path / "later"
+    later.mkdir()
+    (later / "sales.csv").write_text(
+        "date,product,quantity\n2024-03-01,bread,5\n2024-03-02,bread,6\n"
+        "2024-03-01,rolls,7\n2024-03-02,rolls,8\n", encoding="utf-8")
+    assert run_cli(["import", str(later), "--tenant", "t1"], settings).returncode == 0
+    trained = run_cli(["train", "--tenant", "t1", "--models", "seasonal_naive"], settings)
+    assert trained.returncode == 0, trained.stderr
+
+    restored = run_cli(["imports", "restore", "--tenant", "t1", "--id", "2"], settings)
+
+    assert restored.returncode == 0, restored.stderr
+    assert one_line(restored.stderr) == (
+        "warning: bread, rolls: the active version was trained on sales up to 2024-03-02, "
+        "and the sales now end 2024-02-29: it forecasts only the days after its own "
+        "data; retrain (ovencast train) or activate a version trained on the data there "
+        "is (ovencast activate)")
+    refused = run_cli(["forecast", "--tenant", "t1", "--days", "3"], settings)
+    assert refused.returncode == 1
+    assert ("which ends 2024-03-02; asked from 2024-03-01 (the tenant's sales now end "
+            "2024-02-29: retrain" in one_line(refused.stderr)), refused.stderr
+    # Restoring the sales again: nothing to warn of.
+    again = run_cli(["imports", "restore", "--tenant", "t1", "--id", "3"], settings)
+    assert again.returncode == 0, again.stderr
+    assert "warning" not in again.stderr
+    # An upload that replaces bread's history with one ending earlier: the same warning.
+    (later / "sales.csv").write_text("date,product,quantity\n2024-02-27,bread,5\n"
+                                     "2024-02-28,bread,6\n", encoding="utf-8")
+    replaced = run_cli(["import", str(later), "--tenant", "t1", "--mode", "replace"],
+                       settings)
+    assert replaced.returncode == 0, replaced.stderr
+    assert one_line(replaced.stderr).startswith(
+        "warning: bread: the active version was trained on sales up to 2024-03-02, and "
+        "the sales now end 2024-02-28:")

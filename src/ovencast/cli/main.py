@@ -251,6 +251,8 @@ def import_(
                   f"+{summary.sales.added} ~{summary.sales.changed} -{summary.sales.removed}, "
                   f"regressor values +{summary.regressors.added} ~{summary.regressors.changed} "
                   f"-{summary.regressors.removed}", highlight=False)
+    for warning in summary.warnings:  # a replace removed rows a model was trained on
+        err_console.print(f"warning: {warning}", highlight=False, soft_wrap=True)
 
 
 @imports_app.callback(invoke_without_command=True)
@@ -291,18 +293,22 @@ def imports_restore(
     is recorded as an import of its own, so it can be undone in turn."""
     from ovencast.datasets import service as datasets_service
     from ovencast.db.session import unit_of_work
+    from ovencast.models import service as models_service
     from ovencast.tenants import service as tenants_service
 
     async def body(database: Database) -> Any:
         async with unit_of_work(database.sessions) as session:
             row = await tenants_service.get_tenant(session, tenant)
-            return await datasets_service.restore_import(session, row, import_id)
+            record = await datasets_service.restore_import(session, row, import_id)
+            return record, await models_service.trained_past_their_data(session, row)
 
-    record = with_database(body)
+    record, warnings = with_database(body)
     console.print(f"import {import_id} undone by import {record.id}: sales "
                   f"+{record.sales_added} ~{record.sales_changed} -{record.sales_removed}, "
                   f"regressor values +{record.regressors_added} ~{record.regressors_changed} "
                   f"-{record.regressors_removed}", highlight=False)
+    for warning in warnings:
+        err_console.print(f"warning: {warning}", highlight=False, soft_wrap=True)
 
 
 # --------------------------------------------------------------------------- validate

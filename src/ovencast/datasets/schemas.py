@@ -33,3 +33,7 @@ class DatasetImportOut(BaseModel):
     mode: ImportMode
     sales: ChangeCountsOut
     regressors: ChangeCountsOut
+    warnings: list[str] = Field(
+        default_factory=list, description="products whose active version was trained on "
+        "sales rows the upload removed (replace): it forecasts only the days after its "
+        "own data until retrained")

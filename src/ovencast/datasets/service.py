@@ -30,6 +30,7 @@ from ovencast.datasets.reader import ParsedDataset, RegressorColumn, SalesRow, S
 from ovencast.db.batches import batches
 from ovencast.db.tables import DatasetImport, Tenant
 from ovencast.errors import Conflict, NotFound
+from ovencast.models import service as models_service
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class ImportSummary:
     # What the import did to the stored rows (the values before are in its history).
     sales: ChangeCounts = field(default_factory=ChangeCounts)
     regressors: ChangeCounts = field(default_factory=ChangeCounts)
+    # Active versions trained on sales rows the import removed (replace mode).
+    warnings: list[str] = field(default_factory=list)
 
 
 async def import_dataset(session: AsyncSession, tenant: Tenant, dataset: ParsedDataset, *,
@@ -72,12 +75,15 @@ async def import_dataset(session: AsyncSession, tenant: Tenant, dataset: ParsedD
             await history.remove_all_but(SeriesKind.REGRESSOR, {column.name: set(column.values)})
     history.record_counts(record)
     await session.flush()
+    removed = history.counts[SeriesKind.SALES].removed > 0
     return ImportSummary(
         tenant=tenant.name, sales_rows=len(dataset.sales), products=len(dataset.products),
         regressor_columns=[c.name for c in dataset.regressors],
         first_date=dataset.first_date.isoformat(), last_date=dataset.last_date.isoformat(),
         import_id=record.id, mode=mode, sales=history.counts[SeriesKind.SALES],
-        regressors=history.counts[SeriesKind.REGRESSOR])
+        regressors=history.counts[SeriesKind.REGRESSOR],
+        warnings=await models_service.trained_past_their_data(session, tenant)
+        if removed else [])
 
 
 async def restore_import(session: AsyncSession, tenant: Tenant, import_id: int

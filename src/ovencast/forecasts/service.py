@@ -305,9 +305,15 @@ def _forecast_product(version: ModelVersion, model: ForecastModel,
     # One rule for every family (seasonal naive or Prophet would answer in-sample days,
     # LightGBM refuses them): a version forecasts the days after its training data.
     if len(dates) and dates[0].date() <= version.data_end:
+        # Sales it was trained on removed since (an import undone or replaced): say so,
+        # since the tenant's default start then lies inside the version's data.
+        removed = ("" if tenant_end is None or tenant_end >= version.data_end else
+                   f" (the tenant's sales now end {tenant_end.isoformat()}: retrain, or "
+                   f"activate a version trained on the data there is)")
         return _refused(version, ForecastUnavailable(
             f"its model forecasts the days after its training data, which ends "
-            f"{version.data_end.isoformat()}; asked from {dates[0].date().isoformat()}"))
+            f"{version.data_end.isoformat()}; asked from {dates[0].date().isoformat()}"
+            f"{removed}"))
     # The original approach (`--models prophet`) forecasts closed days as days without
     # sales, as it was fitted; every other model forecasts them 0.
     as_fitted = (closed_days_as_zero_sales(frame)

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ovencast.db.batches import IDS_PER_QUERY, batches
-from ovencast.db.tables import ModelVersion
+from ovencast.db.tables import ModelVersion, SalesObservation
 
 
 async def next_version(session: AsyncSession, tenant_id: int, product: str) -> int:
@@ -32,6 +33,23 @@ async def list_active(session: AsyncSession, tenant_id: int) -> Sequence[ModelVe
     return (await session.scalars(select(ModelVersion).where(
         ModelVersion.tenant_id == tenant_id, ModelVersion.is_active.is_(True)
     ).order_by(ModelVersion.product))).all()
+
+
+async def active_past_sales(session: AsyncSession, tenant_id: int
+                            ) -> list[tuple[ModelVersion, date | None]]:
+    """The active versions trained on sales later than their product's last sales row now
+    (rows removed since: an import undone or replaced), with that date (None: no sales
+    left), by product."""
+    last = (select(SalesObservation.product, func.max(SalesObservation.date).label("last"))
+            .where(SalesObservation.tenant_id == tenant_id)
+            .group_by(SalesObservation.product).subquery())
+    rows = await session.execute(
+        select(ModelVersion, last.c.last)
+        .outerjoin(last, last.c.product == ModelVersion.product)
+        .where(ModelVersion.tenant_id == tenant_id, ModelVersion.is_active.is_(True),
+               or_(last.c.last.is_(None), ModelVersion.data_end > last.c.last))
+        .order_by(ModelVersion.product))
+    return [(version, found) for version, found in rows]
 
 
 async def list_challengers(session: AsyncSession, tenant_id: int, *,

@@ -115,6 +115,22 @@ async def activate(session: AsyncSession, tenant: Tenant, product: str, version:
     return row
 
 
+async def trained_past_their_data(session: AsyncSession, tenant: Tenant) -> list[str]:
+    """One warning per group of products whose active version was trained on sales the
+    tenant no longer has (an import undone or replaced): such a version forecasts only
+    the days after its own data, so the tenant's next days are refused until it is
+    retrained or an earlier version is activated."""
+    groups: dict[tuple[date, date | None], list[str]] = {}
+    for version, last in await repository.active_past_sales(session, tenant.id):
+        groups.setdefault((version.data_end, last), []).append(version.product)
+    return [f"{', '.join(products)}: the active version was trained on sales up to "
+            f"{data_end.isoformat()}, and "
+            + (f"the sales now end {last.isoformat()}" if last else "no sales are left")
+            + ": it forecasts only the days after its own data; retrain (ovencast train) "
+            "or activate a version trained on the data there is (ovencast activate)"
+            for (data_end, last), products in groups.items()]
+
+
 async def _retire_old_challengers(session: AsyncSession, tenant: Tenant, product: str
                                   ) -> None:
     challengers = await repository.list_challengers(session, tenant.id, products=[product])
