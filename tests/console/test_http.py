@@ -5,6 +5,7 @@ job-events WebSocket signed in by the session, and the API schema left to the AP
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,8 @@ from ovencast.jobs import repository as jobs_repository
 from ovencast.keys import service as keys_service
 from ovencast.keys.roles import Role
 from ovencast.models import repository as models_repository
+from ovencast.models.states import ActivationPolicy
+from ovencast.schedules import service as schedules_service
 from ovencast.settings import Settings
 from ovencast.tenants import service as tenants_service
 
@@ -258,3 +261,28 @@ def test_the_job_events_socket_takes_the_session_from_our_pages(
     tiny = signed_in(keys.tiny_train).cookies[COOKIE]
     other = _events(console_server, job_id, cookie=tiny, origin=console_server.base_url)
     assert (other["error"], other["close_code"]) == ("not_found", 4404)
+
+
+def test_the_training_page_shows_the_schedule_and_its_next_run(
+        signed_in: SignedIn, keys: Keys, console_settings: Settings) -> None:
+    client = signed_in(keys.tiny_train)
+    assert "No scheduled training" in client.get(f"/tenants/{TINY}/jobs").text
+
+    def schedule(cron: str | None) -> Callable[[Any], Any]:
+        async def work(session: Any) -> None:
+            tenant = await tenants_service.get_tenant(session, TINY)
+            await schedules_service.set_schedule(session, tenant, cron=cron, days=14,
+                                                 models=None,
+                                                 activation=ActivationPolicy.IF_BETTER)
+        return work
+
+    db_run(console_settings, schedule("30 5 * * 1-5"))
+    try:
+        page = client.get(f"/tenants/{TINY}/jobs").text
+    finally:
+        db_run(console_settings, schedule(None))
+    line = page.split('<p class="schedule">', 1)[1].split("</p>", 1)[0]
+    assert "<code>30 5 * * 1-5</code> in Europe/Berlin, 14 days forecast" in line
+    # the next weekday's 05:30 in the tenant's zone, not yet due
+    assert re.search(r"Next run \d{4}-\d\d-\d\d 05:30\.", line), line
+    assert "due now" not in line

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import IO, Any
+from zoneinfo import ZoneInfo
 
 import holidays
 import pandas as pd
@@ -20,7 +21,15 @@ from ovencast.console.chart import Chart, DayMark, Forecast, Sold, build_chart
 from ovencast.datasets import service as datasets_service
 from ovencast.datasets.history import ImportMode
 from ovencast.datasets.reader import DataLimits, ParsedDataset, parse_dataset_files
-from ovencast.db.tables import DatasetImport, ModelVersion, Tenant, TrainingJob, TrainingRun
+from ovencast.db.base import utcnow
+from ovencast.db.tables import (
+    DatasetImport,
+    ModelVersion,
+    Tenant,
+    TenantSchedule,
+    TrainingJob,
+    TrainingRun,
+)
 from ovencast.errors import ForecastUnavailable, ModelNotFound
 from ovencast.forecasting.features import ClosedDayRule
 from ovencast.forecasting.frame import CLOSED, DATE, PRODUCT, YHAT
@@ -30,6 +39,7 @@ from ovencast.forecasts.service import HISTORY_DAYS, NOTE, P10, P90, WEEKDAY
 from ovencast.jobs import repository as jobs_repository
 from ovencast.jobs import service as jobs_service
 from ovencast.models import service as models_service
+from ovencast.schedules import service as schedules_service
 from ovencast.settings import Settings
 from ovencast.sources.service import open_data_source
 from ovencast.training.data import validate_tenant
@@ -230,13 +240,23 @@ class JobsPage:
     tenant: Tenant
     jobs: list[TrainingJob]
     products: list[str]
+    schedule: TenantSchedule | None = None
+    next_run: datetime | None = None  # in the tenant's time zone
+    due_now: bool = False  # a time the schedule missed, not handled yet
 
 
 async def jobs_page(session: AsyncSession, tenant: Tenant, *, settings: Settings) -> JobsPage:
     jobs = list(await jobs_repository.jobs_of(session, tenant.id))
     async with open_data_source(session, settings=settings) as source:
         products = await source.list_products(tenant.name)
-    return JobsPage(tenant=tenant, jobs=jobs, products=list(products))
+    schedule = await schedules_service.get_schedule(session, tenant)
+    if schedule is None:
+        return JobsPage(tenant=tenant, jobs=jobs, products=list(products))
+    now = utcnow()
+    upcoming = schedules_service.next_due(schedule, tenant.time_zone, now=now)
+    return JobsPage(tenant=tenant, jobs=jobs, products=list(products), schedule=schedule,
+                    next_run=upcoming.astimezone(ZoneInfo(tenant.time_zone)),
+                    due_now=upcoming <= now)
 
 
 async def start_job(session: AsyncSession, tenant: Tenant, *, settings: Settings,
