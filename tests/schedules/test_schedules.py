@@ -15,6 +15,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -22,7 +23,7 @@ from sqlalchemy import select
 from conftest import cli_command, import_directory, make_settings, one_line, settings_env
 from ovencast.db.runtime import Database
 from ovencast.db.session import unit_of_work
-from ovencast.db.tables import ForecastRow, ForecastRun, TenantSchedule, TrainingJob
+from ovencast.db.tables import ForecastRow, ForecastRun, Tenant, TenantSchedule, TrainingJob
 from ovencast.errors import InvalidRequest
 from ovencast.models.states import RunTrigger
 from ovencast.schedules import service as schedules_service
@@ -74,6 +75,11 @@ def test_next_due_time(cron: str, zone: str, handled: str, now: str, upcoming: s
                        ) -> None:
     row = TenantSchedule(cron=cron, last_due_at=_utc(handled), created_at=_utc(handled))
     assert schedules_service.next_due(row, zone, now=_utc(now)) == _utc(upcoming)
+    # as the CLI and the console show it: in the tenant's zone, due now when missed
+    shown = schedules_service.next_run(row, Tenant(name="t", time_zone=zone), now=_utc(now))
+    assert shown.at == _utc(upcoming)
+    assert shown.at.utcoffset() == ZoneInfo(zone).utcoffset(shown.at.replace(tzinfo=None))
+    assert shown.due_now is (_utc(upcoming) <= _utc(now))
 
 
 @pytest.mark.parametrize("cron", ["", "every day", "0 3 * *", "61 * * * *",

@@ -12,7 +12,6 @@ import math
 from collections.abc import Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 from rich.console import Console
 from rich.table import Table
@@ -243,23 +242,21 @@ def schedule(console: Console, tenant: Tenant, row: TenantSchedule | None) -> No
     """The schedule, its next time and its last run's outcome, times in the tenant's
     time zone (the cron expression's)."""
     from ovencast.db.base import utcnow
-    from ovencast.schedules.service import next_due
+    from ovencast.schedules.service import next_run
 
     if row is None:
         console.print(f"tenant {tenant.name!r} has no schedule", highlight=False)
         return
-    zone = ZoneInfo(tenant.time_zone)
-    now = utcnow()
-    upcoming = next_due(row, tenant.time_zone, now=now)
+    upcoming = next_run(row, tenant, now=utcnow())
 
     def local(moment: datetime | None) -> str:
-        return "-" if moment is None else _text(moment.astimezone(zone))
+        return "-" if moment is None else _text(moment.astimezone(upcoming.at.tzinfo))
 
     console.print(
         f"tenant {tenant.name!r}: cron {row.cron!r} in {tenant.time_zone}, forecast "
         f"{row.days} days, models {','.join(row.models or []) or 'auto'}, activation "
-        f"{row.activation}; next run {local(upcoming)}"
-        f"{' (due now)' if upcoming <= now else ''}; last run: training job "
+        f"{row.activation}; next run {_text(upcoming.at)}"
+        f"{' (due now)' if upcoming.due_now else ''}; last run: training job "
         f"{row.last_job_id or '-'}, forecast run {row.last_run_id or '-'}, finished "
         f"{local(row.last_finished_at)}, error {row.last_error or '-'}", highlight=False,
         soft_wrap=True)

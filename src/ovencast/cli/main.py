@@ -293,14 +293,14 @@ def imports_restore(
     is recorded as an import of its own, so it can be undone in turn."""
     from ovencast.datasets import service as datasets_service
     from ovencast.db.session import unit_of_work
-    from ovencast.models import service as models_service
     from ovencast.tenants import service as tenants_service
 
     async def body(database: Database) -> Any:
         async with unit_of_work(database.sessions) as session:
             row = await tenants_service.get_tenant(session, tenant)
             record = await datasets_service.restore_import(session, row, import_id)
-            return record, await models_service.trained_past_their_data(session, row)
+            return record, await datasets_service.removal_warnings(session, row,
+                                                                  record.sales_removed)
 
     record, warnings = with_database(body)
     console.print(f"import {import_id} undone by import {record.id}: sales "

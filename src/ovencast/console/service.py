@@ -9,7 +9,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import IO, Any
-from zoneinfo import ZoneInfo
 
 import holidays
 import pandas as pd
@@ -241,8 +240,7 @@ class JobsPage:
     jobs: list[TrainingJob]
     products: list[str]
     schedule: TenantSchedule | None = None
-    next_run: datetime | None = None  # in the tenant's time zone
-    due_now: bool = False  # a time the schedule missed, not handled yet
+    next_run: schedules_service.NextRun | None = None
 
 
 async def jobs_page(session: AsyncSession, tenant: Tenant, *, settings: Settings) -> JobsPage:
@@ -250,13 +248,10 @@ async def jobs_page(session: AsyncSession, tenant: Tenant, *, settings: Settings
     async with open_data_source(session, settings=settings) as source:
         products = await source.list_products(tenant.name)
     schedule = await schedules_service.get_schedule(session, tenant)
-    if schedule is None:
-        return JobsPage(tenant=tenant, jobs=jobs, products=list(products))
-    now = utcnow()
-    upcoming = schedules_service.next_due(schedule, tenant.time_zone, now=now)
+    upcoming = (schedules_service.next_run(schedule, tenant, now=utcnow())
+                if schedule is not None else None)
     return JobsPage(tenant=tenant, jobs=jobs, products=list(products), schedule=schedule,
-                    next_run=upcoming.astimezone(ZoneInfo(tenant.time_zone)),
-                    due_now=upcoming <= now)
+                    next_run=upcoming)
 
 
 async def start_job(session: AsyncSession, tenant: Tenant, *, settings: Settings,

@@ -75,15 +75,24 @@ async def import_dataset(session: AsyncSession, tenant: Tenant, dataset: ParsedD
             await history.remove_all_but(SeriesKind.REGRESSOR, {column.name: set(column.values)})
     history.record_counts(record)
     await session.flush()
-    removed = history.counts[SeriesKind.SALES].removed > 0
     return ImportSummary(
         tenant=tenant.name, sales_rows=len(dataset.sales), products=len(dataset.products),
         regressor_columns=[c.name for c in dataset.regressors],
         first_date=dataset.first_date.isoformat(), last_date=dataset.last_date.isoformat(),
         import_id=record.id, mode=mode, sales=history.counts[SeriesKind.SALES],
         regressors=history.counts[SeriesKind.REGRESSOR],
-        warnings=await models_service.trained_past_their_data(session, tenant)
-        if removed else [])
+        warnings=await removal_warnings(session, tenant,
+                                        history.counts[SeriesKind.SALES].removed))
+
+
+async def removal_warnings(session: AsyncSession, tenant: Tenant, sales_removed: int
+                           ) -> list[str]:
+    """After an import or a restore: when it removed sales rows, the products whose
+    active version was trained on some of them (`models.service.trained_past_their_data`);
+    nothing to look up otherwise."""
+    if sales_removed <= 0:
+        return []
+    return await models_service.trained_past_their_data(session, tenant)
 
 
 async def restore_import(session: AsyncSession, tenant: Tenant, import_id: int

@@ -36,20 +36,24 @@ async def list_active(session: AsyncSession, tenant_id: int) -> Sequence[ModelVe
 
 
 async def active_past_sales(session: AsyncSession, tenant_id: int
-                            ) -> list[tuple[ModelVersion, date | None]]:
-    """The active versions trained on sales later than their product's last sales row now
-    (rows removed since: an import undone or replaced), with that date (None: no sales
-    left), by product."""
-    last = (select(SalesObservation.product, func.max(SalesObservation.date).label("last"))
-            .where(SalesObservation.tenant_id == tenant_id)
-            .group_by(SalesObservation.product).subquery())
+                            ) -> list[tuple[str, date, date | None]]:
+    """(product, the active version's data end, the product's last sales date now) for
+    the active versions trained on sales later than their product's last row now (rows
+    removed since: an import undone or replaced; None: no sales left), by product. One
+    index probe per active product (the sales' unique (tenant, product, date) index),
+    not a scan of the tenant's sales."""
+    last = (select(func.max(SalesObservation.date))
+            .where(SalesObservation.tenant_id == tenant_id,
+                   SalesObservation.product == ModelVersion.product)
+            .correlate(ModelVersion).scalar_subquery())
+    found = (select(ModelVersion.product, ModelVersion.data_end, last.label("last"))
+             .where(ModelVersion.tenant_id == tenant_id, ModelVersion.is_active.is_(True))
+             .subquery())
     rows = await session.execute(
-        select(ModelVersion, last.c.last)
-        .outerjoin(last, last.c.product == ModelVersion.product)
-        .where(ModelVersion.tenant_id == tenant_id, ModelVersion.is_active.is_(True),
-               or_(last.c.last.is_(None), ModelVersion.data_end > last.c.last))
-        .order_by(ModelVersion.product))
-    return [(version, found) for version, found in rows]
+        select(found.c.product, found.c.data_end, found.c.last)
+        .where(or_(found.c.last.is_(None), found.c.data_end > found.c.last))
+        .order_by(found.c.product))
+    return [(product, data_end, last_date) for product, data_end, last_date in rows]
 
 
 async def list_challengers(session: AsyncSession, tenant_id: int, *,

@@ -121,8 +121,8 @@ async def trained_past_their_data(session: AsyncSession, tenant: Tenant) -> list
     the days after its own data, so the tenant's next days are refused until it is
     retrained or an earlier version is activated."""
     groups: dict[tuple[date, date | None], list[str]] = {}
-    for version, last in await repository.active_past_sales(session, tenant.id):
-        groups.setdefault((version.data_end, last), []).append(version.product)
+    for product, data_end, last in await repository.active_past_sales(session, tenant.id):
+        groups.setdefault((data_end, last), []).append(product)
     return [f"{', '.join(products)}: the active version was trained on sales up to "
             f"{data_end.isoformat()}, and "
             + (f"the sales now end {last.isoformat()}" if last else "no sales are left")

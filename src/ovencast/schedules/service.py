@@ -92,6 +92,20 @@ def next_due(schedule: TenantSchedule, time_zone: str, *, now: datetime) -> date
 
 
 @dataclass(frozen=True)
+class NextRun:
+    """`next_due` as a page or the CLI shows it: in the tenant's time zone, and whether
+    it is a missed time still due."""
+
+    at: datetime
+    due_now: bool
+
+
+def next_run(schedule: TenantSchedule, tenant: Tenant, *, now: datetime) -> NextRun:
+    upcoming = next_due(schedule, tenant.time_zone, now=now)
+    return NextRun(upcoming.astimezone(ZoneInfo(tenant.time_zone)), upcoming <= now)
+
+
+@dataclass(frozen=True)
 class Due:
     schedule: TenantSchedule
     tenant: Tenant
